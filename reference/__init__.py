@@ -1,0 +1,1 @@
+"""The trusted reference harness: data, weights, strategy and training."""
