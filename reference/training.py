@@ -1,0 +1,156 @@
+"""The trusted training run: the student's model and compile choices, the assignment's
+epochs, batch size and seed, on data the student's code never touched.
+
+Labels are fed sparse or one-hot to match the student's loss, as the lab's part 2
+(sparse) and part 3 (one-hot) both do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from reference import data as flower_data
+from reference.strategy import Placement
+
+CROSS_ENTROPIES = {
+    # loss name (string or class) -> whether it wants one-hot labels
+    "sparse_categorical_crossentropy": False,
+    "SparseCategoricalCrossentropy": False,
+    "categorical_crossentropy": True,
+    "CategoricalCrossentropy": True,
+}
+OPTIMIZERS = frozenset("Adam AdamW SGD RMSprop Adagrad Adadelta Adamax Nadam Ftrl Lion Lamb".split())
+
+
+class CompileProblem(Exception):
+    """The student's compile choices cannot drive training; the message says the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileChoices:
+    optimizer: dict  # Keras-serialized optimizer
+    loss: str  # the name as the student wrote it
+    one_hot: bool
+    from_logits: bool
+    metrics: tuple[str, ...]
+
+    @property
+    def learning_rate(self):
+        return self.optimizer.get("config", {}).get("learning_rate")
+
+
+def compile_choices(config: dict | None) -> CompileChoices:
+    """Read the student's compile config (from `model.get_compile_config()`), as data."""
+    if not config:
+        raise CompileProblem("the model is not compiled: call model.compile(optimizer='adam', loss=..., metrics=['accuracy'])")
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, str):
+        optimizer = {"class_name": optimizer.capitalize() if optimizer != "sgd" else "SGD", "config": {}}
+    if not isinstance(optimizer, dict) or optimizer.get("class_name") not in OPTIMIZERS:
+        name = optimizer.get("class_name") if isinstance(optimizer, dict) else optimizer
+        raise CompileProblem(f"optimizer {name!r} is not one of Keras' built-in optimizers; use optimizer='adam'")
+    loss, from_logits = _loss_name(config.get("loss"))
+    if loss not in CROSS_ENTROPIES:
+        raise CompileProblem(
+            f"loss {loss!r} is not a cross-entropy for 5 classes; the labels are class indices, "
+            "so use loss='sparse_categorical_crossentropy' (or 'categorical_crossentropy' with one-hot labels)"
+        )
+    return CompileChoices(optimizer, loss, CROSS_ENTROPIES[loss], from_logits, tuple(_metric_names(config.get("metrics"))))
+
+
+def _loss_name(loss) -> tuple[str, bool]:
+    if isinstance(loss, str):
+        return loss, False
+    if isinstance(loss, dict):
+        inner = loss.get("config")
+        if loss.get("class_name") == "function" and isinstance(inner, str):
+            return inner, False
+        from_logits = bool(inner.get("from_logits")) if isinstance(inner, dict) else False
+        return str(loss.get("class_name")), from_logits
+    if loss is None:
+        raise CompileProblem("model.compile(...) has no loss: add loss='sparse_categorical_crossentropy'")
+    raise CompileProblem(f"the loss {type(loss).__name__} cannot be read; use loss='sparse_categorical_crossentropy'")
+
+
+def _metric_names(metrics) -> list[str]:
+    names = []
+    for metric in metrics or []:
+        if isinstance(metric, str):
+            names.append(metric)
+        elif isinstance(metric, dict):
+            inner = metric.get("config")
+            names.append(inner.get("name") if isinstance(inner, dict) and inner.get("name") else str(metric.get("class_name")))
+        elif isinstance(metric, list):  # per-output metrics
+            names.extend(_metric_names(metric))
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    history: dict[str, list[float]]
+    val_accuracy: float
+    confusion: list[list[int]]
+    seconds: float
+    placement: str
+    device: str
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    epochs: int
+    batch_size: int  # per replica
+    seed: int
+    image_size: int
+
+
+def _deterministic(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement):
+    """Train the model that `build_model()` returns; returns (TrainingRun, trained model)."""
+    import keras
+    import tensorflow as tf
+
+    started = time.monotonic()
+    _deterministic(settings.seed)
+    with placement.strategy.scope():
+        model = build_model()
+        optimizer = keras.optimizers.deserialize(choices.optimizer)
+        loss = keras.losses.get(choices.loss) if choices.loss[0].islower() else getattr(keras.losses, choices.loss)(from_logits=choices.from_logits)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    global_batch = settings.batch_size * placement.replicas
+
+    def batches(files):
+        pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=choices.one_hot)
+        return pipeline.cache().batch(global_batch).prefetch(tf.data.AUTOTUNE)
+
+    training, validation = batches(dataset.train_files), batches(dataset.validation_files)
+    fit = model.fit(training, validation_data=validation, epochs=settings.epochs, verbose=0)
+    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+
+    labels = np.concatenate([np.asarray(y) for _, y in validation])
+    if choices.one_hot:
+        labels = labels.argmax(axis=-1)
+    predictions = model.predict(validation, verbose=0).argmax(axis=-1)
+    classes = len(flower_data.CLASSES)
+    confusion = np.zeros((classes, classes), dtype=int)
+    np.add.at(confusion, (labels, predictions), 1)
+    run = TrainingRun(
+        history=history,
+        val_accuracy=float((predictions == labels).mean()),
+        confusion=confusion.tolist(),
+        seconds=round(time.monotonic() - started, 2),
+        placement=placement.description,
+        device=placement.device,
+        replicas=placement.replicas,
+    )
+    return run, model
