@@ -1,0 +1,109 @@
+"""Pure predicates and transforms on notebook cells: take a cell or its source, return a value.
+
+These encode the codelab's conventions: headings over answer cells end with
+`[WORK REQUIRED]` (playground) or `[WORK WAS REQUIRED HERE]` (solution); placeholders
+read `# YOUR CODE HERE`, `# YOUR CODE GOES HERE` or `# YOUR LAYERS HERE`; Colab keeps
+a cell's id in `metadata.id` when the file has no top-level ids.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+
+WORK_MARKERS = ("[WORK REQUIRED]", "[WORK WAS REQUIRED HERE]")
+PLACEHOLDERS = ("# YOUR CODE HERE", "# YOUR CODE GOES HERE", "# YOUR LAYERS HERE")
+DEFAULT_PLACEHOLDER = "# YOUR CODE HERE"
+_BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s*(?P<placeholder>#.*))?$")
+_END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
+
+
+class SolutionMarkerError(ValueError):
+    """A `### BEGIN SOLUTION` without its `### END SOLUTION`, or the reverse."""
+
+
+def source_of(cell) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def cell_key(cell) -> str | None:
+    """The cell's id: the top-level one (nbformat 4.5), else Colab's `metadata.id`."""
+    key = cell.get("id")
+    if isinstance(key, str) and key:
+        return key
+    metadata = cell.get("metadata") or {}
+    key = metadata.get("id") if isinstance(metadata, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+def is_code(cell) -> bool:
+    return cell.get("cell_type") == "code"
+
+
+def is_work_heading(cell) -> bool:
+    """A markdown cell whose heading marks the cell below as the student's to answer."""
+    return cell.get("cell_type") == "markdown" and any(m in source_of(cell) for m in WORK_MARKERS)
+
+
+def has_placeholder(source: str) -> bool:
+    return any(p in source for p in PLACEHOLDERS)
+
+
+def checksum(source: str) -> str:
+    """Hash of a cell's code that ignores trailing spaces and blank lines at the ends."""
+    lines = [line.rstrip() for line in source.strip().splitlines()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def assigns_name(source: str, name: str) -> bool:
+    """Does the code bind `name` at top level (`name = ...`)? Tolerates syntax errors."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return re.search(rf"^{re.escape(name)}\s*=", source, re.MULTILINE) is not None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return True
+    return False
+
+
+def strip_solutions(source: str) -> str:
+    """Replace each `### BEGIN SOLUTION` ... `### END SOLUTION` block by its placeholder.
+
+    The placeholder is the comment written after BEGIN SOLUTION (`### BEGIN SOLUTION
+    # YOUR LAYERS HERE`), or `# YOUR CODE HERE`, at the marker's indentation.
+    """
+    out: list[str] = []
+    inside = False
+    for number, line in enumerate(source.splitlines(), start=1):
+        begin, end = _BEGIN.match(line), _END.match(line)
+        if begin:
+            if inside:
+                raise SolutionMarkerError(f"line {number}: BEGIN SOLUTION inside another solution block")
+            inside = True
+            out.append(begin["indent"] + (begin["placeholder"] or DEFAULT_PLACEHOLDER).strip())
+        elif end:
+            if not inside:
+                raise SolutionMarkerError(f"line {number}: END SOLUTION without BEGIN SOLUTION")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise SolutionMarkerError("BEGIN SOLUTION is never closed by END SOLUTION")
+    return "\n".join(out)
+
+
+def has_solution_markers(source: str) -> bool:
+    return any(_BEGIN.match(line) for line in source.splitlines())
+
+
+def solution_code(source: str) -> str:
+    """The source with only the marker lines removed: what the solution runs."""
+    return "\n".join(line for line in source.splitlines() if not (_BEGIN.match(line) or _END.match(line)))
+
+
+def as_playground_heading(source: str) -> str:
+    return source.replace("[WORK WAS REQUIRED HERE]", "[WORK REQUIRED]")

@@ -1,0 +1,110 @@
+"""Release: from the instructor's source notebook, the student playground and a record.
+
+The record says which cells students answer and the checksums of the cells they must
+not change. Grading rebuilds the same record from the manifest, so a grade never
+depends on a file the instructor may have edited since.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+
+import nbformat
+
+from grader import cells
+from grader.errors import ManifestError
+from grader.manifest import Manifest
+from grader.notebook import read_trusted
+from grader.storage import write_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleasedCell:
+    key: str
+    kind: str  # "answer", "locked" (code the student must not change) or "text"
+    source: str  # what the grader runs: the solution for answers, the code for locked cells
+    checksum: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    assignment: str
+    version: str
+    cells: tuple[ReleasedCell, ...]
+
+    @property
+    def answer_keys(self) -> tuple[str, ...]:
+        return tuple(c.key for c in self.cells if c.kind == "answer")
+
+    def record(self) -> dict:
+        return {
+            "assignment": self.assignment,
+            "version": self.version,
+            "answer_cells": list(self.answer_keys),
+            "locked_cells": {c.key: c.checksum for c in self.cells if c.kind == "locked"},
+        }
+
+
+def build(manifest: Manifest) -> tuple[Release, nbformat.NotebookNode]:
+    """The release record and the playground notebook of `manifest`'s source notebook."""
+    try:
+        source = read_trusted(manifest.notebook_path)
+    except (OSError, nbformat.ValidationError, ValueError) as error:
+        raise ManifestError(f"cannot read the source notebook {manifest.notebook_path}: {error}") from None
+    keys = [cells.cell_key(cell) for cell in source.cells]
+    missing = [key for key in manifest.answer_cells if key not in keys]
+    if missing:
+        raise ManifestError(
+            f"{manifest.notebook_path} has no cell with id {', '.join(missing)}",
+            hint=f"[assignment] answer_cells must name code cells of the notebook; its ids are {keys}",
+        )
+    playground = copy.deepcopy(source)
+    released = []
+    for index, cell in enumerate(playground.cells):
+        key = keys[index] or f"cell-{index}"
+        text = cells.source_of(cell)
+        if key in manifest.answer_cells:
+            if not cells.is_code(cell) or not cells.has_solution_markers(text):
+                raise ManifestError(
+                    f"answer cell {key!r} must be a code cell with ### BEGIN SOLUTION / ### END SOLUTION markers"
+                )
+            try:
+                cell.source = cells.strip_solutions(text)
+            except cells.SolutionMarkerError as error:
+                raise ManifestError(f"answer cell {key!r}: {error}") from None
+            solution = cells.solution_code(text)
+            released.append(ReleasedCell(key, "answer", solution, cells.checksum(solution)))
+            _mark_heading_above(playground.cells, index)
+        elif cells.is_code(cell):
+            released.append(ReleasedCell(key, "locked", text, cells.checksum(text)))
+        else:
+            cell.source = cells.as_playground_heading(text)
+            released.append(ReleasedCell(key, "text", cell.source, cells.checksum(cell.source)))
+        if cells.is_code(cell):
+            cell.outputs, cell.execution_count = [], None
+    return Release(manifest.name, manifest.version, tuple(released)), playground
+
+
+def _mark_heading_above(notebook_cells, index: int) -> None:
+    for cell in reversed(notebook_cells[:index]):
+        if cell.cell_type == "markdown":
+            if not cells.is_work_heading(cell):
+                lines = cells.source_of(cell).splitlines() or [""]
+                lines[0] = lines[0].rstrip() + " [WORK REQUIRED]"
+                cell.source = "\n".join(lines)
+            return
+
+
+def write(release: Release, playground: nbformat.NotebookNode, out_dir: str) -> dict[str, str]:
+    """Write `<name>.ipynb` (the playground) and `release.json`; return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {
+        "playground": os.path.join(out_dir, f"{release.assignment}.ipynb"),
+        "record": os.path.join(out_dir, "release.json"),
+    }
+    write_atomic(paths["playground"], nbformat.writes(playground))
+    write_atomic(paths["record"], json.dumps(release.record(), indent=2) + "\n")
+    return paths
