@@ -1,0 +1,240 @@
+"""Run a submission's cells in an isolated process and bring back what it wrote, as files.
+
+Isolation is bubblewrap's: new user, PID, network, IPC, UTS and cgroup namespaces; a
+read-only view of only the Python installation, the run's data, the pretrained
+weights and the runner; a private scratch folder and /tmp; a scrubbed environment;
+rlimits on address space, CPU time, file size and open files; a wall-clock limit per
+cell and per run, enforced from outside by killing the whole process group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from grader.errors import SandboxUnavailable
+from grader.manifest import Limits
+
+RUNNER = os.path.join(os.path.dirname(__file__), "sandbox_runner.py")
+SANDBOX_UID = 65534
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime", "/etc/alternatives")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mounts:
+    """Host paths made visible, read-only, inside the sandbox."""
+
+    data_dir: str  # mounted at /data
+    keras_models: str  # mounted at /keras/models
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How the run ended; the files it wrote are in `out_dir`."""
+
+    out_dir: str
+    exit_code: int | None
+    stopped_by: str | None  # None, "cell_timeout", "run_timeout"
+    stopped_cell: str | None
+    seconds: float
+    stderr_tail: str
+    sandboxed: bool
+
+
+@functools.cache
+def bubblewrap_problem() -> str | None:
+    """None if bubblewrap can make a sandbox here, else why not."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    probe = [binary, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    try:
+        result = subprocess.run(probe, capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap could not start: {error}"
+    if result.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {result.stderr.decode(errors='replace').strip()}"
+    return None
+
+
+def require_sandbox(allow_unsandboxed: bool) -> bool:
+    """Whether runs will be sandboxed; raise if not and the user did not allow it."""
+    problem = bubblewrap_problem()
+    if problem is None:
+        return True
+    if allow_unsandboxed:
+        return False
+    raise SandboxUnavailable(
+        f"cannot run student code in a sandbox: {problem}",
+        hint="fix that, or pass --no-sandbox to run student code without isolation (every scorecard will say so)",
+    )
+
+
+def bwrap_command(mounts: Mounts, scratch: str, env: dict[str, str]) -> list[str]:
+    command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    command += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):
+            command += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            command += ["--ro-bind", path, path]
+    for path in _ETC_FILES:
+        if os.path.exists(path):
+            command += ["--ro-bind", path, path]
+    for prefix in sorted({sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix)}):
+        command += ["--ro-bind", prefix, prefix]
+    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    command += ["--ro-bind", mounts.data_dir, "/data"]
+    command += ["--tmpfs", "/keras", "--ro-bind", mounts.keras_models, "/keras/models"]
+    command += ["--bind", scratch, "/scratch", "--ro-bind", RUNNER, "/runner/run.py", "--chdir", "/scratch"]
+    command += ["--clearenv"]
+    for key, value in env.items():
+        command += ["--setenv", key, value]
+    return command
+
+
+def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_home: str) -> dict[str, str]:
+    """The whole environment of the run: nothing of the host's is passed on."""
+    return {
+        "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": "/tmp",
+        "KERAS_HOME": keras_home,
+        "FLOWERS_TFREC": os.path.join(data, "*.tfrec"),
+        "FLOWERS_IMAGE_SIZE": str(image_size),
+        "FLOWERS_BATCH_SIZE": str(batch_size),
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": "2",
+    }
+
+
+def _limit_resources(limits: Limits):
+    def apply() -> None:
+        memory = limits.memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        cpu = int(limits.run_timeout * 2) + 10
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        size = limits.artifact_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, batch_size: int, sandboxed: bool) -> Outcome:
+    """Run `cells` (RunCell values) in a fresh sandbox with scratch space in `work_dir`."""
+    scratch = os.path.join(work_dir, "scratch")
+    os.makedirs(os.path.join(scratch, "out"), exist_ok=True)
+    if sandboxed:
+        os.chmod(scratch, 0o777)
+        os.chmod(os.path.join(scratch, "out"), 0o777)
+        inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py"}
+    else:
+        keras_home = os.path.join(work_dir, "keras")
+        os.makedirs(keras_home, exist_ok=True)
+        if not os.path.exists(os.path.join(keras_home, "models")):
+            os.symlink(mounts.keras_models, os.path.join(keras_home, "models"))
+        inside = {"scratch": scratch, "data": mounts.data_dir, "keras": keras_home, "runner": RUNNER}
+    job = {
+        "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
+        "out": os.path.join(inside["scratch"], "out"),
+        "output_chars": limits.output_bytes,
+    }
+    with open(os.path.join(scratch, "job.json"), "w") as handle:
+        json.dump(job, handle)
+    env = sandbox_env(image_size, batch_size, inside["scratch"], inside["data"], inside["keras"])
+    command = [sys.executable, inside["runner"], os.path.join(inside["scratch"], "job.json")]
+    if sandboxed:
+        command = bwrap_command(mounts, scratch, env) + command
+    stderr_path = os.path.join(work_dir, "stderr.txt")
+    with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=devnull,
+            stderr=stderr,
+            env=env,
+            cwd=scratch,
+            start_new_session=True,
+            preexec_fn=_limit_resources(limits),
+        )
+        stopped_by, stopped_cell, seconds = _watch(process, os.path.join(scratch, "out", "progress"), limits)
+    return Outcome(
+        out_dir=os.path.join(scratch, "out"),
+        exit_code=process.returncode,
+        stopped_by=stopped_by,
+        stopped_cell=stopped_cell,
+        seconds=seconds,
+        stderr_tail=_tail(stderr_path, 4000),
+        sandboxed=sandboxed,
+    )
+
+
+def _watch(process: subprocess.Popen, progress_path: str, limits: Limits):
+    """Wait for the run; kill its process group past a cell's or the run's time limit."""
+    started = time.monotonic()
+    cell, cell_started = None, started
+    seen = 0
+    while process.poll() is None:
+        time.sleep(0.2)
+        now = time.monotonic()
+        latest = _last_progress(progress_path, seen)
+        if latest is not None:
+            seen, cell = latest
+            cell_started = now
+        if now - started > limits.run_timeout:
+            _kill(process)
+            return "run_timeout", cell, now - started
+        if cell is not None and now - cell_started > limits.cell_timeout:
+            _kill(process)
+            return "cell_timeout", cell, now - started
+    return None, None, time.monotonic() - started
+
+
+def _last_progress(path: str, seen: int):
+    """(lines seen, key of the newest cell started) if the progress file grew."""
+    try:
+        with open(path, "rb") as handle:
+            lines = handle.read(1 << 20).splitlines()
+    except OSError:
+        return None
+    if len(lines) <= seen:
+        return None
+    try:
+        return len(lines), str(json.loads(lines[-1])["cell"])[:200]
+    except (ValueError, KeyError, TypeError):
+        return len(lines), "?"
+
+
+def _kill(process: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=2)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    process.wait()
+
+
+def _tail(path: str, size: int) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.path.getsize(path) - size))
+        return handle.read().decode("utf-8", errors="replace")

@@ -1,0 +1,152 @@
+"""Runs inside the sandbox: execute the run's cells, then export the model as data.
+
+This file is copied into the sandbox and run there with the sandbox's Python; it must
+not import the grader. Everything it writes goes to the scratch folder and is only
+ever read back by the grader as data (JSON, HDF5 weights), with size caps: a student
+who rewrites these files in their cell gains nothing the grader believes.
+
+usage: python sandbox_runner.py JOB.json   (JOB names the cells and the out folder)
+"""
+
+import io
+import json
+import os
+import sys
+import time
+import traceback
+
+
+class CappedText(io.TextIOBase):
+    """A text stream that keeps the first and last `cap` characters and counts the rest."""
+
+    def __init__(self, cap):
+        self.cap, self.head, self.tail, self.total = cap, [], "", 0
+        self.head_size = 0
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        text = str(text)
+        self.total += len(text)
+        if self.head_size < self.cap:
+            piece = text[: self.cap - self.head_size]
+            self.head.append(piece)
+            self.head_size += len(piece)
+            text = text[len(piece):]
+        if text:
+            self.tail = (self.tail + text)[-self.cap:]
+        return len(text)
+
+    def value(self):
+        head = "".join(self.head)
+        dropped = self.total - len(head) - len(self.tail)
+        if dropped > 0:
+            return head + f"\n[... {dropped} characters cut ...]\n" + self.tail
+        return head + self.tail
+
+
+def error_line(error):
+    """The line of the cell where `error` happened (1-based), or None."""
+    if isinstance(error, SyntaxError) and str(error.filename or "").startswith("<ipython-input-"):
+        return error.lineno
+    line = None
+    for frame, number in traceback.walk_tb(error.__traceback__):
+        if frame.f_code.co_filename.startswith("<ipython-input-"):
+            line = number
+    return line
+
+
+def write_json(path, value):
+    partial = path + ".partial"
+    with open(partial, "w") as handle:
+        json.dump(value, handle)
+    os.replace(partial, path)
+
+
+def run_cells(shell, job, out):
+    log = []
+    for cell in job["cells"]:
+        with open(os.path.join(out, "progress"), "a") as progress:
+            progress.write(json.dumps({"cell": cell["key"], "started": time.time()}) + "\n")
+        stdout, stderr = CappedText(job["output_chars"]), CappedText(job["output_chars"])
+        tracebacks = []
+        shell._showtraceback = lambda etype, value, stb: tracebacks.append(shell.InteractiveTB.stb2text(stb))
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = stdout, stderr
+        started = time.time()
+        try:
+            result = shell.run_cell(cell["source"], store_history=True, silent=False)
+        finally:
+            sys.stdout, sys.stderr = saved
+        error = result.error_before_exec or result.error_in_exec
+        entry = {
+            "key": cell["key"],
+            "role": cell["role"],
+            "status": "error" if error is not None else "ok",
+            "seconds": round(time.time() - started, 3),
+            "stdout": stdout.value(),
+            "stderr": stderr.value(),
+        }
+        if error is not None:
+            entry["error"] = {
+                "name": type(error).__name__,
+                "message": (error.msg if isinstance(error, SyntaxError) else str(error))[:2000],
+                "line": error_line(error),
+                "traceback": "\n".join(tracebacks)[-8000:],
+            }
+        log.append(entry)
+        write_json(os.path.join(out, "log.json"), log)
+    return log
+
+
+def export_model(namespace, out):
+    """Write the model as data: Keras config JSON, compile config, weights (HDF5)."""
+    import keras
+
+    model = namespace.get("model")
+    facts = {"found": model is not None}
+    if model is None:
+        facts["problem"] = "no variable named `model` after the answer cells ran"
+    elif not isinstance(model, keras.Model):
+        facts["problem"] = f"`model` is a {type(model).__name__}, not a Keras model"
+    else:
+        facts["layers"] = len(model.layers)
+        facts["built"] = bool(model.built)
+        try:
+            with open(os.path.join(out, "model.json"), "w") as handle:
+                handle.write(model.to_json())
+        except Exception as error:  # the student's model may not serialize
+            facts["problem"] = f"the model cannot be saved as a Keras config: {type(error).__name__}: {error}"
+        try:
+            compile_config = model.get_compile_config() if model.compiled else None
+            write_json(os.path.join(out, "compile.json"), compile_config)
+        except Exception as error:
+            facts["compile_problem"] = f"{type(error).__name__}: {error}"
+        if model.built and model.weights:
+            try:
+                model.save_weights(os.path.join(out, "model.weights.h5"))
+            except Exception as error:
+                facts["weights_problem"] = f"{type(error).__name__}: {error}"
+    write_json(os.path.join(out, "export.json"), facts)
+
+
+def main(job_path):
+    with open(job_path) as handle:
+        job = json.load(handle)
+    out = job["out"]
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance(colors="NoColor")
+    shell.InteractiveTB.set_mode(mode="Plain")
+    run_cells(shell, job, out)
+    with open(os.path.join(out, "progress"), "a") as progress:
+        progress.write(json.dumps({"cell": "(export)", "started": time.time()}) + "\n")
+    try:
+        export_model(shell.user_ns, out)
+    except Exception:
+        write_json(os.path.join(out, "export.json"), {"found": False, "problem": traceback.format_exc(limit=3)[-2000:]})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
