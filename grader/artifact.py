@@ -1,0 +1,148 @@
+"""What came back from the sandbox, read as data: capped JSON, HDF5 weights, no pickle.
+
+The model is rebuilt in the grader's process from its Keras config with
+`safe_mode=True`, after an allow-list of layer classes: a Lambda layer, a class the
+student defined, or anything unknown is refused with a message, never run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+MAX_JSON_BYTES = 8 * 2**20
+MAX_WEIGHTS_BYTES = 256 * 2**20
+
+ALLOWED_LAYERS = frozenset(
+    """Sequential Functional Model InputLayer Conv2D DepthwiseConv2D SeparableConv2D
+    BatchNormalization LayerNormalization ReLU Activation ZeroPadding2D Add Multiply
+    Concatenate Dense Flatten GlobalAveragePooling2D GlobalMaxPooling2D MaxPooling2D
+    AveragePooling2D Dropout SpatialDropout2D GaussianNoise GaussianDropout Reshape
+    Rescaling Resizing RandomFlip RandomRotation RandomZoom RandomTranslation
+    RandomContrast RandomBrightness Softmax""".split()
+)
+
+
+class Refused(Exception):
+    """The artifact cannot be believed or rebuilt; the message says why, for the student."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    log: tuple[dict, ...]  # one entry per cell that started
+    export: dict  # what the export step found (`found`, `problem`, ...)
+    model_json: str | None
+    compile_config: dict | None
+    weights_path: str | None
+
+    def cell(self, key: str) -> dict | None:
+        return next((entry for entry in self.log if entry.get("key") == key), None)
+
+
+def read(out_dir: str) -> Artifact:
+    log = _json(os.path.join(out_dir, "log.json"), default=[])
+    if not isinstance(log, list):
+        log = []
+    export = _json(os.path.join(out_dir, "export.json"), default={})
+    if not isinstance(export, dict):
+        export = {}
+    model_path = os.path.join(out_dir, "model.json")
+    model_json = _text(model_path) if os.path.isfile(model_path) else None
+    compile_config = _json(os.path.join(out_dir, "compile.json"), default=None)
+    weights = os.path.join(out_dir, "model.weights.h5")
+    weights_ok = os.path.isfile(weights) and not os.path.islink(weights) and os.path.getsize(weights) <= MAX_WEIGHTS_BYTES
+    return Artifact(
+        log=tuple(entry for entry in log if isinstance(entry, dict)),
+        export=export,
+        model_json=model_json,
+        compile_config=compile_config if isinstance(compile_config, dict) else None,
+        weights_path=weights if weights_ok else None,
+    )
+
+
+def _text(path: str) -> str:
+    if os.path.islink(path) or os.path.getsize(path) > MAX_JSON_BYTES:
+        raise Refused(f"{os.path.basename(path)} is larger than {MAX_JSON_BYTES // 2**20} MiB")
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read(MAX_JSON_BYTES)
+
+
+def _json(path: str, default: Any) -> Any:
+    if not os.path.isfile(path):
+        return default
+    try:
+        return json.loads(_text(path))
+    except (ValueError, RecursionError, Refused):
+        return default
+
+
+def layer_classes(config: Any) -> list[str]:
+    """Every class_name that stands for a layer or model in a Keras config, nested too."""
+    found = []
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > 64:
+            raise Refused("the model config is nested too deeply")
+        if isinstance(node, dict):
+            if "class_name" in node and isinstance(node.get("config"), dict) and "layers" in node["config"]:
+                found.append(node["class_name"])
+                for layer in node["config"]["layers"]:
+                    found.append(layer.get("class_name") if isinstance(layer, dict) else repr(layer))
+                    if isinstance(layer, dict):
+                        walk(layer.get("config"), depth + 1)
+            else:
+                for value in node.values():
+                    walk(value, depth + 1)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, depth + 1)
+
+    walk(config, 0)
+    return found
+
+
+def rebuild(model_json: str, weights_path: str | None):
+    """The student's model, rebuilt from its config with safe_mode and its weights loaded."""
+    import keras
+
+    try:
+        config = json.loads(model_json)
+    except (ValueError, RecursionError) as error:
+        raise Refused(f"the model's config is not valid JSON ({error})") from None
+    refused = sorted({name for name in layer_classes(config) if name not in ALLOWED_LAYERS})
+    if refused:
+        raise Refused(
+            f"the model uses {', '.join(map(str, refused))}, which the grader does not rebuild: "
+            "use the built-in Keras layers of the lab (a Lambda layer or a layer class of your own "
+            "cannot be checked safely)"
+        )
+    try:
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except Exception as error:
+        raise Refused(f"the model cannot be rebuilt from its config: {type(error).__name__}: {error}") from None
+    _restore_trainable(model, config)
+    if weights_path is not None and model.weights:
+        try:
+            model.load_weights(weights_path)
+        except Exception as error:
+            raise Refused(f"the model's weights do not fit its layers: {type(error).__name__}: {error}") from None
+    return model
+
+
+def _restore_trainable(model, config: dict) -> None:
+    """Set each layer's `trainable` flag as the config says (nested models included)."""
+    layers = config.get("config", {}).get("layers", [])
+    by_name = {layer.name: layer for layer in getattr(model, "layers", [])}
+    for entry in layers:
+        if not isinstance(entry, dict):
+            continue
+        inner = entry.get("config", {})
+        layer = by_name.get(inner.get("name"))
+        if layer is None:
+            continue
+        if isinstance(inner.get("trainable"), bool):
+            layer.trainable = inner["trainable"]
+        if "layers" in inner:
+            _restore_trainable(layer, entry)

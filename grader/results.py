@@ -1,0 +1,46 @@
+"""Outcomes as values: a check's result and a submission's result."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+STATUSES = ("passed", "failed", "partial", "error", "skipped")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    id: str
+    title: str
+    status: str
+    score: float
+    max_score: float
+    message: str
+    check: str = ""  # the check's readable repr, e.g. validation_accuracy(threshold=0.75)
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmissionResult:
+    assignment: str
+    version: str
+    submission: str  # the name shown to people, unique in the batch
+    file: str  # the submitted file's base name
+    sha256: str
+    status: str  # "graded" or "ungradable"
+    score: float
+    max_score: float
+    checks: tuple[CheckResult, ...] = ()
+    reason: str = ""  # why it is ungradable
+    fix: str = ""  # what to do about it
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)  # summary of the rebuilt model
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)  # curves, accuracy, confusion
+    cells: tuple[dict, ...] = ()  # the answer cells as they ran
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
