@@ -1,0 +1,106 @@
+"""The `grader` command. The library raises; only `main` turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import grader
+from grader.errors import GraderError
+
+DEFAULT_ASSIGNMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assignments", "keras_flowers_transfer")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="grader", description="Grade Keras codelab notebooks in a sandbox, with trusted checks.")
+    top.add_argument("--version", action="version", version=f"grader {grader.__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    release = commands.add_parser("release", help="write the student playground and the release record")
+    release.add_argument("assignment", help="folder with assignment.toml and the source notebook")
+    release.add_argument("--out", required=True, help="folder to write the playground and release.json to")
+
+    grade = commands.add_parser("grade", help="grade submitted notebooks")
+    grade.add_argument("assignment", help="folder with assignment.toml and the source notebook")
+    grade.add_argument("submissions", nargs="+", help="notebook files, or folders of them")
+    grade.add_argument("--out", required=True, help="folder for scorecards, index.html and grades.csv")
+    _grading_flags(grade)
+
+    demo = commands.add_parser("demo", help="release the lab, make sample submissions, grade them")
+    demo.add_argument("--out", default="demo-out", help="folder for everything the demo writes (default: demo-out)")
+    demo.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help=argparse.SUPPRESS)
+    _grading_flags(demo)
+    return top
+
+
+def _grading_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--data", help="glob of the flowers .tfrec files (default: the manifest's [data] pattern)")
+    command.add_argument("--weights", help="MobileNetV2 no-top weights file, e.g. the real ImageNet one (default: the manifest's)")
+    command.add_argument("--no-sandbox", action="store_true", help="run student code without isolation if bubblewrap cannot (scorecards say so)")
+    command.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from reference.training import quiet_tensorflow
+
+    quiet_tensorflow()
+    try:
+        return COMMANDS[args.command](args)
+    except GraderError as error:
+        print(f"grader: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("grader: interrupted; finished scorecards are kept", file=sys.stderr)
+        return 130
+
+
+def _release(args) -> int:
+    from grader import manifest, release
+
+    built, playground = release.build(manifest.load(args.assignment))
+    paths = release.write(built, playground, args.out)
+    print(f"playground: {paths['playground']}\nrelease record: {paths['record']}")
+    return 0
+
+
+def _options(args):
+    from grader.batch import Options
+
+    return Options(out_dir=os.path.abspath(args.out), data=args.data, weights=args.weights, allow_unsandboxed=args.no_sandbox, quiet=args.quiet)
+
+
+def _grade(args) -> int:
+    from grader import batch, manifest
+
+    results, paths = batch.grade(manifest.load(args.assignment), args.submissions, _options(args))
+    _summarise(results, paths)
+    return 0
+
+
+def _demo(args) -> int:
+    from grader import batch, manifest, release, scenarios
+    from grader.storage import write_atomic
+
+    loaded = manifest.load(args.assignment)
+    built, playground = release.build(loaded)
+    out = os.path.abspath(args.out)
+    release.write(built, playground, os.path.join(out, "release"))
+    folder = os.path.join(out, "submissions")
+    for name, content in scenarios.make(built, playground).items():
+        write_atomic(os.path.join(folder, name), content)
+    print(f"released {loaded.name} to {os.path.join(out, 'release')}; grading {len(scenarios.SCENARIOS)} sample submissions from {folder}", flush=True)
+    results, paths = batch.grade(loaded, [folder], _options(argparse.Namespace(**{**vars(args), "out": os.path.join(out, "graded")})))
+    _summarise(results, paths)
+    return 0
+
+
+def _summarise(results, paths) -> None:
+    for r in sorted(results, key=lambda r: r.submission):
+        shown = f"{r.score:g}/{r.max_score:g}" if r.status == "graded" else f"ungradable: {r.reason}"
+        print(f"  {r.submission:32} {shown}")
+    print(f"class report: {paths['index']}\ngrades: {paths['grades']}")
+
+
+COMMANDS = {"release": _release, "grade": _grade, "demo": _demo}

@@ -1,0 +1,160 @@
+"""One submission from file to result: read -> match -> run -> checks -> score.
+
+`grade_submission` shows the whole flow; each stage lives in its own module. Nothing
+here raises for a student's mistake: an unreadable file or a missing answer is an
+`ungradable` result, a failing cell is a failed check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+
+import grader
+from grader import artifact, checks, match, notebook, sandbox
+from grader.evidence import Evidence, Missing, Setting, model_summary
+from grader.manifest import Manifest
+from grader.release import Release
+from grader.results import CheckResult, SubmissionResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Everything that is the same for all submissions of one grading run."""
+
+    manifest: Manifest
+    release: Release
+    setting: Setting
+    mounts: sandbox.Mounts
+    sandboxed: bool
+    checks: tuple  # (CheckSpec, Check) pairs, built once from the manifest
+
+    @classmethod
+    def create(cls, manifest, release, setting, mounts, sandboxed) -> "Batch":
+        built = tuple((spec, checks.build(spec)) for spec in manifest.checks)
+        return cls(manifest, release, setting, mounts, sandboxed, built)
+
+
+def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
+    started = time.monotonic()
+    digest = file_sha256(path)
+    base = _base_result(batch, name, path, digest)
+    try:
+        submitted = notebook.read_submission(path)
+    except (notebook.Unreadable, OSError) as error:
+        return _ungradable(base, batch, str(error), "submit the notebook file (.ipynb) of the assignment", started)
+    found = match.match(submitted, batch.release)
+    if not found.found:
+        return _ungradable(
+            base,
+            batch,
+            "no answer cell found: no cell has the assignment's ids, no heading is marked [WORK REQUIRED], "
+            "and no cell assigns `model`",
+            "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
+            started,
+        )
+    with tempfile.TemporaryDirectory(prefix="grader-run-") as work_dir:
+        cells = match.run_cells(batch.release, found.answers)
+        outcome = sandbox.run(
+            cells, work_dir, batch.mounts, batch.manifest.limits, batch.manifest.image_size, batch.manifest.batch_size, batch.sandboxed
+        )
+        evidence = Evidence(batch.setting, found, outcome, artifact.read(outcome.out_dir), batch.release.answer_keys)
+        results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
+        return dataclasses.replace(
+            base,
+            status="graded",
+            score=round(sum(r.score for r in results), 2),
+            checks=results,
+            model=_summary(evidence),
+            training=_training(evidence),
+            cells=_cells(evidence, found),
+            provenance=_provenance(batch, evidence, found, started),
+        )
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _base_result(batch: Batch, name: str, path: str, digest: str) -> SubmissionResult:
+    return SubmissionResult(
+        assignment=batch.manifest.name,
+        version=batch.manifest.version,
+        submission=name,
+        file=os.path.basename(path),
+        sha256=digest,
+        status="ungradable",
+        score=0.0,
+        max_score=sum(spec.points for spec in batch.manifest.checks),
+    )
+
+
+def _ungradable(base: SubmissionResult, batch: Batch, reason: str, fix: str, started: float) -> SubmissionResult:
+    skipped = tuple(
+        CheckResult(spec.id, spec.title, "skipped", 0.0, spec.points, "not checked: the notebook could not be graded", repr(check))
+        for spec, check in batch.checks
+    )
+    provenance = {"grader_version": grader.__version__, "seconds": round(time.monotonic() - started, 2), "sandbox": batch.sandboxed}
+    return dataclasses.replace(base, checks=skipped, reason=reason, fix=fix, provenance=provenance)
+
+
+def _summary(evidence: Evidence) -> dict:
+    try:
+        return model_summary(evidence.model())
+    except Missing as missing:
+        return {"problem": str(missing)}
+
+
+def _training(evidence: Evidence) -> dict:
+    if not evidence.has_training():
+        return {}
+    run = evidence.training()
+    return {"val_accuracy": run.val_accuracy, "history": run.history, "confusion": run.confusion, "seconds": run.seconds}
+
+
+def _cells(evidence: Evidence, found) -> tuple[dict, ...]:
+    shown = []
+    for key in evidence.answer_keys:
+        entry = evidence.artifact.cell(key) or {"status": "not run"}
+        shown.append({"key": key, "role": "answer", "source": found.answers.get(key, ""), **_cell_output(entry)})
+    for key in found.changed_locked:
+        shown.append({"key": key, "role": "changed locked cell", "source": "", "status": "replaced by the assignment's version"})
+    return tuple(shown)
+
+
+def _cell_output(entry: dict) -> dict:
+    keep = {k: entry.get(k) for k in ("status", "stdout", "stderr") if entry.get(k) is not None}
+    error = entry.get("error")
+    if isinstance(error, dict):
+        keep["error"] = {k: str(error.get(k, "")) for k in ("name", "message", "traceback")}
+    return keep
+
+
+def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict:
+    setting = batch.setting
+    facts = {
+        "grader_version": grader.__version__,
+        "weights": setting.weights.identity,
+        "dataset": f"{setting.dataset.pattern} ({len(setting.dataset.files)} files)",
+        "image_size": setting.image_size,
+        "epochs": setting.training.epochs,
+        "batch_size": setting.training.batch_size,
+        "seed": setting.training.seed,
+        "matched_by": found.how,
+        "sandbox": batch.sandboxed,
+        "sandbox_seconds": round(evidence.outcome.seconds, 2),
+        "stopped_by": evidence.outcome.stopped_by,
+        "seconds": round(time.monotonic() - started, 2),
+        "training": "full training" if evidence.has_training() else "not trained",
+    }
+    if evidence.has_training():
+        run = evidence.training()
+        facts.update(device=run.device, replicas=run.replicas, strategy=run.placement)
+    return facts
