@@ -1,8 +1,9 @@
 """Rebuild the embedded demo assets: `python -m reference.make_assets [--size 96]`.
 
 Writes the demo MobileNetV2 weights (pretrained on a texture task, see weights.py)
-and the synthetic flower TFRecords. Both are deterministic for a given seed and are
-committed, so a fresh machine needs neither this script nor any download.
+and the synthetic flower TFRecords. The flowers are the same bytes every time; the
+weights follow the same seeded recipe (CPU training is not bit-exact everywhere).
+Both are committed, so a fresh machine needs neither this script nor any download.
 """
 
 import argparse

@@ -1,0 +1,45 @@
+import pytest
+
+from grader import cells
+
+
+def test_strip_solutions_keeps_indent_and_named_placeholder():
+    source = "x = [\n    ### BEGIN SOLUTION  # YOUR LAYERS HERE\n    a,\n    b\n    ### END SOLUTION\n]\n"
+    assert cells.strip_solutions(source) == "x = [\n    # YOUR LAYERS HERE\n]"
+
+
+def test_strip_solutions_default_placeholder():
+    assert cells.strip_solutions("### BEGIN SOLUTION\ny = 1\n### END SOLUTION") == "# YOUR CODE HERE"
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without BEGIN"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+])
+def test_strip_solutions_rejects_broken_markers(source, fragment):
+    with pytest.raises(cells.SolutionMarkerError, match=fragment):
+        cells.strip_solutions(source)
+
+
+def test_cell_key_prefers_top_level_id_then_colab_metadata():
+    assert cells.cell_key({"id": "abc", "metadata": {"id": "colab"}}) == "abc"
+    assert cells.cell_key({"metadata": {"id": "XLJNVGwHUDy1"}}) == "XLJNVGwHUDy1"
+    assert cells.cell_key({"metadata": {}}) is None
+
+
+def test_work_heading_accepts_both_markers():
+    assert cells.is_work_heading({"cell_type": "markdown", "source": "## Model [WORK REQUIRED]"})
+    assert cells.is_work_heading({"cell_type": "markdown", "source": ["## Model ", "[WORK WAS REQUIRED HERE]"]})
+    assert not cells.is_work_heading({"cell_type": "code", "source": "# [WORK REQUIRED]"})
+
+
+def test_assigns_name_reads_code_and_survives_syntax_errors():
+    assert cells.assigns_name("model = tf.keras.Sequential([])", "model")
+    assert not cells.assigns_name("my_model = 3\nprint(model)", "model")
+    assert cells.assigns_name("model = Sequential([\n  Flatten(,\n])", "model")
+
+
+def test_checksum_ignores_trailing_whitespace_only():
+    assert cells.checksum("a = 1  \n\n") == cells.checksum("a = 1")
+    assert cells.checksum("a = 1") != cells.checksum("a = 2")

@@ -1,0 +1,113 @@
+"""The acceptance verdicts, with real training on the demo data (one batch, graded once)."""
+
+import json
+import os
+
+import pytest
+
+from grader import batch, scenarios
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def graded(manifest, released, tmp_path_factory):
+    record, playground = released
+    folder = tmp_path_factory.mktemp("submissions")
+    for name, content in scenarios.make(record, playground).items():
+        (folder / name).write_bytes(content)
+    (folder / "no_answers.ipynb").write_text('{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "notes"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    out = tmp_path_factory.mktemp("graded")
+    results, paths = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True))
+    return {r.submission: r for r in results}, paths, out
+
+
+def checks(result):
+    return {c.id: c for c in result.checks}
+
+
+@pytest.mark.parametrize("name", ["solution", "global_pooling", "categorical_loss", "colab_download"])
+def test_full_marks(graded, name):
+    result = graded[0][name]
+    assert result.status == "graded"
+    assert result.score == result.max_score == 100, [(c.id, c.status, c.message) for c in result.checks]
+
+
+def test_solution_summary_and_curves(graded):
+    result = graded[0]["solution"]
+    # MobileNetV2 at 96x96 without top: 2,257,984 weights; Flatten gives 3*3*1280 inputs to Dense(5).
+    assert result.model["trainable_params"] == 3 * 3 * 1280 * 5 + 5
+    assert result.model["total_params"] == 2_257_984 + 57_605
+    assert len(result.training["history"]["val_accuracy"]) == result.provenance["epochs"]
+
+
+def test_categorical_loss_is_fed_one_hot_labels(graded):
+    assert "one-hot labels" in checks(graded[0]["categorical_loss"])["compile"].message
+
+
+def test_colab_download_matched_by_headings(graded):
+    assert graded[0]["colab_download"].provenance["matched_by"] == "headings"
+
+
+def test_untouched_playground(graded):
+    result = checks(graded[0]["untouched_playground"])
+    assert result["structure"].score == 0 and "the model is empty" in result["structure"].message
+    assert result["accuracy"].score == 0
+    assert result["runs"].status == "failed" and "placeholder" in result["runs"].message
+
+
+def test_unfrozen_base_fails_the_frozen_check(graded):
+    result = checks(graded[0]["unfrozen_base"])
+    assert result["frozen"].status == "failed"
+    assert "pretrained_model.trainable = False" in result["frozen"].message
+    assert result["structure"].status == "passed"
+
+
+def test_head_without_softmax(graded):
+    result = checks(graded[0]["no_softmax"])
+    assert result["structure"].status == "failed"
+    assert "expected Dense with 5 units and softmax at the end; found Dense(5, linear)" in result["structure"].message
+
+
+def test_fake_accuracy_printout_is_not_believed(graded):
+    result = graded[0]["fake_accuracy"]
+    cell = next(c for c in result.cells if c["key"] == "model")
+    assert "val_accuracy: 0.9990" in cell["stdout"]  # it did print the claim
+    accuracy = checks(result)["accuracy"]
+    assert accuracy.status == "failed" and accuracy.evidence["val_accuracy"] < 0.5
+    assert "learning rate is 0.0" in accuracy.message
+
+
+def test_syntax_error_names_the_students_line(graded):
+    result = graded[0]["syntax_error"]
+    runs = checks(result)["runs"]
+    assert runs.status == "failed" and "SyntaxError" in runs.message
+    assert "at line 7 `tf.keras.layers.Dense(5, activation='softmax'))`" in runs.message
+    assert os.path.isfile(os.path.join(graded[2], "syntax_error", "scorecard.html"))
+
+
+def test_not_a_notebook_gets_an_ungradable_scorecard(graded):
+    result = graded[0]["not_a_notebook"]
+    assert result.status == "ungradable" and "not a notebook" in result.reason
+    page = open(os.path.join(graded[2], "not_a_notebook", "scorecard.html")).read()
+    assert "could not be graded" in page and "not a notebook" in page
+
+
+def test_notebook_without_answer_cells_is_ungradable(graded):
+    result = graded[0]["no_answers"]
+    assert result.status == "ungradable" and "no answer cell found" in result.reason
+    assert "[WORK REQUIRED]" in result.fix
+
+
+def test_outputs_have_the_documented_shape(graded):
+    results, paths, out = graded
+    data = json.load(open(os.path.join(out, "solution", "result.json")))
+    assert {"assignment", "submission", "status", "score", "max_score", "checks"} <= set(data)
+    assert all({"id", "title", "status", "score", "max_score", "message"} <= set(c) for c in data["checks"])
+    rows = open(paths["grades"]).read().splitlines()
+    assert rows[0].startswith("submission,file,sha256,status,score,max_score,runs,structure")
+    assert len(rows) == 2 + len(scenarios.SCENARIOS)
+    index = open(paths["index"]).read()
+    assert all(f'href="{name}/scorecard.html"' in index for name in results)
+    scorecard = open(os.path.join(out, "solution", "scorecard.html")).read()
+    assert "<polyline" in scorecard and 'id="trainable-params"' in scorecard
