@@ -93,8 +93,7 @@ class AnswerCellsRun(Check):
             source = evidence.match.answers.get(key, "")
             entry = evidence.artifact.cell(key)
             if entry is None:
-                why = evidence.stopped_message() or "the run stopped before it"
-                return Verdict("failed", f"the answer cell did not run: {why}")
+                return Verdict("failed", f"the answer cell did not run: {evidence.why_not_run()}")
             if entry.get("status") == "error":
                 error = entry.get("error") or {}
                 where = _quote_line(source, error.get("line"))

@@ -37,6 +37,7 @@ class Setting:
     dataset: FlowerData
     weights: Weights
     placement_preference: str
+    cache: object = None  # a reference.cache.FeatureCache, or None for full training always
 
     @functools.cached_property
     def placement(self) -> Placement:
@@ -60,16 +61,19 @@ class Evidence:
     def _model(self):
         export = self.artifact.export
         if not export.get("found") or self.artifact.model_json is None:
-            problem = export.get("problem") or self._why_no_export()
+            problem = export.get("problem") or self.why_not_run()
             return None, problem
         try:
             return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path), None
         except Refused as refusal:
             return None, str(refusal)
 
-    def _why_no_export(self) -> str:
+    def why_not_run(self) -> str:
         if self.outcome.stopped_by:
             return self.stopped_message()
+        if not self.artifact.log:
+            last = [line for line in self.outcome.stderr_tail.splitlines() if line.strip()][-1:] or ["no message"]
+            return f"the run stopped before any cell ran (exit code {self.outcome.exit_code}: {last[0][-300:]})"
         return "the run ended before the model could be saved (the answer cell failed, or the run crashed)"
 
     def stopped_message(self) -> str:
@@ -132,6 +136,7 @@ class Evidence:
                 self.setting.dataset,
                 self.setting.training,
                 self.setting.placement,
+                cache=self.setting.cache,
             )
         except Refused as refusal:
             return None, None, str(refusal)

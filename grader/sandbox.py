@@ -82,6 +82,9 @@ def require_sandbox(allow_unsandboxed: bool) -> bool:
 def bwrap_command(mounts: Mounts, scratch: str, env: dict[str, str]) -> list[str]:
     command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     command += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
+    # Private /proc, /dev and /tmp first: a later bind below /tmp (a checkout or a venv
+    # that lives there) must land on top of the private /tmp, not under it.
+    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):
             command += ["--symlink", os.readlink(path), path]
@@ -92,7 +95,6 @@ def bwrap_command(mounts: Mounts, scratch: str, env: dict[str, str]) -> list[str
             command += ["--ro-bind", path, path]
     for prefix in sorted({sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix)}):
         command += ["--ro-bind", prefix, prefix]
-    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     command += ["--ro-bind", mounts.data_dir, "/data"]
     command += ["--tmpfs", "/keras", "--ro-bind", mounts.keras_models, "/keras/models"]
     command += ["--bind", scratch, "/scratch", "--ro-bind", RUNNER, "/runner/run.py", "--chdir", "/scratch"]

@@ -63,3 +63,11 @@ def test_output_is_capped_head_and_tail(tmp_path):
     out = log["c0"]["stdout"]
     assert out.startswith("line 0\n") and out.rstrip().endswith("line 199999") and "characters cut" in out
     assert len(out) < 2 * Limits().output_bytes + 100
+
+
+def test_private_tmp_is_mounted_before_binds_that_live_under_tmp():
+    mounts = sandbox.Mounts(data_dir="/tmp/x/data", keras_models="/tmp/x/models")
+    command = sandbox.bwrap_command(mounts, "/tmp/x/scratch", {})
+    tmpfs = command.index("/tmp", command.index("--tmpfs"))
+    binds = [i for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind") and command[i + 1].startswith("/tmp")]
+    assert binds and all(i > tmpfs for i in binds)
