@@ -19,6 +19,7 @@ from grader.evidence import Setting
 from grader.manifest import Manifest
 from grader.results import SubmissionResult
 from reference import data as flower_data
+from reference.cache import FeatureCache
 from reference import training, weights as weights_mod
 from reference.make_assets import DEMO_FLOWERS
 
@@ -30,6 +31,14 @@ class Options:
     weights: str | None = None  # a weights file, overriding the manifest
     allow_unsandboxed: bool = False
     quiet: bool = False
+    cache_dir: str | None = None  # None: the user's cache folder
+    use_cache: bool = True  # the fast path; off trains every model in full
+
+
+def default_cache_dir() -> str:
+    """$GRADER_CACHE, else the user's cache folder."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get("GRADER_CACHE") or os.path.join(base, "keras-grader", "features")
 
 
 def dataset_for(manifest: Manifest, override: str | None) -> flower_data.FlowerData:
@@ -119,6 +128,7 @@ def prepare(manifest: Manifest, options: Options) -> pipeline.Batch:
         dataset=dataset,
         weights=weights,
         placement_preference=manifest.strategy,
+        cache=FeatureCache(options.cache_dir or default_cache_dir()) if options.use_cache else None,
     )
     mounts = sandbox.Mounts(data_dir=os.path.dirname(dataset.files[0]), keras_models=keras_models)
     return pipeline.Batch.create(manifest, release, setting, mounts, sandboxed)

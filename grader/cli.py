@@ -39,6 +39,8 @@ def _grading_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--weights", help="MobileNetV2 no-top weights file, e.g. the real ImageNet one (default: the manifest's)")
     command.add_argument("--no-sandbox", action="store_true", help="run student code without isolation if bubblewrap cannot (scorecards say so)")
     command.add_argument("--quiet", action="store_true", help="no progress lines")
+    command.add_argument("--cache-dir", help="feature cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
+    command.add_argument("--no-cache", action="store_true", help="train every model in full instead of on cached base outputs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +70,15 @@ def _release(args) -> int:
 def _options(args):
     from grader.batch import Options
 
-    return Options(out_dir=os.path.abspath(args.out), data=args.data, weights=args.weights, allow_unsandboxed=args.no_sandbox, quiet=args.quiet)
+    return Options(
+        out_dir=os.path.abspath(args.out),
+        data=args.data,
+        weights=args.weights,
+        allow_unsandboxed=args.no_sandbox,
+        quiet=args.quiet,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+    )
 
 
 def _grade(args) -> int:

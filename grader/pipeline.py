@@ -152,9 +152,9 @@ def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict
         "sandbox_seconds": round(evidence.outcome.seconds, 2),
         "stopped_by": evidence.outcome.stopped_by,
         "seconds": round(time.monotonic() - started, 2),
-        "training": "full training" if evidence.has_training() else "not trained",
+        "training": "not trained",
     }
     if evidence.has_training():
         run = evidence.training()
-        facts.update(device=run.device, replicas=run.replicas, strategy=run.placement)
+        facts.update(training=run.path, training_seconds=run.seconds, device=run.device, replicas=run.replicas, strategy=run.placement)
     return facts

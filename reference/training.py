@@ -98,6 +98,7 @@ class TrainingRun:
     placement: str
     device: str
     replicas: int
+    path: str = ""  # fast path or full training, and why
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,37 +127,47 @@ def _deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement):
-    """Train the model that `build_model()` returns; returns (TrainingRun, trained model)."""
+def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement, cache=None):
+    """Train the model that `build_model()` returns; returns (TrainingRun, trained model).
+
+    With a FeatureCache and a frozen, deterministic prefix, only the head is trained,
+    on the prefix's cached outputs, with the same batches, order, epochs and seed.
+    """
     import keras
-    import tensorflow as tf
+
+    from reference import cache as cache_mod
 
     started = time.monotonic()
     quiet_tensorflow()
     _deterministic(settings.seed)
     with placement.strategy.scope():
         model = build_model()
+        cut = cache_mod.split(model) if cache is not None else cache_mod.Split(0, "the feature cache is off")
+        trained = model
+        if cut.fast:
+            head_input = keras.Input(shape=tuple(model.layers[cut.prefix - 1].output.shape[1:]))
+            trained = keras.Sequential([head_input, *model.layers[cut.prefix:]])
         optimizer = keras.optimizers.deserialize(choices.optimizer)
         loss = keras.losses.get(choices.loss) if choices.loss[0].islower() else getattr(keras.losses, choices.loss)(from_logits=choices.from_logits)
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    global_batch = settings.batch_size * placement.replicas
-
-    def batches(files, whole_batches: bool):
-        pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=choices.one_hot)
-        return pipeline.cache().batch(global_batch, drop_remainder=whole_batches).prefetch(tf.data.AUTOTUNE)
+        trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    if cut.fast:
+        features = _cached_features(cache, model.layers[: cut.prefix], dataset, settings)
+        batches = _feature_batches(features, choices, settings.batch_size * placement.replicas)
+        path = f"fast path: head trained on cached outputs of {', '.join(l.name for l in model.layers[: cut.prefix])}"
+    else:
+        batches = _image_batches(dataset, choices, settings, settings.batch_size * placement.replicas)
+        path = f"full training ({cut.reason})"
 
     # Like the lab (steps_per_epoch = images // BATCH_SIZE), train on whole batches only:
     # a last, partial batch can also leave a replica with no images at all.
-    training = batches(dataset.train_files, whole_batches=True)
-    validation = batches(dataset.validation_files, whole_batches=placement.replicas > 1)
-    fit = model.fit(training, validation_data=validation, epochs=settings.epochs, verbose=0)
+    fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs, verbose=0)
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
 
     # The verdict's accuracy covers every validation image: the model is called directly,
     # batch by batch, outside the replicas (the curves above may skip a last partial batch).
     labels, predictions = [], []
-    for images, batch_labels in batches(dataset.validation_files, whole_batches=False):
-        predictions.append(np.asarray(model(images, training=False)).argmax(axis=-1))
+    for inputs, batch_labels in batches("validation", False):
+        predictions.append(np.asarray(trained(inputs, training=False)).argmax(axis=-1))
         labels.append(np.asarray(batch_labels))
     labels, predictions = np.concatenate(labels), np.concatenate(predictions)
     if choices.one_hot:
@@ -172,5 +183,46 @@ def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData,
         placement=placement.description,
         device=placement.device,
         replicas=placement.replicas,
+        path=path,
     )
     return run, model
+
+
+def _image_batches(dataset, choices, settings, global_batch):
+    import tensorflow as tf
+
+    def batches(split: str, whole_batches: bool):
+        files = dataset.train_files if split == "train" else dataset.validation_files
+        pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=choices.one_hot)
+        return pipeline.cache().batch(global_batch, drop_remainder=whole_batches).prefetch(tf.data.AUTOTUNE)
+
+    return batches
+
+
+def _feature_batches(features, choices, global_batch):
+    import tensorflow as tf
+
+    def batches(split: str, whole_batches: bool):
+        labels = features[f"{split}_labels"]
+        if choices.one_hot:
+            labels = np.eye(len(flower_data.CLASSES), dtype=np.float32)[labels]
+        pipeline = tf.data.Dataset.from_tensor_slices((features[split], labels))
+        return pipeline.batch(global_batch, drop_remainder=whole_batches)
+
+    return batches
+
+
+def _cached_features(cache, prefix_layers, dataset, settings):
+    from reference import cache as cache_mod
+
+    key = cache_mod.prefix_key(prefix_layers, flower_data.dataset_identity(dataset), settings.image_size)
+
+    def build():
+        arrays = {}
+        for split, files in (("train", dataset.train_files), ("validation", dataset.validation_files)):
+            pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=False).batch(32)
+            arrays[split] = cache_mod.compute_features(prefix_layers, (images for images, _ in pipeline))
+            arrays[f"{split}_labels"] = np.concatenate([np.asarray(labels) for _, labels in pipeline])
+        return arrays
+
+    return cache.get_or_build(key, build)

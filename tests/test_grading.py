@@ -11,15 +11,30 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def graded(manifest, released, tmp_path_factory):
+def submissions(released, tmp_path_factory):
     record, playground = released
     folder = tmp_path_factory.mktemp("submissions")
     for name, content in scenarios.make(record, playground).items():
         (folder / name).write_bytes(content)
     (folder / "no_answers.ipynb").write_text('{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "notes"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
-    out = tmp_path_factory.mktemp("graded")
-    results, paths = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True))
+    return folder
+
+
+def grade_all(manifest, folder, out, **options):
+    results, paths = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options))
     return {r.submission: r for r in results}, paths, out
+
+
+@pytest.fixture(scope="module")
+def graded(manifest, submissions, tmp_path_factory):
+    """Graded on the fast path (a fresh feature cache)."""
+    return grade_all(manifest, submissions, tmp_path_factory.mktemp("graded"), cache_dir=str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def graded_in_full(manifest, submissions, tmp_path_factory):
+    """The same submissions, every model trained in full."""
+    return grade_all(manifest, submissions, tmp_path_factory.mktemp("full"), use_cache=False)
 
 
 def checks(result):
@@ -111,3 +126,16 @@ def test_outputs_have_the_documented_shape(graded):
     assert all(f'href="{name}/scorecard.html"' in index for name in results)
     scorecard = open(os.path.join(out, "solution", "scorecard.html")).read()
     assert "<polyline" in scorecard and 'id="trainable-params"' in scorecard
+
+
+def test_fast_path_gives_the_verdicts_of_full_training(graded, graded_in_full):
+    fast, full = graded[0], graded_in_full[0]
+    assert fast.keys() == full.keys()
+    paths = {name: r.provenance.get("training", "") for name, r in fast.items()}
+    assert paths["solution"].startswith("fast path") and paths["unfrozen_base"].startswith("full training (")
+    assert all(r.provenance.get("training", "").startswith(("full training", "not trained")) for r in full.values())
+    for name in fast:
+        assert [(c.id, c.status, c.score) for c in fast[name].checks] == [(c.id, c.status, c.score) for c in full[name].checks], name
+        if fast[name].training:
+            # Same batches, order, epochs and seed; the base's outputs differ only by float rounding.
+            assert abs(fast[name].training["val_accuracy"] - full[name].training["val_accuracy"]) <= 0.05, name

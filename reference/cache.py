@@ -1,0 +1,178 @@
+"""The fast path: cache what a frozen, deterministic prefix makes of each image.
+
+With the pretrained base frozen, its output for an image never changes: compute it
+once per dataset and train only the rest of the model on it. The cache is a folder of
+`.npz` files (no pickle) keyed by a hash of the prefix's config and weights, the
+dataset's content, the image size and the preprocessing; files are written under a
+temporary name and renamed, so concurrent writers of one key are safe, and the
+least recently used files go first when the folder outgrows its bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+PREPROCESSING = "jpeg->rgb->float/255 v1"  # change when reference.data's decoding changes
+RANDOM_LAYERS = frozenset(
+    "Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianNoise GaussianDropout AlphaDropout "
+    "RandomFlip RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrightness RandomCrop "
+    "RandomHeight RandomWidth RandomGrayscale RandomHue RandomSaturation RandomSharpness RandomShear "
+    "RandomColorJitter RandomErasing RandomGaussianBlur RandomPerspective RandomInvert RandomPosterization "
+    "RandomElasticTransform AutoContrast Solarization AugMix RandAugment MixUp CutMix".split()
+)
+DEFAULT_MAX_BYTES = 8 * 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Where a model splits into a cached prefix and a trained head, or why it cannot."""
+
+    prefix: int  # number of leading layers computed once (0: no fast path)
+    reason: str  # why not, when prefix == 0
+
+    @property
+    def fast(self) -> bool:
+        return self.prefix > 0
+
+
+def split(model) -> Split:
+    """The leading layers up to the nested pretrained model, if they are all frozen and
+    deterministic in training; else the reason full training is needed."""
+    if type(model).__name__ != "Sequential":
+        return Split(0, "the model is not a Sequential stack")
+    if not any(hasattr(layer, "layers") for layer in model.layers):
+        return Split(0, "the model has no nested pretrained base")
+    for index, layer in enumerate(model.layers):
+        problem = _not_cacheable(layer)
+        if problem:
+            return Split(0, problem)
+        if hasattr(layer, "layers"):  # the pretrained base ends the prefix
+            if index == len(model.layers) - 1:
+                return Split(0, "nothing follows the base to train")
+            return Split(index + 1, "")
+    return Split(0, "the model has no nested pretrained base")
+
+
+def _not_cacheable(layer) -> str:
+    if layer.trainable_weights:
+        return f"{layer.name} is trainable"
+    for inner in [layer, *getattr(layer, "_flatten_layers", lambda: [])()]:
+        kind = type(inner).__name__
+        if kind in RANDOM_LAYERS:
+            return f"{inner.name} ({kind}) is random in training"
+        if kind == "BatchNormalization" and inner.trainable:
+            return f"{inner.name} would run BatchNormalization in training mode"
+    return ""
+
+
+def prefix_key(layers, dataset_identity: str, image_size: int) -> str:
+    digest = hashlib.sha256()
+    for layer in layers:
+        config = layer.get_config()
+        config.pop("name", None)  # the same base made twice gets a suffixed name
+        digest.update(json.dumps([type(layer).__name__, config], sort_keys=True, default=str).encode())
+        for weight in layer.weights:
+            value = np.ascontiguousarray(np.asarray(weight))
+            digest.update(str((value.dtype, value.shape)).encode())
+            digest.update(value.tobytes())
+    digest.update(f"{dataset_identity}|{image_size}|{PREPROCESSING}".encode())
+    return digest.hexdigest()[:40]
+
+
+class FeatureCache:
+    """A bounded folder of feature arrays, with an in-process copy of the last one used."""
+
+    def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.directory, self.max_bytes = directory, max_bytes
+        self._memory: tuple[str, dict[str, np.ndarray]] | None = None
+        self.hits = self.misses = 0
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.directory, f"features-{key}.npz")
+
+    def get_or_build(self, key: str, build) -> dict[str, np.ndarray]:
+        if self._memory is not None and self._memory[0] == key:
+            self.hits += 1
+            return self._memory[1]
+        arrays = self._load(key)
+        if arrays is None:
+            self.misses += 1
+            arrays = build()
+            self._store(key, arrays)
+        else:
+            self.hits += 1
+        self._memory = (key, arrays)
+        return arrays
+
+    def _load(self, key: str):
+        path = self.path(key)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+        except (OSError, ValueError):
+            return None
+        os.utime(path)  # recently used
+        return arrays
+
+    def _store(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(stream, **arrays)
+            os.replace(temporary, self.path(key))
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        self.evict()
+
+    def entries(self) -> list[dict]:
+        if not os.path.isdir(self.directory):
+            return []
+        found = []
+        for name in os.listdir(self.directory):
+            if name.startswith("features-") and name.endswith(".npz"):
+                stat = os.stat(os.path.join(self.directory, name))
+                found.append({"key": name[len("features-"):-4], "bytes": stat.st_size, "used": stat.st_mtime})
+        return sorted(found, key=lambda e: e["used"], reverse=True)
+
+    def evict(self) -> list[str]:
+        """Remove least recently used entries until the folder fits its bound."""
+        removed, total = [], 0
+        for entry in self.entries():
+            total += entry["bytes"]
+            if total > self.max_bytes:
+                try:
+                    os.unlink(self.path(entry["key"]))
+                    removed.append(entry["key"])
+                except FileNotFoundError:
+                    pass  # another process evicted it first
+        return removed
+
+    def clear(self) -> int:
+        entries = self.entries()
+        for entry in entries:
+            try:
+                os.unlink(self.path(entry["key"]))
+            except FileNotFoundError:
+                pass
+        self._memory = None
+        return len(entries)
+
+
+def compute_features(prefix_layers, images_batches) -> np.ndarray:
+    """The prefix's output for every batch, in order, in inference mode."""
+    outputs = []
+    for images in images_batches:
+        value = images
+        for layer in prefix_layers:
+            value = layer(value, training=False)
+        outputs.append(np.asarray(value))
+    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+

@@ -1,0 +1,93 @@
+"""The feature cache: when the fast path applies, and the cache folder's behaviour."""
+
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import pytest
+
+from reference import cache
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import keras
+
+    return keras
+
+
+def small_base(keras, name="mobilenetv2_like"):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def test_frozen_base_then_head_splits_after_the_base(keras):
+    base = small_base(keras)
+    base.trainable = False
+    model = keras.Sequential([keras.Input((8, 8, 3)), base, keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")])
+    assert cache.split(model) == cache.Split(1, "")
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda k, b: k.Sequential([k.Input((8, 8, 3)), b, k.layers.Flatten(), k.layers.Dense(5)]), "is trainable"),
+    (lambda k, b: k.Sequential([k.Input((8, 8, 3)), k.layers.RandomFlip(), b, k.layers.Flatten(), k.layers.Dense(5)]), "random in training"),
+    (lambda k, b: k.Sequential([k.Input((8, 8, 3)), k.layers.Flatten(), k.layers.Dense(5)]), "no nested pretrained base"),
+])
+def test_no_fast_path_says_why(keras, make, fragment):
+    base = small_base(keras)
+    if "trainable" not in fragment:
+        base.trainable = False
+    assert fragment in cache.split(make(keras, base)).reason
+
+
+def test_batchnorm_left_trainable_inside_a_frozen_looking_base_falls_back(keras):
+    base = small_base(keras)
+    for layer in base.layers:
+        layer.trainable = isinstance(layer, keras.layers.BatchNormalization)
+    model = keras.Sequential([keras.Input((8, 8, 3)), base, keras.layers.Flatten(), keras.layers.Dense(5)])
+    assert not cache.split(model).fast
+
+
+def test_key_ignores_the_layer_name_but_not_the_weights(keras):
+    a = small_base(keras, "mobilenetv2_a")
+    config = a.get_config()
+    config["name"] = "mobilenetv2_b"
+    b = type(a).from_config(config)  # as the grader rebuilds it: same inner names, new top name
+    b.set_weights(a.get_weights())
+    assert cache.prefix_key([a], "data", 96) == cache.prefix_key([b], "data", 96)
+    assert cache.prefix_key([a], "data", 96) != cache.prefix_key([a], "other data", 96)
+    b.set_weights([w + 1 for w in a.get_weights()])
+    assert cache.prefix_key([a], "data", 96) != cache.prefix_key([b], "data", 96)
+
+
+def test_store_load_and_least_recently_used_eviction(tmp_path):
+    store = cache.FeatureCache(str(tmp_path), max_bytes=2500)
+    arrays = {"x": np.zeros(200, np.float32)}  # about 1 KB on disk
+    for age, key in ((30, "a"), (20, "b"), (0, "c")):
+        store.get_or_build(key, lambda: arrays)
+        if age:
+            os.utime(store.path(key), (time.time() - age, time.time() - age))
+    assert [e["key"] for e in store.entries()] == ["c", "b"]  # "a" was least recently used
+    fresh = cache.FeatureCache(str(tmp_path))
+    assert np.array_equal(fresh.get_or_build("b", lambda: pytest.fail("should be cached"))["x"], arrays["x"])
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    assert fresh.clear() == 2 and fresh.entries() == []
+
+
+def _write(directory, value):
+    store = cache.FeatureCache(directory)
+    for _ in range(20):
+        store._store("same", {"x": np.full(50000, value, np.float32)})
+
+
+def test_concurrent_writers_of_one_key_leave_a_whole_file(tmp_path):
+    workers = [multiprocessing.Process(target=_write, args=(str(tmp_path), v)) for v in (1.0, 2.0)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    x = cache.FeatureCache(str(tmp_path))._load("same")["x"]
+    assert x.shape == (50000,) and len(set(x.tolist())) == 1
