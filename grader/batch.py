@@ -6,14 +6,19 @@ Each submission's result.json and scorecard.html are written as soon as it is gr
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import glob
+import hashlib
+import multiprocessing
 import os
 import re
 import sys
-import time
 
-from grader import pipeline, release as release_mod, report, sandbox
+import tqdm
+
+import grader
+from grader import gradebook, pipeline, release as release_mod, report, sandbox
 from grader.errors import AssetError, GraderError
 from grader.evidence import Setting
 from grader.manifest import Manifest
@@ -33,6 +38,8 @@ class Options:
     quiet: bool = False
     cache_dir: str | None = None  # None: the user's cache folder
     use_cache: bool = True  # the fast path; off trains every model in full
+    jobs: int = 0  # worker processes; 0: from cores and memory
+    regrade: bool = False  # grade again what the gradebook already holds
 
 
 def default_cache_dir() -> str:
@@ -134,23 +141,97 @@ def prepare(manifest: Manifest, options: Options) -> pipeline.Batch:
     return pipeline.Batch.create(manifest, release, setting, mounts, sandboxed)
 
 
+def default_jobs() -> int:
+    """One worker per core, and no more than one per 4 GiB of memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        memory = 8 * 2**30
+    return max(1, min(os.cpu_count() or 1, memory // (4 * 2**30)))
+
+
+def setting_fingerprint(manifest: Manifest, batch: pipeline.Batch) -> str:
+    """What a grade depends on besides the notebook: a change here means regrading."""
+    with open(os.path.join(manifest.directory, "assignment.toml"), "rb") as handle:
+        manifest_hash = hashlib.sha256(handle.read()).hexdigest()
+    setting = batch.setting
+    return gradebook.fingerprint(
+        manifest_hash,
+        flower_data.dataset_identity(setting.dataset),
+        weights_mod.file_sha256(setting.weights.path),
+        grader.__version__,
+        str(batch.sandboxed),
+    )
+
+
 def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple[list[SubmissionResult], dict[str, str]]:
+    """Grade every submission not already in the gradebook; write every report."""
     files = collect(submissions)
     batch = prepare(manifest, options)
+    setting = setting_fingerprint(manifest, batch)
     threshold = _threshold(manifest)
-    results = []
-    started = time.monotonic()
-    for index, (path, name) in enumerate(zip(files, display_names(files)), start=1):
-        result = pipeline.grade_submission(path, name, batch)
-        report.write_submission(result, options.out_dir, threshold)
-        results.append(result)
-        if not options.quiet:
-            elapsed = time.monotonic() - started
-            eta = elapsed / index * (len(files) - index)
+    os.makedirs(options.out_dir, exist_ok=True)
+    book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
+    results: dict[str, SubmissionResult] = {}
+    todo: dict[str, list[tuple[str, str]]] = {}  # sha256 -> [(path, name)], graded once per content
+    for path, name in zip(files, display_names(files)):
+        digest = pipeline.file_sha256(path)
+        stored = None if options.regrade else book.get(manifest.name, manifest.version, setting, digest)
+        if stored is not None:
+            results[name] = _as_submitted(stored[0], path, name)
+            report.write_submission(results[name], options.out_dir, threshold)
+        else:
+            todo.setdefault(digest, []).append((path, name))
+    progress = tqdm.tqdm(total=len(files), initial=len(results), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for digest, result in _grade_each(manifest, batch, options, [(d, places[0]) for d, places in todo.items()]):
+            book.put(setting, result)
+            for path, name in todo[digest]:
+                results[name] = _as_submitted(result, path, name)
+                report.write_submission(results[name], options.out_dir, threshold)
+                progress.update(1)
             shown = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else "ungradable"
-            print(f"[{index}/{len(files)}] {name}: {shown}  ({elapsed:.0f}s elapsed, ~{eta:.0f}s left)", file=sys.stderr, flush=True)
-    paths = report.write_class(results, options.out_dir, manifest.title)
-    return results, paths
+            progress.set_postfix_str(f"{todo[digest][0][1]}: {shown}")
+    finally:
+        progress.close()
+        book.close()
+    ordered = [results[name] for name in sorted(results)]
+    return ordered, report.write_class(ordered, options.out_dir, manifest.title)
+
+
+def _as_submitted(result: SubmissionResult, path: str, name: str) -> SubmissionResult:
+    return dataclasses.replace(result, submission=name, file=os.path.basename(path))
+
+
+def _grade_each(manifest: Manifest, batch: pipeline.Batch, options: Options, work):
+    """(sha256, result) for each (sha256, (path, name)), in this process or in a pool."""
+    jobs = min(options.jobs or default_jobs(), len(work))
+    if jobs <= 1:
+        for digest, (path, name) in work:
+            yield digest, pipeline.grade_submission(path, name, batch)
+        return
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(manifest.directory, options)) as pool:
+        futures = {pool.submit(_grade_in_worker, path, name): digest for digest, (path, name) in work}
+        for future in concurrent.futures.as_completed(futures):
+            yield futures[future], gradebook.result_from_json(future.result())
+
+
+_WORKER_BATCH: pipeline.Batch | None = None
+
+
+def _start_worker(assignment_dir: str, options: Options) -> None:
+    """Each worker imports TensorFlow and stages the assets once, then grades many notebooks."""
+    global _WORKER_BATCH
+    from grader import manifest as manifest_mod
+    from reference.training import quiet_tensorflow
+
+    quiet_tensorflow()
+    _WORKER_BATCH = prepare(manifest_mod.load(assignment_dir), options)
+
+
+def _grade_in_worker(path: str, name: str) -> dict:
+    return pipeline.grade_submission(path, name, _WORKER_BATCH).to_json()
 
 
 def _threshold(manifest: Manifest) -> float | None:

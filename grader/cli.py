@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import grader
 from grader.errors import GraderError
@@ -27,6 +28,10 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--out", required=True, help="folder for scorecards, index.html and grades.csv")
     _grading_flags(grade)
 
+    cache = commands.add_parser("cache", help="show or clear the feature cache of the fast path")
+    cache.add_argument("--cache-dir", help="the cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
+    cache.add_argument("--clear", action="store_true", help="delete every cached entry")
+
     demo = commands.add_parser("demo", help="release the lab, make sample submissions, grade them")
     demo.add_argument("--out", default="demo-out", help="folder for everything the demo writes (default: demo-out)")
     demo.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help=argparse.SUPPRESS)
@@ -41,6 +46,8 @@ def _grading_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress lines")
     command.add_argument("--cache-dir", help="feature cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
     command.add_argument("--no-cache", action="store_true", help="train every model in full instead of on cached base outputs")
+    command.add_argument("--jobs", type=_positive_int, default=0, help="notebooks graded at once (default: from cores and memory)")
+    command.add_argument("--regrade", action="store_true", help="grade again what the gradebook already holds")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +85,19 @@ def _options(args):
         quiet=args.quiet,
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
+        jobs=args.jobs,
+        regrade=args.regrade,
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _grade(args) -> int:
@@ -113,4 +132,20 @@ def _summarise(results, paths) -> None:
     print(f"class report: {paths['index']}\ngrades: {paths['grades']}")
 
 
-COMMANDS = {"release": _release, "grade": _grade, "demo": _demo}
+def _cache(args) -> int:
+    from grader.batch import default_cache_dir
+    from reference.cache import FeatureCache
+
+    store = FeatureCache(args.cache_dir or default_cache_dir())
+    if args.clear:
+        print(f"removed {store.clear()} cached feature set(s) from {store.directory}")
+        return 0
+    entries = store.entries()
+    total = sum(e["bytes"] for e in entries)
+    print(f"{store.directory}: {len(entries)} feature set(s), {total / 2**20:.1f} MiB (bound {store.max_bytes / 2**30:.0f} GiB, least recently used go first)")
+    for entry in entries:
+        print(f"  {entry['key']}  {entry['bytes'] / 2**20:8.1f} MiB  last used {time.strftime('%Y-%m-%d %H:%M', time.localtime(entry['used']))}")
+    return 0
+
+
+COMMANDS = {"release": _release, "grade": _grade, "demo": _demo, "cache": _cache}

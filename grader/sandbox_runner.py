@@ -102,13 +102,14 @@ def run_cells(shell, job, out):
 
 def export_model(namespace, out):
     """Write the model as data: Keras config JSON, compile config, weights (HDF5)."""
-    import keras
-
     model = namespace.get("model")
     facts = {"found": model is not None}
     if model is None:
-        facts["problem"] = "no variable named `model` after the answer cells ran"
-    elif not isinstance(model, keras.Model):
+        write_json(os.path.join(out, "export.json"), dict(facts, problem="no variable named `model` after the answer cells ran"))
+        return
+    import keras
+
+    if not isinstance(model, keras.Model):
         facts["problem"] = f"`model` is a {type(model).__name__}, not a Keras model"
     else:
         facts["layers"] = len(model.layers)

@@ -59,3 +59,21 @@ def test_missing_submission(tmp_path, capsys):
 def test_release_command_writes_playground(tmp_path, capsys):
     assert main(["release", ASSIGNMENT, "--out", str(tmp_path)]) == 0
     assert os.path.isfile(tmp_path / "keras_flowers_transfer.ipynb") and os.path.isfile(tmp_path / "release.json")
+
+
+def test_cache_command_shows_and_clears(tmp_path, capsys):
+    import numpy as np
+
+    from reference.cache import FeatureCache
+
+    FeatureCache(str(tmp_path))._store("k" * 40, {"x": np.zeros(10)})
+    assert main(["cache", "--cache-dir", str(tmp_path)]) == 0
+    assert "1 feature set(s)" in capsys.readouterr().out
+    assert main(["cache", "--cache-dir", str(tmp_path), "--clear"]) == 0
+    assert "removed 1" in capsys.readouterr().out and FeatureCache(str(tmp_path)).entries() == []
+
+
+def test_jobs_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        main(["grade", ASSIGNMENT, "x", "--out", "o", "--jobs", "0"])
+    assert "must be 1 or more" in capsys.readouterr().err

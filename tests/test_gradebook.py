@@ -1,0 +1,88 @@
+"""The gradebook: reruns skip what is done; a batch killed with SIGKILL resumes exactly."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from grader import batch, gradebook, manifest as manifest_mod, release
+from grader.results import CheckResult, SubmissionResult
+from conftest import ROOT
+
+TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
+
+
+def test_results_round_trip_through_json():
+    result = SubmissionResult("a", "1", "s", "s.ipynb", "ab" * 32, "graded", 1.0, 2.0,
+                              checks=(CheckResult("c", "C", "passed", 1.0, 1.0, "ok", "check()", {"x": 1}),), cells=({"key": "k"},))
+    assert gradebook.result_from_json(json.loads(json.dumps(result.to_json()))) == result
+
+
+def make_submissions(folder, count):
+    built, playground = release.build(manifest_mod.load(TINY))
+    folder.mkdir()
+    for index in range(count):
+        notebook = nbformat.from_dict(playground)
+        for cell in notebook.cells:
+            if cell.get("id") == "answer":
+                cell.source = f"answer = {index}\nprint(answer)"
+        nbformat.write(notebook, str(folder / f"student{index:02d}.ipynb"))
+    return folder
+
+
+def rows(out):
+    with sqlite3.connect(os.path.join(out, "gradebook.sqlite")) as db:
+        return {sha: at for sha, at in db.execute("SELECT sha256, graded_at FROM results")}
+
+
+def test_a_rerun_grades_nothing_again_and_regrade_does(tmp_path):
+    folder = make_submissions(tmp_path / "subs", 3)
+    options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
+    first, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
+    before = rows(options.out_dir)
+    again, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
+    assert rows(options.out_dir) == before and [r.score for r in again] == [r.score for r in first]
+    batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(**{**options.__dict__, "regrade": True}))
+    after = rows(options.out_dir)
+    assert after.keys() == before.keys() and all(after[k] > before[k] for k in before)
+
+
+def test_sigkill_mid_batch_then_resume(tmp_path):
+    folder = make_submissions(tmp_path / "subs", 20)
+    command = [sys.executable, "-m", "grader", "grade", TINY, str(folder), "--quiet", "--jobs", "1"]
+    killed_out, whole_out = str(tmp_path / "killed"), str(tmp_path / "whole")
+    process = subprocess.Popen(command + ["--out", killed_out], cwd=ROOT)
+    book = os.path.join(killed_out, "gradebook.sqlite")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(book) and len(rows(killed_out)) >= 5:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = rows(killed_out)
+    assert 5 <= len(done_before) < 20
+    subprocess.run(command + ["--out", killed_out], cwd=ROOT, check=True)
+    subprocess.run(command + ["--out", whole_out], cwd=ROOT, check=True)
+    resumed, whole = rows(killed_out), rows(whole_out)
+    assert len(resumed) == 20 and resumed.keys() == whole.keys()
+    assert all(resumed[sha] == at for sha, at in done_before.items())  # not graded a second time
+    for name in sorted(os.listdir(folder)):
+        stem = name[: -len(".ipynb")]
+        a = json.load(open(os.path.join(killed_out, stem, "result.json")))
+        b = json.load(open(os.path.join(whole_out, stem, "result.json")))
+        assert (a["score"], a["status"], [c["status"] for c in a["checks"]]) == (b["score"], b["status"], [c["status"] for c in b["checks"]])
+    assert len(open(os.path.join(killed_out, "grades.csv")).read().splitlines()) == 21
+
+
+def test_two_workers_give_the_scores_of_one(tmp_path):
+    folder = make_submissions(tmp_path / "subs", 4)
+    one, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "one"), quiet=True, jobs=1))
+    two, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "two"), quiet=True, jobs=2))
+    assert [(r.submission, r.score) for r in one] == [(r.submission, r.score) for r in two]
