@@ -8,7 +8,6 @@ here raises for a student's mistake: an unreadable file or a missing answer is a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import tempfile
 import time
@@ -19,6 +18,8 @@ from grader.evidence import Evidence, Missing, Setting, model_summary
 from grader.manifest import Manifest
 from grader.release import Release
 from grader.results import CheckResult, SubmissionResult
+from reference.data import CLASSES
+from reference.hashing import file_sha256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +76,6 @@ def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
         )
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _base_result(batch: Batch, name: str, path: str, digest: str) -> SubmissionResult:
     return SubmissionResult(
         assignment=batch.manifest.name,
@@ -116,7 +109,14 @@ def _training(evidence: Evidence) -> dict:
     if not evidence.has_training():
         return {}
     run = evidence.training()
-    return {"val_accuracy": run.val_accuracy, "history": run.history, "confusion": run.confusion, "seconds": run.seconds}
+    return {
+        "val_accuracy": run.val_accuracy,
+        "history": run.history,
+        "confusion": run.confusion,
+        "classes": list(CLASSES),
+        "misclassified": list(run.misclassified),
+        "seconds": run.seconds,
+    }
 
 
 def _cells(evidence: Evidence, found) -> tuple[dict, ...]:

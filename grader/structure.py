@@ -20,6 +20,14 @@ class RuleError(ValueError):
     pass
 
 
+def _layer_text(kind: str, units, activation, options) -> str:
+    """'Dense(5, softmax)', 'MobileNetV2(include_top=False)', 'Flatten'."""
+    parts = [str(units)] if units is not None else []
+    parts += [activation] if activation else []
+    parts += [f"{k}={v}" for k, v in options]
+    return kind + (f"({', '.join(parts)})" if parts else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerSpec:
     kind: str
@@ -29,11 +37,7 @@ class LayerSpec:
     pretrained: bool = False
 
     def __str__(self) -> str:
-        parts = [str(self.units)] if self.units is not None else []
-        parts += [self.activation] if self.activation else []
-        parts += [f"{k}={v}" for k, v in self.options]
-        text = self.kind + (f"({', '.join(parts)})" if parts else "")
-        return ("pretrained " if self.pretrained else "") + text
+        return ("pretrained " if self.pretrained else "") + _layer_text(self.kind, self.units, self.activation, self.options)
 
     def describe(self) -> str:
         """In words, for feedback: 'Dense with 5 units and softmax'."""
@@ -66,10 +70,7 @@ class Found:
     name: str = ""
 
     def __str__(self) -> str:
-        parts = [str(self.units)] if self.units is not None else []
-        parts += [self.activation] if self.activation else []
-        parts += [f"{k}={v}" for k, v in self.options]
-        return self.kind + (f"({', '.join(parts)})" if parts else "")
+        return _layer_text(self.kind, self.units, self.activation, self.options)
 
 
 def parse_rule(rule: list[str]) -> tuple[Pattern, ...]:
@@ -117,13 +118,14 @@ def spec_matches(spec: LayerSpec, found: Found) -> bool:
 class Verdict:
     ok: bool
     message: str
+    differs_at: int | None = None  # index of the first layer that differs (len(layers): one is missing)
 
 
 def compare(patterns: tuple[Pattern, ...], layers: list[Found]) -> Verdict:
     """Match layers against patterns in order; on failure say which layer differs and how."""
     if not layers:
         expected = ", then ".join(p.describe() for p in patterns if not p.optional)
-        return Verdict(False, f"the model is empty: put the layers in tf.keras.Sequential([...]): {expected}")
+        return Verdict(False, f"the model is empty: put the layers in tf.keras.Sequential([...]): {expected}", 0)
     position = 0
     for index, pattern in enumerate(patterns):
         layer = layers[position] if position < len(layers) else None
@@ -135,11 +137,11 @@ def compare(patterns: tuple[Pattern, ...], layers: list[Found]) -> Verdict:
         is_last = index == len(patterns) - 1
         where = " at the end" if is_last else f" as layer {position + 1}"
         if layer is None:
-            return Verdict(False, f"expected {pattern.describe()}{where}; the model stops after {layers[-1]}")
-        return Verdict(False, f"expected {pattern.describe()}{where}; found {layer}{_why(pattern, layer)}")
+            return Verdict(False, f"expected {pattern.describe()}{where}; the model stops after {layers[-1]}", position)
+        return Verdict(False, f"expected {pattern.describe()}{where}; found {layer}{_why(pattern, layer)}", position)
     if position < len(layers):
         extra = ", ".join(str(layer) for layer in layers[position:])
-        return Verdict(False, f"the model has extra layers after {layers[position - 1]}: {extra}; the last layer should be {patterns[-1].describe()}")
+        return Verdict(False, f"the model has extra layers after {layers[position - 1]}: {extra}; the last layer should be {patterns[-1].describe()}", position)
     return Verdict(True, "the model is " + ", then ".join(str(layer) for layer in layers))
 
 

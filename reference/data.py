@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from reference.hashing import file_sha256
+
 CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 VALIDATION_SPLIT = 0.19
 
@@ -58,9 +60,7 @@ def dataset_identity(data: FlowerData) -> str:
     digest = hashlib.sha256()
     for path in data.files:
         digest.update(os.path.basename(path).encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        file_sha256(path, digest)
     return digest.hexdigest()[:16]
 
 
@@ -88,6 +88,20 @@ def read_labeled_tfrecords(files, image_size: int, one_hot: bool):
 
     dataset = tf.data.TFRecordDataset(list(files))
     return dataset.map(parse)
+
+
+def jpeg_records(files, indices) -> dict[int, bytes]:
+    """The original JPEG bytes of the records at `indices` (in file order)."""
+    import tensorflow as tf
+
+    wanted, found = set(indices), {}
+    for index, record in enumerate(tf.data.TFRecordDataset(list(files))):
+        if index in wanted:
+            parsed = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})
+            found[index] = parsed["image"].numpy()
+            if len(found) == len(wanted):
+                break
+    return found
 
 
 def load_arrays(files, image_size: int) -> tuple[np.ndarray, np.ndarray]:

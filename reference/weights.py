@@ -11,11 +11,12 @@ nothing to do with flowers, so that transfer learning is really exercised.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 
 import numpy as np
+
+from reference.hashing import file_sha256
 
 KERAS_SIZES = (96, 128, 160, 192, 224)
 DEMO_WEIGHTS = os.path.join(os.path.dirname(__file__), "assets", "mobilenet_v2_demo_no_top.h5")
@@ -35,14 +36,6 @@ class Weights:
 
 class WeightsError(Exception):
     """The weights file is missing or cannot serve the requested model."""
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def keras_file_name(image_size: int, alpha: float = 1.0) -> str:
