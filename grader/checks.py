@@ -89,10 +89,16 @@ class AnswerCellsRun(Check):
     """Every answer cell was filled in and ran without an error."""
 
     def __call__(self, evidence: Evidence) -> Verdict:
+        if evidence.outcome.stopped_by in ("memory", "processes", "cpu"):
+            return Verdict("failed", evidence.stopped_message())
         for key in evidence.answer_keys:
             source = evidence.match.answers.get(key, "")
             entry = evidence.artifact.cell(key)
             if entry is None:
+                if evidence.outcome.stopped_by:
+                    return Verdict("failed", f"the answer cell did not finish: {evidence.stopped_message()}")
+                if evidence.outcome.last_started == key:
+                    return Verdict("failed", f"the run ended in the middle of the answer cell (exit code {evidence.outcome.exit_code}), so nothing after it ran")
                 return Verdict("failed", f"the answer cell did not run: {evidence.why_not_run()}")
             if entry.get("status") == "error":
                 error = entry.get("error") or {}
@@ -135,7 +141,8 @@ class ModelStructure(Check):
         expected_size = f"{evidence.setting.image_size}x{evidence.setting.image_size}x3"
         if verdict.ok and base_size and base_size != expected_size:
             return Verdict("failed", f"the pretrained model's input is {base_size}; build it with input_shape=[*IMAGE_SIZE, 3] ({expected_size})")
-        return Verdict("passed" if verdict.ok else "failed", verdict.message, evidence={"layers": [str(f) for f in found]})
+        facts = {"layers": [str(f) for f in found], "expected": [str(p) for p in self._patterns], "differs_at": verdict.differs_at}
+        return Verdict("passed" if verdict.ok else "failed", verdict.message, evidence=facts)
 
 
 @register("frozen_base")

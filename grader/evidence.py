@@ -61,8 +61,7 @@ class Evidence:
     def _model(self):
         export = self.artifact.export
         if not export.get("found") or self.artifact.model_json is None:
-            problem = export.get("problem") or self.why_not_run()
-            return None, problem
+            return None, self.answer_failure() or export.get("problem") or self.why_not_run()
         try:
             return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path), None
         except Refused as refusal:
@@ -76,10 +75,17 @@ class Evidence:
             return f"the run stopped before any cell ran (exit code {self.outcome.exit_code}: {last[0][-300:]})"
         return "the run ended before the model could be saved (the answer cell failed, or the run crashed)"
 
+    def answer_failure(self) -> str:
+        """If an answer cell raised, say so: it is the cause of whatever is missing after it."""
+        for key in self.answer_keys:
+            error = (self.artifact.cell(key) or {}).get("error")
+            if isinstance(error, dict):
+                return f"the answer cell raised {error.get('name', 'an error')}, so there is no model to check: fix the error first"
+        return ""
+
     def stopped_message(self) -> str:
-        limits = {"cell_timeout": "the cell ran past its time limit", "run_timeout": "the whole run ran past its time limit"}
         if self.outcome.stopped_by:
-            return f"{limits[self.outcome.stopped_by]} (cell {self.outcome.stopped_cell}) and was stopped"
+            return f"{self.outcome.limit_message} (in cell {self.outcome.stopped_cell})"
         return ""
 
     def model(self):
@@ -114,6 +120,8 @@ class Evidence:
 
     @functools.cached_property
     def _compile(self):
+        if self.answer_failure() and self.artifact.compile_config is None:
+            return None, self.answer_failure()
         try:
             return harness.compile_choices(self.artifact.compile_config), None
         except harness.CompileProblem as problem:
@@ -128,10 +136,21 @@ class Evidence:
     @functools.cached_property
     def _training(self):
         choices = self.compile_choices()
-        model_json, weights_path = self.artifact.model_json, self.artifact.weights_path
+        model_json, pretrained = self.artifact.model_json, self.setting.pretrained_weights
+
+        def trusted_model():
+            # The trusted run never starts from the student's weights (they could have been
+            # fitted to the validation files): the base gets the grader's own pretrained
+            # weights, every other layer a fresh initialisation under the harness's seed.
+            model = artifact_mod.rebuild(model_json, None)
+            for layer in model.layers:
+                if is_mobilenet(layer) and [w.shape for w in layer.weights] == [w.shape for w in pretrained]:
+                    layer.set_weights(pretrained)
+            return model
+
         try:
             run, model = harness.train(
-                lambda: artifact_mod.rebuild(model_json, weights_path),
+                trusted_model,
                 choices,
                 self.setting.dataset,
                 self.setting.training,

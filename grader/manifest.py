@@ -26,8 +26,9 @@ class Limits:
     cell_timeout: float = 120.0
     run_timeout: float = 300.0
     memory_mb: int = 8192
-    output_bytes: int = 64 * 1024  # kept per cell and stream (head and tail)
-    artifact_mb: int = 64
+    max_processes: int = 256
+    output_bytes: int = 64 * 1024  # characters kept per cell and stream (head and tail)
+    artifact_mb: int = 64  # largest file the run may write (the model's weights among them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +101,10 @@ def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
         limits=Limits(
             cell_timeout=float(sandbox.get("cell_timeout", (int, float), Limits.cell_timeout)),
             run_timeout=float(sandbox.get("run_timeout", (int, float), Limits.run_timeout)),
-            memory_mb=sandbox.get("memory_mb", int, Limits.memory_mb),
+            memory_mb=_positive(sandbox.get("memory_mb", int, Limits.memory_mb), path, "[sandbox] memory_mb"),
+            max_processes=_positive(sandbox.get("max_processes", int, Limits.max_processes), path, "[sandbox] max_processes"),
+            output_bytes=_positive(sandbox.get("output_chars", int, Limits.output_bytes), path, "[sandbox] output_chars"),
+            artifact_mb=_positive(sandbox.get("file_mb", int, Limits.artifact_mb), path, "[sandbox] file_mb"),
         ),
         checks=tuple(_check(entry, index, path) for index, entry in enumerate(raw.get("checks", []))),
     )

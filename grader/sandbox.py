@@ -20,11 +20,13 @@ import subprocess
 import sys
 import time
 
+from grader.cgroups import RunCgroup
 from grader.errors import SandboxUnavailable
 from grader.manifest import Limits
 
 RUNNER = os.path.join(os.path.dirname(__file__), "sandbox_runner.py")
 SANDBOX_UID = 65534
+TMP_BYTES = 512 * 2**20  # the run's private /tmp (memory-backed, so also under the memory cgroup)
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime", "/etc/alternatives")
 
@@ -43,11 +45,13 @@ class Outcome:
 
     out_dir: str
     exit_code: int | None
-    stopped_by: str | None  # None, "cell_timeout", "run_timeout"
+    stopped_by: str | None  # None, "cell_timeout", "run_timeout", "memory", "processes", "cpu"
     stopped_cell: str | None
+    last_started: str | None  # the last cell the run started (it may have ended inside it)
     seconds: float
     stderr_tail: str
     sandboxed: bool
+    limit_message: str = ""  # which limit stopped the run, in words, for the scorecard
 
 
 @functools.cache
@@ -84,7 +88,7 @@ def bwrap_command(mounts: Mounts, scratch: str, env: dict[str, str]) -> list[str
     command += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
     # Private /proc, /dev and /tmp first: a later bind below /tmp (a checkout or a venv
     # that lives there) must land on top of the private /tmp, not under it.
-    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):
             command += ["--symlink", os.readlink(path), path]
@@ -96,7 +100,7 @@ def bwrap_command(mounts: Mounts, scratch: str, env: dict[str, str]) -> list[str
     for prefix in sorted({sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix)}):
         command += ["--ro-bind", prefix, prefix]
     command += ["--ro-bind", mounts.data_dir, "/data"]
-    command += ["--tmpfs", "/keras", "--ro-bind", mounts.keras_models, "/keras/models"]
+    command += ["--size", str(1 << 20), "--tmpfs", "/keras", "--ro-bind", mounts.keras_models, "/keras/models"]
     command += ["--bind", scratch, "/scratch", "--ro-bind", RUNNER, "/runner/run.py", "--chdir", "/scratch"]
     command += ["--clearenv"]
     for key, value in env.items():
@@ -123,9 +127,13 @@ def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_ho
     }
 
 
-def _limit_resources(limits: Limits):
+def _limit_resources(limits: Limits, group: RunCgroup):
     def apply() -> None:
-        memory = limits.memory_mb * 2**20
+        if group.active:
+            group.enter()
+        # With a memory cgroup the address space only needs a backstop (TensorFlow reserves
+        # far more address space than it touches); without one it is the memory limit.
+        memory = limits.memory_mb * 2**20 * (4 if group.active else 1)
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         cpu = int(limits.run_timeout * 2) + 10
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
@@ -163,27 +171,60 @@ def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, b
     if sandboxed:
         command = bwrap_command(mounts, scratch, env) + command
     stderr_path = os.path.join(work_dir, "stderr.txt")
-    with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=devnull,
-            stderr=stderr,
-            env=env,
-            cwd=scratch,
-            start_new_session=True,
-            preexec_fn=_limit_resources(limits),
-        )
-        stopped_by, stopped_cell, seconds = _watch(process, os.path.join(scratch, "out", "progress"), limits)
+    group = RunCgroup(limits.max_processes, limits.memory_mb * 2**20)
+    try:
+        with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=devnull,
+                stderr=stderr,
+                env=env,
+                cwd=scratch,
+                start_new_session=True,
+                preexec_fn=_limit_resources(limits, group),
+            )
+            stopped_by, stopped_cell, seconds = _watch(process, os.path.join(scratch, "out", "progress"), limits)
+        # A cgroup limit explains a run better than the timeout it may also have caused.
+        reached = _limit_reached(process.returncode, group)
+        if reached is not None:
+            stopped_by = reached
+            stopped_cell = stopped_cell or (_last_progress(os.path.join(scratch, "out", "progress"), 0) or (0, None))[1]
+    finally:
+        group.destroy()
     return Outcome(
         out_dir=os.path.join(scratch, "out"),
         exit_code=process.returncode,
         stopped_by=stopped_by,
         stopped_cell=stopped_cell,
+        last_started=(_last_progress(os.path.join(scratch, "out", "progress"), 0) or (0, None))[1],
         seconds=seconds,
         stderr_tail=_tail(stderr_path, 4000),
         sandboxed=sandboxed,
+        limit_message=describe_limit(stopped_by, limits),
     )
+
+
+def _limit_reached(returncode: int | None, group: RunCgroup) -> str | None:
+    # Refused forks first: a fork bomb's copies also fill memory, but forking is the cause.
+    if group.processes_exhausted():
+        return "processes"
+    if group.memory_exhausted():
+        return "memory"
+    if returncode == -signal.SIGXCPU:
+        return "cpu"
+    return None
+
+
+def describe_limit(stopped_by: str | None, limits: Limits) -> str:
+    return {
+        None: "",
+        "cell_timeout": f"the cell ran past {limits.cell_timeout:g} s and was stopped",
+        "run_timeout": f"the run ran past {limits.run_timeout:g} s in all and was stopped",
+        "memory": f"the memory limit ({limits.memory_mb / 1024:g} GiB) was reached and the run was stopped",
+        "processes": f"the run tried to start more than {limits.max_processes} processes and was stopped",
+        "cpu": "the run used up its CPU time and was stopped",
+    }[stopped_by]
 
 
 def _watch(process: subprocess.Popen, progress_path: str, limits: Limits):
@@ -192,7 +233,7 @@ def _watch(process: subprocess.Popen, progress_path: str, limits: Limits):
     cell, cell_started = None, started
     seen = 0
     while process.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
         now = time.monotonic()
         latest = _last_progress(progress_path, seen)
         if latest is not None:

@@ -8,6 +8,7 @@ who rewrites these files in their cell gains nothing the grader believes.
 usage: python sandbox_runner.py JOB.json   (JOB names the cells and the out folder)
 """
 
+import collections
 import io
 import json
 import os
@@ -17,33 +18,40 @@ import traceback
 
 
 class CappedText(io.TextIOBase):
-    """A text stream that keeps the first and last `cap` characters and counts the rest."""
+    """A text stream that keeps the first and last `cap` characters and counts the rest.
+
+    Constant work per write (the tail is a queue of pieces), so a flood of output
+    costs time, not memory."""
 
     def __init__(self, cap):
-        self.cap, self.head, self.tail, self.total = cap, [], "", 0
-        self.head_size = 0
+        self.cap, self.head, self.head_size, self.total = cap, [], 0, 0
+        self.tail, self.tail_size = collections.deque(), 0
 
     def writable(self):
         return True
 
     def write(self, text):
         text = str(text)
-        self.total += len(text)
+        written = len(text)
+        self.total += written
         if self.head_size < self.cap:
             piece = text[: self.cap - self.head_size]
             self.head.append(piece)
             self.head_size += len(piece)
             text = text[len(piece):]
         if text:
-            self.tail = (self.tail + text)[-self.cap:]
-        return len(text)
+            self.tail.append(text[-self.cap:])
+            self.tail_size += len(self.tail[-1])
+            while self.tail and self.tail_size - len(self.tail[0]) >= self.cap:
+                self.tail_size -= len(self.tail.popleft())
+        return written
 
     def value(self):
-        head = "".join(self.head)
-        dropped = self.total - len(head) - len(self.tail)
+        head, tail = "".join(self.head), "".join(self.tail)[-self.cap:]
+        dropped = self.total - len(head) - len(tail)
         if dropped > 0:
-            return head + f"\n[... {dropped} characters cut ...]\n" + self.tail
-        return head + self.tail
+            return head + f"\n[... {dropped} characters cut ...]\n" + tail
+        return head + tail
 
 
 def error_line(error):
