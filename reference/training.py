@@ -7,6 +7,7 @@ Labels are fed sparse or one-hot to match the student's loss, as the lab's part 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import time
@@ -23,6 +24,8 @@ CROSS_ENTROPIES = {
     "categorical_crossentropy": True,
     "CategoricalCrossentropy": True,
 }
+MISCLASSIFIED_SHOWN = 6
+STEPS_PER_CALL = 16
 OPTIMIZERS = frozenset("Adam AdamW SGD RMSprop Adagrad Adadelta Adamax Nadam Ftrl Lion Lamb".split())
 
 
@@ -99,6 +102,7 @@ class TrainingRun:
     device: str
     replicas: int
     path: str = ""  # fast path or full training, and why
+    misclassified: tuple = ()  # a few wrong validation images: index, true, predicted, JPEG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +153,11 @@ def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData,
             trained = keras.Sequential([head_input, *model.layers[cut.prefix:]])
         optimizer = keras.optimizers.deserialize(choices.optimizer)
         loss = keras.losses.get(choices.loss) if choices.loss[0].islower() else getattr(keras.losses, choices.loss)(from_logits=choices.from_logits)
-        trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+        # Several steps per call: the same batches in the same order, without a Python
+        # round trip per step (which dominates when only a small head trains).
+        # (One step per call across replicas: Keras' multi-step loop fails on distributed input.)
+        steps = STEPS_PER_CALL if placement.replicas == 1 else 1
+        trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps)
     if cut.fast:
         features = _cached_features(cache, model.layers[: cut.prefix], dataset, settings)
         batches = _feature_batches(features, choices, settings.batch_size * placement.replicas)
@@ -175,6 +183,13 @@ def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData,
     classes = len(flower_data.CLASSES)
     confusion = np.zeros((classes, classes), dtype=int)
     np.add.at(confusion, (labels, predictions), 1)
+    wrong = [int(i) for i in np.flatnonzero(predictions != labels)[:MISCLASSIFIED_SHOWN]]
+    jpegs = flower_data.jpeg_records(dataset.validation_files, wrong)
+    misclassified = tuple(
+        {"index": i, "true": flower_data.CLASSES[labels[i]], "predicted": flower_data.CLASSES[predictions[i]],
+         "jpeg_base64": base64.b64encode(jpegs[i]).decode("ascii")}
+        for i in wrong if i in jpegs
+    )
     run = TrainingRun(
         history=history,
         val_accuracy=float((predictions == labels).mean()),
@@ -184,6 +199,7 @@ def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData,
         device=placement.device,
         replicas=placement.replicas,
         path=path,
+        misclassified=misclassified,
     )
     return run, model
 
@@ -202,12 +218,20 @@ def _image_batches(dataset, choices, settings, global_batch):
 def _feature_batches(features, choices, global_batch):
     import tensorflow as tf
 
+    tensors = {}  # made once: from_tensor_slices would copy the arrays on every call
+
     def batches(split: str, whole_batches: bool):
-        labels = features[f"{split}_labels"]
-        if choices.one_hot:
-            labels = np.eye(len(flower_data.CLASSES), dtype=np.float32)[labels]
-        pipeline = tf.data.Dataset.from_tensor_slices((features[split], labels))
-        return pipeline.batch(global_batch, drop_remainder=whole_batches)
+        if split not in tensors:
+            labels = features[f"{split}_labels"]
+            if choices.one_hot:
+                labels = np.eye(len(flower_data.CLASSES), dtype=np.float32)[labels]
+            tensors[split] = (tf.constant(features[split]), tf.constant(labels))
+        images, labels = tensors[split]
+        count = images.shape[0] // global_batch if whole_batches else -(-images.shape[0] // global_batch)
+        # Slicing whole batches out of the cached array: the same batches as .batch(), one copy fewer.
+        return tf.data.Dataset.range(count).map(
+            lambda i: (images[i * global_batch : (i + 1) * global_batch], labels[i * global_batch : (i + 1) * global_batch])
+        )
 
     return batches
 

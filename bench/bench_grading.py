@@ -1,0 +1,188 @@
+"""How long grading takes, per submission, measured side by side in one run.
+
+    python bench/bench_grading.py              # the codelab's scale: 3,670 images at 192x192, 10 epochs
+    python bench/bench_grading.py --scale ci   # the same code on 320 images at 96x96, 2 epochs
+
+(a) the solution notebook executed end to end with nbclient on the same data, as a
+    grader that re-runs notebooks would do;
+(b) our trusted harness with full training (sandbox run + rebuild + training);
+(c) our harness on the fast path with a warm feature cache; and the one-time cost
+    of building that cache;
+then a batch of 30 distinct demo submissions with --jobs 1 and --jobs 2.
+
+(a) and (b) train through the whole MobileNetV2 every epoch: at full scale they are
+timed at 1 and 2 epochs and extrapolated linearly (fixed cost + epochs x per-epoch
+cost), which is how their cost grows; the script says so next to each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from grader import batch, manifest as manifest_mod, release, scenarios  # noqa: E402
+from grader.pipeline import grade_submission  # noqa: E402
+from reference import data, weights  # noqa: E402
+
+SCALES = {"full": dict(count=3670, size=192, epochs=10, extrapolate=True), "ci": dict(count=320, size=96, epochs=2, extrapolate=False)}
+ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
+
+
+def assignment_at(scale: dict, data_dir: str, epochs: int, work: str) -> manifest_mod.Manifest:
+    """The lab's assignment with the benchmark's data, image size and epochs."""
+    target = os.path.join(work, f"assignment-{epochs}")
+    if not os.path.isdir(target):
+        shutil.copytree(ASSIGNMENT, target)
+        path = os.path.join(target, "assignment.toml")
+        text = open(path).read()
+        text = text.replace('pattern = "demo"', f'pattern = "{data_dir}/*.tfrec"').replace("image_size = 96", f"image_size = {scale['size']}")
+        text = text.replace("epochs = 6", f"epochs = {epochs}").replace("run_timeout = 300", "run_timeout = 900")
+        open(path, "w").write(text)
+    return manifest_mod.load(target)
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = function(*args, **kwargs)
+    return time.perf_counter() - started, value
+
+
+def solution_file(manifest, work: str) -> str:
+    built, playground = release.build(manifest)
+    path = os.path.join(work, "solution.ipynb")
+    with open(path, "wb") as handle:
+        handle.write(scenarios.make(built, playground, ["solution.ipynb"])["solution.ipynb"])
+    return path
+
+
+def run_nbclient(notebook_path: str, data_dir: str, size: int, epochs: int, keras_home: str) -> float:
+    """Execute the whole solution notebook in a Jupyter kernel."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    env = {"FLOWERS_TFREC": f"{data_dir}/*.tfrec", "FLOWERS_IMAGE_SIZE": str(size), "FLOWERS_BATCH_SIZE": "64",
+           "FLOWERS_EPOCHS": str(epochs), "KERAS_HOME": keras_home, "MPLBACKEND": "Agg"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        seconds, _ = timed(NotebookClient(notebook, timeout=3600, kernel_name="python3").execute)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return seconds
+
+
+def per_submission(manifest, path: str, out: str, cache_dir: str | None, repeats: int) -> list[float]:
+    options = batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, use_cache=cache_dir is not None, jobs=1)
+    prepared = batch.prepare(manifest, options)
+    return [timed(grade_submission, path, "solution", prepared)[0] for _ in range(repeats)]
+
+
+def extrapolate(one: float, two: float, epochs: int) -> float:
+    return one + (two - one) * (epochs - 1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=SCALES, default="full")
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "grader-bench"))
+    parser.add_argument("--skip-batch", action="store_true", help="leave out the 30-submission batch")
+    parser.add_argument("--only-batch", action="store_true", help="run only the 30-submission batch")
+    args = parser.parse_args(argv)
+    if args.only_batch:
+        batch_of_30(args.work)
+        return 0
+    scale = SCALES[args.scale]
+    os.makedirs(args.work, exist_ok=True)
+    data_dir = os.path.join(args.work, f"flowers-{scale['count']}-{scale['size']}")
+    if not os.path.isdir(data_dir):
+        print(f"making {scale['count']} synthetic flowers at {scale['size']}x{scale['size']} ...", flush=True)
+        data.make_synthetic_flowers(data_dir, scale["size"], scale["count"])
+    keras_home = os.path.join(args.work, "keras")
+    weights.stage(weights.resolve(None), keras_home, scale["size"])
+    epochs = scale["epochs"]
+    figures = {}
+    short = [1, 2] if scale["extrapolate"] else [epochs]
+
+    # (a) nbclient, end to end
+    a_runs = {}
+    for e in short:
+        manifest = assignment_at(scale, data_dir, e, args.work)
+        a_runs[e] = run_nbclient(solution_file(manifest, args.work), data_dir, scale["size"], e, keras_home)
+        print(f"(a) nbclient, {e} epoch(s): {a_runs[e]:.1f} s", flush=True)
+    figures["a"] = extrapolate(a_runs[1], a_runs[2], epochs) if scale["extrapolate"] else a_runs[epochs]
+
+    # (b) harness, full training
+    b_runs = {}
+    for e in short:
+        manifest = assignment_at(scale, data_dir, e, args.work)
+        b_runs[e] = statistics.median(per_submission(manifest, solution_file(manifest, args.work), os.path.join(args.work, "out-b"), None, 1))
+        print(f"(b) harness, full training, {e} epoch(s): {b_runs[e]:.1f} s", flush=True)
+    figures["b"] = extrapolate(b_runs[1], b_runs[2], epochs) if scale["extrapolate"] else b_runs[epochs]
+
+    # (c) fast path: build the cache once (cold), then warm runs
+    manifest = assignment_at(scale, data_dir, epochs, args.work)
+    cache_dir = os.path.join(args.work, "cache")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    path = solution_file(manifest, args.work)
+    cold = per_submission(manifest, path, os.path.join(args.work, "out-c"), cache_dir, 1)[0]
+    warm = per_submission(manifest, path, os.path.join(args.work, "out-c"), cache_dir, 5)
+    figures["c"] = statistics.median(warm)
+    figures["cache_build"] = cold - figures["c"]
+    print(f"(c) fast path, warm cache, {epochs} epochs: runs {', '.join(f'{w:.1f}' for w in warm)} s", flush=True)
+
+    note = " (extrapolated from 1 and 2 epochs)" if scale["extrapolate"] else ""
+    print(f"\nper submission, {scale['count']} images at {scale['size']}x{scale['size']}, {epochs} epochs:")
+    print(f"  (a) nbclient end to end     {figures['a']:8.1f} s{note}")
+    print(f"  (b) harness, full training  {figures['b']:8.1f} s{note}")
+    print(f"  (c) harness, fast path      {figures['c']:8.1f} s  (median of {len(warm)}, warm cache)")
+    print(f"  building the cache, once    {figures['cache_build']:8.1f} s")
+    print(f"  ratio (a)/(c)               {figures['a'] / figures['c']:8.1f}")
+    print(f"  ratio (b)/(c)               {figures['b'] / figures['c']:8.1f}")
+
+    if not args.skip_batch:
+        batch_of_30(args.work)
+    return 0
+
+
+def batch_of_30(work: str) -> None:
+    """30 distinct demo submissions (the ten scenarios, three variants each), warm cache."""
+    demo = manifest_mod.load(ASSIGNMENT)
+    built, playground = release.build(demo)
+    folder = os.path.join(work, "batch30")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for variant in range(3):
+        for name, content in scenarios.make(built, playground).items():
+            # a trailing comment makes each copy a distinct submission (content-hashed)
+            text = content.decode("utf-8", errors="replace") if name != "not_a_notebook.ipynb" else content.decode()
+            body = text.replace("model.summary()", f"model.summary()  # copy {variant}") if variant else text
+            with open(os.path.join(folder, f"v{variant}-{name}"), "w") as handle:
+                handle.write(body if body != text or variant == 0 else text + f"\n# copy {variant}\n")
+    cache_dir = os.path.join(work, "cache-demo")
+    batch.grade(demo, [folder], batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache_dir, jobs=1))  # warm the cache
+    results = {}
+    for jobs in (1, 2):
+        out = os.path.join(work, f"batch30-jobs{jobs}")
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, (graded, _) = timed(batch.grade, demo, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=jobs))
+        results[jobs] = (seconds, {r.submission: r.score for r in graded})
+        print(f"batch of {len(graded)} with --jobs {jobs}: {seconds:.1f} s ({seconds / len(graded):.1f} s per submission)", flush=True)
+    print(f"  speed-up --jobs 2 over --jobs 1: {results[1][0] / results[2][0]:.2f}x; same scores: {results[1][1] == results[2][1]}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
