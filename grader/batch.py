@@ -18,13 +18,15 @@ import sys
 import tqdm
 
 import grader
-from grader import gradebook, pipeline, release as release_mod, report, sandbox
+from grader import cgroups, gradebook, notebook, pipeline, release as release_mod, report, sandbox
 from grader.errors import AssetError, GraderError
 from grader.evidence import Setting
 from grader.manifest import Manifest
 from grader.results import SubmissionResult
+from grader.storage import write_atomic
 from reference import data as flower_data
 from reference.cache import FeatureCache
+from reference.hashing import file_sha256
 from reference import training, weights as weights_mod
 from reference.make_assets import DEMO_FLOWERS
 
@@ -113,7 +115,7 @@ def display_names(files: list[str]) -> list[str]:
     names, taken = [], set()
     for path in files:
         stem = os.path.splitext(os.path.basename(path))[0]
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "submission"
+        name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", stem)).strip("._") or "submission"
         name = name[:80]
         unique, n = name, 2
         while unique in taken:
@@ -125,6 +127,7 @@ def display_names(files: list[str]) -> list[str]:
 
 def prepare(manifest: Manifest, options: Options) -> pipeline.Batch:
     sandboxed = sandbox.require_sandbox(options.allow_unsandboxed)
+    cgroups.sweep_stale()
     release, _ = release_mod.build(manifest)
     dataset = dataset_for(manifest, options.data)
     weights = weights_for(manifest, options.weights)
@@ -158,7 +161,7 @@ def setting_fingerprint(manifest: Manifest, batch: pipeline.Batch) -> str:
     return gradebook.fingerprint(
         manifest_hash,
         flower_data.dataset_identity(setting.dataset),
-        weights_mod.file_sha256(setting.weights.path),
+        file_sha256(setting.weights.path),
         grader.__version__,
         str(batch.sandboxed),
     )
@@ -169,17 +172,17 @@ def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple
     files = collect(submissions)
     batch = prepare(manifest, options)
     setting = setting_fingerprint(manifest, batch)
-    threshold = _threshold(manifest)
     os.makedirs(options.out_dir, exist_ok=True)
     book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
     results: dict[str, SubmissionResult] = {}
     todo: dict[str, list[tuple[str, str]]] = {}  # sha256 -> [(path, name)], graded once per content
+    reference = _reference(manifest, batch, book, setting, options)
     for path, name in zip(files, display_names(files)):
-        digest = pipeline.file_sha256(path)
+        digest = file_sha256(path)
         stored = None if options.regrade else book.get(manifest.name, manifest.version, setting, digest)
         if stored is not None:
             results[name] = _as_submitted(stored[0], path, name)
-            report.write_submission(results[name], options.out_dir, threshold)
+            _write_reports(results[name], path, options.out_dir, reference)
         else:
             todo.setdefault(digest, []).append((path, name))
     progress = tqdm.tqdm(total=len(files), initial=len(results), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
@@ -188,7 +191,7 @@ def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple
             book.put(setting, result)
             for path, name in todo[digest]:
                 results[name] = _as_submitted(result, path, name)
-                report.write_submission(results[name], options.out_dir, threshold)
+                _write_reports(results[name], path, options.out_dir, reference)
                 progress.update(1)
             shown = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else "ungradable"
             progress.set_postfix_str(f"{todo[digest][0][1]}: {shown}")
@@ -197,6 +200,34 @@ def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple
         book.close()
     ordered = [results[name] for name in sorted(results)]
     return ordered, report.write_class(ordered, options.out_dir, manifest.title)
+
+
+def _reference(manifest: Manifest, batch: pipeline.Batch, book, setting: str, options: Options) -> SubmissionResult:
+    """The lab's solution graded in the same harness: its curves go beside each student's."""
+    from grader import scenarios
+
+    path = os.path.join(options.out_dir, report.STATE, "solution.ipynb")
+    content = scenarios.make(batch.release, release_mod.build(manifest)[1], ["solution.ipynb"])["solution.ipynb"]
+    write_atomic(path, content)
+    stored = None if options.regrade else book.get(manifest.name, manifest.version, setting, file_sha256(path))
+    if stored is not None:
+        result = stored[0]
+    else:
+        result = pipeline.grade_submission(path, "reference-solution", batch)
+        book.put(setting, result)
+    report.save_reference(result, options.out_dir)
+    return result
+
+
+def _write_reports(result: SubmissionResult, path: str, out_dir: str, reference: SubmissionResult) -> None:
+    folder = os.path.join(out_dir, result.submission)
+    try:
+        report.write_notebook(notebook.read_submission(path), folder, result.submission)
+    except notebook.Unreadable:
+        pass  # the scorecard says why
+    except Exception as error:  # rendering a strange notebook must not stop the batch
+        print(f"grader: could not render {path} as HTML: {type(error).__name__}: {error}", file=sys.stderr)
+    report.write_submission(result, out_dir, reference)
 
 
 def _as_submitted(result: SubmissionResult, path: str, name: str) -> SubmissionResult:
@@ -232,7 +263,3 @@ def _start_worker(assignment_dir: str, options: Options) -> None:
 
 def _grade_in_worker(path: str, name: str) -> dict:
     return pipeline.grade_submission(path, name, _WORKER_BATCH).to_json()
-
-
-def _threshold(manifest: Manifest) -> float | None:
-    return next((float(c.params["threshold"]) for c in manifest.checks if "threshold" in c.params), None)

@@ -28,6 +28,15 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--out", required=True, help="folder for scorecards, index.html and grades.csv")
     _grading_flags(grade)
 
+    report = commands.add_parser("report", help="render every report again from the stored results, without grading")
+    report.add_argument("out", help="the --out folder of a grading run")
+
+    export = commands.add_parser("export", help="export grades for Gradescope or a Canvas gradebook import")
+    export.add_argument("format", choices=("gradescope", "canvas"))
+    export.add_argument("out", help="the --out folder of a grading run")
+    export.add_argument("--roster", help="canvas: CSV with columns file,student,id[,sis_user_id,sis_login_id,section]")
+    export.add_argument("--column", help="canvas: the assignment's column, e.g. 'Transfer learning (1234)' (default: the assignment title)")
+
     cache = commands.add_parser("cache", help="show or clear the feature cache of the fast path")
     cache.add_argument("--cache-dir", help="the cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
     cache.add_argument("--clear", action="store_true", help="delete every cached entry")
@@ -132,6 +141,51 @@ def _summarise(results, paths) -> None:
     print(f"class report: {paths['index']}\ngrades: {paths['grades']}")
 
 
+def _report(args) -> int:
+    from grader import report
+
+    paths = report.rerender(args.out)
+    print(f"class report: {paths['index']}\ngrades: {paths['grades']}")
+    return 0
+
+
+def _stored_results(out: str):
+    from grader import report
+    from grader.errors import GraderError
+    from grader.gradebook import result_from_json
+    import glob
+    import json
+
+    paths = sorted(glob.glob(os.path.join(out, "*", "result.json")))
+    if not paths:
+        raise GraderError(f"{out} holds no results", hint="pass the --out folder of a `grader grade` run")
+    results = []
+    for path in paths:
+        with open(path) as handle:
+            results.append(result_from_json(json.load(handle)))
+    return results
+
+
+def _export(args) -> int:
+    from grader import exports
+    from grader.storage import write_atomic
+
+    results = _stored_results(args.out)
+    if args.format == "gradescope":
+        paths = exports.write_gradescope(results, args.out)
+        print(f"wrote {len(paths)} Gradescope results.json file(s) under {os.path.join(args.out, 'exports', 'gradescope')}")
+        return 0
+    roster = exports.read_roster(args.roster) if args.roster else {}
+    column = args.column or results[0].assignment
+    text, unmatched = exports.canvas_csv(results, roster, column)
+    path = os.path.join(args.out, "exports", "canvas.csv")
+    write_atomic(path, text)
+    print(f"wrote {path}")
+    if unmatched:
+        print(f"not in the roster (exported under their file names): {', '.join(unmatched)}", file=sys.stderr)
+    return 0
+
+
 def _cache(args) -> int:
     from grader.batch import default_cache_dir
     from reference.cache import FeatureCache
@@ -148,4 +202,4 @@ def _cache(args) -> int:
     return 0
 
 
-COMMANDS = {"release": _release, "grade": _grade, "demo": _demo, "cache": _cache}
+COMMANDS = {"release": _release, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report, "export": _export}

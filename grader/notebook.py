@@ -10,6 +10,7 @@ import json
 import os
 
 import nbformat
+from nbformat.v4.rwbase import rejoin_lines
 
 MAX_NOTEBOOK_BYTES = 100 * 1024 * 1024
 
@@ -59,8 +60,9 @@ def from_json(data) -> nbformat.NotebookNode:
         if not (isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
             raise Unreadable(f"cell {index + 1} has a source that is not text")
     # Validation is advisory: Colab writes files that differ from the schema in harmless
-    # ways, and the grader reads only cell types, sources and ids.
-    return nbformat.from_dict(data)
+    # ways, and the grader reads only cell types, sources and ids. Multi-line fields
+    # stored as lists of lines are joined, as nbformat's own reader does.
+    return rejoin_lines(nbformat.from_dict(data))
 
 
 def read_trusted(path: str) -> nbformat.NotebookNode:

@@ -1,17 +1,27 @@
-"""Render results: result.json, scorecard.html per submission; index.html, grades.csv per class."""
+"""Render results: result.json, scorecard.html (and the notebook) per submission;
+index.html and grades.csv per class. Rendering reads only results, so `grader report`
+re-renders byte for byte what grading wrote.
+"""
 
 from __future__ import annotations
 
+import collections
+import copy
 import csv
+import glob
 import io
 import json
 import os
+import re
 
 import jinja2
 
 from grader import charts
 from grader.results import SubmissionResult
 from grader.storage import write_atomic
+
+STATE = ".grader"  # the folder, inside the output folder, for what rendering needs besides results
+MAX_NOTEBOOK_OUTPUT = 256 * 1024  # bytes of one output kept in the rendered notebook
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("grader", "templates"),
@@ -22,23 +32,53 @@ _ENV = jinja2.Environment(
 )
 
 
-def write_submission(result: SubmissionResult, out_dir: str, threshold: float | None) -> str:
+def write_submission(result: SubmissionResult, out_dir: str, reference: SubmissionResult | None = None) -> str:
     folder = os.path.join(out_dir, result.submission)
     write_atomic(os.path.join(folder, "result.json"), json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
-    write_atomic(os.path.join(folder, "scorecard.html"), render_scorecard(result, threshold))
+    try:
+        page = render_scorecard(result, reference, os.path.exists(os.path.join(folder, "notebook.html")))
+    except Exception as error:  # a rendering bug must cost one page its looks, never the batch
+        page = _ENV.get_template("fallback.html.j2").render(r=result, error=f"{type(error).__name__}: {error}")
+    write_atomic(os.path.join(folder, "scorecard.html"), page)
     return folder
 
 
-def render_scorecard(result: SubmissionResult, threshold: float | None) -> str:
+def threshold_of(result: SubmissionResult) -> float | None:
+    return next((float(c.evidence["threshold"]) for c in result.checks if "threshold" in c.evidence), None)
+
+
+def render_scorecard(result: SubmissionResult, reference: SubmissionResult | None = None, notebook: bool = False) -> str:
     history = result.training.get("history", {})
-    curves = [
-        charts.line_chart("accuracy", {"train": history.get("accuracy", []), "validation": history.get("val_accuracy", [])}, threshold, unit_range=True),
-        charts.line_chart("loss", {"train": history.get("loss", []), "validation": history.get("val_loss", [])}),
-    ]
-    return _ENV.get_template("scorecard.html.j2").render(r=result, curves=[c for c in curves if c is not None])
+    reference_history = reference.training.get("history", {}) if reference is not None else {}
+    accuracy = {"train": history.get("accuracy", []), "validation": history.get("val_accuracy", [])}
+    loss = {"train": history.get("loss", []), "validation": history.get("val_loss", [])}
+    if reference_history:
+        accuracy["solution, validation"] = reference_history.get("val_accuracy", [])
+        loss["solution, validation"] = reference_history.get("val_loss", [])
+    curves = [charts.line_chart("accuracy", accuracy, threshold_of(result), unit_range=True), charts.line_chart("loss", loss)] if history else []
+    structure = next((c for c in result.checks if "expected" in c.evidence), None)
+    return _ENV.get_template("scorecard.html.j2").render(
+        r=result,
+        curves=[c for c in curves if c is not None],
+        confusion=_confusion(result.training),
+        structure=structure,
+        notebook=notebook,
+    )
+
+
+def _confusion(training: dict) -> dict | None:
+    matrix, classes = training.get("confusion"), training.get("classes")
+    if not matrix or not classes:
+        return None
+    rows = []
+    for name, counts in zip(classes, matrix):
+        total = sum(counts) or 1
+        rows.append({"name": name, "cells": [{"count": n, "shade": round(n / total, 2)} for n in counts]})
+    return {"classes": classes, "rows": rows}
 
 
 def write_class(results: list[SubmissionResult], out_dir: str, title: str) -> dict[str, str]:
+    write_atomic(os.path.join(out_dir, STATE, "class.json"), json.dumps({"title": title}) + "\n")
     paths = {"index": os.path.join(out_dir, "index.html"), "grades": os.path.join(out_dir, "grades.csv")}
     write_atomic(paths["index"], render_index(results, title))
     write_atomic(paths["grades"], grades_csv(results))
@@ -46,6 +86,7 @@ def write_class(results: list[SubmissionResult], out_dir: str, title: str) -> di
 
 
 def render_index(results: list[SubmissionResult], title: str) -> str:
+    results = sorted(results, key=lambda r: r.submission)
     check_ids = _check_ids(results)
     graded = [r for r in results if r.status == "graded"]
     pass_rates = {
@@ -55,12 +96,27 @@ def render_index(results: list[SubmissionResult], title: str) -> str:
     max_score = max((r.max_score for r in results), default=0.0)
     chart = charts.histogram("scores", [r.score for r in graded], max_score) if graded else None
     return _ENV.get_template("index.html.j2").render(
-        title=title, results=sorted(results, key=lambda r: r.submission), check_ids=check_ids, pass_rates=pass_rates, chart=chart
+        title=title, results=results, check_ids=check_ids, pass_rates=pass_rates, chart=chart, failures=common_failures(graded)
     )
 
 
+def common_failures(results: list[SubmissionResult], limit: int = 10) -> list[dict]:
+    """Failed checks grouped by what they said (numbers aside), most common first."""
+    groups: dict[tuple[str, str], list] = collections.defaultdict(list)
+    for result in results:
+        for check in result.checks:
+            if check.status in ("failed", "partial", "error"):
+                pattern = re.sub(r"\d+(\.\d+)?", "#", check.message)
+                groups[(check.title, pattern)].append((result.submission, check.message))
+    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [
+        {"check": title, "count": len(members), "example": members[0][1], "students": [name for name, _ in members]}
+        for (title, _), members in ranked[:limit]
+    ]
+
+
 def grades_csv(results: list[SubmissionResult]) -> str:
-    """One row per submission; columns: submission, file, sha256, status, score, max_score,
+    """One row per submission. Columns: submission, file, sha256, status, score, max_score,
     then one column per check id holding that check's points."""
     check_ids = _check_ids(results)
     buffer = io.StringIO()
@@ -77,3 +133,78 @@ def _check_ids(results: list[SubmissionResult]) -> list[str]:
     for result in results:
         ids += [c.id for c in result.checks if c.id not in ids]
     return ids
+
+
+# --- the student's notebook ----------------------------------------------------------
+
+
+def write_notebook(notebook, folder: str, title: str) -> str:
+    """The submitted notebook as HTML beside its scorecard: outputs kept (each capped),
+    rich HTML and JavaScript outputs dropped, markdown sanitized."""
+    from nbconvert import HTMLExporter
+
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = [_safe_output(o) for o in cell.get("outputs", [])]
+    exporter = HTMLExporter(template_name="basic", sanitize_html=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    path = os.path.join(folder, "notebook.html")
+    write_atomic(path, _ENV.get_template("notebook.html.j2").render(title=title, body=body))
+    return path
+
+
+def _safe_output(output: dict) -> dict:
+    output = dict(output)
+    data = output.get("data")
+    if isinstance(data, dict):
+        kept = {k: v for k, v in data.items() if k in ("text/plain", "image/png", "image/jpeg")}
+        if len(json.dumps(kept)) > MAX_NOTEBOOK_OUTPUT:
+            kept = {"text/plain": f"[output of {len(json.dumps(kept)) // 1024} KiB left out]"}
+        output["data"] = kept or {"text/plain": "[rich output left out]"}
+    text = output.get("text")
+    if isinstance(text, (str, list)):
+        text = "".join(text) if isinstance(text, list) else text
+        if len(text) > MAX_NOTEBOOK_OUTPUT:
+            text = text[: MAX_NOTEBOOK_OUTPUT // 2] + "\n[... output cut ...]\n" + text[-MAX_NOTEBOOK_OUTPUT // 2 :]
+        output["text"] = text
+    return output
+
+
+# --- re-rendering ------------------------------------------------------------------------
+
+
+def rerender(out_dir: str) -> dict[str, str]:
+    """Render every report again from the stored results, without grading."""
+    from grader.gradebook import result_from_json
+
+    state = os.path.join(out_dir, STATE)
+    try:
+        with open(os.path.join(state, "class.json")) as handle:
+            title = json.load(handle)["title"]
+    except (OSError, ValueError, KeyError):
+        from grader.errors import GraderError
+
+        raise GraderError(f"{out_dir} holds no graded batch", hint="pass the --out folder of a `grader grade` run") from None
+    reference = load_reference(out_dir)
+    results = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "*", "result.json"))):
+        with open(path) as handle:
+            results.append(result_from_json(json.load(handle)))
+    for result in results:
+        write_submission(result, out_dir, reference)
+    return write_class(results, out_dir, title)
+
+
+def save_reference(result: SubmissionResult, out_dir: str) -> None:
+    write_atomic(os.path.join(out_dir, STATE, "reference.json"), json.dumps(result.to_json(), sort_keys=True) + "\n")
+
+
+def load_reference(out_dir: str) -> SubmissionResult | None:
+    from grader.gradebook import result_from_json
+
+    try:
+        with open(os.path.join(out_dir, STATE, "reference.json")) as handle:
+            return result_from_json(json.load(handle))
+    except (OSError, ValueError):
+        return None
