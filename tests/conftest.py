@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from grader import batch, scenarios
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
 
@@ -19,3 +21,54 @@ def released(manifest):
     from grader import release
 
     return release.build(manifest)
+
+
+# --- one graded batch of every scenario, shared by the slow tests ----------------------
+
+@pytest.fixture(scope="session")
+def submissions(released, tmp_path_factory):
+    record, playground = released
+    folder = tmp_path_factory.mktemp("submissions")
+    for name, content in scenarios.make(record, playground).items():
+        (folder / name).write_bytes(content)
+    answer = next(c.source for c in record.cells if c.key == "model")
+    prefit = answer + "\nmodel.fit(validation_dataset, epochs=5)  # fitted to the validation files, then submitted"
+    (folder / "prefit_on_validation.ipynb").write_bytes(scenarios.with_answer(playground, "model", prefit))
+    (folder / f"{INJECTION_NAME}.ipynb").write_bytes(injection_notebook(playground))
+    (folder / "no_answers.ipynb").write_text('{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "notes"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    return folder
+
+
+INJECTION_NAME = "<img src=x onerror=alert('file')>"
+
+
+def injection_notebook(playground) -> bytes:
+    """HTML and JavaScript payloads in the source, the output, the error and a stored output."""
+    import nbformat
+
+    source = "print(\"<script>alert('stdout')</script>\")\nraise ValueError(\"<img src=x onerror=alert('error')>\")"
+    notebook = nbformat.reads(scenarios.with_answer(playground, "model", source).decode(), 4)
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell("<img src=x onerror=alert('markdown')><script>alert('md')</script>"))
+    stored = nbformat.v4.new_code_cell("display(HTML(x))")
+    stored.outputs = [nbformat.v4.new_output("display_data", data={"text/html": "<script>alert('output')</script>", "text/plain": "<HTML>"})]
+    notebook.cells.insert(1, stored)
+    return nbformat.writes(notebook).encode()
+
+
+def grade_all(manifest, folder, out, **options):
+    results, paths = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options))
+    return {r.submission: r for r in results}, paths, out
+
+
+@pytest.fixture(scope="session")
+def graded(manifest, submissions, tmp_path_factory):
+    """Graded on the fast path (a fresh feature cache)."""
+    return grade_all(manifest, submissions, tmp_path_factory.mktemp("graded"), cache_dir=str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def graded_in_full(manifest, submissions, tmp_path_factory):
+    """The same submissions, every model trained in full."""
+    return grade_all(manifest, submissions, tmp_path_factory.mktemp("full"), use_cache=False)
+
+

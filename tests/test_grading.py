@@ -10,33 +10,6 @@ from grader import batch, scenarios
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def submissions(released, tmp_path_factory):
-    record, playground = released
-    folder = tmp_path_factory.mktemp("submissions")
-    for name, content in scenarios.make(record, playground).items():
-        (folder / name).write_bytes(content)
-    (folder / "no_answers.ipynb").write_text('{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "notes"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
-    return folder
-
-
-def grade_all(manifest, folder, out, **options):
-    results, paths = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options))
-    return {r.submission: r for r in results}, paths, out
-
-
-@pytest.fixture(scope="module")
-def graded(manifest, submissions, tmp_path_factory):
-    """Graded on the fast path (a fresh feature cache)."""
-    return grade_all(manifest, submissions, tmp_path_factory.mktemp("graded"), cache_dir=str(tmp_path_factory.mktemp("cache")))
-
-
-@pytest.fixture(scope="module")
-def graded_in_full(manifest, submissions, tmp_path_factory):
-    """The same submissions, every model trained in full."""
-    return grade_all(manifest, submissions, tmp_path_factory.mktemp("full"), use_cache=False)
-
-
 def checks(result):
     return {c.id: c for c in result.checks}
 
@@ -93,6 +66,12 @@ def test_fake_accuracy_printout_is_not_believed(graded):
     assert "learning rate is 0.0" in accuracy.message
 
 
+def test_weights_fitted_in_the_notebook_do_not_carry_into_the_trusted_run(graded):
+    prefit, solution = graded[0]["prefit_on_validation"], graded[0]["solution"]
+    assert prefit.training["val_accuracy"] == solution.training["val_accuracy"]
+    assert prefit.training["history"] == solution.training["history"]
+
+
 def test_syntax_error_names_the_students_line(graded):
     result = graded[0]["syntax_error"]
     runs = checks(result)["runs"]
@@ -121,7 +100,7 @@ def test_outputs_have_the_documented_shape(graded):
     assert all({"id", "title", "status", "score", "max_score", "message"} <= set(c) for c in data["checks"])
     rows = open(paths["grades"]).read().splitlines()
     assert rows[0].startswith("submission,file,sha256,status,score,max_score,runs,structure")
-    assert len(rows) == 2 + len(scenarios.SCENARIOS)
+    assert len(rows) == 1 + len(results)
     index = open(paths["index"]).read()
     assert all(f'href="{name}/scorecard.html"' in index for name in results)
     scorecard = open(os.path.join(out, "solution", "scorecard.html")).read()

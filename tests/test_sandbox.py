@@ -69,5 +69,6 @@ def test_private_tmp_is_mounted_before_binds_that_live_under_tmp():
     mounts = sandbox.Mounts(data_dir="/tmp/x/data", keras_models="/tmp/x/models")
     command = sandbox.bwrap_command(mounts, "/tmp/x/scratch", {})
     tmpfs = command.index("/tmp", command.index("--tmpfs"))
+    assert command[tmpfs - 3] == "--size"  # a bounded /tmp
     binds = [i for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind") and command[i + 1].startswith("/tmp")]
     assert binds and all(i > tmpfs for i in binds)

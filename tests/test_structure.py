@@ -13,13 +13,14 @@ def test_the_lab_solution_matches():
 
 def test_empty_model_says_so():
     verdict = compare(RULE, [])
-    assert not verdict.ok and "the model is empty" in verdict.message
+    assert not verdict.ok and "the model is empty" in verdict.message and verdict.differs_at == 0
 
 
 def test_wrong_head_names_layer_value_and_fix():
     verdict = compare(RULE, [BASE, Found("Flatten"), Found("Dense", 10, "relu")])
     assert not verdict.ok
     assert "expected Dense with 5 units and softmax at the end; found Dense(10, relu)" in verdict.message
+    assert verdict.differs_at == 2
 
 
 def test_missing_softmax_says_set_activation():

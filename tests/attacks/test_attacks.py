@@ -1,0 +1,231 @@
+"""Attacks on the grader, graded in one batch with the demo's sample submissions.
+
+Each attack is a notebook (built below from its answer cell, or a hostile file) and
+asserts two things: the grader contained it (the batch finished, the samples got the
+scores they get alone, the host is unchanged) and the attacker's scorecard says what
+happened. The samples-alone scores come from the session's `graded` batch.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from grader import batch, manifest as manifest_mod, scenarios
+from reference import weights
+
+pytestmark = pytest.mark.slow
+SECRET = "grader-host-secret-4711"
+LIMITS = "[sandbox]\ncell_timeout = 20\nrun_timeout = 120\nmemory_mb = 6144\nmax_processes = 128\n"
+
+
+def attacks(solution: str, paths: dict) -> dict[str, str]:
+    """Answer-cell sources, by attack name. Many end with the lab's solution so that
+    only the attack, not a missing model, can cost the attacker points."""
+    keras_file = weights.keras_file_name(96)
+    return {
+        "read_source_notebook": f"print(open({paths['source']!r}).read())",
+        "read_release_record": f"print(open({paths['record']!r}).read())",
+        "read_other_submission": f"print(open({paths['other']!r}).read())",
+        "write_output_dir": f"open({paths['forge']!r}, 'w').write('{{\"score\": 100}}')",
+        "forge_result_in_scratch": "import json, os\nfor name in os.listdir('/scratch/out'):\n    print(name)\n"
+        "json.dump({'status': 'graded', 'score': 100}, open('/scratch/out/result.json', 'w'))\n"
+        "json.dump([{'key': 'model', 'status': 'ok', 'role': 'answer'}], open('/scratch/out/log.json', 'w'))\n" + solution,
+        "tcp_connect": f"import socket\nsocket.create_connection(('127.0.0.1', {paths['port']}), timeout=5)",
+        "resolve_host_name": "import socket\nsocket.gethostbyname('example.com')",
+        "fork_bomb": "import os\nwhile True:\n    os.fork()",
+        "allocate_30gb": "block = b'x' * (30 * 2**30)",
+        "fill_memory": "chunks = []\nwhile True:\n    chunks.append(b'x' * 2**28)",
+        "infinite_loop": "while True:\n    pass",
+        "sleep_past_limit": "import time\ntime.sleep(10**6)",
+        "ignore_sigterm": "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass",
+        "flood_stdout_1gb": "import os\nline = 'x' * 1023\nfor _ in range(1 << 20):\n    print(line)\nos.write(1, b'y' * (1 << 26))\n" + solution,
+        "write_10gb_file": "with open('/scratch/big', 'wb') as f:\n    for _ in range(10 * 1024):\n        f.write(bytes(1 << 20))",
+        "kill_parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(1, signal.SIGKILL)\n" + solution,
+        "exit_mid_cell": "import os\nos._exit(0)",
+        "read_proc_and_environment": "import os\nprint(sorted(p for p in os.listdir('/proc') if p.isdigit()))\n"
+        "print(open('/proc/1/environ').read())\nprint(dict(os.environ))\nprint(open('/proc/1/cmdline').read())",
+        "poison_weights_cache": f"open('/keras/models/{keras_file}', 'wb').write(b'poison')",
+        "monkeypatch_fit_and_evaluate": solution.replace("optimizer='adam'", "optimizer=tf.keras.optimizers.Adam(learning_rate=0.0)")
+        + "\nimport keras\nkeras.Model.evaluate = lambda self, *a, **k: [0.0, 1.0]\nkeras.Model.fit = lambda self, *a, **k: None\ntf.keras.Model.evaluate = keras.Model.evaluate",
+        "lambda_layer": solution.replace("tf.keras.layers.Flatten(),", "tf.keras.layers.Lambda(lambda x: tf.reshape(x, [-1, 11520])),"),
+        "custom_layer_class": "class Sneaky(tf.keras.layers.Layer):\n    def call(self, x):\n        return tf.reshape(x, [-1, 11520])\n\n"
+        + solution.replace("tf.keras.layers.Flatten(),", "Sneaky(),"),
+        "handwritten_artifact": solution + "\nimport json, os\nmodel.save_weights('/scratch/out/model.weights.h5')\n"
+        "open('/scratch/out/model.json', 'w').write(model.to_json())\n"
+        "json.dump({'found': True, 'val_accuracy': 1.0, 'accuracy': 1.0}, open('/scratch/out/export.json', 'w'))\n"
+        "json.dump([{'key': 'model', 'role': 'answer', 'status': 'ok', 'stdout': 'val_accuracy: 1.0'}], open('/scratch/out/log.json', 'w'))\n"
+        "json.dump(model.get_compile_config(), open('/scratch/out/compile.json', 'w'))\nos._exit(0)",
+    }
+
+
+# What each attacker's scorecard must say (a fragment of a check's message or the reason).
+SAYS = {
+    "read_source_notebook": "FileNotFoundError",
+    "read_release_record": "FileNotFoundError",
+    "read_other_submission": "FileNotFoundError",
+    "write_output_dir": "FileNotFoundError",
+    "tcp_connect": "ConnectionRefusedError",
+    "resolve_host_name": "gaierror",
+    "fork_bomb": "more than 128 processes",
+    "allocate_30gb": "MemoryError",
+    "fill_memory": "memory limit (6 GiB) was reached",
+    "infinite_loop": "ran past 20 s",
+    "sleep_past_limit": "ran past 20 s",
+    "ignore_sigterm": "ran past 20 s",
+    "write_10gb_file": "File too large",
+    "exit_mid_cell": "the run ended in the middle of the answer cell",
+    "poison_weights_cache": "Read-only file system",
+    "monkeypatch_fit_and_evaluate": "learning rate is 0.0",
+    "lambda_layer": "uses Lambda",
+    "custom_layer_class": "uses Sneaky",
+    "outputs_200mb": "over the 100 MiB limit",
+    "nested_10000_levels": "nested too deeply",
+    "invalid_utf8": "not UTF-8",
+}
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def attacked(manifest, released, submissions, tmp_path_factory):
+    record, playground = released
+    work = tmp_path_factory.mktemp("attacks")
+    assignment = work / "assignment"
+    shutil.copytree(manifest.directory, assignment)
+    toml = (assignment / "assignment.toml").read_text()
+    (assignment / "assignment.toml").write_text(toml[: toml.index("[sandbox]")] + LIMITS + toml[toml.index("[[checks]]"):])
+    out = work / "out"
+    folder = work / "submissions"
+    shutil.copytree(submissions, folder)  # the demo samples (and the other test scenarios)
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    connections = []
+    threading.Thread(target=lambda: connections.append(listener.accept()), daemon=True).start()
+
+    solution = next(c.source for c in record.cells if c.key == "model")
+    paths = {"source": os.path.join(manifest.directory, "source.ipynb"), "record": str(out / ".grader" / "solution.ipynb"),
+             "other": str(folder / "solution.ipynb"), "forge": str(out / "solution" / "result.json"), "port": listener.getsockname()[1]}
+    for name, source in attacks(solution, paths).items():
+        (folder / f"attack_{name}.ipynb").write_bytes(scenarios.with_answer(playground, "model", source))
+    big = nbjson_with_output(playground, 200 * 2**20)
+    (folder / "attack_outputs_200mb.ipynb").write_bytes(big)
+    (folder / "attack_nested_10000_levels.ipynb").write_bytes(b'{"cells": ' + b"[" * 10000 + b"]" * 10000 + b"}")
+    (folder / "attack_invalid_utf8.ipynb").write_bytes(b'{"cells": [], "x": "\xff\xfe\xfa"}')
+    (folder / "..ipynb").write_bytes(scenarios.solution(playground, "model", solution))
+    (folder / "..%2F..%2Fescape.ipynb").write_bytes(scenarios.solution(playground, "model", solution))
+    twin = work / "elsewhere"
+    twin.mkdir()
+    (twin / "solution.ipynb").write_bytes(scenarios.solution(playground, "model", solution).replace(b"model.summary()", b"model.summary()  # twin"))
+
+    staged = os.path.join(str(out), ".grader", "keras", "models", weights.keras_file_name(96))
+    before = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
+              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work))))}
+    os.environ["GRADER_TEST_SECRET"] = SECRET
+    try:
+        results, paths_out = batch.grade(
+            manifest_mod.load(str(assignment)), [str(folder), str(twin)],
+            batch.Options(out_dir=str(out), quiet=True, jobs=2, cache_dir=str(work / "cache")),
+        )
+    finally:
+        os.environ.pop("GRADER_TEST_SECRET")
+        listener.close()
+    after = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
+             "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work))))}
+    return {r.submission: r for r in results}, out, before, after, connections, staged, weights.resolve(None)
+
+
+def nbjson_with_output(playground, size: int) -> bytes:
+    import nbformat
+
+    notebook = nbformat.from_dict(playground)
+    cell = next(c for c in notebook.cells if c.get("id") == "model")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="z" * size)]
+    return nbformat.writes(notebook).encode()
+
+
+def said(result) -> str:
+    return " | ".join([result.reason] + [c.message for c in result.checks])
+
+
+def test_the_batch_finished_and_every_attack_has_a_scorecard(attacked):
+    results, out = attacked[0], attacked[1]
+    for name in [*SAYS, "flood_stdout_1gb", "kill_parent", "read_proc_and_environment", "handwritten_artifact", "forge_result_in_scratch"]:
+        assert os.path.isfile(out / f"attack_{name}" / "scorecard.html"), name
+        assert os.path.isfile(out / f"attack_{name}" / "result.json"), name
+
+
+@pytest.mark.parametrize("name", sorted(SAYS))
+def test_the_attackers_scorecard_says_what_happened(attacked, name):
+    result = attacked[0][f"attack_{name}"]
+    assert SAYS[name] in said(result), said(result)
+    assert result.score < result.max_score
+
+
+def test_samples_get_exactly_the_scores_they_get_alone(attacked, graded):
+    mixed, alone = attacked[0], graded[0]
+    for name, result in alone.items():
+        assert mixed[name].score == result.score, name
+        assert [c.status for c in mixed[name].checks] == [c.status for c in result.checks], name
+
+
+def test_the_host_is_unchanged(attacked):
+    results, out, before, after, connections, staged, demo = attacked
+    assert before["assignment"] == after["assignment"]  # nothing written into the assignment
+    assert set(after["work"]) - set(before["work"]) <= {"cache", "out"} and set(after["parent"]) == set(before["parent"])
+    assert sha(staged) == sha(demo.path)  # the weights cache is not poisoned
+    assert connections == []  # the listener on 127.0.0.1 was never reached
+    forged = json.load(open(out / "solution" / "result.json"))
+    assert forged.get("submission") == "solution" and forged["score"] == results["solution"].score
+    leftovers = subprocess.run(["pgrep", "-f", "sandbox_runner"], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
+    assert not [d for d in os.listdir("/sys/fs/cgroup/pids") if d.startswith("grader-")] if os.path.isdir("/sys/fs/cgroup/pids") else True
+
+
+def test_forged_files_in_the_run_count_for_nothing(attacked):
+    results = attacked[0]
+    forged = results["attack_forge_result_in_scratch"]
+    assert forged.score == results["solution"].score  # it also wrote the solution: no more, no less
+    artifact = results["attack_handwritten_artifact"]
+    assert artifact.training["val_accuracy"] == results["solution"].training["val_accuracy"]
+    assert "1.000" not in said(artifact)
+
+
+def test_no_host_secret_or_other_process_is_visible(attacked):
+    result = attacked[0]["attack_read_proc_and_environment"]
+    text = json.dumps(result.to_json())
+    assert SECRET not in text
+    cell = next(c for c in result.cells if c["key"] == "model")
+    pids = json.loads(cell["stdout"].splitlines()[0].replace("'", '"'))
+    assert len(pids) <= 3  # the sandbox's own init and runner, nothing of the host
+
+
+def test_stdout_flood_is_cut_and_the_rest_still_graded(attacked):
+    result = attacked[0]["attack_flood_stdout_1gb"]
+    cell = next(c for c in result.cells if c["key"] == "model")
+    assert "characters cut" in cell["stdout"] and len(cell["stdout"]) < 200_000
+    assert result.score == result.max_score
+
+
+def test_kill_parent_is_contained(attacked):
+    result = attacked[0]["attack_kill_parent"]
+    assert result.status == "graded"
+
+
+def test_path_tricks_and_twins_stay_inside_the_output_folder(attacked):
+    results, out = attacked[0], attacked[1]
+    names = [r.submission for r in results.values()]
+    assert "solution" in names and "solution-2" in names  # same file name twice: both graded
+    assert results["solution-2"].score == results["solution"].score
+    for result in results.values():
+        folder = os.path.realpath(out / result.submission)
+        assert folder.startswith(os.path.realpath(out) + os.sep) and ".." not in result.submission

@@ -1,0 +1,109 @@
+"""Reports: no executable markup from students, exports in shape, re-rendering byte for byte."""
+
+import glob
+import json
+import os
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+
+from grader import exports, report
+from grader.cli import main
+
+pytestmark = pytest.mark.slow
+SORT_SCRIPT = "// Sort the submissions table"
+
+
+class Markup(HTMLParser):
+    """What in a page could run: script elements, event-handler attributes, javascript: URLs."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.scripts, self.handlers, self.js_urls, self.text = [], [], [], []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+        for name, value in attrs:
+            if name.lower().startswith("on"):
+                self.handlers.append((tag, name, value))
+            if name.lower() in ("href", "src", "action") and (value or "").strip().lower().startswith("javascript:"):
+                self.js_urls.append((tag, value))
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+        else:
+            self.text.append(data)
+
+
+def parse(path):
+    markup = Markup()
+    markup.feed(open(path, encoding="utf-8").read())
+    return markup
+
+
+def injection_folder(graded):
+    from conftest import INJECTION_NAME
+
+    result = next(r for r in graded[0].values() if r.file == f"{INJECTION_NAME}.ipynb")
+    return result, os.path.join(graded[2], result.submission)
+
+
+def test_student_payloads_render_as_text(graded):
+    result, folder = injection_folder(graded)
+    scorecard = parse(os.path.join(folder, "scorecard.html"))
+    assert scorecard.scripts == [] and scorecard.handlers == [] and scorecard.js_urls == []
+    text = "".join(scorecard.text)
+    assert "<script>alert('stdout')</script>" in text  # shown, as text
+    assert "<img src=x onerror=alert('error')>" in text and "onerror=alert('file')" in text
+    notebook = parse(os.path.join(folder, "notebook.html"))
+    assert notebook.scripts == [] and notebook.handlers == [] and notebook.js_urls == []
+    index = parse(os.path.join(graded[2], "index.html"))
+    assert [s.strip()[: len(SORT_SCRIPT)] for s in index.scripts] == [SORT_SCRIPT]
+    assert index.handlers == [] and index.js_urls == []
+
+
+def test_report_rerenders_byte_identical_pages(graded, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(graded[2], copy)
+    pages = sorted(glob.glob(str(copy / "**" / "*.html"), recursive=True)) + [str(copy / "grades.csv")]
+    before = {p: open(p, "rb").read() for p in pages}
+    for p in pages:
+        if not p.endswith("notebook.html"):
+            os.unlink(p)
+    assert main(["report", str(copy)]) == 0
+    assert {p: open(p, "rb").read() for p in pages} == before
+
+
+def test_gradescope_export_has_the_documented_fields(graded, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(graded[2], copy)
+    assert main(["export", "gradescope", str(copy)]) == 0
+    files = glob.glob(str(copy / "exports" / "gradescope" / "*" / "results.json"))
+    assert len(files) == len(graded[0])
+    for path in files:
+        data = json.load(open(path))
+        assert isinstance(data["score"], (int, float)) and data["tests"]
+        for test in data["tests"]:
+            assert set(test) == {"name", "score", "max_score", "status", "output"}
+            assert isinstance(test["name"], str) and isinstance(test["output"], str)
+            assert test["status"] in ("passed", "failed") and 0 <= test["score"] <= test["max_score"]
+        assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]))
+
+
+def test_canvas_export_maps_files_to_students(graded, tmp_path):
+    results = list(graded[0].values())
+    roster = {"solution.ipynb": {"file": "solution.ipynb", "student": "Ada Lovelace", "id": "101", "section": "A"}}
+    text, unmatched = exports.canvas_csv(results, roster, "Transfer learning (7)")
+    lines = text.splitlines()
+    assert lines[0] == "Student,ID,SIS User ID,SIS Login ID,Section,Transfer learning (7)"
+    assert "Ada Lovelace,101,,,A,100" in lines
+    assert "solution.ipynb" not in unmatched and len(unmatched) == len(results) - 1
