@@ -15,7 +15,7 @@ from grader import cells
 from grader.release import Release
 
 
-def _with_answer(playground, key: str, source: str) -> bytes:
+def with_answer(playground, key: str, source: str) -> bytes:
     notebook = copy.deepcopy(playground)
     for cell in notebook.cells:
         if cells.cell_key(cell) == key:
@@ -27,13 +27,13 @@ def _edit(old: str, new: str):
     def make(playground, key, solution) -> bytes:
         if old not in solution:
             raise ValueError(f"the solution has no {old!r} to change")
-        return _with_answer(playground, key, solution.replace(old, new))
+        return with_answer(playground, key, solution.replace(old, new))
 
     return make
 
 
 def solution(playground, key, solution) -> bytes:
-    return _with_answer(playground, key, solution)
+    return with_answer(playground, key, solution)
 
 
 def untouched_playground(playground, key, solution) -> bytes:
@@ -44,11 +44,11 @@ def fake_accuracy(playground, key, solution) -> bytes:
     """A model that cannot learn (learning rate 0) and a printout that claims it did."""
     source = solution.replace("optimizer='adam'", "optimizer=tf.keras.optimizers.Adam(learning_rate=0.0)")
     source += "\nprint('Epoch 10/10 - loss: 0.0100 - accuracy: 0.9990 - val_loss: 0.0100 - val_accuracy: 0.9990')"
-    return _with_answer(playground, key, source)
+    return with_answer(playground, key, source)
 
 
 def syntax_error(playground, key, solution) -> bytes:
-    return _with_answer(playground, key, solution.replace("activation='softmax')", "activation='softmax'))"))
+    return with_answer(playground, key, solution.replace("activation='softmax')", "activation='softmax'))"))
 
 
 def not_a_notebook(playground, key, solution) -> bytes:
