@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-WIDTH, HEIGHT, PAD = 320, 180, 32
+WIDTH, HEIGHT, PAD = 320, 220, 32
 COLOURS = ("#1f6feb", "#d1242f", "#2da44e", "#8250df")
 
 
@@ -39,8 +39,11 @@ def line_chart(title: str, series: dict[str, list[float]], threshold: float | No
     def x(index: int) -> float:
         return PAD + (WIDTH - 2 * PAD) * (index / max(1, epochs - 1))
 
+    # The legend gets its own band above the plot, so it never covers a curve.
+    top = 22 + 11 * (len(series) + (threshold is not None))
+
     def y(value: float) -> float:
-        return HEIGHT - PAD - (HEIGHT - 2 * PAD) * ((value - low) / ((high - low) or 1.0))
+        return HEIGHT - PAD - (HEIGHT - PAD - top) * ((value - low) / ((high - low) or 1.0))
 
     lines = [
         Line(name, " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vs)), COLOURS[n % len(COLOURS)])
