@@ -188,7 +188,8 @@ def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple
     progress = tqdm.tqdm(total=len(files), initial=len(results), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
         for digest, result in _grade_each(manifest, batch, options, [(d, places[0]) for d, places in todo.items()]):
-            book.put(setting, result)
+            if not result.provenance.get("grader_error"):
+                book.put(setting, result)
             for path, name in todo[digest]:
                 results[name] = _as_submitted(result, path, name)
                 _write_reports(results[name], path, options.out_dir, reference)
@@ -213,7 +214,7 @@ def _reference(manifest: Manifest, batch: pipeline.Batch, book, setting: str, op
     if stored is not None:
         result = stored[0]
     else:
-        result = pipeline.grade_submission(path, "reference-solution", batch)
+        result = pipeline.grade_safely(path, "reference-solution", batch)
         book.put(setting, result)
     report.save_reference(result, options.out_dir)
     return result
@@ -239,7 +240,7 @@ def _grade_each(manifest: Manifest, batch: pipeline.Batch, options: Options, wor
     jobs = min(options.jobs or default_jobs(), len(work))
     if jobs <= 1:
         for digest, (path, name) in work:
-            yield digest, pipeline.grade_submission(path, name, batch)
+            yield digest, pipeline.grade_safely(path, name, batch)
         return
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(manifest.directory, options)) as pool:
@@ -262,4 +263,4 @@ def _start_worker(assignment_dir: str, options: Options) -> None:
 
 
 def _grade_in_worker(path: str, name: str) -> dict:
-    return pipeline.grade_submission(path, name, _WORKER_BATCH).to_json()
+    return pipeline.grade_safely(path, name, _WORKER_BATCH).to_json()

@@ -39,6 +39,22 @@ class Batch:
         return cls(manifest, release, setting, mounts, sandboxed, built)
 
 
+def grade_safely(path: str, name: str, batch: Batch) -> SubmissionResult:
+    """grade_submission, except that a failure of the grader's own costs this notebook only."""
+    started = time.monotonic()
+    try:
+        return grade_submission(path, name, batch)
+    except Exception as error:  # noqa: BLE001 - the batch must go on
+        digest = file_sha256(path) if os.path.isfile(path) else ""
+        result = _ungradable(
+            _base_result(batch, name, path, digest), batch,
+            f"the grader itself failed on this notebook ({type(error).__name__}: {str(error)[:300]})",
+            "tell your instructor: this is the grader's fault, and grading it again may work", started,
+        )
+        # Not a verdict on the notebook: the gradebook does not keep it, so a rerun tries again.
+        return dataclasses.replace(result, provenance={**result.provenance, "grader_error": True})
+
+
 def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
     started = time.monotonic()
     digest = file_sha256(path)

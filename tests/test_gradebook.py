@@ -86,3 +86,22 @@ def test_two_workers_give_the_scores_of_one(tmp_path):
     one, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "one"), quiet=True, jobs=1))
     two, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "two"), quiet=True, jobs=2))
     assert [(r.submission, r.score) for r in one] == [(r.submission, r.score) for r in two]
+
+
+def test_a_failure_of_the_graders_own_costs_one_notebook(tmp_path, monkeypatch):
+    from grader import pipeline
+
+    folder = make_submissions(tmp_path / "subs", 3)
+    real = pipeline.grade_submission
+
+    def flaky(path, name, batch_):
+        if name == "student01":
+            raise RuntimeError("disk on fire")
+        return real(path, name, batch_)
+
+    monkeypatch.setattr(pipeline, "grade_submission", flaky)
+    results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1))
+    by_name = {r.submission: r for r in results}
+    assert by_name["student01"].status == "ungradable" and "disk on fire" in by_name["student01"].reason
+    assert by_name["student00"].status == by_name["student02"].status == "graded"
+    assert len(rows(str(tmp_path / "out"))) == 2 + 1  # not remembered (nor is the reference's sha twice): a rerun tries again
