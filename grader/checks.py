@@ -13,7 +13,7 @@ from typing import Callable
 
 from grader import cells
 from grader.errors import ManifestError
-from grader.evidence import Evidence, Missing
+from grader.evidence import Evidence, Missing, is_mobilenet
 from grader.manifest import CheckSpec
 from grader.results import CheckResult
 from grader.structure import RuleError, compare, parse_rule
@@ -225,7 +225,7 @@ def _accuracy_hint(evidence: Evidence) -> str:
     last = evidence.layers[-1] if evidence.layers else None
     if last is not None and last.kind == "Dense" and last.activation != "softmax" and not choices.from_logits:
         return f"; the last layer is {last}, so the loss reads its raw outputs as probabilities: use activation='softmax'"
-    base = next((layer for layer in evidence.model().layers if layer.name.startswith("mobilenetv2")), None)
+    base = next((layer for layer in evidence.model().layers if is_mobilenet(layer)), None)
     if base is not None and base.trainable:
         return "; training the whole pretrained base on this little data spoils its features: freeze it"
     return ""

@@ -149,28 +149,11 @@ def _report(args) -> int:
     return 0
 
 
-def _stored_results(out: str):
-    from grader import report
-    from grader.errors import GraderError
-    from grader.gradebook import result_from_json
-    import glob
-    import json
-
-    paths = sorted(glob.glob(os.path.join(out, "*", "result.json")))
-    if not paths:
-        raise GraderError(f"{out} holds no results", hint="pass the --out folder of a `grader grade` run")
-    results = []
-    for path in paths:
-        with open(path) as handle:
-            results.append(result_from_json(json.load(handle)))
-    return results
-
-
 def _export(args) -> int:
-    from grader import exports
+    from grader import exports, report
     from grader.storage import write_atomic
 
-    results = _stored_results(args.out)
+    results = report.load_results(args.out)
     if args.format == "gradescope":
         paths = exports.write_gradescope(results, args.out)
         print(f"wrote {len(paths)} Gradescope results.json file(s) under {os.path.join(args.out, 'exports', 'gradescope')}")

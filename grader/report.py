@@ -174,23 +174,32 @@ def _safe_output(output: dict) -> dict:
 # --- re-rendering ------------------------------------------------------------------------
 
 
-def rerender(out_dir: str) -> dict[str, str]:
-    """Render every report again from the stored results, without grading."""
+def load_results(out_dir: str) -> list[SubmissionResult]:
+    """Every submission's result.json under a grading run's output folder."""
+    from grader.errors import GraderError
     from grader.gradebook import result_from_json
 
-    state = os.path.join(out_dir, STATE)
+    paths = sorted(glob.glob(os.path.join(out_dir, "*", "result.json")))
+    if not paths:
+        raise GraderError(f"{out_dir} holds no results", hint="pass the --out folder of a `grader grade` run")
+    results = []
+    for path in paths:
+        with open(path) as handle:
+            results.append(result_from_json(json.load(handle)))
+    return results
+
+
+def rerender(out_dir: str) -> dict[str, str]:
+    """Render every report again from the stored results, without grading."""
     try:
-        with open(os.path.join(state, "class.json")) as handle:
+        with open(os.path.join(out_dir, STATE, "class.json")) as handle:
             title = json.load(handle)["title"]
     except (OSError, ValueError, KeyError):
         from grader.errors import GraderError
 
         raise GraderError(f"{out_dir} holds no graded batch", hint="pass the --out folder of a `grader grade` run") from None
     reference = load_reference(out_dir)
-    results = []
-    for path in sorted(glob.glob(os.path.join(out_dir, "*", "result.json"))):
-        with open(path) as handle:
-            results.append(result_from_json(json.load(handle)))
+    results = load_results(out_dir)
     for result in results:
         write_submission(result, out_dir, reference)
     return write_class(results, out_dir, title)

@@ -185,11 +185,12 @@ def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, b
                 preexec_fn=_limit_resources(limits, group),
             )
             stopped_by, stopped_cell, seconds = _watch(process, os.path.join(scratch, "out", "progress"), limits)
+        last_started = (_last_progress(os.path.join(scratch, "out", "progress"), 0) or (0, None))[1]
         # A cgroup limit explains a run better than the timeout it may also have caused.
         reached = _limit_reached(process.returncode, group)
         if reached is not None:
             stopped_by = reached
-            stopped_cell = stopped_cell or (_last_progress(os.path.join(scratch, "out", "progress"), 0) or (0, None))[1]
+            stopped_cell = stopped_cell or last_started
     finally:
         group.destroy()
     return Outcome(
@@ -197,7 +198,7 @@ def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, b
         exit_code=process.returncode,
         stopped_by=stopped_by,
         stopped_cell=stopped_cell,
-        last_started=(_last_progress(os.path.join(scratch, "out", "progress"), 0) or (0, None))[1],
+        last_started=last_started,
         seconds=seconds,
         stderr_tail=_tail(stderr_path, 4000),
         sandboxed=sandboxed,
