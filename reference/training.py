@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import sys
 import time
 
 import numpy as np
@@ -120,6 +121,19 @@ def quiet_tensorflow() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", module=r"keras(\..*)?$")
+    if "tensorflow" not in sys.modules:
+        # TensorFlow's C++ side writes its start-up notes (oneDNN, CUDA probing) to fd 2
+        # before any log level applies: import it and probe the devices with fd 2 muted.
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
