@@ -161,10 +161,10 @@ class FrozenBase(Check):
         if not evidence.base_is_pretrained:
             return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: keep the default weights='imagenet'")
         try:
-            trained_base = next(layer for layer in evidence.trained_model().layers if layer.name == base.name)
+            after = evidence.trained_base_weights()
         except Missing:
             return Verdict("passed", "the base is frozen and holds the pretrained weights (not trained: see the other checks)")
-        if not evidence.matches_pretrained(trained_base.get_weights()):
+        if after is not None and not evidence.matches_pretrained(after):
             return Verdict("failed", f"{base.name}'s weights changed during training although it is marked frozen")
         return Verdict("passed", "the base is frozen: its weights are the pretrained ones before and after training")
 

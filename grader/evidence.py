@@ -136,29 +136,19 @@ class Evidence:
     @functools.cached_property
     def _training(self):
         choices = self.compile_choices()
-        model_json, pretrained = self.artifact.model_json, self.setting.pretrained_weights
-
-        def trusted_model():
-            # The trusted run never starts from the student's weights (they could have been
-            # fitted to the validation files): the base gets the grader's own pretrained
-            # weights, every other layer a fresh initialisation under the harness's seed.
-            model = artifact_mod.rebuild(model_json, None)
-            for layer in model.layers:
-                if is_mobilenet(layer) and [w.shape for w in layer.weights] == [w.shape for w in pretrained]:
-                    layer.set_weights(pretrained)
-            return model
-
         try:
+            # The trusted run never starts from the student's weights (they could have been
+            # fitted to the validation files): the model is made afresh from its config, the
+            # base holding the grader's own pretrained weights, the head a seeded initialisation.
             run, model = harness.train(
-                trusted_model,
+                self.model(),
                 choices,
                 self.setting.dataset,
                 self.setting.training,
                 self.setting.placement,
                 cache=self.setting.cache,
+                base_weights=self.setting.pretrained_weights,
             )
-        except Refused as refusal:
-            return None, None, str(refusal)
         except Exception as error:  # the student's model may not train (shapes, dtypes)
             return None, None, f"training the model in the grader failed: {type(error).__name__}: {str(error)[:400]}"
         return run, model, None
@@ -170,9 +160,13 @@ class Evidence:
             raise Missing(problem)
         return run
 
-    def trained_model(self):
+    def trained_base_weights(self):
+        """The base's weights after the trusted run, or None if the run did not train
+        through the base (the fast path trains the head on the base's cached outputs)."""
         self.training()
-        return self._training[1]
+        name = self.base().name
+        layer = next((layer for layer in self._training[1].layers if layer.name == name), None)
+        return None if layer is None else layer.get_weights()
 
     def has_training(self) -> bool:
         return "_training" in self.__dict__ and self.__dict__["_training"][0] is not None

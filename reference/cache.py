@@ -41,6 +41,11 @@ class Split:
         return self.prefix > 0
 
 
+def boundary(model) -> int:
+    """How many leading layers end with the nested pretrained model (0: there is none)."""
+    return next((index + 1 for index, layer in enumerate(model.layers) if hasattr(layer, "layers")), 0)
+
+
 def split(model) -> Split:
     """The leading layers up to the nested pretrained model, if they are all frozen and
     deterministic in training; else the reason full training is needed."""
@@ -52,6 +57,8 @@ def split(model) -> Split:
         problem = _not_cacheable(layer)
         if problem:
             return Split(0, problem)
+        if not hasattr(layer, "layers") and layer.weights:
+            return Split(0, f"{layer.name} before the base has weights of its own")
         if hasattr(layer, "layers"):  # the pretrained base ends the prefix
             if index == len(model.layers) - 1:
                 return Split(0, "nothing follows the base to train")
@@ -71,35 +78,40 @@ def _not_cacheable(layer) -> str:
     return ""
 
 
-def prefix_key(layers, dataset_identity: str, image_size: int) -> str:
+def prefix_key(layers, weights, dataset_identity: str, image_size: int) -> str:
+    """The cache key of what `layers`, holding `weights`, make of a dataset."""
     digest = hashlib.sha256()
     for layer in layers:
         config = layer.get_config()
         config.pop("name", None)  # the same base made twice gets a suffixed name
         digest.update(json.dumps([type(layer).__name__, config], sort_keys=True, default=str).encode())
-        for weight in layer.weights:
-            value = np.ascontiguousarray(np.asarray(weight))
-            digest.update(str((value.dtype, value.shape)).encode())
-            digest.update(value.tobytes())
+    for weight in weights:
+        value = np.ascontiguousarray(np.asarray(weight))
+        digest.update(str((value.dtype, value.shape)).encode())
+        digest.update(value.tobytes())
     digest.update(f"{dataset_identity}|{image_size}|{PREPROCESSING}".encode())
     return digest.hexdigest()[:40]
 
 
 class FeatureCache:
-    """A bounded folder of feature arrays, with an in-process copy of the last one used."""
+    """A bounded folder of feature arrays, with an in-process copy of the last one used.
+
+    `get_or_build(key, build, keep)` keeps `keep(arrays)` in memory (say, the arrays as
+    tensors, made once per process rather than once per submission) and returns it."""
 
     def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES):
         self.directory, self.max_bytes = directory, max_bytes
-        self._memory: tuple[str, dict[str, np.ndarray]] | None = None
+        self._memory: tuple[str, object] | None = None
         self.hits = self.misses = 0
 
     def path(self, key: str) -> str:
         return os.path.join(self.directory, f"features-{key}.npz")
 
-    def get_or_build(self, key: str, build) -> dict[str, np.ndarray]:
+    def get_or_build(self, key: str, build, keep=lambda arrays: arrays):
         if self._memory is not None and self._memory[0] == key:
             self.hits += 1
             return self._memory[1]
+        self._memory = None  # let the previous copy go before loading the next
         arrays = self._load(key)
         if arrays is None:
             self.misses += 1
@@ -107,8 +119,8 @@ class FeatureCache:
             self._store(key, arrays)
         else:
             self.hits += 1
-        self._memory = (key, arrays)
-        return arrays
+        self._memory = (key, keep(arrays))
+        return self._memory[1]
 
     def _load(self, key: str):
         path = self.path(key)

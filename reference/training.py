@@ -145,11 +145,18 @@ def _deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement, cache=None):
-    """Train the model that `build_model()` returns; returns (TrainingRun, trained model).
+def train(template, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement,
+          cache=None, base_weights=None):
+    """Train a fresh copy of `template` (a Keras Sequential); returns (TrainingRun, trained model).
 
-    With a FeatureCache and a frozen, deterministic prefix, only the head is trained,
-    on the prefix's cached outputs, with the same batches, order, epochs and seed.
+    The copy is made from the template's config, never from its weights: the nested
+    pretrained base gets `base_weights` (the grader's own; by default the template's),
+    and the layers after it a fresh initialisation drawn right after seeding, so they
+    start the same whether they are trained behind the base or alone.
+
+    With a FeatureCache and a frozen, deterministic prefix, only those layers (the head)
+    are trained, on the prefix's cached outputs, with the same batches, order, epochs
+    and seed; the trained model is then the head alone.
     """
     import keras
 
@@ -158,13 +165,20 @@ def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData,
     started = time.monotonic()
     quiet_tensorflow()
     _deterministic(settings.seed)
+    base_at = cache_mod.boundary(template)
+    if base_weights is None and base_at:
+        base_weights = template.layers[base_at - 1].get_weights()
+    cut = cache_mod.split(template) if cache is not None else cache_mod.Split(0, "the feature cache is off")
+    if cut.fast and not _fits(template.layers[base_at - 1], base_weights):
+        cut = cache_mod.Split(0, f"{template.layers[base_at - 1].name} is not the base whose weights the grader holds")
     with placement.strategy.scope():
-        model = build_model()
-        cut = cache_mod.split(model) if cache is not None else cache_mod.Split(0, "the feature cache is off")
-        trained = model
         if cut.fast:
-            head_input = keras.Input(shape=tuple(model.layers[cut.prefix - 1].output.shape[1:]))
-            trained = keras.Sequential([head_input, *model.layers[cut.prefix:]])
+            entry, prefix = keras.Input(shape=tuple(template.layers[base_at - 1].output.shape[1:])), []
+        else:
+            entry, prefix = keras.Input(shape=(settings.image_size, settings.image_size, 3)), _fresh_prefix(template, base_at, base_weights)
+        keras.utils.set_random_seed(settings.seed)
+        head = [fresh_copy(layer) for layer in template.layers[base_at:]]
+        trained = keras.Sequential([entry, *prefix, *head])
         optimizer = keras.optimizers.deserialize(choices.optimizer)
         loss = keras.losses.get(choices.loss) if choices.loss[0].islower() else getattr(keras.losses, choices.loss)(from_logits=choices.from_logits)
         # Several steps per call: the same batches in the same order, without a Python
@@ -173,9 +187,10 @@ def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData,
         steps = STEPS_PER_CALL if placement.replicas == 1 else 1
         trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps)
     if cut.fast:
-        features = _cached_features(cache, model.layers[: cut.prefix], dataset, settings)
-        batches = _feature_batches(features, choices, settings.batch_size * placement.replicas)
-        path = f"fast path: head trained on cached outputs of {', '.join(l.name for l in model.layers[: cut.prefix])}"
+        names = ", ".join(layer.name for layer in template.layers[:base_at])
+        tensors = _cached_features(cache, template, base_at, base_weights, dataset, settings)
+        batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas)
+        path = f"fast path: head trained on cached outputs of {names}"
     else:
         batches = _image_batches(dataset, choices, settings, settings.batch_size * placement.replicas)
         path = f"full training ({cut.reason})"
@@ -215,7 +230,29 @@ def train(build_model, choices: CompileChoices, dataset: flower_data.FlowerData,
         path=path,
         misclassified=misclassified,
     )
-    return run, model
+    return run, trained
+
+
+def fresh_copy(layer):
+    """A new layer (or nested model) from `layer`'s config, with its trainable flags."""
+    copy = type(layer).from_config(layer.get_config())
+    if hasattr(layer, "_flatten_layers"):
+        # parents first: setting a parent's flag also sets its children's, which follow
+        for original, made in zip(layer._flatten_layers(include_self=True), copy._flatten_layers(include_self=True)):
+            made.trainable = original.trainable
+    return copy
+
+
+def _fits(layer, weights) -> bool:
+    return weights is not None and [tuple(w.shape) for w in layer.weights] == [tuple(np.shape(w)) for w in weights]
+
+
+def _fresh_prefix(template, base_at: int, base_weights) -> list:
+    """Fresh copies of the layers up to the base, the base holding `base_weights` when they fit."""
+    prefix = [fresh_copy(layer) for layer in template.layers[:base_at]]
+    if prefix and _fits(prefix[-1], base_weights):
+        prefix[-1].set_weights(base_weights)
+    return prefix
 
 
 def _image_batches(dataset, choices, settings, global_batch):
@@ -229,18 +266,13 @@ def _image_batches(dataset, choices, settings, global_batch):
     return batches
 
 
-def _feature_batches(features, choices, global_batch):
+def _feature_batches(tensors, choices, global_batch):
     import tensorflow as tf
 
-    tensors = {}  # made once: from_tensor_slices would copy the arrays on every call
-
     def batches(split: str, whole_batches: bool):
-        if split not in tensors:
-            labels = features[f"{split}_labels"]
-            if choices.one_hot:
-                labels = np.eye(len(flower_data.CLASSES), dtype=np.float32)[labels]
-            tensors[split] = (tf.constant(features[split]), tf.constant(labels))
-        images, labels = tensors[split]
+        images, labels = tensors[split], tensors[f"{split}_labels"]
+        if choices.one_hot:
+            labels = tf.one_hot(labels, len(flower_data.CLASSES), dtype=tf.float32)
         count = images.shape[0] // global_batch if whole_batches else -(-images.shape[0] // global_batch)
         # Slicing whole batches out of the cached array: the same batches as .batch(), one copy fewer.
         return tf.data.Dataset.range(count).map(
@@ -250,17 +282,21 @@ def _feature_batches(features, choices, global_batch):
     return batches
 
 
-def _cached_features(cache, prefix_layers, dataset, settings):
+def _cached_features(cache, template, base_at: int, base_weights, dataset, settings):
+    """The prefix's outputs on the train and validation images, as tensors (made once per process)."""
+    import tensorflow as tf
+
     from reference import cache as cache_mod
 
-    key = cache_mod.prefix_key(prefix_layers, flower_data.dataset_identity(dataset), settings.image_size)
+    key = cache_mod.prefix_key(template.layers[:base_at], base_weights, flower_data.dataset_identity(dataset), settings.image_size)
 
     def build():
+        prefix = _fresh_prefix(template, base_at, base_weights)
         arrays = {}
         for split, files in (("train", dataset.train_files), ("validation", dataset.validation_files)):
             pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=False).batch(32)
-            arrays[split] = cache_mod.compute_features(prefix_layers, (images for images, _ in pipeline))
+            arrays[split] = cache_mod.compute_features(prefix, (images for images, _ in pipeline))
             arrays[f"{split}_labels"] = np.concatenate([np.asarray(labels) for _, labels in pipeline])
         return arrays
 
-    return cache.get_or_build(key, build)
+    return cache.get_or_build(key, build, keep=lambda arrays: {name: tf.constant(value) for name, value in arrays.items()})

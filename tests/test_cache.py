@@ -57,10 +57,39 @@ def test_key_ignores_the_layer_name_but_not_the_weights(keras):
     config["name"] = "mobilenetv2_b"
     b = type(a).from_config(config)  # as the grader rebuilds it: same inner names, new top name
     b.set_weights(a.get_weights())
-    assert cache.prefix_key([a], "data", 96) == cache.prefix_key([b], "data", 96)
-    assert cache.prefix_key([a], "data", 96) != cache.prefix_key([a], "other data", 96)
-    b.set_weights([w + 1 for w in a.get_weights()])
-    assert cache.prefix_key([a], "data", 96) != cache.prefix_key([b], "data", 96)
+    weights = a.get_weights()
+    assert cache.prefix_key([a], weights, "data", 96) == cache.prefix_key([b], weights, "data", 96)
+    assert cache.prefix_key([a], weights, "data", 96) != cache.prefix_key([a], weights, "other data", 96)
+    assert cache.prefix_key([a], weights, "data", 96) != cache.prefix_key([a], [w + 1 for w in weights], "data", 96)
+    config = a.get_config()
+    conv = next(layer for layer in config["layers"] if layer["class_name"] == "Conv2D")
+    conv["config"]["strides"] = [2, 2]  # a different prefix with the same weights
+    assert cache.prefix_key([a], weights, "data", 96) != cache.prefix_key([type(a).from_config(config)], weights, "data", 96)
+
+
+def test_a_layer_with_weights_of_its_own_before_the_base_falls_back(keras):
+    base = small_base(keras)
+    base.trainable = False
+    norm = keras.layers.BatchNormalization(trainable=False)
+    model = keras.Sequential([keras.Input((8, 8, 3)), norm, base, keras.layers.Flatten(), keras.layers.Dense(5)])
+    assert "has weights of its own" in cache.split(model).reason
+
+
+def test_a_fresh_copy_keeps_the_trainable_flags_and_not_the_weights(keras):
+    from reference.training import fresh_copy
+
+    base = small_base(keras)
+    base.trainable = False
+    base.layers[-1].trainable = True  # a BatchNormalization left trainable inside a frozen base
+    copy = fresh_copy(base)
+    assert [layer.trainable for layer in copy._flatten_layers()] == [layer.trainable for layer in base._flatten_layers()]
+    assert copy.layers[-1].trainable and not copy.trainable
+    dense = keras.layers.Dense(3)
+    dense.build((None, 4))
+    dense.set_weights([w + 7 for w in dense.get_weights()])
+    fresh = fresh_copy(dense)
+    fresh.build((None, 4))
+    assert not np.array_equal(fresh.get_weights()[1], dense.get_weights()[1])
 
 
 def test_store_load_and_least_recently_used_eviction(tmp_path):

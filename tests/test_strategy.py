@@ -24,7 +24,7 @@ def build():
     base.trainable = False
     return keras.Sequential([base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")])
 choices = training.compile_choices({"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]})
-run, _ = training.train(build, choices, dataset, training.Settings(2, 16, 1, loaded.image_size), placement)
+run, _ = training.train(build(), choices, dataset, training.Settings(2, 16, 1, loaded.image_size), placement)
 print(json.dumps({"replicas": run.replicas, "device": run.device, "placement": run.placement, "epochs": len(run.history["loss"]), "acc": run.val_accuracy}))
 """
 
