@@ -102,7 +102,10 @@ class RunCgroup:
                     time.sleep(0.05)
 
 
-def sweep_stale() -> int:
+STALE_AFTER = 600  # seconds: a younger empty cgroup may be one that another grader is about to enter
+
+
+def sweep_stale(older_than: float = STALE_AFTER) -> int:
     """Remove empty grader cgroups left by a grader that was killed mid-run."""
     removed = 0
     for parent in (ROOT, os.path.join(ROOT, "pids"), os.path.join(ROOT, "memory")):
@@ -112,6 +115,8 @@ def sweep_stale() -> int:
             continue
         for name in names:
             try:
+                if time.time() - os.stat(os.path.join(parent, name)).st_mtime < older_than:
+                    continue
                 os.rmdir(os.path.join(parent, name))  # fails, harmlessly, while in use
                 removed += 1
             except OSError:

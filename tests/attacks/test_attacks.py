@@ -94,6 +94,14 @@ def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def _grader_cgroups() -> set:
+    found = set()
+    for parent in ("/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"):
+        if os.path.isdir(parent):
+            found |= {os.path.join(parent, d) for d in os.listdir(parent) if d.startswith("grader-")}
+    return found
+
+
 @pytest.fixture(scope="module")
 def attacked(manifest, released, submissions, tmp_path_factory):
     record, playground = released
@@ -129,7 +137,8 @@ def attacked(manifest, released, submissions, tmp_path_factory):
 
     staged = os.path.join(str(out), ".grader", "keras", "models", weights.keras_file_name(96))
     before = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
-              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work))))}
+              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work)))),
+              "cgroups": _grader_cgroups()}
     os.environ["GRADER_TEST_SECRET"] = SECRET
     try:
         results, paths_out = batch.grade(
@@ -140,7 +149,8 @@ def attacked(manifest, released, submissions, tmp_path_factory):
         os.environ.pop("GRADER_TEST_SECRET")
         listener.close()
     after = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
-             "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work))))}
+             "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work)))),
+             "cgroups": _grader_cgroups()}
     return {r.submission: r for r in results}, out, before, after, connections, staged, weights.resolve(None)
 
 
@@ -188,7 +198,7 @@ def test_the_host_is_unchanged(attacked):
     assert forged.get("submission") == "solution" and forged["score"] == results["solution"].score
     leftovers = subprocess.run(["pgrep", "-f", "sandbox_runner"], capture_output=True, text=True).stdout.split()
     assert leftovers == []
-    assert not [d for d in os.listdir("/sys/fs/cgroup/pids") if d.startswith("grader-")] if os.path.isdir("/sys/fs/cgroup/pids") else True
+    assert after["cgroups"] - before["cgroups"] == set()  # every run's cgroup was removed
 
 
 def test_forged_files_in_the_run_count_for_nothing(attacked):
