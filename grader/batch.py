@@ -11,6 +11,7 @@ import dataclasses
 import glob
 import hashlib
 import multiprocessing
+import multiprocessing.util
 import os
 import re
 import sys
@@ -141,7 +142,7 @@ def prepare(manifest: Manifest, options: Options) -> pipeline.Batch:
         cache=FeatureCache(options.cache_dir or default_cache_dir()) if options.use_cache else None,
     )
     mounts = sandbox.Mounts(data_dir=os.path.dirname(dataset.files[0]), keras_models=keras_models)
-    return pipeline.Batch.create(manifest, release, setting, mounts, sandboxed)
+    return pipeline.Batch.create(manifest, release, setting, mounts, sandboxed, ahead=True)
 
 
 def default_jobs() -> int:
@@ -171,11 +172,20 @@ def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple
     """Grade every submission not already in the gradebook; write every report."""
     files = collect(submissions)
     batch = prepare(manifest, options)
+    try:
+        return _grade_batch(manifest, batch, files, options)
+    finally:
+        batch.close()
+
+
+def _grade_batch(manifest: Manifest, batch: pipeline.Batch, files: list[str], options: Options):
     setting = setting_fingerprint(manifest, batch)
     os.makedirs(options.out_dir, exist_ok=True)
     book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
     results: dict[str, SubmissionResult] = {}
     todo: dict[str, list[tuple[str, str]]] = {}  # sha256 -> [(path, name)], graded once per content
+    # With workers, this process grades only the reference: no sandbox to start ahead here.
+    batch.runner.ahead = min(options.jobs or default_jobs(), len(files)) <= 1
     reference = _reference(manifest, batch, book, setting, options)
     for path, name in zip(files, display_names(files)):
         digest = file_sha256(path)
@@ -260,6 +270,8 @@ def _start_worker(assignment_dir: str, options: Options) -> None:
 
     quiet_tensorflow()
     _WORKER_BATCH = prepare(manifest_mod.load(assignment_dir), options)
+    # A worker ends by os._exit, without atexit: stop its waiting sandbox as it goes.
+    multiprocessing.util.Finalize(None, _WORKER_BATCH.close, exitpriority=10)
 
 
 def _grade_in_worker(path: str, name: str) -> dict:

@@ -70,6 +70,25 @@ def assigns_name(source: str, name: str) -> bool:
     return False
 
 
+def imported_modules(source: str) -> list[str]:
+    """The modules a cell imports at top level (`import a.b`, `from a import b` -> a.b, a).
+
+    Lines of IPython syntax (`%magic`, `!shell`) are skipped; a cell that does not parse
+    imports nothing as far as this says."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found += [f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*"] + [node.module]
+    return list(dict.fromkeys(found))
+
+
 def strip_solutions(source: str) -> str:
     """Replace each `### BEGIN SOLUTION` ... `### END SOLUTION` block by its placeholder.
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import time
 
 import grader
 from grader import artifact, checks, match, notebook, sandbox
+from grader import cells as cells_mod
 from grader.evidence import Evidence, Missing, Setting, model_summary
 from grader.manifest import Manifest
 from grader.release import Release
@@ -32,11 +32,18 @@ class Batch:
     mounts: sandbox.Mounts
     sandboxed: bool
     checks: tuple  # (CheckSpec, Check) pairs, built once from the manifest
+    runner: sandbox.Runner
 
     @classmethod
-    def create(cls, manifest, release, setting, mounts, sandboxed) -> "Batch":
+    def create(cls, manifest, release, setting, mounts, sandboxed, ahead: bool = False) -> "Batch":
+        """`ahead`: start each next sandbox while the last submission is checked (for batches)."""
         built = tuple((spec, checks.build(spec)) for spec in manifest.checks)
-        return cls(manifest, release, setting, mounts, sandboxed, built)
+        warm = [name for c in release.cells if c.kind == "locked" for name in cells_mod.imported_modules(c.source)]
+        plan = sandbox.Plan(mounts, manifest.limits, manifest.image_size, manifest.batch_size, sandboxed, tuple(dict.fromkeys(warm)))
+        return cls(manifest, release, setting, mounts, sandboxed, built, sandbox.Runner(plan, ahead))
+
+    def close(self) -> None:
+        self.runner.close()
 
 
 def grade_safely(path: str, name: str, batch: Batch) -> SubmissionResult:
@@ -73,11 +80,8 @@ def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
             "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
             started,
         )
-    with tempfile.TemporaryDirectory(prefix="grader-run-") as work_dir:
-        cells = match.run_cells(batch.release, found.answers)
-        outcome = sandbox.run(
-            cells, work_dir, batch.mounts, batch.manifest.limits, batch.manifest.image_size, batch.manifest.batch_size, batch.sandboxed
-        )
+    outcome = batch.runner.run(match.run_cells(batch.release, found.answers))
+    try:
         evidence = Evidence(batch.setting, found, outcome, artifact.read(outcome.out_dir), batch.release.answer_keys)
         results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
         return dataclasses.replace(
@@ -90,6 +94,8 @@ def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
             cells=_cells(evidence, found),
             provenance=_provenance(batch, evidence, found, started),
         )
+    finally:
+        outcome.remove()
 
 
 def _base_result(batch: Batch, name: str, path: str, digest: str) -> SubmissionResult:

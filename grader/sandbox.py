@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from grader.cgroups import RunCgroup
@@ -52,6 +53,12 @@ class Outcome:
     stderr_tail: str
     sandboxed: bool
     limit_message: str = ""  # which limit stopped the run, in words, for the scorecard
+    folder: str = ""  # the run's own folder (out_dir is inside it)
+
+    def remove(self) -> None:
+        """Delete the run's files (once the grader has read them)."""
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @functools.cache
@@ -145,64 +152,150 @@ def _limit_resources(limits: Limits, group: RunCgroup):
     return apply
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a run needs besides its cells: the same for every submission of a batch."""
+
+    mounts: Mounts
+    limits: Limits
+    image_size: int
+    batch_size: int
+    sandboxed: bool
+    warm: tuple[str, ...] = ()  # modules the run imports before its cells are known (the assignment's own)
+
+
+@dataclasses.dataclass
+class _Launch:
+    """A started sandbox, waiting for (or running) its one submission."""
+
+    folder: str  # holds scratch/ and stderr.txt; removed after the run
+    process: subprocess.Popen
+    group: RunCgroup
+    inside_scratch: str
+
+    def discard(self) -> None:
+        _kill(self.process)
+        self.group.destroy()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Runner:
+    """Runs each submission's cells in a sandbox of its own.
+
+    With `ahead`, the next run's sandbox is started as soon as one run ends, so that its
+    interpreter has started and imported the assignment's modules (TensorFlow: seconds)
+    while the grader checks and trains the last submission. It is still one new sandbox
+    per submission (its own namespaces, scratch folder, cgroup and limits); it has seen
+    no submission before its own, and it is stopped, never reused, when its run ends.
+    """
+
+    def __init__(self, plan: Plan, ahead: bool = False):
+        self.plan, self.ahead = plan, ahead
+        self._standby: _Launch | None = None
+
+    def run(self, cells, folder: str | None = None) -> Outcome:
+        """Run `cells` (RunCell values); the outcome's files are in `folder` (default: a new
+        temporary folder, which `Outcome.remove()` deletes)."""
+        launch = self._take() if folder is None else None
+        if launch is None:
+            launch = _launch(self.plan, folder or tempfile.mkdtemp(prefix="grader-run-"))
+        try:
+            outcome = _finish(launch, cells, self.plan)
+        finally:
+            launch.group.destroy()
+        if self.ahead:
+            self._standby = _launch(self.plan, tempfile.mkdtemp(prefix="grader-run-"))
+        return outcome
+
+    def _take(self) -> _Launch | None:
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.process.poll() is not None:
+            standby.discard()  # it died waiting (it should not): start afresh
+            return None
+        return standby
+
+    def close(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.discard()
+
+
 def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, batch_size: int, sandboxed: bool) -> Outcome:
-    """Run `cells` (RunCell values) in a fresh sandbox with scratch space in `work_dir`."""
-    scratch = os.path.join(work_dir, "scratch")
+    """Run `cells` once, in a fresh sandbox with its files in `work_dir`."""
+    return Runner(Plan(mounts, limits, image_size, batch_size, sandboxed)).run(cells, work_dir)
+
+
+def _launch(plan: Plan, folder: str) -> _Launch:
+    """Start a sandboxed runner that imports the plan's modules, then waits for its job."""
+    scratch = os.path.join(folder, "scratch")
     os.makedirs(os.path.join(scratch, "out"), exist_ok=True)
-    if sandboxed:
+    if plan.sandboxed:
         os.chmod(scratch, 0o777)
         os.chmod(os.path.join(scratch, "out"), 0o777)
         inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py"}
     else:
-        keras_home = os.path.join(work_dir, "keras")
+        keras_home = os.path.join(folder, "keras")
         os.makedirs(keras_home, exist_ok=True)
         if not os.path.exists(os.path.join(keras_home, "models")):
-            os.symlink(mounts.keras_models, os.path.join(keras_home, "models"))
-        inside = {"scratch": scratch, "data": mounts.data_dir, "keras": keras_home, "runner": RUNNER}
-    job = {
-        "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
-        "out": os.path.join(inside["scratch"], "out"),
-        "output_chars": limits.output_bytes,
-    }
-    with open(os.path.join(scratch, "job.json"), "w") as handle:
-        json.dump(job, handle)
-    env = sandbox_env(image_size, batch_size, inside["scratch"], inside["data"], inside["keras"])
-    command = [sys.executable, inside["runner"], os.path.join(inside["scratch"], "job.json")]
-    if sandboxed:
-        command = bwrap_command(mounts, scratch, env) + command
-    stderr_path = os.path.join(work_dir, "stderr.txt")
-    group = RunCgroup(limits.max_processes, limits.memory_mb * 2**20)
+            os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
+        inside = {"scratch": scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER}
+    env = sandbox_env(plan.image_size, plan.batch_size, inside["scratch"], inside["data"], inside["keras"])
+    command = [sys.executable, inside["runner"], os.path.join(inside["scratch"], "job.json"), ",".join(plan.warm)]
+    if plan.sandboxed:
+        command = bwrap_command(plan.mounts, scratch, env) + command
+    group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20)
     try:
-        with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
+        with open(os.path.join(folder, "stderr.txt"), "wb") as stderr:
             process = subprocess.Popen(
                 command,
-                stdin=subprocess.DEVNULL,
-                stdout=devnull,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=env,
                 cwd=scratch,
                 start_new_session=True,
-                preexec_fn=_limit_resources(limits, group),
+                preexec_fn=_limit_resources(plan.limits, group),
             )
-            stopped_by, stopped_cell, seconds = _watch(process, os.path.join(scratch, "out", "progress"), limits)
-        last_started = (_last_progress(os.path.join(scratch, "out", "progress"), 0) or (0, None))[1]
-        # A cgroup limit explains a run better than the timeout it may also have caused.
-        reached = _limit_reached(process.returncode, group)
-        if reached is not None:
-            stopped_by = reached
-            stopped_cell = stopped_cell or last_started
-    finally:
+    except BaseException:
         group.destroy()
+        raise
+    return _Launch(folder, process, group, inside["scratch"])
+
+
+def _finish(launch: _Launch, cells, plan: Plan) -> Outcome:
+    """Hand the launched runner its job, watch it to the end, and read how it ended."""
+    scratch = os.path.join(launch.folder, "scratch")
+    job = {
+        "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
+        "out": os.path.join(launch.inside_scratch, "out"),
+        "output_chars": plan.limits.output_bytes,
+    }
+    with open(os.path.join(scratch, "job.json"), "w") as handle:
+        json.dump(job, handle)
+    try:
+        launch.process.stdin.write(b"go\n")
+        launch.process.stdin.close()
+    except OSError:
+        pass  # it already ended; the outcome below says how
+    progress = os.path.join(scratch, "out", "progress")
+    stopped_by, stopped_cell, seconds = _watch(launch.process, progress, plan.limits)
+    last_started = (_last_progress(progress, 0) or (0, None))[1]
+    # A cgroup limit explains a run better than the timeout it may also have caused.
+    reached = _limit_reached(launch.process.returncode, launch.group)
+    if reached is not None:
+        stopped_by = reached
+        stopped_cell = stopped_cell or last_started
     return Outcome(
         out_dir=os.path.join(scratch, "out"),
-        exit_code=process.returncode,
+        exit_code=launch.process.returncode,
         stopped_by=stopped_by,
         stopped_cell=stopped_cell,
         last_started=last_started,
         seconds=seconds,
-        stderr_tail=_tail(stderr_path, 4000),
-        sandboxed=sandboxed,
-        limit_message=describe_limit(stopped_by, limits),
+        stderr_tail=_tail(os.path.join(launch.folder, "stderr.txt"), 4000),
+        sandboxed=plan.sandboxed,
+        limit_message=describe_limit(stopped_by, plan.limits),
+        folder=launch.folder,
     )
 
 

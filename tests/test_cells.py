@@ -43,3 +43,9 @@ def test_assigns_name_reads_code_and_survives_syntax_errors():
 def test_checksum_ignores_trailing_whitespace_only():
     assert cells.checksum("a = 1  \n\n") == cells.checksum("a = 1")
     assert cells.checksum("a = 1") != cells.checksum("a = 2")
+
+
+def test_imported_modules_of_a_cell():
+    source = "%matplotlib inline\nimport os, numpy as np\nimport tensorflow as tf\nfrom matplotlib import pyplot as plt\nfrom . import x\n!ls\ndef f():\n    import json\n"
+    assert cells.imported_modules(source) == ["os", "numpy", "tensorflow", "matplotlib.pyplot", "matplotlib"]
+    assert cells.imported_modules("import (") == []

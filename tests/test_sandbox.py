@@ -1,8 +1,10 @@
 """Inside the sandbox: no network, no view of the assignment, limits enforced from outside."""
 
 import json
+import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -65,6 +67,53 @@ def test_output_is_capped_head_and_tail(tmp_path):
     assert len(out) < 2 * Limits().output_bytes + 100
 
 
+def _plan(tmp_path, limits=Limits(cell_timeout=30, run_timeout=60), warm=()):
+    (tmp_path / "models").mkdir(exist_ok=True)
+    mounts = sandbox.Mounts(data_dir=str(tmp_path / "models"), keras_models=str(tmp_path / "models"))
+    return sandbox.Plan(mounts, limits, 96, 32, True, warm)
+
+
+def _log(outcome):
+    return {entry["key"]: entry for entry in json.load(open(f"{outcome.out_dir}/log.json"))}
+
+
+@needs_bwrap
+def test_a_sandbox_started_ahead_serves_one_submission_and_has_imported_the_modules(tmp_path):
+    runner = sandbox.Runner(_plan(tmp_path, limits=Limits(cell_timeout=2, run_timeout=60), warm=("decimal",)), ahead=True)
+    probe = "import sys, os\nprint('decimal' in sys.modules, os.path.exists('/tmp/mark'), os.listdir('/scratch/out'))"
+    try:
+        first = runner.run([RunCell("c0", "answer", probe + "\nopen('/tmp/mark', 'w').write('x')\nopen('/scratch/mark', 'w').write('x')")])
+        standby = runner._standby
+        assert standby is not None and standby.process.poll() is None  # started, waiting for its submission
+        time.sleep(3)  # longer than the cell limit: waiting is not running
+        second = runner.run([RunCell("c0", "answer", probe + "\nprint(os.path.exists('/scratch/mark'))")])
+        assert second.folder == standby.folder and second.stopped_by is None
+        assert _log(first)["c0"]["stdout"].split()[:2] == ["True", "False"]
+        # the second run: modules already imported, nothing of the first run's /tmp or scratch
+        assert _log(second)["c0"]["stdout"].split() == ["True", "False", "['progress']", "False"]
+        first.remove()
+        second.remove()
+        assert not os.path.exists(first.folder)
+        waiting = runner._standby
+    finally:
+        runner.close()
+    assert runner._standby is None and waiting.process.poll() is not None and not os.path.exists(waiting.folder)
+
+
+@needs_bwrap
+def test_a_standby_that_died_is_replaced(tmp_path):
+    runner = sandbox.Runner(_plan(tmp_path), ahead=True)
+    try:
+        runner.run([RunCell("c0", "answer", "x = 1")]).remove()
+        runner._standby.process.kill()
+        runner._standby.process.wait()
+        outcome = runner.run([RunCell("c0", "answer", "print(6 * 7)")])
+        assert _log(outcome)["c0"]["stdout"].strip() == "42"
+        outcome.remove()
+    finally:
+        runner.close()
+
+
 def test_private_tmp_is_mounted_before_binds_that_live_under_tmp():
     mounts = sandbox.Mounts(data_dir="/tmp/x/data", keras_models="/tmp/x/models")
     command = sandbox.bwrap_command(mounts, "/tmp/x/scratch", {})
@@ -72,3 +121,20 @@ def test_private_tmp_is_mounted_before_binds_that_live_under_tmp():
     assert command[tmpfs - 3] == "--size"  # a bounded /tmp
     binds = [i for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind") and command[i + 1].startswith("/tmp")]
     assert binds and all(i > tmpfs for i in binds)
+
+
+def test_sweeping_stale_cgroups_spares_one_just_made():
+    # Another grader (or worker) makes a run's cgroup a moment before its run enters it:
+    # a sweep at that moment must not take it away.
+    from grader import cgroups
+
+    group = cgroups.RunCgroup(64, 2**30)
+    if not group.active:
+        pytest.skip("no cgroups can be made here")
+    try:
+        cgroups.sweep_stale()
+        assert all(os.path.isdir(path) for path in group.paths.values())
+        cgroups.sweep_stale(older_than=0)
+        assert not any(os.path.isdir(path) for path in group.paths.values())
+    finally:
+        group.destroy()
