@@ -51,6 +51,16 @@ class RunCgroup:
             with open(os.path.join(path, "cgroup.procs"), "w") as handle:
                 handle.write(str(os.getpid()))
 
+    def processes(self) -> list[int]:
+        """The processes in the cgroup now."""
+        for path in self.paths.values():
+            try:
+                with open(os.path.join(path, "cgroup.procs")) as handle:
+                    return [int(p) for p in handle.read().split()]
+            except (OSError, ValueError):
+                continue
+        return []
+
     def _read(self, kind: str, name: str) -> str:
         path = self.paths.get(kind) or self.paths.get("unified")
         try:

@@ -134,10 +134,15 @@ def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_ho
     }
 
 
-def _limit_resources(limits: Limits, group: RunCgroup):
+STANDBY_NICE = 10  # a sandbox started ahead imports at low priority, behind the grader's training
+
+
+def _limit_resources(limits: Limits, group: RunCgroup, nice: int = 0):
     def apply() -> None:
         if group.active:
             group.enter()
+        if nice:
+            os.nice(nice)
         # With a memory cgroup the address space only needs a backstop (TensorFlow reserves
         # far more address space than it touches); without one it is the memory limit.
         memory = limits.memory_mb * 2**20 * (4 if group.active else 1)
@@ -172,6 +177,22 @@ class _Launch:
     process: subprocess.Popen
     group: RunCgroup
     inside_scratch: str
+    nice: int = 0
+
+    def to_normal_priority(self) -> None:
+        """Every thread of the run back to the grader's own priority."""
+        pids = self.group.processes() or [self.process.pid]
+        for pid in pids:
+            try:
+                threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except (OSError, ValueError):
+                continue
+            for thread in threads:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, 0))
+                except OSError:
+                    pass  # it ended meanwhile
+        self.nice = 0
 
     def discard(self) -> None:
         _kill(self.process)
@@ -204,7 +225,7 @@ class Runner:
         finally:
             launch.group.destroy()
         if self.ahead:
-            self._standby = _launch(self.plan, tempfile.mkdtemp(prefix="grader-run-"))
+            self._standby = _launch(self.plan, tempfile.mkdtemp(prefix="grader-run-"), nice=STANDBY_NICE)
         return outcome
 
     def _take(self) -> _Launch | None:
@@ -225,8 +246,9 @@ def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, b
     return Runner(Plan(mounts, limits, image_size, batch_size, sandboxed)).run(cells, work_dir)
 
 
-def _launch(plan: Plan, folder: str) -> _Launch:
-    """Start a sandboxed runner that imports the plan's modules, then waits for its job."""
+def _launch(plan: Plan, folder: str, nice: int = 0) -> _Launch:
+    """Start a sandboxed runner that imports the plan's modules, then waits for its job
+    (at a lower priority by `nice`, until it is given its job)."""
     scratch = os.path.join(folder, "scratch")
     os.makedirs(os.path.join(scratch, "out"), exist_ok=True)
     if plan.sandboxed:
@@ -254,12 +276,12 @@ def _launch(plan: Plan, folder: str) -> _Launch:
                 env=env,
                 cwd=scratch,
                 start_new_session=True,
-                preexec_fn=_limit_resources(plan.limits, group),
+                preexec_fn=_limit_resources(plan.limits, group, nice),
             )
     except BaseException:
         group.destroy()
         raise
-    return _Launch(folder, process, group, inside["scratch"])
+    return _Launch(folder, process, group, inside["scratch"], nice)
 
 
 def _finish(launch: _Launch, cells, plan: Plan) -> Outcome:
@@ -272,6 +294,8 @@ def _finish(launch: _Launch, cells, plan: Plan) -> Outcome:
     }
     with open(os.path.join(scratch, "job.json"), "w") as handle:
         json.dump(job, handle)
+    if launch.nice:
+        launch.to_normal_priority()
     try:
         launch.process.stdin.write(b"go\n")
         launch.process.stdin.close()

@@ -80,17 +80,19 @@ def _log(outcome):
 @needs_bwrap
 def test_a_sandbox_started_ahead_serves_one_submission_and_has_imported_the_modules(tmp_path):
     runner = sandbox.Runner(_plan(tmp_path, limits=Limits(cell_timeout=2, run_timeout=60), warm=("decimal",)), ahead=True)
-    probe = "import sys, os\nprint('decimal' in sys.modules, os.path.exists('/tmp/mark'), os.listdir('/scratch/out'))"
+    probe = "import sys, os\nprint('decimal' in sys.modules, os.path.exists('/tmp/mark'), os.listdir('/scratch/out'), os.nice(0))"
     try:
         first = runner.run([RunCell("c0", "answer", probe + "\nopen('/tmp/mark', 'w').write('x')\nopen('/scratch/mark', 'w').write('x')")])
         standby = runner._standby
         assert standby is not None and standby.process.poll() is None  # started, waiting for its submission
+        assert os.getpriority(os.PRIO_PROCESS, standby.process.pid) == os.getpriority(os.PRIO_PROCESS, 0) + sandbox.STANDBY_NICE
         time.sleep(3)  # longer than the cell limit: waiting is not running
         second = runner.run([RunCell("c0", "answer", probe + "\nprint(os.path.exists('/scratch/mark'))")])
         assert second.folder == standby.folder and second.stopped_by is None
         assert _log(first)["c0"]["stdout"].split()[:2] == ["True", "False"]
-        # the second run: modules already imported, nothing of the first run's /tmp or scratch
-        assert _log(second)["c0"]["stdout"].split() == ["True", "False", "['progress']", "False"]
+        # the second run: modules already imported, nothing of the first run's /tmp or scratch,
+        # and back at normal priority once given its cells
+        assert _log(second)["c0"]["stdout"].split() == ["True", "False", "['progress']", str(os.nice(0)), "False"]
         first.remove()
         second.remove()
         assert not os.path.exists(first.folder)
