@@ -249,8 +249,7 @@ def _grade_each(manifest: Manifest, batch: pipeline.Batch, options: Options, wor
     """(sha256, result) for each (sha256, (path, name)), in this process or in a pool."""
     jobs = min(options.jobs or default_jobs(), len(work))
     if jobs <= 1:
-        for digest, (path, name) in work:
-            yield digest, pipeline.grade_safely(path, name, batch)
+        yield from pipeline.grade_all([(digest, path, name) for digest, (path, name) in work], batch)
         return
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(manifest.directory, options)) as pool:

@@ -52,35 +52,97 @@ def grade_safely(path: str, name: str, batch: Batch) -> SubmissionResult:
     try:
         return grade_submission(path, name, batch)
     except Exception as error:  # noqa: BLE001 - the batch must go on
-        digest = file_sha256(path) if os.path.isfile(path) else ""
-        result = _ungradable(
-            _base_result(batch, name, path, digest), batch,
-            f"the grader itself failed on this notebook ({type(error).__name__}: {str(error)[:300]})",
-            "tell your instructor: this is the grader's fault, and grading it again may work", started,
-        )
-        # Not a verdict on the notebook: the gradebook does not keep it, so a rerun tries again.
-        return dataclasses.replace(result, provenance={**result.provenance, "grader_error": True})
+        return _grader_failed(path, name, batch, error, started)
+
+
+def grade_all(items, batch: Batch):
+    """(key, result) for each (key, path, name), graded in a pipeline: the next
+    submission's sandbox runs while this one is checked and trained. A failure of the
+    grader's own costs that notebook only."""
+    waiting = None  # (key, path, name, Started or the error it raised)
+    try:
+        for item in [*items, None]:
+            previous, waiting = waiting, None
+            if item is not None:
+                key, path, name = item
+                try:
+                    waiting = (key, path, name, start_submission(path, name, batch))
+                except Exception as error:  # noqa: BLE001
+                    waiting = (key, path, name, error)
+            if previous is not None:
+                key, path, name, started = previous
+                if isinstance(started, Exception):
+                    yield key, _grader_failed(path, name, batch, started, time.monotonic())
+                    continue
+                try:
+                    result = finish_submission(started, batch)
+                except Exception as error:  # noqa: BLE001
+                    started.cancel()
+                    result = _grader_failed(path, name, batch, error, started.clock)
+                yield key, result
+    finally:
+        if waiting is not None and isinstance(waiting[3], Started):
+            waiting[3].cancel()
+
+
+def _grader_failed(path: str, name: str, batch: Batch, error: Exception, started: float) -> SubmissionResult:
+    digest = file_sha256(path) if os.path.isfile(path) else ""
+    result = _ungradable(
+        _base_result(batch, name, path, digest), batch,
+        f"the grader itself failed on this notebook ({type(error).__name__}: {str(error)[:300]})",
+        "tell your instructor: this is the grader's fault, and grading it again may work", started,
+    )
+    # Not a verdict on the notebook: the gradebook does not keep it, so a rerun tries again.
+    return dataclasses.replace(result, provenance={**result.provenance, "grader_error": True})
+
+
+@dataclasses.dataclass
+class Started:
+    """A submission read and matched, its sandbox run started (or its result already known)."""
+
+    base: SubmissionResult
+    clock: float
+    result: SubmissionResult | None = None  # decided without a run: unreadable, no answer
+    found: object = None  # the Match
+    pending: sandbox.Pending | None = None
+
+    def cancel(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
 
 
 def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
-    started = time.monotonic()
+    return finish_submission(start_submission(path, name, batch), batch)
+
+
+def start_submission(path: str, name: str, batch: Batch) -> Started:
+    """Read and match the notebook, and start its sandbox run (without waiting for it)."""
+    clock = time.monotonic()
     digest = file_sha256(path)
     base = _base_result(batch, name, path, digest)
     try:
         submitted = notebook.read_submission(path)
     except (notebook.Unreadable, OSError) as error:
-        return _ungradable(base, batch, str(error), "submit the notebook file (.ipynb) of the assignment", started)
+        return Started(base, clock, _ungradable(base, batch, str(error), "submit the notebook file (.ipynb) of the assignment", clock))
     found = match.match(submitted, batch.release)
     if not found.found:
-        return _ungradable(
+        return Started(base, clock, _ungradable(
             base,
             batch,
             "no answer cell found: no cell has the assignment's ids, no heading is marked [WORK REQUIRED], "
             "and no cell assigns `model`",
             "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
-            started,
-        )
-    outcome = batch.runner.run(match.run_cells(batch.release, found.answers))
+            clock,
+        ))
+    return Started(base, clock, found=found, pending=batch.runner.start(match.run_cells(batch.release, found.answers)))
+
+
+def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
+    """Wait for the run, check what it made, train the model, score."""
+    if started.result is not None:
+        return started.result
+    found, base = started.found, started.base
+    outcome = started.pending.outcome()
     try:
         evidence = Evidence(batch.setting, found, outcome, artifact.read(outcome.out_dir), batch.release.answer_keys)
         results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
@@ -92,7 +154,7 @@ def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
             model=_summary(evidence),
             training=_training(evidence),
             cells=_cells(evidence, found),
-            provenance=_provenance(batch, evidence, found, started),
+            provenance=_provenance(batch, evidence, found, started.clock),
         )
     finally:
         outcome.remove()

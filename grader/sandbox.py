@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from grader.cgroups import RunCgroup
@@ -215,18 +216,22 @@ class Runner:
         self._standby: _Launch | None = None
 
     def run(self, cells, folder: str | None = None) -> Outcome:
-        """Run `cells` (RunCell values); the outcome's files are in `folder` (default: a new
-        temporary folder, which `Outcome.remove()` deletes)."""
+        """Run `cells` (RunCell values) and wait for the end; the outcome's files are in
+        `folder` (default: a new temporary folder, which `Outcome.remove()` deletes)."""
+        return self.start(cells, folder).outcome()
+
+    def start(self, cells, folder: str | None = None) -> "Pending":
+        """Start running `cells` and return at once; `.outcome()` waits for the end. The
+        time limits are watched from a thread meanwhile, so the grader can check another
+        submission while this one runs."""
         launch = self._take() if folder is None else None
         if launch is None:
             launch = _launch(self.plan, folder or tempfile.mkdtemp(prefix="grader-run-"))
-        try:
-            outcome = _finish(launch, cells, self.plan)
-        finally:
-            launch.group.destroy()
-        if self.ahead:
+        return Pending(launch, cells, self)
+
+    def _ended(self) -> None:
+        if self.ahead and self._standby is None:
             self._standby = _launch(self.plan, tempfile.mkdtemp(prefix="grader-run-"), nice=STANDBY_NICE)
-        return outcome
 
     def _take(self) -> _Launch | None:
         standby, self._standby = self._standby, None
@@ -284,43 +289,76 @@ def _launch(plan: Plan, folder: str, nice: int = 0) -> _Launch:
     return _Launch(folder, process, group, inside["scratch"], nice)
 
 
-def _finish(launch: _Launch, cells, plan: Plan) -> Outcome:
-    """Hand the launched runner its job, watch it to the end, and read how it ended."""
-    scratch = os.path.join(launch.folder, "scratch")
-    job = {
-        "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
-        "out": os.path.join(launch.inside_scratch, "out"),
-        "output_chars": plan.limits.output_bytes,
-    }
-    with open(os.path.join(scratch, "job.json"), "w") as handle:
-        json.dump(job, handle)
-    if launch.nice:
-        launch.to_normal_priority()
-    try:
-        launch.process.stdin.write(b"go\n")
-        launch.process.stdin.close()
-    except OSError:
-        pass  # it already ended; the outcome below says how
-    progress = os.path.join(scratch, "out", "progress")
-    stopped_by, stopped_cell, seconds = _watch(launch.process, progress, plan.limits)
-    last_started = (_last_progress(progress, 0) or (0, None))[1]
-    # A cgroup limit explains a run better than the timeout it may also have caused.
-    reached = _limit_reached(launch.process.returncode, launch.group)
-    if reached is not None:
-        stopped_by = reached
-        stopped_cell = stopped_cell or last_started
-    return Outcome(
-        out_dir=os.path.join(scratch, "out"),
-        exit_code=launch.process.returncode,
-        stopped_by=stopped_by,
-        stopped_cell=stopped_cell,
-        last_started=last_started,
-        seconds=seconds,
-        stderr_tail=_tail(os.path.join(launch.folder, "stderr.txt"), 4000),
-        sandboxed=plan.sandboxed,
-        limit_message=describe_limit(stopped_by, plan.limits),
-        folder=launch.folder,
-    )
+class Pending:
+    """A run given its cells: watched from a thread until it ends, then read."""
+
+    def __init__(self, launch: _Launch, cells, runner: Runner):
+        self.launch, self.plan, self.runner = launch, runner.plan, runner
+        self.scratch = os.path.join(launch.folder, "scratch")
+        job = {
+            "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
+            "out": os.path.join(launch.inside_scratch, "out"),
+            "output_chars": self.plan.limits.output_bytes,
+        }
+        with open(os.path.join(self.scratch, "job.json"), "w") as handle:
+            json.dump(job, handle)
+        if launch.nice:
+            launch.to_normal_priority()
+        try:
+            launch.process.stdin.write(b"go\n")
+            launch.process.stdin.close()
+        except OSError:
+            pass  # it already ended; the outcome says how
+        self._watched: tuple = (None, None, 0.0)
+        self._thread = threading.Thread(target=self._watch, name="sandbox-watch", daemon=True)
+        self._thread.start()
+        self._outcome: Outcome | None = None
+
+    def _watch(self) -> None:
+        try:
+            self._watched = _watch(self.launch.process, os.path.join(self.scratch, "out", "progress"), self.plan.limits)
+        except BaseException:
+            _kill(self.launch.process)
+            raise
+
+    def outcome(self) -> Outcome:
+        """Wait for the run to end (or be stopped), and say how it ended."""
+        if self._outcome is None:
+            self._thread.join()
+            try:
+                self._outcome = self._read()
+            finally:
+                self.launch.group.destroy()
+            self.runner._ended()
+        return self._outcome
+
+    def cancel(self) -> None:
+        """Stop the run and delete its files (the grader no longer wants them)."""
+        self.launch.discard()
+        self._thread.join()
+
+    def _read(self) -> Outcome:
+        launch, plan = self.launch, self.plan
+        stopped_by, stopped_cell, seconds = self._watched
+        progress = os.path.join(self.scratch, "out", "progress")
+        last_started = (_last_progress(progress, 0) or (0, None))[1]
+        # A cgroup limit explains a run better than the timeout it may also have caused.
+        reached = _limit_reached(launch.process.returncode, launch.group)
+        if reached is not None:
+            stopped_by = reached
+            stopped_cell = stopped_cell or last_started
+        return Outcome(
+            out_dir=os.path.join(self.scratch, "out"),
+            exit_code=launch.process.returncode,
+            stopped_by=stopped_by,
+            stopped_cell=stopped_cell,
+            last_started=last_started,
+            seconds=seconds,
+            stderr_tail=_tail(os.path.join(launch.folder, "stderr.txt"), 4000),
+            sandboxed=plan.sandboxed,
+            limit_message=describe_limit(stopped_by, plan.limits),
+            folder=launch.folder,
+        )
 
 
 def _limit_reached(returncode: int | None, group: RunCgroup) -> str | None:

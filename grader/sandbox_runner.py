@@ -85,6 +85,9 @@ def run_cells(shell, job, out):
         stdout, stderr = CappedText(job["output_chars"]), CappedText(job["output_chars"])
         tracebacks = []
         shell._showtraceback = lambda etype, value, stb: tracebacks.append(shell.InteractiveTB.stb2text(stb))
+        # IPython names the cell by its run number ("Cell In[5]"), which means nothing to
+        # the student: name it by the assignment's cell instead.
+        number = shell.execution_count
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = stdout, stderr
         started = time.time()
@@ -106,7 +109,7 @@ def run_cells(shell, job, out):
                 "name": type(error).__name__,
                 "message": (error.msg if isinstance(error, SyntaxError) else str(error))[:2000],
                 "line": error_line(error),
-                "traceback": "\n".join(tracebacks)[-8000:],
+                "traceback": "\n".join(tracebacks).replace(f"Cell In[{number}]", f"Cell {cell['key']!r}")[-8000:],
             }
         log.append(entry)
         write_json(os.path.join(out, "log.json"), log)

@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import nbformat
@@ -92,15 +93,18 @@ def test_a_failure_of_the_graders_own_costs_one_notebook(tmp_path, monkeypatch):
     from grader import pipeline
 
     folder = make_submissions(tmp_path / "subs", 3)
-    real = pipeline.grade_submission
+    real = pipeline.finish_submission
 
-    def flaky(path, name, batch_):
-        if name == "student01":
-            raise RuntimeError("disk on fire")
-        return real(path, name, batch_)
+    def flaky(started, batch_):
+        if started.base.submission == "student01":
+            raise RuntimeError("disk on fire")  # while the next submission's sandbox runs
+        return real(started, batch_)
 
-    monkeypatch.setattr(pipeline, "grade_submission", flaky)
+    monkeypatch.setattr(pipeline, "finish_submission", flaky)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tempfile.tempdir)
     results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1))
+    assert not [n for n in os.listdir(tempfile.tempdir) if n.startswith("grader-run-")]  # the abandoned run's folder too
     by_name = {r.submission: r for r in results}
     assert by_name["student01"].status == "ungradable" and "disk on fire" in by_name["student01"].reason
     assert by_name["student00"].status == by_name["student02"].status == "graded"

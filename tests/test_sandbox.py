@@ -140,3 +140,10 @@ def test_sweeping_stale_cgroups_spares_one_just_made():
         assert not any(os.path.isdir(path) for path in group.paths.values())
     finally:
         group.destroy()
+
+
+@needs_bwrap
+def test_a_traceback_names_the_assignments_cell_not_the_run_number(tmp_path):
+    _, log = run(tmp_path, "x = 1", "y = 2\nraise ValueError('wrong')", "z = (")
+    assert "Cell 'c1', line 2" in log["c1"]["error"]["traceback"] and "In[" not in log["c1"]["error"]["traceback"]
+    assert log["c2"]["error"]["name"] == "SyntaxError" and "In[" not in log["c2"]["error"]["traceback"]
