@@ -146,12 +146,16 @@ def prepare(manifest: Manifest, options: Options) -> pipeline.Batch:
 
 
 def default_jobs() -> int:
-    """One worker per core, and no more than one per 4 GiB of memory."""
+    """One worker per two cores, and no more than one per 4 GiB of memory.
+
+    A worker keeps about two cores busy: its pipeline runs the next submission's sandbox
+    while it trains the last one's model (measured: a batch of 30 on two cores took
+    195 s with one worker and 199 s with two)."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         memory = 8 * 2**30
-    return max(1, min(os.cpu_count() or 1, memory // (4 * 2**30)))
+    return max(1, min((os.cpu_count() or 1) // 2, memory // (4 * 2**30)))
 
 
 def setting_fingerprint(manifest: Manifest, batch: pipeline.Batch) -> str:
