@@ -129,6 +129,7 @@ def display_names(files: list[str]) -> list[str]:
 def prepare(manifest: Manifest, options: Options) -> pipeline.Batch:
     sandboxed = sandbox.require_sandbox(options.allow_unsandboxed)
     cgroups.sweep_stale()
+    sandbox.sweep_stale_runs()
     release, _ = release_mod.build(manifest)
     dataset = dataset_for(manifest, options.data)
     weights = weights_for(manifest, options.weights)

@@ -226,12 +226,12 @@ class Runner:
         submission while this one runs."""
         launch = self._take() if folder is None else None
         if launch is None:
-            launch = _launch(self.plan, folder or tempfile.mkdtemp(prefix="grader-run-"))
+            launch = _launch(self.plan, folder or tempfile.mkdtemp(prefix=RUN_PREFIX))
         return Pending(launch, cells, self)
 
     def _ended(self) -> None:
         if self.ahead and self._standby is None:
-            self._standby = _launch(self.plan, tempfile.mkdtemp(prefix="grader-run-"), nice=STANDBY_NICE)
+            self._standby = _launch(self.plan, tempfile.mkdtemp(prefix=RUN_PREFIX), nice=STANDBY_NICE)
 
     def _take(self) -> _Launch | None:
         standby, self._standby = self._standby, None
@@ -244,6 +244,25 @@ class Runner:
         standby, self._standby = self._standby, None
         if standby is not None:
             standby.discard()
+
+
+RUN_PREFIX = "grader-run-"
+STALE_RUN_AFTER = 24 * 3600  # seconds
+
+
+def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
+    """Delete run folders left in the temporary folder by a grader that was killed."""
+    removed = 0
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        path = os.path.join(base, name)
+        try:
+            if name.startswith(RUN_PREFIX) and time.time() - os.stat(path).st_mtime > older_than:
+                shutil.rmtree(path)
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, batch_size: int, sandboxed: bool) -> Outcome:

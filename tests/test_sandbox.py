@@ -147,3 +147,13 @@ def test_a_traceback_names_the_assignments_cell_not_the_run_number(tmp_path):
     _, log = run(tmp_path, "x = 1", "y = 2\nraise ValueError('wrong')", "z = (")
     assert "Cell 'c1', line 2" in log["c1"]["error"]["traceback"] and "In[" not in log["c1"]["error"]["traceback"]
     assert log["c2"]["error"]["name"] == "SyntaxError" and "In[" not in log["c2"]["error"]["traceback"]
+
+
+def test_run_folders_left_by_a_killed_grader_are_swept_after_a_day(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    old, new = tmp_path / (sandbox.RUN_PREFIX + "old"), tmp_path / (sandbox.RUN_PREFIX + "new")
+    for folder in (old, new):
+        (folder / "scratch").mkdir(parents=True)
+    os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)
+    assert sandbox.sweep_stale_runs() == 1
+    assert not old.exists() and new.exists()
