@@ -29,8 +29,6 @@ class Batch:
     manifest: Manifest
     release: Release
     setting: Setting
-    mounts: sandbox.Mounts
-    sandboxed: bool
     checks: tuple  # (CheckSpec, Check) pairs, built once from the manifest
     runner: sandbox.Runner
 
@@ -40,7 +38,11 @@ class Batch:
         built = tuple((spec, checks.build(spec)) for spec in manifest.checks)
         warm = [name for c in release.cells if c.kind == "locked" for name in cells_mod.imported_modules(c.source)]
         plan = sandbox.Plan(mounts, manifest.limits, manifest.image_size, manifest.batch_size, sandboxed, tuple(dict.fromkeys(warm)))
-        return cls(manifest, release, setting, mounts, sandboxed, built, sandbox.Runner(plan, ahead))
+        return cls(manifest, release, setting, built, sandbox.Runner(plan, ahead))
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.runner.plan.sandboxed
 
     def close(self) -> None:
         self.runner.close()
@@ -48,11 +50,7 @@ class Batch:
 
 def grade_safely(path: str, name: str, batch: Batch) -> SubmissionResult:
     """grade_submission, except that a failure of the grader's own costs this notebook only."""
-    started = time.monotonic()
-    try:
-        return grade_submission(path, name, batch)
-    except Exception as error:  # noqa: BLE001 - the batch must go on
-        return _grader_failed(path, name, batch, error, started)
+    return next(grade_all([(None, path, name)], batch))[1]
 
 
 def grade_all(items, batch: Batch):

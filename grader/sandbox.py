@@ -135,6 +135,10 @@ def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_ho
     }
 
 
+RUN_PREFIX = "grader-run-"
+STALE_RUN_AFTER = 24 * 3600  # seconds
+
+
 STANDBY_NICE = 10  # a sandbox started ahead imports at low priority, behind the grader's training
 
 
@@ -244,10 +248,6 @@ class Runner:
         standby, self._standby = self._standby, None
         if standby is not None:
             standby.discard()
-
-
-RUN_PREFIX = "grader-run-"
-STALE_RUN_AFTER = 24 * 3600  # seconds
 
 
 def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
