@@ -1,15 +1,101 @@
-"""The assignment manifest (`assignment.toml`), parsed once into typed values."""
+"""The assignment manifest (`assignment.toml`), parsed once into typed values.
+
+Every key is declared once below, with its type, default and a one-line description;
+the parser, the error messages and the generated reference (`docs/manifest.md`,
+`python -m grader.manifest`) all come from those declarations. An unknown table or
+key is an error that names the closest valid one, so a typo never silently falls
+back to a default.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
-from typing import Any
+from typing import Any, Callable
 
 from grader.errors import ManifestError
 
 STRATEGIES = ("auto", "tpu", "gpu", "cpu")
+LABELS = ("class_index", "one_hot")
+REQUIRED = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One manifest key: its TOML type(s), default (REQUIRED if none) and description."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    default: Any
+    help: str
+    valid: Callable[[Any], str] | None = None  # returns a problem, or "" if the value is fine
+
+    def type_name(self) -> str:
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        return " or ".join({"str": "string", "int": "integer", "float": "number", "list": "list", "bool": "boolean"}.get(k.__name__, k.__name__) for k in kinds)
+
+
+def _positive(value) -> str:
+    return "" if value > 0 else f"must be positive, got {value}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    return lambda value: "" if value in choices else f"{value!r} is not one of {', '.join(choices)}"
+
+
+def _ids(value) -> str:
+    return "" if value and all(isinstance(v, str) and v for v in value) else "must be a non-empty list of cell ids"
+
+
+TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
+    "assignment": ("What the assignment is, and which cells students answer.", (
+        Key("name", str, REQUIRED, "Short name: the gradebook's key and the playground's file name."),
+        Key("title", str, REQUIRED, "Title shown on every page."),
+        Key("version", (str, int), REQUIRED, "Version of the assignment; results of another version are graded again."),
+        Key("notebook", str, REQUIRED, "The source notebook (with solution markers), relative to the assignment folder."),
+        Key("answer_cells", list, REQUIRED, "Ids of the cells students answer; every other code cell is locked.", _ids),
+    )),
+    "data": ("The dataset the grader trains and validates on.", (
+        Key("pattern", str, REQUIRED, '"demo" (the embedded synthetic flowers) or a glob of the lab\'s .tfrec files.'),
+        Key("image_size", int, REQUIRED, "Height and width of the images in pixels.", _positive),
+    )),
+    "weights": ("The pretrained base's weights.", (
+        Key("file", str, REQUIRED, '"demo" (the project\'s own) or the path of the Keras no-top weights file.'),
+    )),
+    "training": ("The grader's own training run.", (
+        Key("epochs", int, REQUIRED, "Epochs of training.", _positive),
+        Key("batch_size", int, REQUIRED, "Batch size per replica.", _positive),
+        Key("seed", int, 0, "Seed of every random draw of the training run."),
+        Key("strategy", str, "auto", "auto (a TPU if one answers, else all GPUs, else the CPU), tpu, gpu or cpu.", _one_of(STRATEGIES)),
+        Key("labels", str, "class_index", "The lab's labels: class_index (part 2) or one_hot (part 3).", _one_of(LABELS)),
+        Key("fit_labels_to_loss", bool, False,
+            "Forgive a loss that does not fit the lab's labels by feeding the labels it expects "
+            "(the lab's own fit would fail; by default the compile check says so)."),
+    )),
+    "sandbox": ("Limits of the sandboxed run of the student's cells.", (
+        Key("cell_timeout", (int, float), 120.0, "CPU seconds one cell may use.", _positive),
+        Key("run_timeout", (int, float), 300.0, "CPU seconds the whole run may use.", _positive),
+        Key("memory_mb", int, 8192, "Memory of the run, in MiB.", _positive),
+        Key("max_processes", int, 256, "Processes and threads the run may start.", _positive),
+        Key("output_chars", int, 64 * 1024, "Characters of output kept per cell and stream (head and tail).", _positive),
+        Key("file_mb", int, 64, "Largest file the run may write, in MiB (the model's weights among them).", _positive),
+    )),
+    "grader": ("Limits of the grader's own, trusted work on a submission.", (
+        Key("memory_mb", int, 8192, "Memory of each grading worker (the trusted training runs there), in MiB.", _positive),
+        Key("attempts", int, 3, "Times a notebook is tried when the grader itself fails on it.", _positive),
+        Key("max_parameters", int, 0,
+            "Largest model the grader rebuilds and trains, in parameters; 0: ten times the lab's solution.",
+            lambda v: "" if v >= 0 else f"must be 0 or more, got {v}"),
+    )),
+}
+CHECK_KEYS = (
+    Key("id", str, REQUIRED, "Unique id of the check (a column of grades.csv)."),
+    Key("check", str, REQUIRED, "The registered check to run (see the list of checks)."),
+    Key("title", str, "", "What the scorecard calls it (default: the check's name)."),
+    Key("points", (int, float), REQUIRED, "Points the check is worth.", lambda v: "" if v >= 0 else f"must be 0 or more, got {v}"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,12 +109,23 @@ class CheckSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
+    """The sandbox's limits ([sandbox])."""
+
     cell_timeout: float = 120.0
     run_timeout: float = 300.0
     memory_mb: int = 8192
     max_processes: int = 256
     output_bytes: int = 64 * 1024  # characters kept per cell and stream (head and tail)
     artifact_mb: int = 64  # largest file the run may write (the model's weights among them)
+
+
+@dataclasses.dataclass(frozen=True)
+class GraderLimits:
+    """The grader's own limits ([grader])."""
+
+    memory_mb: int = 8192
+    attempts: int = 3
+    max_parameters: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +145,9 @@ class Manifest:
     strategy: str
     limits: Limits
     checks: tuple[CheckSpec, ...]
+    labels: str = "class_index"
+    fit_labels_to_loss: bool = False
+    grader: GraderLimits = GraderLimits()
 
     @property
     def notebook_path(self) -> str:
@@ -71,96 +171,111 @@ def load(directory: str) -> Manifest:
 
 
 def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
-    table = _Table(raw, path)
-    assignment = table.sub("assignment")
-    data = table.sub("data")
-    weights = table.sub("weights")
-    training = table.sub("training")
-    sandbox = table.sub("sandbox", required=False)
-
-    strategy = training.get("strategy", str, "auto")
-    if strategy not in STRATEGIES:
-        raise ManifestError.at(path, "[training] strategy", f"{strategy!r} is not one of {', '.join(STRATEGIES)}")
-    answers = assignment.get("answer_cells", list)
-    if not answers or not all(isinstance(a, str) for a in answers):
-        raise ManifestError.at(path, "[assignment] answer_cells", "must be a non-empty list of cell ids")
+    unknown = set(raw) - set(TABLES) - {"checks"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ManifestError.at(path, f"[{name}]", "unknown table", hint=_closest(name, [*TABLES, "checks"], "table"))
+    values = {table: _table(raw, table, path) for table in TABLES}
+    assignment, training, sandbox, grader = values["assignment"], values["training"], values["sandbox"], values["grader"]
     manifest = Manifest(
         directory=directory,
-        name=assignment.get("name", str),
-        title=assignment.get("title", str),
-        version=str(assignment.get("version", (str, int))),
-        notebook=assignment.get("notebook", str),
-        answer_cells=tuple(answers),
-        data_pattern=data.get("pattern", str),
-        image_size=_positive(data.get("image_size", int), path, "[data] image_size"),
-        weights_file=weights.get("file", str),
-        epochs=_positive(training.get("epochs", int), path, "[training] epochs"),
-        batch_size=_positive(training.get("batch_size", int), path, "[training] batch_size"),
-        seed=training.get("seed", int, 0),
-        strategy=strategy,
+        name=assignment["name"],
+        title=assignment["title"],
+        version=str(assignment["version"]),
+        notebook=assignment["notebook"],
+        answer_cells=tuple(assignment["answer_cells"]),
+        data_pattern=values["data"]["pattern"],
+        image_size=values["data"]["image_size"],
+        weights_file=values["weights"]["file"],
+        epochs=training["epochs"],
+        batch_size=training["batch_size"],
+        seed=training["seed"],
+        strategy=training["strategy"],
+        labels=training["labels"],
+        fit_labels_to_loss=training["fit_labels_to_loss"],
         limits=Limits(
-            cell_timeout=float(sandbox.get("cell_timeout", (int, float), Limits.cell_timeout)),
-            run_timeout=float(sandbox.get("run_timeout", (int, float), Limits.run_timeout)),
-            memory_mb=_positive(sandbox.get("memory_mb", int, Limits.memory_mb), path, "[sandbox] memory_mb"),
-            max_processes=_positive(sandbox.get("max_processes", int, Limits.max_processes), path, "[sandbox] max_processes"),
-            output_bytes=_positive(sandbox.get("output_chars", int, Limits.output_bytes), path, "[sandbox] output_chars"),
-            artifact_mb=_positive(sandbox.get("file_mb", int, Limits.artifact_mb), path, "[sandbox] file_mb"),
+            cell_timeout=float(sandbox["cell_timeout"]),
+            run_timeout=float(sandbox["run_timeout"]),
+            memory_mb=sandbox["memory_mb"],
+            max_processes=sandbox["max_processes"],
+            output_bytes=sandbox["output_chars"],
+            artifact_mb=sandbox["file_mb"],
         ),
-        checks=tuple(_check(entry, index, path) for index, entry in enumerate(raw.get("checks", []))),
+        grader=GraderLimits(**grader),
+        checks=_checks(raw.get("checks", []), path),
     )
-    if not manifest.checks:
-        raise ManifestError.at(path, "[[checks]]", "no checks declared", hint="add at least one [[checks]] table")
     ids = [check.id for check in manifest.checks]
     if len(set(ids)) != len(ids):
         raise ManifestError.at(path, "[[checks]]", f"check ids must be unique, got {ids}")
     return manifest
 
 
-def _check(entry: Any, index: int, path: str) -> CheckSpec:
-    if not isinstance(entry, dict):
-        raise ManifestError.at(path, f"checks[{index}]", "must be a table")
-    table = _Table(entry, path, f"checks[{index}]")
-    known = {"id", "check", "title", "points"}
-    return CheckSpec(
-        id=table.get("id", str),
-        check=table.get("check", str),
-        title=table.get("title", str, entry.get("check", "")),
-        points=float(table.get("points", (int, float))),
-        params={key: value for key, value in entry.items() if key not in known},
-    )
+def _table(raw: dict, table: str, path: str) -> dict[str, Any]:
+    keys = TABLES[table][1]
+    value = raw.get(table)
+    if value is None:
+        if any(key.default is REQUIRED for key in keys):
+            raise ManifestError.at(path, f"[{table}]", "missing table")
+        value = {}
+    if not isinstance(value, dict):
+        raise ManifestError.at(path, f"[{table}]", "must be a table")
+    return _values(value, keys, path, f"[{table}]")
 
 
-def _positive(value: int, path: str, where: str) -> int:
-    if value <= 0:
-        raise ManifestError.at(path, where, f"must be positive, got {value}")
-    return value
+def _values(value: dict, keys: tuple[Key, ...], path: str, where: str, extra_ok: bool = False) -> dict[str, Any]:
+    names = [key.name for key in keys]
+    if not extra_ok:
+        for name in value:
+            if name not in names:
+                raise ManifestError.at(path, f"{where} {name}", "unknown key", hint=_closest(name, names, "key"))
+    found = {}
+    for key in keys:
+        item = value.get(key.name, key.default)
+        if item is REQUIRED:
+            raise ManifestError.at(path, f"{where} {key.name}", "missing", hint=key.help)
+        kinds = key.kind if isinstance(key.kind, tuple) else (key.kind,)
+        if (isinstance(item, bool) and bool not in kinds) or not isinstance(item, kinds):
+            raise ManifestError.at(path, f"{where} {key.name}", f"must be {key.type_name()}, got {item!r}")
+        problem = key.valid(item) if key.valid else ""
+        if problem:
+            raise ManifestError.at(path, f"{where} {key.name}", problem)
+        found[key.name] = item
+    return found
 
 
-_MISSING = object()
+def _closest(name: str, choices, what: str) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    known = f"valid {what}s: {', '.join(choices)}"
+    return f"did you mean {close[0]!r}? {known}" if close else known
 
 
-class _Table:
-    """Typed access to one TOML table, with messages that name the key."""
+def _checks(entries: Any, path: str) -> tuple[CheckSpec, ...]:
+    if not isinstance(entries, list) or not entries:
+        raise ManifestError.at(path, "[[checks]]", "no checks declared", hint="add at least one [[checks]] table")
+    specs = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ManifestError.at(path, f"checks[{index}]", "must be a table")
+        found = _values(entry, CHECK_KEYS, path, f"checks[{index}]", extra_ok=True)
+        params = {key: value for key, value in entry.items() if key not in {k.name for k in CHECK_KEYS}}
+        specs.append(CheckSpec(found["id"], found["check"], found["title"] or found["check"], float(found["points"]), params))
+    return tuple(specs)
 
-    def __init__(self, raw: dict, path: str, where: str = ""):
-        self.raw, self.path, self.where = raw, path, where
 
-    def sub(self, key: str, required: bool = True) -> "_Table":
-        value = self.raw.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                raise ManifestError.at(self.path, f"[{key}]", "missing table")
-            return _Table({}, self.path, f"[{key}]")
-        if not isinstance(value, dict):
-            raise ManifestError.at(self.path, f"[{key}]", "must be a table")
-        return _Table(value, self.path, f"[{key}]")
+def reference() -> str:
+    """The manifest's reference in Markdown, made from the declarations above."""
+    lines = ["# `assignment.toml` reference", "", "Generated by `python -m grader.manifest` from the declarations in",
+             "`grader/manifest.py`; an unknown table or key is an error.", ""]
+    tables = [(f"[{name}]", entry) for name, entry in TABLES.items()]
+    tables.append(("[[checks]]", ("One table per check; its other keys are the check's parameters (see the checks).", CHECK_KEYS)))
+    for heading, (about, keys) in tables:
+        lines += [f"## {heading}", "", about, "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for key in keys:
+            default = "required" if key.default is REQUIRED else f"`{key.default!r}`".replace("'", '"')
+            lines.append(f"| `{key.name}` | {key.type_name()} | {default} | {key.help} |")
+        lines.append("")
+    return "\n".join(lines)
 
-    def get(self, key: str, kind, default=_MISSING):
-        value = self.raw.get(key, default)
-        where = f"{self.where} {key}".strip()
-        if value is _MISSING:
-            raise ManifestError.at(self.path, where, "missing")
-        if isinstance(value, bool) or not isinstance(value, kind):
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise ManifestError.at(self.path, where, f"must be {names}, got {value!r}")
-        return value
+
+if __name__ == "__main__":
+    print(reference(), end="")

@@ -37,3 +37,29 @@ def test_bad_manifests_say_where(edit, fragment):
 def test_missing_manifest(tmp_path):
     with pytest.raises(ManifestError, match="has no assignment.toml"):
         manifest_mod.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda r: r["sandbox"].update(memory=4096), "[sandbox] memory: unknown key\n  did you mean 'memory_mb'?"),
+    (lambda r: r["training"].update(epoch=3), "did you mean 'epochs'?"),
+    (lambda r: r.update(sandbx={}), "[sandbx]: unknown table\n  did you mean 'sandbox'?"),
+    (lambda r: r["sandbox"].update(cell_timeout=0), "[sandbox] cell_timeout: must be positive"),
+    (lambda r: r["sandbox"].update(memory_mb=-5), "[sandbox] memory_mb: must be positive"),
+    (lambda r: r["grader"].update(attempts=0) if "grader" in r else r.update(grader={"attempts": 0}), "[grader] attempts: must be positive"),
+    (lambda r: r["training"].update(labels="onehot"), "is not one of class_index, one_hot"),
+    (lambda r: r["checks"][0].update(points=-1), "points: must be 0 or more"),
+])
+def test_typos_and_bad_limits_are_errors_that_name_the_fix(edit, fragment):
+    data = raw()
+    edit(data)
+    with pytest.raises(ManifestError) as error:
+        manifest_mod.parse(data, directory=ASSIGNMENT)
+    assert fragment in str(error.value)
+
+
+def test_the_reference_document_is_generated_from_the_declarations():
+    import os
+
+    path = os.path.join(os.path.dirname(ASSIGNMENT), "..", "docs", "manifest.md")
+    with open(path) as handle:
+        assert handle.read() == manifest_mod.reference(), "regenerate it: python -m grader.manifest > docs/manifest.md"
