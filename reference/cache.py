@@ -41,29 +41,20 @@ class Split:
         return self.prefix > 0
 
 
-def boundary(model) -> int:
-    """How many leading layers end with the nested pretrained model (0: there is none)."""
-    return next((index + 1 for index, layer in enumerate(model.layers) if hasattr(layer, "layers")), 0)
-
-
-def split(model) -> Split:
-    """The leading layers up to the nested pretrained model, if they are all frozen and
-    deterministic in training; else the reason full training is needed."""
-    if type(model).__name__ != "Sequential":
-        return Split(0, "the model is not a Sequential stack")
-    if not any(hasattr(layer, "layers") for layer in model.layers):
-        return Split(0, "the model has no nested pretrained base")
-    for index, layer in enumerate(model.layers):
+def split(chain) -> Split:
+    """The chain's layers up to and including the pretrained base, if they are all frozen
+    and deterministic in training; else the reason full training is needed."""
+    if chain.base is None:
+        return Split(0, chain.problem or "the model has no pretrained base")
+    for layer in chain.layers[: chain.base + 1]:
         problem = _not_cacheable(layer)
         if problem:
             return Split(0, problem)
-        if not hasattr(layer, "layers") and layer.weights:
+        if layer is not chain.base_layer and layer.weights:
             return Split(0, f"{layer.name} before the base has weights of its own")
-        if hasattr(layer, "layers"):  # the pretrained base ends the prefix
-            if index == len(model.layers) - 1:
-                return Split(0, "nothing follows the base to train")
-            return Split(index + 1, "")
-    return Split(0, "the model has no nested pretrained base")
+    if not chain.head:
+        return Split(0, "nothing follows the base to train")
+    return Split(chain.base + 1, "")
 
 
 def _not_cacheable(layer) -> str:

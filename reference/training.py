@@ -145,18 +145,18 @@ def _deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train(template, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement,
+def train(chain, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement,
           cache=None, base_weights=None):
-    """Train a fresh copy of `template` (a Keras Sequential); returns (TrainingRun, trained model).
+    """Train a fresh copy of `chain` (a reference.graph.Chain); returns (TrainingRun, trained model).
 
-    The copy is made from the template's config, never from its weights: the nested
-    pretrained base gets `base_weights` (the grader's own; by default the template's),
-    and the layers after it a fresh initialisation drawn right after seeding, so they
-    start the same whether they are trained behind the base or alone.
+    The copy is made from the layers' configs, never from their weights: the pretrained
+    base gets `base_weights` (the grader's own; by default the chain's), and the layers
+    after it a fresh initialisation drawn right after seeding, so they start the same
+    whether they are trained behind the base or alone.
 
-    With a FeatureCache and a frozen, deterministic prefix, only those layers (the head)
-    are trained, on the prefix's cached outputs, with the same batches, order, epochs
-    and seed; the trained model is then the head alone.
+    With a FeatureCache and a frozen, deterministic prefix, only the layers after the
+    base (the head) are trained, on the prefix's cached outputs, with the same batches,
+    order, epochs and seed; the trained model is then the head alone.
     """
     import keras
 
@@ -165,19 +165,26 @@ def train(template, choices: CompileChoices, dataset: flower_data.FlowerData, se
     started = time.monotonic()
     quiet_tensorflow()
     _deterministic(settings.seed)
-    base_at = cache_mod.boundary(template)
-    if base_weights is None and base_at:
-        base_weights = template.layers[base_at - 1].get_weights()
-    cut = cache_mod.split(template) if cache is not None else cache_mod.Split(0, "the feature cache is off")
-    if cut.fast and not _fits(template.layers[base_at - 1], base_weights):
-        cut = cache_mod.Split(0, f"{template.layers[base_at - 1].name} is not the base whose weights the grader holds")
+    base = chain.base_layer
+    if base_weights is None and base is not None:
+        base_weights = base.get_weights()
+    cut = cache_mod.split(chain) if cache is not None else cache_mod.Split(0, "the feature cache is off")
+    if cut.fast and not _fits(base, base_weights):
+        cut = cache_mod.Split(0, f"{base.name} is not the base whose weights the grader holds")
+    if cut.fast:
+        names = ", ".join(layer.name for layer in chain.layers[: cut.prefix])
+        tensors = _cached_features(cache, chain, base_weights, dataset, settings)
+        path = f"fast path: head trained on cached outputs of {names}"
+    else:
+        path = f"full training ({cut.reason})"
     with placement.strategy.scope():
         if cut.fast:
-            entry, prefix = keras.Input(shape=tuple(template.layers[base_at - 1].output.shape[1:])), []
+            entry, prefix = keras.Input(shape=tuple(tensors["train"].shape[1:])), []
         else:
-            entry, prefix = keras.Input(shape=(settings.image_size, settings.image_size, 3)), _fresh_prefix(template, base_at, base_weights)
+            entry = keras.Input(shape=(settings.image_size, settings.image_size, 3))
+            prefix = _fresh_prefix(chain, base_weights)
         keras.utils.set_random_seed(settings.seed)
-        head = [fresh_copy(layer) for layer in template.layers[base_at:]]
+        head = [fresh_copy(layer) for layer in chain.layers[len(chain.layers) - len(chain.head) :]]
         trained = keras.Sequential([entry, *prefix, *head])
         optimizer = keras.optimizers.deserialize(choices.optimizer)
         loss = keras.losses.get(choices.loss) if choices.loss[0].islower() else getattr(keras.losses, choices.loss)(from_logits=choices.from_logits)
@@ -187,13 +194,9 @@ def train(template, choices: CompileChoices, dataset: flower_data.FlowerData, se
         steps = STEPS_PER_CALL if placement.replicas == 1 else 1
         trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps)
     if cut.fast:
-        names = ", ".join(layer.name for layer in template.layers[:base_at])
-        tensors = _cached_features(cache, template, base_at, base_weights, dataset, settings)
         batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas)
-        path = f"fast path: head trained on cached outputs of {names}"
     else:
         batches = _image_batches(dataset, choices, settings, settings.batch_size * placement.replicas)
-        path = f"full training ({cut.reason})"
 
     # Like the lab (steps_per_epoch = images // BATCH_SIZE), train on whole batches only:
     # a last, partial batch can also leave a replica with no images at all.
@@ -247,9 +250,9 @@ def _fits(layer, weights) -> bool:
     return weights is not None and [tuple(w.shape) for w in layer.weights] == [tuple(np.shape(w)) for w in weights]
 
 
-def _fresh_prefix(template, base_at: int, base_weights) -> list:
+def _fresh_prefix(chain, base_weights) -> list:
     """Fresh copies of the layers up to the base, the base holding `base_weights` when they fit."""
-    prefix = [fresh_copy(layer) for layer in template.layers[:base_at]]
+    prefix = [fresh_copy(layer) for layer in chain.layers[: len(chain.layers) - len(chain.head)]]
     if prefix and _fits(prefix[-1], base_weights):
         prefix[-1].set_weights(base_weights)
     return prefix
@@ -282,16 +285,16 @@ def _feature_batches(tensors, choices, global_batch):
     return batches
 
 
-def _cached_features(cache, template, base_at: int, base_weights, dataset, settings):
+def _cached_features(cache, chain, base_weights, dataset, settings):
     """The prefix's outputs on the train and validation images, as tensors (made once per process)."""
     import tensorflow as tf
 
     from reference import cache as cache_mod
 
-    key = cache_mod.prefix_key(template.layers[:base_at], base_weights, flower_data.dataset_identity(dataset), settings.image_size)
+    key = cache_mod.prefix_key(chain.layers[: chain.base + 1], base_weights, flower_data.dataset_identity(dataset), settings.image_size)
 
     def build():
-        prefix = _fresh_prefix(template, base_at, base_weights)
+        prefix = _fresh_prefix(chain, base_weights)
         arrays = {}
         for split, files in (("train", dataset.train_files), ("validation", dataset.validation_files)):
             pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=False).batch(32)

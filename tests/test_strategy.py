@@ -14,15 +14,16 @@ import json, sys
 from reference import strategy
 strategy.split_cpu(2)
 import keras
-from grader import batch, manifest
-from reference import training, weights
+from grader import context, manifest
+from reference import graph, training, weights
 loaded = manifest.load(sys.argv[1])
-dataset = batch.dataset_for(loaded, None)
+dataset = context.dataset_for(loaded, None)
 placement = strategy.pick("auto")
 def build():
     base = weights.pretrained_base(weights.resolve(None), loaded.image_size)
     base.trainable = False
-    return keras.Sequential([base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")])
+    model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")])
+    return graph.chain(model, graph.base_by_shapes(base.weights))
 choices = training.compile_choices({"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]})
 run, _ = training.train(build(), choices, dataset, training.Settings(2, 16, 1, loaded.image_size), placement)
 print(json.dumps({"replicas": run.replicas, "device": run.device, "placement": run.placement, "epochs": len(run.history["loss"]), "acc": run.val_accuracy}))

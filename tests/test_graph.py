@@ -1,0 +1,66 @@
+"""A model as one chain of layers: every way of writing the lab's model reads the same."""
+
+import pytest
+
+from reference import graph
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import keras
+
+    return keras
+
+
+def small_base(keras):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    skip = keras.layers.Conv2D(4, 1, name="skip")(x)
+    x = keras.layers.Add()([x, skip])  # a base is no chain: it must stay one layer
+    return keras.Model(inputs, keras.layers.BatchNormalization()(x), name="base_like")
+
+
+def kinds(chain):
+    return [type(layer).__name__ for layer in chain.layers]
+
+
+def test_every_way_of_writing_the_model_is_the_same_chain(keras):
+    base = small_base(keras)
+    is_base = graph.base_by_shapes(base.weights)
+    listed = keras.Sequential([base, keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")])
+    added = keras.Sequential()
+    for layer in (keras.Input((8, 8, 3)), base, keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")):
+        added.add(layer)
+    inputs = keras.Input((8, 8, 3))
+    functional = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(base(inputs))))
+    for model in (listed, added, functional):
+        chain = graph.chain(model, is_base)
+        assert kinds(chain) == ["Functional", "Flatten", "Dense"] and chain.base == 0 and not chain.problem
+        assert [type(layer).__name__ for layer in chain.head] == ["Flatten", "Dense"]
+
+
+def test_a_nested_augmentation_model_is_read_as_its_layers(keras):
+    base = small_base(keras)
+    augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1)])
+    model = keras.Sequential([keras.Input((8, 8, 3)), augment, base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)])
+    chain = graph.chain(model, graph.base_by_shapes(base.weights))
+    assert kinds(chain) == ["RandomFlip", "RandomRotation", "Functional", "GlobalAveragePooling2D", "Dense"] and chain.base == 2
+
+
+def test_the_base_is_found_by_its_weights_whatever_its_name(keras):
+    base, other = small_base(keras), small_base(keras)
+    other.name = "renamed_by_the_student"
+    model = keras.Sequential([other, keras.layers.Flatten(), keras.layers.Dense(5)])
+    assert graph.chain(model, graph.base_by_shapes(base.weights)).base == 0
+    unrelated = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(5)])
+    assert graph.chain(unrelated, graph.base_by_shapes(base.weights)).base is None
+
+
+def test_a_model_that_is_not_one_chain_says_why(keras):
+    base = small_base(keras)
+    inputs = keras.Input((8, 8, 3))
+    features = base(inputs)
+    both = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(features), keras.layers.GlobalMaxPooling2D()(features)])
+    model = keras.Model(inputs, keras.layers.Dense(5)(both))
+    chain = graph.chain(model, graph.base_by_shapes(base.weights))
+    assert chain.layers == () and "combines 2 inputs" in chain.problem
