@@ -34,10 +34,48 @@ def test_base_without_pretrained_weights_is_named():
 
 
 def test_extra_layers_and_missing_layers():
-    assert "extra layers" in compare(RULE, [BASE, Found("Flatten"), Found("Dense", 5, "softmax"), Found("Dense", 5, "softmax")]).message
+    assert "the model has an extra layer after Dense(5, softmax): Dense(5, softmax)" in compare(RULE, [BASE, Found("Flatten"), Found("Dense", 5, "softmax"), Found("Dense", 5, "softmax")]).message
     assert "the model stops after Flatten" in compare(RULE, [BASE, Found("Flatten")]).message
 
 
 def test_unreadable_rule():
     with pytest.raises(RuleError, match="cannot read"):
         parse_rule(["Dense(5, softmax"])
+
+
+LAB = parse_rule(["preprocessing*", "pretrained MobileNetV2(include_top=False)", "Flatten | GlobalAveragePooling2D",
+                  "(Dense(relu) | dropout)*", "Dense(5, softmax)"])
+
+
+def test_repetition_groups_and_families():
+    head = [Found("Flatten"), Found("Dense", 5, "softmax")]
+    assert compare(LAB, [BASE, *head]).ok
+    assert compare(LAB, [Found("RandomFlip"), Found("RandomRotation"), Found("Rescaling"), BASE, *head]).ok
+    assert compare(LAB, [BASE, Found("Flatten"), Found("Dense", 64, "relu"), Found("Dropout"), Found("Dense", 32, "relu"), Found("Dense", 5, "softmax")]).ok
+    assert not compare(LAB, [BASE, Found("Dense", 5, "softmax")]).ok
+
+
+def test_the_feedback_names_the_layer_that_is_wrong():
+    hidden_softmax = compare(LAB, [BASE, Found("Flatten"), Found("Dense", 64, "softmax"), Found("Dense", 5, "softmax")])
+    assert hidden_softmax.message == "expected Dense with relu as layer 3; found Dense(64, softmax): set activation='relu'"
+    assert hidden_softmax.differs_at == 2
+    output_relu = compare(LAB, [BASE, Found("Flatten"), Found("Dense", 64, "relu"), Found("Dense", 5, "relu")])
+    assert "at the end; found Dense(5, relu): set activation='softmax'" in output_relu.message and output_relu.differs_at == 3
+    no_flatten = compare(LAB, [BASE, Found("Dense", 5, "softmax")])
+    assert no_flatten.message == "expected Flatten or GlobalAveragePooling2D as layer 2, before Dense(5, softmax); add it"
+    both = compare(LAB, [BASE, Found("Flatten"), Found("Dense", 64, "softmax"), Found("Dense", 5, "relu")])
+    assert both.message == ("expected Dense with relu as layer 3; found Dense(64, softmax): set activation='relu'; "
+                            "and expected Dense with 5 units and softmax at the end; found Dense(5, relu): set activation='softmax'")
+    assert "it needs 5 units, one per class" in compare(LAB, [BASE, Found("Flatten"), Found("Dense", 10, "softmax")]).message
+    conv = compare(LAB, [BASE, Found("Conv2D"), Found("Dense", 5, "softmax")])
+    assert conv.message == "expected Flatten or GlobalAveragePooling2D as layer 2; found Conv2D"
+
+
+def test_groups_hold_sequences_and_bad_rules_say_why():
+    rule = parse_rule(["(Conv2D, MaxPooling2D)+", "GlobalAveragePooling2D", "Dense(5, softmax)"])
+    conv = [Found("Conv2D"), Found("MaxPooling2D")]
+    assert compare(rule, [*conv, *conv, Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]).ok
+    assert not compare(rule, [Found("Conv2D"), Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]).ok
+    for bad in (["(Dense | Flatten"], ["Dense(5, softmax) Flatten)"], ["hidden*"]):
+        with pytest.raises(RuleError, match="cannot read"):
+            parse_rule(bad)
