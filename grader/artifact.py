@@ -1,8 +1,10 @@
 """What came back from the sandbox, read as data: capped JSON, HDF5 weights, no pickle.
 
 The model is rebuilt in the grader's process from its Keras config with
-`safe_mode=True`, after an allow-list of layer classes: a Lambda layer, a class the
-student defined, or anything unknown is refused with a message, never run.
+`safe_mode=True`, after every object the config names (nested ones, activations,
+initializers, the compile config's optimizer and loss) passed an allow-list: a Lambda
+layer, a class or function the student defined, or anything unknown is refused with a
+message, never run. The weights file's declared shapes are checked before it is read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ ALLOWED_LAYERS = frozenset(
     Concatenate Dense Flatten GlobalAveragePooling2D GlobalMaxPooling2D MaxPooling2D
     AveragePooling2D Dropout SpatialDropout2D GaussianNoise GaussianDropout Reshape
     Rescaling Resizing RandomFlip RandomRotation RandomZoom RandomTranslation
-    RandomContrast RandomBrightness Softmax""".split()
+    RandomContrast RandomBrightness RandomCrop CenterCrop Normalization Softmax LeakyReLU ELU PReLU
+    AlphaDropout SpatialDropout1D SpatialDropout3D GlobalAveragePooling1D GlobalMaxPooling1D""".split()
 )
 
 
@@ -79,29 +82,71 @@ def _json(path: str, default: Any) -> Any:
         return default
 
 
-def layer_classes(config: Any) -> list[str]:
-    """Every class_name that stands for a layer or model in a Keras config, nested too."""
-    found = []
+# Every kind of object a model or compile config may name; anything else is refused
+# before Keras's deserialiser sees the config.
+ALLOWED_OBJECTS = ALLOWED_LAYERS | frozenset(
+    """__keras_tensor__ DTypePolicy FloatDTypePolicy
+    GlorotUniform GlorotNormal HeUniform HeNormal LecunUniform LecunNormal RandomUniform RandomNormal
+    TruncatedNormal VarianceScaling Orthogonal Identity Zeros Ones Constant
+    L1 L2 L1L2 OrthogonalRegularizer MaxNorm MinMaxNorm NonNeg UnitNorm
+    Adam AdamW SGD RMSprop Adagrad Adadelta Adamax Nadam Ftrl Lion Lamb
+    ExponentialDecay PiecewiseConstantDecay PolynomialDecay InverseTimeDecay CosineDecay CosineDecayRestarts
+    SparseCategoricalCrossentropy CategoricalCrossentropy BinaryCrossentropy MeanSquaredError MeanAbsoluteError
+    KLDivergence CategoricalFocalCrossentropy Hinge CategoricalHinge
+    Accuracy SparseCategoricalAccuracy CategoricalAccuracy BinaryAccuracy TopKCategoricalAccuracy
+    SparseTopKCategoricalAccuracy Mean MeanMetricWrapper""".split()
+)
+MAX_DEPTH = 64  # nesting of a config; MobileNetV2 inside a Sequential needs about 12
 
-    def walk(node: Any, depth: int) -> None:
-        if depth > 64:
-            raise Refused("the model config is nested too deeply")
-        if isinstance(node, dict):
-            if "class_name" in node and isinstance(node.get("config"), dict) and "layers" in node["config"]:
-                found.append(node["class_name"])
-                for layer in node["config"]["layers"]:
-                    found.append(layer.get("class_name") if isinstance(layer, dict) else repr(layer))
-                    if isinstance(layer, dict):
-                        walk(layer.get("config"), depth + 1)
-            else:
-                for value in node.values():
-                    walk(value, depth + 1)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, depth + 1)
+# Activations given as TensorFlow functions (`tf.nn.softmax`) are saved by Keras as
+# {"class_name": "function", "config": <the function's name>}; these are the Keras
+# activations they are. Nothing is imported by name: an unknown function is refused.
+TF_ACTIVATIONS = {
+    "softmax_v2": "softmax", "softmax": "softmax", "log_softmax_v2": "log_softmax", "log_softmax": "log_softmax",
+    "relu": "relu", "relu6": "relu6", "leaky_relu": "leaky_relu", "elu": "elu", "selu": "selu", "gelu": "gelu",
+    "sigmoid": "sigmoid", "tanh": "tanh", "softplus": "softplus", "softsign": "softsign", "swish": "silu",
+    "silu": "silu", "exponential": "exponential", "linear": "linear", "hard_sigmoid": "hard_sigmoid",
+}
 
-    walk(config, 0)
-    return found
+
+def vetted(config: Any, what: str) -> Any:
+    """`config` with TensorFlow activation functions named as Keras activations, after
+    checking every object it names (nested ones too) against the allow-list: a class
+    outside it, a module outside Keras, a custom registered name or nesting deeper than
+    MAX_DEPTH is refused, so Keras's deserialiser only ever sees built-in objects."""
+    refused: set[str] = set()
+
+    def walk(node: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise Refused(f"the {what} is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, list):
+            return [walk(item, depth + 1) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("class_name") == "function":
+            name, module = node.get("config"), str(node.get("module"))
+            if isinstance(name, str) and name in TF_ACTIVATIONS and (module in ("None", "builtins") or module.startswith(("keras", "tensorflow"))):
+                return TF_ACTIVATIONS[name]
+            refused.add(f"the function {name!r}")
+            return node
+        if "class_name" in node:
+            kind, module, registered = node.get("class_name"), node.get("module"), node.get("registered_name")
+            if kind not in ALLOWED_OBJECTS:
+                refused.add(str(kind))
+            elif module is not None and not (isinstance(module, str) and module.split(".")[0] == "keras"):
+                refused.add(f"{kind} from {module}")
+            elif registered not in (None, kind):
+                refused.add(f"{kind} registered as {registered}")
+        return {key: walk(value, depth + 1) for key, value in node.items()}
+
+    cleaned = walk(config, 0)
+    if refused:
+        raise Refused(
+            f"the {what} uses {', '.join(sorted(refused))}, which the grader does not rebuild: "
+            "use the built-in Keras layers, activations and settings of the lab (a Lambda layer, a function "
+            "or a class of your own cannot be checked safely)"
+        )
+    return cleaned
 
 
 class _Rebuilt:
@@ -138,19 +183,64 @@ def _zeros(variable):
 REBUILT = _Rebuilt()
 
 
-def rebuild(model_json: str, weights_path: str | None):
-    """The student's model, rebuilt from its config with safe_mode and its weights loaded."""
+def rebuild(model_json: str, weights_path: str | None, max_parameters: int = 0):
+    """The student's model, rebuilt from its config with safe_mode and its weights loaded.
+
+    Refused (the student's to fix): a config that names anything outside the allow-list,
+    a model over `max_parameters` (0: no bound), a model with weights but no weights
+    file, and a weights file whose datasets do not have the model's shapes."""
     key = hashlib.sha256(model_json.encode("utf-8", errors="replace")).hexdigest()
     model = REBUILT.take(key) if weights_path is not None else None
     if model is None:
         model = _from_config(model_json)
         REBUILT.keep(key, model)
+    parameters = sum(_size(w) for w in model.weights)
+    if max_parameters and parameters > max_parameters:
+        raise Refused(
+            f"the model has {parameters:,} parameters, more than the {max_parameters:,} this assignment allows: "
+            "the lab's head is small (a Flatten or pooling layer and a Dense layer per class)"
+        )
+    if model.weights and weights_path is None:
+        raise Refused("the run saved no weights for the model, so its base cannot be checked: keep model.save_weights-able layers and let the cell finish")
     if weights_path is not None and model.weights:
+        _check_weights_file(weights_path, model)
         try:
             model.load_weights(weights_path)
         except Exception as error:
             raise Refused(f"the model's weights do not fit its layers: {type(error).__name__}: {error}") from None
     return model
+
+
+def _size(variable) -> int:
+    count = 1
+    for dimension in variable.shape:
+        count *= int(dimension)
+    return count
+
+
+def _check_weights_file(path: str, model) -> None:
+    """Before anything is loaded: every dataset in the file must be numeric, scalar or of
+    the shape of one of the model's variables, and all of them together no larger than the
+    model and an optimizer's state for it. (A dataset may declare any size and store only a
+    fill value: reading it would cost the grader that much memory.)"""
+    import h5py
+    import numpy as np
+
+    shapes = {tuple(int(d) for d in w.shape) for w in model.weights}
+    budget = 3 * sum(_size(w) * 8 for w in model.weights) + 2**20
+    found: list[tuple[str, tuple, np.dtype]] = []
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, item: found.append((name, item.shape, item.dtype)) if isinstance(item, h5py.Dataset) else None)
+    except Exception as error:
+        raise Refused(f"the model's weights file cannot be read: {type(error).__name__}: {error}") from None
+    total = 0
+    for name, shape, dtype in found:
+        if shape is None or dtype.kind not in "fiub" or (shape and tuple(shape) not in shapes):
+            raise Refused(f"the weights file holds {name!r} of shape {shape} and type {dtype}, which is none of the model's variables")
+        total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(found) > 3 * len(model.weights) + 16 or total > budget:
+        raise Refused(f"the weights file declares {len(found)} arrays and {total:,} bytes, far more than the model has")
 
 
 def _from_config(model_json: str):
@@ -160,33 +250,8 @@ def _from_config(model_json: str):
         config = json.loads(model_json)
     except (ValueError, RecursionError) as error:
         raise Refused(f"the model's config is not valid JSON ({error})") from None
-    refused = sorted({name for name in layer_classes(config) if name not in ALLOWED_LAYERS})
-    if refused:
-        raise Refused(
-            f"the model uses {', '.join(map(str, refused))}, which the grader does not rebuild: "
-            "use the built-in Keras layers of the lab (a Lambda layer or a layer class of your own "
-            "cannot be checked safely)"
-        )
+    config = vetted(config, "model")
     try:
-        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        return keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception as error:
-        raise Refused(f"the model cannot be rebuilt from its config: {type(error).__name__}: {error}") from None
-    _restore_trainable(model, config)
-    return model
-
-
-def _restore_trainable(model, config: dict) -> None:
-    """Set each layer's `trainable` flag as the config says (nested models included)."""
-    layers = config.get("config", {}).get("layers", [])
-    by_name = {layer.name: layer for layer in getattr(model, "layers", [])}
-    for entry in layers:
-        if not isinstance(entry, dict):
-            continue
-        inner = entry.get("config", {})
-        layer = by_name.get(inner.get("name"))
-        if layer is None:
-            continue
-        if isinstance(inner.get("trainable"), bool):
-            layer.trainable = inner["trainable"]
-        if "layers" in inner:
-            _restore_trainable(layer, entry)
+        raise Refused(f"the model cannot be rebuilt from its config: {type(error).__name__}: {str(error)[:500]}") from None
