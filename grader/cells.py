@@ -47,6 +47,31 @@ def is_work_heading(cell) -> bool:
     return cell.get("cell_type") == "markdown" and any(m in source_of(cell) for m in WORK_MARKERS)
 
 
+def is_heading(cell) -> bool:
+    """A markdown cell that starts with a heading (`#`, `##`, ...)."""
+    if cell.get("cell_type") != "markdown":
+        return False
+    first = next((line.strip() for line in source_of(cell).splitlines() if line.strip()), "")
+    return first.startswith("#")
+
+
+def code_lines(source: str) -> list[str]:
+    """The cell's code without comments, blank lines or trailing spaces (as far as a line
+    can tell: a `#` inside a string ends the line early, which only ever compares alike)."""
+    kept = []
+    for line in source.splitlines():
+        code = line.split("#", 1)[0].rstrip() if "#" in line else line.rstrip()
+        if code.strip():
+            kept.append(code)
+    return kept
+
+
+def unanswered(source: str, given: str) -> bool:
+    """Does the cell hold no code of the student's: only what the playground gave, its
+    placeholders and comments? (Placeholder comments left above an answer are fine.)"""
+    return code_lines(source) == code_lines(given)
+
+
 def has_placeholder(source: str) -> bool:
     return any(p in source for p in PLACEHOLDERS)
 

@@ -27,6 +27,7 @@ class ReleasedCell:
     kind: str  # "answer", "locked" (code the student must not change) or "text"
     source: str  # what the grader runs: the solution for answers, the code for locked cells
     checksum: str
+    given: str = ""  # for answers: the playground's version (placeholders where the solution was)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,15 @@ class Release:
     @property
     def answer_keys(self) -> tuple[str, ...]:
         return tuple(c.key for c in self.cells if c.kind == "answer")
+
+    def cell(self, key: str) -> ReleasedCell:
+        return next(c for c in self.cells if c.key == key)
+
+    def before(self, key: str) -> str | None:
+        """The key of the cell before `key` in the source notebook (None for the first)."""
+        keys = [c.key for c in self.cells]
+        index = keys.index(key)
+        return keys[index - 1] if index else None
 
     def record(self) -> dict:
         return {
@@ -76,7 +86,7 @@ def build(manifest: Manifest) -> tuple[Release, nbformat.NotebookNode]:
             except cells.SolutionMarkerError as error:
                 raise ManifestError(f"answer cell {key!r}: {error}") from None
             solution = cells.solution_code(text)
-            released.append(ReleasedCell(key, "answer", solution, cells.checksum(solution)))
+            released.append(ReleasedCell(key, "answer", solution, cells.checksum(solution), cell.source))
             _mark_heading_above(playground.cells, index)
         elif cells.is_code(cell):
             released.append(ReleasedCell(key, "locked", text, cells.checksum(text)))

@@ -47,7 +47,7 @@ def test_changed_locked_cells_are_reported_and_reference_runs(released):
     config.source = "IMAGE_SIZE = [1, 1]"
     found = match.match(nb, record)
     assert found.changed_locked == ("config",)
-    run = match.run_cells(record, found.answers)
+    run = match.run_cells(record, found)
     assert [c.key for c in run] == ["imports", "config", "read-tfrecords", "datasets", "model"]
     assert "IMAGE_SIZE = [1, 1]" not in run[1].source
 
@@ -66,3 +66,35 @@ def test_unreadable_files_say_why(tmp_path):
         path.write_bytes(content)
         with pytest.raises(notebook.Unreadable, match=fragment.replace("(", r"\(")):
             notebook.read_submission(str(path))
+
+
+def with_cells(record, playground, inserts):
+    """The solution notebook with code cells inserted at (index of a cell id, offset) positions."""
+    nb = nbformat.reads(scenarios.make(record, playground, ["solution.ipynb"])["solution.ipynb"].decode(), 4)
+    for anchor, offset, source in inserts:
+        at = next(i for i, c in enumerate(nb.cells) if c.get("id") == anchor) + offset
+        nb.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def test_cells_the_student_added_to_the_answer_run_with_it_in_order(released):
+    record, playground = released
+    nb = with_cells(record, playground, [("model", 0, "def helper():\n    return 1"), ("model", 1, "model.summary()"),
+                                         ("train-heading", 1, "print('after the heading, before the next locked cell')"),
+                                         ("model-heading", 0, "print('above the heading: not part of the answer')")])
+    found = match.match(nb, record)
+    section = found.sections["model"]
+    assert [(c.key, c.role) for c in section] == [("model+1", "added"), ("model", "answer"), ("model+2", "added"), ("model+3", "added")]
+    assert section[0].source.startswith("def helper") and section[3].source.startswith("print('after the heading")
+    run = match.run_cells(record, found)
+    assert [c.key for c in run] == ["imports", "config", "read-tfrecords", "datasets", "model+1", "model", "model+2", "model+3"]
+    assert not any("above the heading" in c.source for c in run)
+
+
+def test_an_added_cell_in_a_colab_download_ends_at_the_next_heading(released):
+    record, playground = released
+    nb = load(scenarios.make(record, playground, ["colab_download.ipynb"])["colab_download.ipynb"])
+    at = next(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("id") == "XLJNVGwHUDy1")
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell("model.summary()"))
+    section = match.match(nb, record).sections["model"]
+    assert [c.role for c in section] == ["answer", "added"] and section[1].source == "model.summary()"
