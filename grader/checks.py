@@ -13,7 +13,8 @@ from typing import Callable
 
 from grader import cells
 from grader.errors import ManifestError
-from grader.evidence import Evidence, Missing, is_mobilenet
+from grader.evidence import Evidence, Missing
+from grader.faults import GraderFault
 from grader.manifest import CheckSpec
 from grader.results import CheckResult
 from grader.structure import RuleError, compare, parse_rule
@@ -68,12 +69,15 @@ def build(spec: CheckSpec) -> Check:
 
 
 def run_check(spec: CheckSpec, check: Check, evidence: Evidence) -> CheckResult:
+    """The check's result; a check that crashes is the grader's fault, never a grade."""
     try:
         verdict = check(evidence)
     except Missing as missing:
         verdict = Verdict("failed", str(missing))
-    except Exception as error:  # a crashing check costs its points, never the batch
-        return CheckResult(spec.id, spec.title, "error", 0.0, spec.points, f"the check itself failed: {type(error).__name__}: {error}", repr(check))
+    except GraderFault:
+        raise
+    except Exception as error:
+        raise GraderFault.from_error(error, f"the check {spec.id!r} failed") from error
     fraction = {"passed": 1.0, "partial": verdict.fraction}.get(verdict.status, 0.0)
     return CheckResult(
         spec.id, spec.title, verdict.status, round(spec.points * fraction, 2), spec.points, verdict.message, repr(check), verdict.evidence
@@ -86,34 +90,37 @@ def run_check(spec: CheckSpec, check: Check, evidence: Evidence) -> CheckResult:
 @register("answer_cells_run")
 @dataclasses.dataclass(frozen=True)
 class AnswerCellsRun(Check):
-    """Every answer cell was filled in and ran without an error."""
+    """Every answer cell was filled in, and it and the cells added to it ran without an error."""
 
     def __call__(self, evidence: Evidence) -> Verdict:
         if evidence.outcome.stopped_by in ("memory", "processes", "cpu"):
             return Verdict("failed", evidence.stopped_message())
-        for key in evidence.answer_keys:
-            source = evidence.match.answers.get(key, "")
-            entry = evidence.artifact.cell(key)
+        for cell in evidence.student_cells:
+            if cell.role == "answer" and cells.unanswered(cell.source, evidence.given.get(cell.key, "")):
+                placeholder = next((p for p in cells.PLACEHOLDERS if p in cell.source), "")
+                where = f" (`{placeholder}`)" if placeholder else ""
+                return Verdict("failed", f"the answer cell holds only the playground's placeholders{where}: write your code in it")
+        for cell in evidence.student_cells:
+            which = "the answer cell" if cell.role == "answer" else "the cell you added"
+            entry = evidence.artifact.cell(cell.key)
             if entry is None:
                 if evidence.outcome.stopped_by:
-                    return Verdict("failed", f"the answer cell did not finish: {evidence.stopped_message()}")
-                if evidence.outcome.last_started == key:
-                    return Verdict("failed", f"the run ended in the middle of the answer cell (exit code {evidence.outcome.exit_code}), so nothing after it ran")
-                return Verdict("failed", f"the answer cell did not run: {evidence.why_not_run()}")
+                    return Verdict("failed", f"{which} did not finish: {evidence.stopped_message()}")
+                if evidence.outcome.last_started == cell.key:
+                    return Verdict("failed", f"the run ended in the middle of {which} (exit code {evidence.outcome.exit_code}), so nothing after it ran")
+                return Verdict("failed", f"{which} did not run: {evidence.why_not_run()}")
             if entry.get("status") == "error":
                 error = entry.get("error") or {}
-                where = _quote_line(source, error.get("line"))
+                where = _quote_line(cell.source, error.get("line"))
                 return Verdict(
                     "failed",
-                    f"the answer cell raised {error.get('name', 'an error')}{where}: {error.get('message', '')}",
+                    f"{which} raised {error.get('name', 'an error')}{where}: {error.get('message', '')}",
                     evidence={"traceback": str(error.get("traceback", ""))},
                 )
-            if evidence.outcome.stopped_by and evidence.outcome.stopped_cell == key:
+            if evidence.outcome.stopped_by and evidence.outcome.stopped_cell == cell.key:
                 return Verdict("failed", evidence.stopped_message())
-            if cells.has_placeholder(source):
-                placeholder = next(p for p in cells.PLACEHOLDERS if p in source)
-                return Verdict("failed", f"the cell still holds the placeholder `{placeholder}`: write your code in its place")
-        return Verdict("passed", "the answer cell ran without errors")
+        added = sum(1 for cell in evidence.student_cells if cell.role == "added")
+        return Verdict("passed", "the answer cell ran without errors" + (f", with the {added} cell(s) you added to it" if added else ""))
 
 
 def _quote_line(source: str, line) -> str:
@@ -137,25 +144,29 @@ class ModelStructure(Check):
     def __call__(self, evidence: Evidence) -> Verdict:
         found = evidence.layers
         verdict = compare(self._patterns, found)
-        base_size = dict(next((f.options for f in found if f.kind == "MobileNetV2"), ())).get("input")
+        base_size = dict(next((f.options for f in found if f.kind == evidence.setting.base_name), ())).get("input")
         expected_size = f"{evidence.setting.image_size}x{evidence.setting.image_size}x3"
+        facts = {"layers": [str(f) for f in found], "expected": list(self._patterns.texts), "differs_at": verdict.differs_at}
         if verdict.ok and base_size and base_size != expected_size:
-            return Verdict("failed", f"the pretrained model's input is {base_size}; build it with input_shape=[*IMAGE_SIZE, 3] ({expected_size})")
-        facts = {"layers": [str(f) for f in found], "expected": [str(p) for p in self._patterns], "differs_at": verdict.differs_at}
+            return Verdict("failed", f"the pretrained model's input is {base_size}; build it with input_shape=[*IMAGE_SIZE, 3] ({expected_size})", evidence=facts)
         return Verdict("passed" if verdict.ok else "failed", verdict.message, evidence=facts)
 
 
 @register("frozen_base")
 @dataclasses.dataclass(frozen=True)
 class FrozenBase(Check):
-    """The pretrained base is not trainable, and its weights stay the pretrained ones."""
+    """No weight of the pretrained base can change in training (whichever flags made it so),
+    and its weights are the pretrained ones before and after training."""
 
     def __call__(self, evidence: Evidence) -> Verdict:
         base = evidence.base()
-        if base.trainable or base.trainable_weights:
+        trainable = base.trainable_weights
+        if trainable:
+            layers = sorted({variable.path.split("/")[-2] for variable in trainable if "/" in variable.path})
+            example = f", e.g. in {layers[0]}" if layers else ""
             return Verdict(
                 "failed",
-                f"{base.name} is trainable ({len(base.trainable_weights)} trainable weight tensors): "
+                f"{len(trainable)} weight tensors of the pretrained base {base.name} would change in training{example}: "
                 "set pretrained_model.trainable = False before building the model",
             )
         if not evidence.base_is_pretrained:
@@ -165,27 +176,43 @@ class FrozenBase(Check):
         except Missing:
             return Verdict("passed", "the base is frozen and holds the pretrained weights (not trained: see the other checks)")
         if after is not None and not evidence.matches_pretrained(after):
-            return Verdict("failed", f"{base.name}'s weights changed during training although it is marked frozen")
+            return Verdict("failed", f"{base.name}'s weights changed during training although none of them is trainable")
         return Verdict("passed", "the base is frozen: its weights are the pretrained ones before and after training")
 
 
 @register("compile_settings")
 @dataclasses.dataclass(frozen=True)
 class CompileSettings(Check):
-    """A cross-entropy loss that fits the labels, and the accuracy metric."""
+    """A cross-entropy loss that fits the lab's labels and the model's output, and the accuracy metric."""
 
     metric: str = "accuracy"
 
     def __call__(self, evidence: Evidence) -> Verdict:
         choices = evidence.compile_choices()
-        accepted = {self.metric, f"sparse_categorical_{self.metric}", f"categorical_{self.metric}"}
-        labels = "one-hot labels" if choices.one_hot else "class-index labels"
-        if choices.from_logits:
-            return Verdict("failed", f"the loss has from_logits=True but the model ends in softmax: drop from_logits")
+        accepted = {self.metric, "acc", f"sparse_categorical_{self.metric}", f"categorical_{self.metric}"}
+        if choices.from_logits and _output_activation(evidence) == "softmax":
+            return Verdict("failed", "the model already ends in softmax, and the loss has from_logits=True, so softmax "
+                           "would be applied twice: drop from_logits=True (it is for a last layer without activation)")
+        problem = evidence.label_problem()
+        if problem:
+            return Verdict("failed", problem)
         if not accepted & set(choices.metrics):
             found = ", ".join(choices.metrics) or "none"
             return Verdict("failed", f"metrics are [{found}]: add metrics=['{self.metric}'] so training reports accuracy")
-        return Verdict("passed", f"loss {choices.loss} (the grader feeds it {labels}) with the {self.metric} metric")
+        lab_one_hot = evidence.setting.labels == "one_hot"
+        if choices.one_hot != lab_one_hot:
+            fed = f"; the grader feeds it {'one-hot' if choices.one_hot else 'class-index'} labels (this assignment forgives a loss that does not fit the lab's labels)"
+        else:
+            fed = f" on the lab's {'one-hot' if lab_one_hot else 'class-index'} labels"
+        logits = " from the model's logits (from_logits=True)" if choices.from_logits else ""
+        return Verdict("passed", f"loss {choices.loss}{logits}{fed}, with the {self.metric} metric")
+
+
+def _output_activation(evidence: Evidence) -> str | None:
+    try:
+        return evidence.output_activation()
+    except Missing:
+        return None
 
 
 @register("validation_accuracy")
@@ -223,9 +250,9 @@ def _accuracy_hint(evidence: Evidence) -> str:
     if isinstance(rate, (int, float)) and rate <= 0:
         return f"; the optimizer's learning rate is {rate}, so the model cannot learn: use optimizer='adam'"
     last = evidence.layers[-1] if evidence.layers else None
-    if last is not None and last.kind == "Dense" and last.activation != "softmax" and not choices.from_logits:
+    if last is not None and last.activation == "linear" and not choices.from_logits:
         return f"; the last layer is {last}, so the loss reads its raw outputs as probabilities: use activation='softmax'"
-    base = next((layer for layer in evidence.model().layers if is_mobilenet(layer)), None)
-    if base is not None and base.trainable:
+    base = evidence.chain.base_layer
+    if base is not None and base.trainable_weights:
         return "; training the whole pretrained base on this little data spoils its features: freeze it"
     return ""

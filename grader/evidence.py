@@ -1,9 +1,10 @@
 """What the checks look at, computed once per submission in the trusted process.
 
-Each fact is computed on first use and kept: the rebuilt model, the reference
-pretrained base, the trusted training run. A fact that cannot be had (the model was
-refused, the compile choices cannot train) is kept as its reason, so every check
-that needs it can say why.
+Each fact is computed on first use and kept: the rebuilt model, its chain of layers
+and base, the trusted training run. A fact that cannot be had because of the
+student's work (the model was refused, cannot take the lab's images, the compile
+choices cannot train) is kept as its reason (`Missing`), so every check that needs it
+can say why. Anything else that goes wrong here is the grader's fault and is raised.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from grader.artifact import Artifact, Refused
 from grader.match import Match
 from grader.sandbox import Outcome
 from grader.structure import Found
+from reference import graph
 from reference import training as harness
-from reference.data import FlowerData
+from reference.data import CLASSES, FlowerData
 from reference.strategy import Placement
 from reference.weights import Weights, pretrained_base
 
+ACTIVATION_LAYERS = {"Activation", "Softmax", "ReLU"}
+
 
 class Missing(Exception):
-    """A fact a check needs is not there; the message says why, for the student."""
+    """A fact a check needs is not there because of the submission; the message says why, for the student."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +42,10 @@ class Setting:
     weights: Weights
     placement_preference: str
     cache: object = None  # a reference.cache.FeatureCache, or None for full training always
+    labels: str = "class_index"  # the lab's labels: "class_index" or "one_hot"
+    fit_labels_to_loss: bool = False  # forgive a loss that does not fit the lab's labels
+    max_parameters: int = 0  # largest model rebuilt (0: no bound)
+    base_name: str = "MobileNetV2"
 
     @functools.cached_property
     def placement(self) -> Placement:
@@ -49,23 +57,19 @@ class Setting:
     def pretrained_weights(self) -> list[np.ndarray]:
         return [np.asarray(w) for w in pretrained_base(self.weights, self.image_size).get_weights()]
 
+    @functools.cached_property
+    def is_base(self):
+        """The one predicate of "the pretrained base", for checks, fast path and training alike."""
+        return graph.base_by_shapes(self.pretrained_weights)
+
 
 class Evidence:
-    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, answer_keys):
+    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict[str, str]):
         self.setting, self.match, self.outcome, self.artifact = setting, match, outcome, artifact
-        self.answer_keys = tuple(answer_keys)
+        self.student_cells = match.student_cells  # the answers and the cells added to them
+        self.given = given  # answer key -> the playground's version of the cell
 
-    # --- the model ---------------------------------------------------------------
-
-    @functools.cached_property
-    def _model(self):
-        export = self.artifact.export
-        if not export.get("found") or self.artifact.model_json is None:
-            return None, self.answer_failure() or export.get("problem") or self.why_not_run()
-        try:
-            return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path), None
-        except Refused as refusal:
-            return None, str(refusal)
+    # --- the run -------------------------------------------------------------------
 
     def why_not_run(self) -> str:
         if self.outcome.stopped_by:
@@ -76,17 +80,30 @@ class Evidence:
         return "the run ended before the model could be saved (the answer cell failed, or the run crashed)"
 
     def answer_failure(self) -> str:
-        """If an answer cell raised, say so: it is the cause of whatever is missing after it."""
-        for key in self.answer_keys:
-            error = (self.artifact.cell(key) or {}).get("error")
+        """If a cell of the answer raised, say so: it is the cause of whatever is missing after it."""
+        for cell in self.student_cells:
+            error = (self.artifact.cell(cell.key) or {}).get("error")
             if isinstance(error, dict):
-                return f"the answer cell raised {error.get('name', 'an error')}, so there is no model to check: fix the error first"
+                which = "the answer cell" if cell.role == "answer" else "a cell you added to the answer"
+                return f"{which} raised {error.get('name', 'an error')}, so there is no model to check: fix the error first"
         return ""
 
     def stopped_message(self) -> str:
         if self.outcome.stopped_by:
             return f"{self.outcome.limit_message} (in cell {self.outcome.stopped_cell})"
         return ""
+
+    # --- the model -------------------------------------------------------------------
+
+    @functools.cached_property
+    def _model(self):
+        export = self.artifact.export
+        if not export.get("found") or self.artifact.model_json is None:
+            return None, self.answer_failure() or export.get("problem") or self.why_not_run()
+        try:
+            return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path, self.setting.max_parameters), None
+        except Refused as refusal:
+            return None, str(refusal)
 
     def model(self):
         model, problem = self._model
@@ -95,26 +112,68 @@ class Evidence:
         return model
 
     @functools.cached_property
+    def chain(self) -> graph.Chain:
+        return graph.chain(self.model(), self.setting.is_base)
+
+    @functools.cached_property
     def layers(self) -> list[Found]:
-        return [describe(layer, self) for layer in self.model().layers]
+        """The chain's layers as the structure rules see them."""
+        if self.chain.problem:
+            raise Missing(self.chain.problem)
+        found = fold_activations([self.describe(layer, index) for index, layer in enumerate(self.chain.layers)])
+        if found and found[-1].activation == "linear" and self._from_logits():
+            found[-1] = dataclasses.replace(found[-1], activation="softmax", note="linear, with softmax in the loss: from_logits=True")
+        return found
+
+    def _from_logits(self) -> bool:
+        choices, _ = self._compile
+        return choices is not None and choices.from_logits
+
+    def describe(self, layer, index: int) -> Found:
+        """One layer of the chain as the structure rules see it."""
+        if index == self.chain.base:
+            shape = tuple(layer.inputs[0].shape[1:])
+            options = (("include_top", "False"), ("input", "x".join(str(s) for s in shape)))
+            return Found(self.setting.base_name, options=options, pretrained=self.base_is_pretrained, name=layer.name, index=index)
+        return describe(layer, index)
+
+    def output_activation(self) -> str | None:
+        """The model's last activation as written (before any from_logits reading), or None."""
+        found = fold_activations([self.describe(layer, index) for index, layer in enumerate(self.chain.layers)])
+        return found[-1].activation if found else None
 
     def base(self):
-        """The nested pretrained MobileNetV2 of the model, if any."""
-        for layer in self.model().layers:
-            if is_mobilenet(layer):
-                return layer
-        raise Missing("the model has no MobileNetV2 base: start the Sequential list with pretrained_model")
+        """The pretrained base of the model."""
+        if self.chain.problem:
+            raise Missing(self.chain.problem)
+        if self.chain.base is None:
+            raise Missing(f"the model has no pretrained {self.setting.base_name} base: start the Sequential list with pretrained_model")
+        return self.chain.base_layer
 
     def matches_pretrained(self, weights) -> bool:
         reference = self.setting.pretrained_weights
         current = [np.asarray(w) for w in weights]
-        return len(current) == len(reference) and all(
-            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(current, reference)
-        )
+        return len(current) == len(reference) and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(current, reference))
 
     @functools.cached_property
     def base_is_pretrained(self) -> bool:
         return self.matches_pretrained(self.base().get_weights())
+
+    @functools.cached_property
+    def _applies(self) -> str:
+        """Why the model cannot classify a batch of the lab's images ("" if it can)."""
+        size, classes = self.setting.image_size, len(CLASSES)
+        try:
+            output = self.model()(np.zeros((2, size, size, 3), np.float32), training=False)
+        except Exception as error:  # the student's model: shapes that do not fit
+            return f"the model cannot take the lab's {size}x{size}x3 images: {type(error).__name__}: {str(error)[:300]}"
+        shape = tuple(int(d) for d in output.shape[1:])
+        if len(shape) != 1:
+            return (f"the model gives an output of shape {shape} per image, not one score per class: "
+                    "put Flatten or GlobalAveragePooling2D before the last Dense layer")
+        if shape[0] < classes:
+            return f"the model gives {shape[0]} outputs per image, fewer than the lab's {classes} classes: end in Dense({classes}, activation='softmax')"
+        return ""
 
     # --- compile and training -----------------------------------------------------
 
@@ -123,8 +182,9 @@ class Evidence:
         if self.answer_failure() and self.artifact.compile_config is None:
             return None, self.answer_failure()
         try:
-            return harness.compile_choices(self.artifact.compile_config), None
-        except harness.CompileProblem as problem:
+            config = artifact_mod.vetted(self.artifact.compile_config, "compile settings") if self.artifact.compile_config else None
+            return harness.compile_choices(config), None
+        except (harness.CompileProblem, Refused) as problem:
             return None, str(problem)
 
     def compile_choices(self) -> harness.CompileChoices:
@@ -133,76 +193,107 @@ class Evidence:
             raise Missing(problem)
         return choices
 
+    def label_problem(self) -> str:
+        """Why the loss cannot train on the lab's labels ("" if it can, or if the assignment forgives it)."""
+        choices = self.compile_choices()
+        lab_one_hot = self.setting.labels == "one_hot"
+        if choices.one_hot == lab_one_hot or self.setting.fit_labels_to_loss:
+            return ""
+        if lab_one_hot:
+            return (f"the loss {choices.loss} expects class-index labels, but this lab's labels are one-hot vectors, "
+                    "so model.fit would fail: use loss='categorical_crossentropy'")
+        return (f"the loss {choices.loss} expects one-hot labels, but this lab's labels are class indices, so model.fit "
+                "would fail ('Arguments target and output must have the same rank'): use loss='sparse_categorical_crossentropy'")
+
     @functools.cached_property
     def _training(self):
+        self.model()  # a refused model is the reason, not a training problem
+        if self.chain.problem:
+            raise Missing(self.chain.problem)
+        if self._applies:
+            raise Missing(self._applies)
         choices = self.compile_choices()
-        try:
-            # The trusted run never starts from the student's weights (they could have been
-            # fitted to the validation files): the model is made afresh from its config, the
-            # base holding the grader's own pretrained weights, the head a seeded initialisation.
-            run, model = harness.train(
-                self.model(),
-                choices,
-                self.setting.dataset,
-                self.setting.training,
-                self.setting.placement,
-                cache=self.setting.cache,
-                base_weights=self.setting.pretrained_weights,
-            )
-        except Exception as error:  # the student's model may not train (shapes, dtypes)
-            return None, None, f"training the model in the grader failed: {type(error).__name__}: {str(error)[:400]}"
-        return run, model, None
+        if self.label_problem():
+            raise Missing(f"not trained: {self.label_problem()}")
+        # The trusted run never starts from the student's weights (they could have been
+        # fitted to the validation files): the model is made afresh from its layers' configs,
+        # the base holding the grader's own pretrained weights, the head a seeded initialisation.
+        # A failure from here on is the grader's, not the student's: it is raised.
+        return harness.train(
+            self.chain,
+            choices,
+            self.setting.dataset,
+            self.setting.training,
+            self.setting.placement,
+            cache=self.setting.cache,
+            base_weights=self.setting.pretrained_weights,
+        )
 
     def training(self) -> harness.TrainingRun:
-        self.model()  # a refused model is the reason, not a training error
-        run, _, problem = self._training
-        if run is None:
-            raise Missing(problem)
-        return run
+        return self._training[0]
 
     def trained_base_weights(self):
         """The base's weights after the trusted run, or None if the run did not train
         through the base (the fast path trains the head on the base's cached outputs)."""
-        self.training()
         name = self.base().name
-        layer = next((layer for layer in self._training[1].layers if layer.name == name), None)
+        trained = self._training[1]
+        layer = next((layer for layer in trained.layers if layer.name == name), None)
         return None if layer is None else layer.get_weights()
 
     def has_training(self) -> bool:
-        return "_training" in self.__dict__ and self.__dict__["_training"][0] is not None
+        return "_training" in self.__dict__
 
 
-def is_mobilenet(layer) -> bool:
-    return hasattr(layer, "layers") and layer.name.startswith("mobilenetv2")
-
-
-def describe(layer, evidence: Evidence | None = None) -> Found:
-    """A top-level layer as the structure rules see it."""
+def describe(layer, index: int = -1) -> Found:
+    """A layer as the structure rules see it (the base is described by Evidence)."""
     kind = type(layer).__name__
-    if is_mobilenet(layer):
-        names = {inner.name for inner in layer.layers}
-        shape = tuple(layer.input_shape[1:]) if hasattr(layer, "input_shape") else tuple(layer.inputs[0].shape[1:])
-        options = (("include_top", str("predictions" in names)), ("input", "x".join(str(s) for s in shape)))
-        pretrained = evidence.base_is_pretrained if evidence is not None else None
-        return Found("MobileNetV2", options=options, pretrained=pretrained, name=layer.name)
+    activation = _activation_name(layer)
     if kind == "Dense":
-        activation = getattr(layer.activation, "__name__", str(layer.activation))
-        return Found("Dense", units=int(layer.units), activation=activation, name=layer.name)
+        return Found("Dense", units=int(layer.units), activation=activation, name=layer.name, index=index)
+    if kind in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D"):
+        return Found(kind, units=getattr(layer, "filters", None), activation=activation, name=layer.name, index=index)
+    if kind == "Softmax":
+        return Found("Softmax", activation="softmax", name=layer.name, index=index)
+    if kind == "ReLU":
+        plain = not getattr(layer, "max_value", None) and not getattr(layer, "negative_slope", 0) and not getattr(layer, "threshold", 0)
+        return Found("ReLU", activation="relu" if plain else "relu (bounded or leaky)", name=layer.name, index=index)
     if kind == "Activation":
-        activation = getattr(layer.activation, "__name__", str(layer.activation))
-        return Found("Activation", activation=activation, name=layer.name)
-    return Found(kind, name=layer.name)
+        return Found("Activation", activation=activation, name=layer.name, index=index)
+    if graph.is_nested(layer):
+        parameters = sum(int(np.prod(w.shape)) for w in layer.weights)
+        return Found(kind, name=layer.name, index=index, note=f"a nested model '{layer.name}' of {parameters:,} parameters")
+    return Found(kind, name=layer.name, index=index)
 
 
-def model_summary(model) -> dict:
-    """Layer by layer: name, what it is, output shape, parameters; and the totals."""
+def _activation_name(layer) -> str | None:
+    activation = getattr(layer, "activation", None)
+    return None if activation is None else getattr(activation, "__name__", str(activation))
+
+
+def fold_activations(layers: list[Found]) -> list[Found]:
+    """A layer without activation followed by an activation layer (`Dense(5)`, then
+    `Activation('softmax')`) is that layer with that activation."""
+    folded: list[Found] = []
+    for layer in layers:
+        previous = folded[-1] if folded else None
+        if layer.kind in ACTIVATION_LAYERS and previous is not None and previous.activation == "linear":
+            folded[-1] = dataclasses.replace(previous, activation=layer.activation)
+        else:
+            folded.append(layer)
+    return folded
+
+
+def model_summary(model, chain: graph.Chain | None = None, base_name: str = "pretrained base") -> dict:
+    """Layer by layer (the chain's, when the model is one): name, what it is, output shape,
+    parameters; and the totals."""
     rows = []
-    for layer in model.layers:
+    for index, layer in enumerate(chain.layers if chain is not None and not chain.problem else model.layers):
         try:
             shape = str(tuple(layer.output.shape))
         except Exception:  # an unbuilt layer has no output yet
             shape = "?"
-        rows.append({"name": layer.name, "layer": str(describe(layer)), "output_shape": shape, "params": int(layer.count_params()) if layer.built else 0})
+        described = f"{base_name} (the pretrained base)" if chain is not None and index == chain.base else str(describe(layer))
+        rows.append({"name": layer.name, "layer": described, "output_shape": shape, "params": int(layer.count_params()) if layer.built else 0})
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
     return {"layers": rows, "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable}
