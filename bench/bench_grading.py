@@ -30,8 +30,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from grader import batch, manifest as manifest_mod, release, scenarios  # noqa: E402
-from grader.pipeline import grade_all, grade_submission  # noqa: E402
+from grader import batch, context, manifest as manifest_mod, release, scenarios  # noqa: E402
+from grader.pipeline import Batch, grade_all, grade_submission  # noqa: E402
 from reference import data, weights  # noqa: E402
 
 SCALES = {"full": dict(count=3670, size=192, epochs=10), "ci": dict(count=320, size=96, epochs=2)}
@@ -88,9 +88,7 @@ def run_nbclient(notebook_path: str, data_dir: str, size: int, epochs: int, kera
 
 def per_submission(manifest, path: str, out: str, cache_dir: str | None, repeats: int) -> list[float]:
     """Seconds for each of `repeats` gradings, one after the other, each sandbox started cold."""
-    options = batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, use_cache=cache_dir is not None, jobs=1)
-    prepared = batch.prepare(manifest, options)
-    prepared.runner.ahead = False
+    prepared = Batch(context.resolve(manifest, out, cache_dir=cache_dir, use_cache=cache_dir is not None))
     try:
         return [timed(grade_submission, path, "solution", prepared)[0] for _ in range(repeats)]
     finally:
@@ -101,8 +99,7 @@ def in_a_row(manifest, path: str, out: str, cache_dir: str, repeats: int) -> lis
     """Seconds between consecutive results when `repeats` gradings go through the
     pipeline a batch uses (--jobs 1): the next sandbox starts ahead and runs while the
     last submission is checked. The first figure includes starting from nothing."""
-    options = batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=1)
-    prepared = batch.prepare(manifest, options)
+    prepared = Batch(context.resolve(manifest, out, cache_dir=cache_dir), ahead=True)
     try:
         stamps = [time.perf_counter()]
         for _ in grade_all([(i, path, "solution") for i in range(repeats)], prepared):

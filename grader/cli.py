@@ -61,9 +61,7 @@ def _grading_flags(command: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from reference.training import quiet_tensorflow
-
-    quiet_tensorflow()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the grading workers import TensorFlow, quietly
     try:
         return COMMANDS[args.command](args)
     except GraderError as error:
@@ -170,7 +168,7 @@ def _export(args) -> int:
 
 
 def _cache(args) -> int:
-    from grader.batch import default_cache_dir
+    from grader.context import default_cache_dir
     from reference.cache import FeatureCache
 
     store = FeatureCache(args.cache_dir or default_cache_dir())

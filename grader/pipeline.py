@@ -2,7 +2,9 @@
 
 `grade_submission` shows the whole flow; each stage lives in its own module. Nothing
 here raises for a student's mistake: an unreadable file or a missing answer is an
-`ungradable` result, a failing cell is a failed check.
+`ungradable` result, a failing cell is a failed check. A failure of the grader's own
+(see grader/faults.py) becomes a result marked `grader_error`, which the gradebook
+never keeps: the executor tries the notebook again.
 """
 
 from __future__ import annotations
@@ -14,31 +16,46 @@ import time
 import grader
 from grader import artifact, checks, match, notebook, sandbox
 from grader import cells as cells_mod
+from grader.context import Context
 from grader.evidence import Evidence, Missing, Setting, model_summary
-from grader.manifest import Manifest
-from grader.release import Release
+from grader.faults import GraderFault
 from grader.results import CheckResult, SubmissionResult
+from reference import training
+from reference.cache import FeatureCache
 from reference.data import CLASSES
 from reference.hashing import file_sha256
 
 
-@dataclasses.dataclass(frozen=True)
 class Batch:
-    """Everything that is the same for all submissions of one grading run."""
+    """Everything that is the same for all submissions graded by one worker."""
 
-    manifest: Manifest
-    release: Release
-    setting: Setting
-    checks: tuple  # (CheckSpec, Check) pairs, built once from the manifest
-    runner: sandbox.Runner
-
-    @classmethod
-    def create(cls, manifest, release, setting, mounts, sandboxed, ahead: bool = False) -> "Batch":
+    def __init__(self, context: Context, ahead: bool = False):
         """`ahead`: start each next sandbox while the last submission is checked (for batches)."""
-        built = tuple((spec, checks.build(spec)) for spec in manifest.checks)
-        warm = [name for c in release.cells if c.kind == "locked" for name in cells_mod.imported_modules(c.source)]
-        plan = sandbox.Plan(mounts, manifest.limits, manifest.image_size, manifest.batch_size, sandboxed, tuple(dict.fromkeys(warm)))
-        return cls(manifest, release, setting, built, sandbox.Runner(plan, ahead))
+        manifest = context.manifest
+        self.context = context
+        self.checks = tuple((spec, checks.build(spec)) for spec in manifest.checks)
+        self.setting = Setting(
+            image_size=manifest.image_size,
+            training=training.Settings(manifest.epochs, manifest.batch_size, manifest.seed, manifest.image_size),
+            dataset=context.dataset,
+            weights=context.weights,
+            placement_preference=manifest.strategy,
+            cache=FeatureCache(context.cache_dir) if context.cache_dir else None,
+            labels=manifest.labels,
+            fit_labels_to_loss=manifest.fit_labels_to_loss,
+        )
+        warm = [name for c in context.release.cells if c.kind == "locked" for name in cells_mod.imported_modules(c.source)]
+        plan = sandbox.Plan(context.mounts, manifest.limits, manifest.image_size, manifest.batch_size, context.sandboxed, tuple(dict.fromkeys(warm)))
+        self.runner = sandbox.Runner(plan, ahead)
+        self.max_parameters = context.max_parameters  # set once the lab's solution is graded
+
+    @property
+    def manifest(self):
+        return self.context.manifest
+
+    @property
+    def release(self):
+        return self.context.release
 
     @property
     def sandboxed(self) -> bool:
@@ -48,15 +65,10 @@ class Batch:
         self.runner.close()
 
 
-def grade_safely(path: str, name: str, batch: Batch) -> SubmissionResult:
-    """grade_submission, except that a failure of the grader's own costs this notebook only."""
-    return next(grade_all([(None, path, name)], batch))[1]
-
-
 def grade_all(items, batch: Batch):
     """(key, result) for each (key, path, name), graded in a pipeline: the next
     submission's sandbox runs while this one is checked and trained. A failure of the
-    grader's own costs that notebook only."""
+    grader's own costs that notebook only (its result is marked as the grader's fault)."""
     waiting = None  # (key, path, name, Started or the error it raised)
     try:
         for item in [*items, None]:
@@ -69,29 +81,37 @@ def grade_all(items, batch: Batch):
                     waiting = (key, path, name, error)
             if previous is not None:
                 key, path, name, started = previous
-                if isinstance(started, Exception):
-                    yield key, _grader_failed(path, name, batch, started, time.monotonic())
-                    continue
-                try:
-                    result = finish_submission(started, batch)
-                except Exception as error:  # noqa: BLE001
-                    started.cancel()
-                    result = _grader_failed(path, name, batch, error, started.clock)
-                yield key, result
+                yield key, finish_safely(path, name, started, batch)
     finally:
         if waiting is not None and isinstance(waiting[3], Started):
             waiting[3].cancel()
 
 
-def _grader_failed(path: str, name: str, batch: Batch, error: Exception, started: float) -> SubmissionResult:
+def finish_safely(path: str, name: str, started, batch: Batch) -> SubmissionResult:
+    """finish_submission, except that a failure of the grader's own becomes a marked result."""
+    if isinstance(started, Exception):
+        return grader_failed(path, name, batch, GraderFault.from_error(started, "reading the notebook failed"), time.monotonic())
+    try:
+        return finish_submission(started, batch)
+    except Exception as error:  # noqa: BLE001
+        started.cancel()
+        return grader_failed(path, name, batch, GraderFault.from_error(error, "grading failed"), started.clock)
+
+
+def grader_failed(path: str, name: str, batch: Batch, fault: GraderFault, started: float) -> SubmissionResult:
+    """The result of a notebook the grader failed on: not a verdict, never stored."""
+    return ungradable(batch.context, path, name, f"the grader itself failed on this notebook ({fault.message})",
+                      "tell your instructor: this is the grader's fault, and grading it again may work", started, grader_error=True)
+
+
+def ungradable(context: Context, path: str, name: str, reason: str, fix: str, started: float | None = None,
+               grader_error: bool = False) -> SubmissionResult:
+    """A result that is not a verdict on the model: every check skipped, the reason and the fix."""
     digest = file_sha256(path) if os.path.isfile(path) else ""
-    result = _ungradable(
-        _base_result(batch, name, path, digest), batch,
-        f"the grader itself failed on this notebook ({type(error).__name__}: {str(error)[:300]})",
-        "tell your instructor: this is the grader's fault, and grading it again may work", started,
-    )
-    # Not a verdict on the notebook: the gradebook does not keep it, so a rerun tries again.
-    return dataclasses.replace(result, provenance={**result.provenance, "grader_error": True})
+    result = _ungradable(_base_result(context, name, path, digest), context, reason, fix, started or time.monotonic())
+    if grader_error:  # not a verdict on the notebook: the gradebook does not keep it, so a rerun tries again
+        result = dataclasses.replace(result, provenance={**result.provenance, "grader_error": True})
+    return result
 
 
 @dataclasses.dataclass
@@ -110,39 +130,44 @@ class Started:
 
 
 def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
-    return finish_submission(start_submission(path, name, batch), batch)
+    return finish_safely(path, name, start_submission(path, name, batch), batch)
 
 
 def start_submission(path: str, name: str, batch: Batch) -> Started:
     """Read and match the notebook, and start its sandbox run (without waiting for it)."""
     clock = time.monotonic()
     digest = file_sha256(path)
-    base = _base_result(batch, name, path, digest)
+    base = _base_result(batch.context, name, path, digest)
     try:
         submitted = notebook.read_submission(path)
     except (notebook.Unreadable, OSError) as error:
-        return Started(base, clock, _ungradable(base, batch, str(error), "submit the notebook file (.ipynb) of the assignment", clock))
+        return Started(base, clock, _ungradable(base, batch.context, str(error), "submit the notebook file (.ipynb) of the assignment", clock))
     found = match.match(submitted, batch.release)
     if not found.found:
         return Started(base, clock, _ungradable(
             base,
-            batch,
+            batch.context,
             "no answer cell found: no cell has the assignment's ids, no heading is marked [WORK REQUIRED], "
             "and no cell assigns `model`",
             "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
             clock,
         ))
-    return Started(base, clock, found=found, pending=batch.runner.start(match.run_cells(batch.release, found.answers)))
+    return Started(base, clock, found=found, pending=batch.runner.start(match.run_cells(batch.release, found)))
 
 
 def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
-    """Wait for the run, check what it made, train the model, score."""
+    """Wait for the run, check what it made, train the model, score. Raises for the
+    grader's own failures (among them a run the host starved of CPU)."""
     if started.result is not None:
         return started.result
     found, base = started.found, started.base
     outcome = started.pending.outcome()
     try:
-        evidence = Evidence(batch.setting, found, outcome, artifact.read(outcome.out_dir), batch.release.answer_keys)
+        if getattr(outcome, "host_fault", ""):
+            raise GraderFault(outcome.host_fault)
+        given = {key: batch.release.cell(key).given for key in batch.release.answer_keys}
+        setting = dataclasses.replace(batch.setting, max_parameters=batch.max_parameters) if batch.max_parameters else batch.setting
+        evidence = Evidence(setting, found, outcome, artifact.read(outcome.out_dir), given)
         results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
         return dataclasses.replace(
             base,
@@ -158,31 +183,31 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
         outcome.remove()
 
 
-def _base_result(batch: Batch, name: str, path: str, digest: str) -> SubmissionResult:
+def _base_result(context: Context, name: str, path: str, digest: str) -> SubmissionResult:
     return SubmissionResult(
-        assignment=batch.manifest.name,
-        version=batch.manifest.version,
+        assignment=context.manifest.name,
+        version=context.manifest.version,
         submission=name,
         file=os.path.basename(path),
         sha256=digest,
         status="ungradable",
         score=0.0,
-        max_score=sum(spec.points for spec in batch.manifest.checks),
+        max_score=sum(spec.points for spec in context.manifest.checks),
     )
 
 
-def _ungradable(base: SubmissionResult, batch: Batch, reason: str, fix: str, started: float) -> SubmissionResult:
+def _ungradable(base: SubmissionResult, context: Context, reason: str, fix: str, started: float) -> SubmissionResult:
     skipped = tuple(
-        CheckResult(spec.id, spec.title, "skipped", 0.0, spec.points, "not checked: the notebook could not be graded", repr(check))
-        for spec, check in batch.checks
+        CheckResult(spec.id, spec.title, "skipped", 0.0, spec.points, "not checked: the notebook could not be graded", repr(checks.build(spec)))
+        for spec in context.manifest.checks
     )
-    provenance = {"grader_version": grader.__version__, "seconds": round(time.monotonic() - started, 2), "sandbox": batch.sandboxed}
+    provenance = {"grader_version": grader.__version__, "seconds": round(time.monotonic() - started, 2), "sandbox": context.sandboxed}
     return dataclasses.replace(base, checks=skipped, reason=reason, fix=fix, provenance=provenance)
 
 
 def _summary(evidence: Evidence) -> dict:
     try:
-        return model_summary(evidence.model())
+        return model_summary(evidence.model(), evidence.chain, evidence.setting.base_name)
     except Missing as missing:
         return {"problem": str(missing)}
 
@@ -203,9 +228,9 @@ def _training(evidence: Evidence) -> dict:
 
 def _cells(evidence: Evidence, found) -> tuple[dict, ...]:
     shown = []
-    for key in evidence.answer_keys:
-        entry = evidence.artifact.cell(key) or {"status": "not run"}
-        shown.append({"key": key, "role": "answer", "source": found.answers.get(key, ""), **_cell_output(entry)})
+    for cell in evidence.student_cells:
+        entry = evidence.artifact.cell(cell.key) or {"status": "not run"}
+        shown.append({"key": cell.key, "role": cell.role, "source": cell.source, **_cell_output(entry)})
     for key in found.changed_locked:
         shown.append({"key": key, "role": "changed locked cell", "source": "", "status": "replaced by the assignment's version"})
     return tuple(shown)
@@ -236,6 +261,8 @@ def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict
         "seconds": round(time.monotonic() - started, 2),
         "training": "not trained",
     }
+    if getattr(evidence.outcome, "cpu_seconds", None) is not None:
+        facts["sandbox_cpu_seconds"] = round(evidence.outcome.cpu_seconds, 2)
     if evidence.has_training():
         run = evidence.training()
         facts.update(training=run.path, training_seconds=run.seconds, device=run.device, replicas=run.replicas, strategy=run.placement)

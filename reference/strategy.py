@@ -30,6 +30,16 @@ def _tpu_present() -> bool:
     return bool(os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR")) or os.path.exists("/dev/accel0")
 
 
+def available(preference: str) -> None:
+    """Raise StrategyError if this machine cannot give the strategy asked for."""
+    import tensorflow as tf
+
+    if preference == "tpu" and not _tpu_present():
+        raise StrategyError("the manifest asks for a TPU and none answers here")
+    if preference == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise StrategyError("the manifest asks for GPUs and none is visible here")
+
+
 def pick(preference: str = "auto") -> Placement:
     import tensorflow as tf
 
@@ -40,14 +50,14 @@ def pick(preference: str = "auto") -> Placement:
         strategy = tf.distribute.TPUStrategy(resolver)
         return Placement(strategy, "TPU", strategy.num_replicas_in_sync)
     if preference == "tpu":
-        raise StrategyError("the manifest asks for a TPU and none answers here (set [training] strategy = \"auto\")")
+        raise StrategyError("the manifest asks for a TPU and none answers here")
     if preference in ("auto", "gpu"):
         gpus = tf.config.list_logical_devices("GPU")
         if gpus:
             strategy = tf.distribute.MirroredStrategy([d.name for d in gpus])
             return Placement(strategy, "GPU", len(gpus))
         if preference == "gpu":
-            raise StrategyError("the manifest asks for GPUs and none is visible (set [training] strategy = \"auto\")")
+            raise StrategyError("the manifest asks for GPUs and none is visible here")
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) > 1:
         strategy = tf.distribute.MirroredStrategy([d.name for d in cpus])

@@ -77,3 +77,21 @@ def test_jobs_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         main(["grade", ASSIGNMENT, "x", "--out", "o", "--jobs", "0"])
     assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_a_strategy_this_machine_cannot_give_stops_before_anyone_is_graded(tmp_path, submission, capsys):
+    from conftest import ROOT
+
+    tiny = tmp_path / "tiny"
+    shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "tiny_assignment"), tiny)
+    path = tiny / "assignment.toml"
+    path.write_text(path.read_text().replace("seed = 1", 'seed = 1\nstrategy = "gpu"'))
+    out = tmp_path / "o"
+    assert main(["grade", str(tiny), submission, "--out", str(out)]) == 2
+    assert "asks for GPUs and none is visible" in capsys.readouterr().err
+    assert not (out / "student").exists() and not (out / "index.html").exists()
+    import sqlite3
+
+    if (out / "gradebook.sqlite").exists():
+        with sqlite3.connect(out / "gradebook.sqlite") as db:
+            assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0

@@ -89,23 +89,76 @@ def test_two_workers_give_the_scores_of_one(tmp_path):
     assert [(r.submission, r.score) for r in one] == [(r.submission, r.score) for r in two]
 
 
-def test_a_failure_of_the_graders_own_costs_one_notebook(tmp_path, monkeypatch):
-    from grader import pipeline
+def _faulty_worker(connection, context, group, fault):
+    """A grading worker in which `fault()` happens (once, or always) while it checks the
+    notebook named in $GRADER_TEST_FAIL ("name:once|always:marker file")."""
+    from grader import executors, pipeline
 
-    folder = make_submissions(tmp_path / "subs", 3)
     real = pipeline.finish_submission
+    target, mode, marker = os.environ["GRADER_TEST_FAIL"].split(":")
 
-    def flaky(started, batch_):
-        if started.base.submission == "student01":
-            raise RuntimeError("disk on fire")  # while the next submission's sandbox runs
+    def faulty(started, batch_):
+        if started.base.submission == target and (mode == "always" or not os.path.exists(marker)):
+            open(marker, "a").close()
+            fault()
         return real(started, batch_)
 
-    monkeypatch.setattr(pipeline, "finish_submission", flaky)
+    pipeline.finish_submission = faulty
+    executors.serve(connection, context, group)
+
+
+def _disk_on_fire():
+    raise RuntimeError("disk on fire")  # while the next submission's sandbox runs
+
+
+def failing_worker(connection, context, group):
+    _faulty_worker(connection, context, group, _disk_on_fire)
+
+
+def dying_worker(connection, context, group):
+    """Killed, as by the kernel's OOM killer."""
+    _faulty_worker(connection, context, group, lambda: os.kill(os.getpid(), signal.SIGKILL))
+
+
+@pytest.mark.parametrize("worker, jobs", [(failing_worker, 1), (dying_worker, 1), (dying_worker, 2)])
+def test_a_failure_of_the_graders_own_is_retried_and_costs_nothing(tmp_path, monkeypatch, worker, jobs):
+    folder = make_submissions(tmp_path / "subs", 3)
+    monkeypatch.setenv("GRADER_TEST_FAIL", f"student01:once:{tmp_path / 'failed-once'}")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tempfile.tempdir)
-    results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1))
-    assert not [n for n in os.listdir(tempfile.tempdir) if n.startswith("grader-run-")]  # the abandoned run's folder too
+    options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=jobs, worker=worker)
+    results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
+    assert os.path.exists(tmp_path / "failed-once")  # it did fail, once
+    assert [(r.submission, r.status, r.score) for r in results] == [(f"student0{i}", "graded", 1.0) for i in range(3)]
+    assert len(rows(str(tmp_path / "out"))) == 3 + 1  # the students and the reference solution
+    assert not [n for n in os.listdir(tempfile.tempdir) if n.startswith("grader-run-")]  # no abandoned run's folder
+
+
+@pytest.mark.parametrize("worker", [failing_worker, dying_worker])
+def test_a_notebook_the_grader_always_fails_on_is_ungradable_and_not_stored(tmp_path, monkeypatch, worker):
+    folder = make_submissions(tmp_path / "subs", 3)
+    monkeypatch.setenv("GRADER_TEST_FAIL", f"student01:always:{tmp_path / 'failed'}")
+    results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1, worker=worker))
     by_name = {r.submission: r for r in results}
-    assert by_name["student01"].status == "ungradable" and "disk on fire" in by_name["student01"].reason
+    assert by_name["student01"].status == "ungradable" and "failed on this notebook 3 time(s)" in by_name["student01"].reason
+    assert "grader's fault" in by_name["student01"].fix
     assert by_name["student00"].status == by_name["student02"].status == "graded"
-    assert len(rows(str(tmp_path / "out"))) == 2 + 1  # not remembered (nor is the reference's sha twice): a rerun tries again
+    assert len(rows(str(tmp_path / "out"))) == 2 + 1  # not remembered: a rerun tries again
+
+
+def test_editing_a_locked_cell_grades_everything_again(tmp_path):
+    import shutil
+
+    assignment = tmp_path / "tiny"
+    shutil.copytree(TINY, assignment)
+    folder = make_submissions(tmp_path / "subs", 2)
+    options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
+    batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)
+    batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)  # nothing changed: nothing graded
+    with sqlite3.connect(os.path.join(options.out_dir, "gradebook.sqlite")) as db:
+        assert db.execute("SELECT COUNT(DISTINCT setting), COUNT(*) FROM results").fetchone() == (1, 3)
+    source = assignment / "source.ipynb"
+    source.write_text(source.read_text().replace("GREETING = 'hello'", "GREETING = 'hello, class'"))
+    batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)
+    with sqlite3.connect(os.path.join(options.out_dir, "gradebook.sqlite")) as db:
+        assert db.execute("SELECT COUNT(DISTINCT setting), COUNT(*) FROM results").fetchone() == (2, 6)  # all graded again

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from grader import batch
+from grader import context
 from reference import weights
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_every_cell_before_the_model_cell_runs(manifest, released, tmp_path, monkeypatch):
     _, playground = released
-    dataset = batch.dataset_for(manifest, None)
+    dataset = context.dataset_for(manifest, None)
     keras_home = tmp_path / "keras"
     weights.stage(weights.resolve(None), str(keras_home), manifest.image_size)
     monkeypatch.setenv("FLOWERS_TFREC", os.path.join(os.path.dirname(dataset.files[0]), "*.tfrec"))

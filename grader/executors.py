@@ -1,0 +1,262 @@
+"""Grade notebooks in supervised worker processes: one seam for every way of grading.
+
+`LocalPool.grade(works)` takes notebooks and yields each one's result, as data. Each
+worker process holds a warm `pipeline.Batch` (TensorFlow imported, the reference base
+and the feature cache loaded, a sandbox started ahead) and grades in a pipeline: it
+is given a second notebook while it checks the first, so the next sandbox runs while
+the last model trains.
+
+The parent only supervises: a worker that dies (a crash in TensorFlow, the kernel's
+OOM killer on the grader's own memory limit) costs one attempt of the notebook it was
+checking, never the batch, and is replaced; a notebook the grader fails on (its
+result marked `grader_error`) is tried again, up to the manifest's `[grader] attempts`,
+then gets an "ungradable: the grader's fault" result, which the gradebook never keeps.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import multiprocessing
+import multiprocessing.connection
+import signal
+import traceback
+from typing import Callable, Iterable, Iterator
+
+from grader import cgroups, faults
+from grader.context import Context
+from grader.errors import GraderError
+from grader.gradebook import result_from_json
+from grader.results import SubmissionResult
+
+AHEAD = 2  # notebooks given to a worker at once: one checked, the next one's sandbox running
+WORKER_PROCESSES = 32768  # the worker's own cgroup caps memory; threads are TensorFlow's business
+STARTS = 3  # workers that may die before they are ready, in a row, before the batch stops
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """One notebook to grade: its content hash (the key), file and display name."""
+
+    key: str
+    path: str
+    name: str
+
+
+class WorkersFailed(GraderError):
+    """The grading workers cannot start (the grader's or the machine's fault, not a student's)."""
+
+
+def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None:
+    """A worker: grade what the connection sends, report each result (see the module doc)."""
+    if group is not None and group.active:
+        group.enter()
+    from grader import context as context_mod, pipeline
+    from reference.training import quiet_tensorflow
+
+    quiet_tensorflow()
+    try:
+        context_mod.check_assets(context)
+        batch = pipeline.Batch(context, ahead=True)
+    except GraderError as error:  # the instructor's: the parent stops the batch with this message
+        connection.send(("failed", error.message, error.hint, error.exit_code))
+        return
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops the batch
+        connection.send(("failed", f"a grading worker could not start: {type(error).__name__}: {error}", traceback.format_exc(limit=5), 1))
+        return
+    connection.send(("ready",))
+    started = None  # (work, Started or the error that starting it raised)
+
+    def finish(item) -> None:
+        work, begun = item
+        connection.send(("finishing", work.key))
+        result = pipeline.finish_safely(work.path, work.name, begun, batch)
+        connection.send(("result", work.key, result.to_json()))
+
+    try:
+        while True:
+            message = connection.recv()
+            if message[0] == "grade":
+                work = message[1]
+                try:
+                    begun = pipeline.start_submission(work.path, work.name, batch)
+                except Exception as error:  # noqa: BLE001 - the grader's fault, reported as a result
+                    begun = error
+                previous, started = started, (work, begun)
+                if previous is not None:
+                    finish(previous)
+            elif message[0] == "flush" and started is not None:
+                previous, started = started, None
+                finish(previous)
+            elif message[0] == "set":
+                setattr(batch, message[1], message[2])
+            elif message[0] == "stop":
+                break
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        if started is not None and not isinstance(started[1], Exception):
+            started[1].cancel()
+        batch.close()
+
+
+class _Worker:
+    def __init__(self, pool: "LocalPool"):
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
+        self.connection, child = context.Pipe()
+        self.group = cgroups.RunCgroup(WORKER_PROCESSES, pool.memory_mb * 2**20) if pool.memory_mb else None
+        self.process = context.Process(target=pool.worker, args=(child, pool.context, self.group), daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.given: list[str] = []  # keys sent and not yet answered, oldest first
+        self.finishing: str | None = None
+        self.flushed = False
+
+    def send(self, *message) -> None:
+        self.connection.send(message)
+
+    def why_dead(self) -> str:
+        code = self.process.exitcode
+        if self.group is not None and self.group.memory_exhausted():
+            return "a grading worker ran out of the grader's memory limit and was killed"
+        if code is not None and code < 0:
+            return f"a grading worker was killed by {signal.Signals(-code).name}"
+        return f"a grading worker exited with code {code}"
+
+    def close(self) -> None:
+        try:
+            self.send("stop")
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.connection.close()
+        if self.group is not None:
+            self.group.destroy()
+
+
+class LocalPool:
+    """`jobs` supervised worker processes grading in `context`."""
+
+    def __init__(self, context: Context, jobs: int, attempts: int = 3, memory_mb: int = 0,
+                 worker: Callable = serve):
+        self.context, self.jobs, self.attempts, self.memory_mb, self.worker = context, max(1, jobs), max(1, attempts), memory_mb, worker
+        self.workers: list[_Worker] = []
+        self.facts: dict[str, object] = {}
+        self._failed_starts = 0
+
+    def __enter__(self) -> "LocalPool":
+        self.workers = [_Worker(self) for _ in range(self.jobs)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+
+    def set(self, name: str, value) -> None:
+        """Tell every worker, now and later, a fact learnt while grading (e.g. the model budget)."""
+        self.facts[name] = value
+        for worker in self.workers:
+            if worker.ready:
+                worker.send("set", name, value)
+
+    def grade(self, works: Iterable[Work]) -> Iterator[tuple[Work, SubmissionResult]]:
+        """(work, result) for every work, in the order they finish."""
+        queue = collections.deque(works)
+        by_key = {work.key: work for work in queue}
+        tried: collections.Counter = collections.Counter()
+        remaining = len(queue)
+        while remaining:
+            self._feed(queue)
+            waiting = {w.connection: w for w in self.workers} | {w.process.sentinel: w for w in self.workers}
+            for ready in multiprocessing.connection.wait(list(waiting)):
+                worker = waiting[ready]
+                if worker not in self.workers:
+                    continue  # replaced earlier in this round
+                if ready is worker.connection:
+                    try:
+                        message = worker.connection.recv()
+                    except (EOFError, OSError):
+                        message = None
+                    if message is not None:
+                        for done in self._received(worker, message, queue, by_key, tried):
+                            remaining -= 1
+                            yield done
+                        continue
+                for done in self._died(worker, queue, by_key, tried):
+                    remaining -= 1
+                    yield done
+
+    def _feed(self, queue) -> None:
+        for worker in self.workers:
+            if not worker.ready:
+                continue
+            while queue and len(worker.given) < AHEAD:
+                work = queue.popleft()
+                worker.given.append(work.key)
+                worker.flushed = False
+                worker.send("grade", work)
+            if not queue and len(worker.given) == 1 and not worker.flushed:
+                worker.flushed = True
+                worker.send("flush")
+
+    def _received(self, worker: _Worker, message, queue, by_key, tried):
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            self._failed_starts = 0
+            for name, value in self.facts.items():
+                worker.send("set", name, value)
+        elif kind == "failed":
+            error = GraderError(message[1], hint=message[2])
+            error.exit_code = message[3]
+            raise error
+        elif kind == "finishing":
+            worker.finishing = message[1]
+        elif kind == "result":
+            key = message[1]
+            worker.given.remove(key)
+            worker.finishing = None
+            result = result_from_json(message[2])
+            if result.provenance.get("grader_error"):
+                tried[key] += 1
+                if tried[key] < self.attempts:
+                    queue.appendleft(by_key[key])
+                    return
+                result = _given_up(result, tried[key])
+            yield by_key[key], result
+
+    def _died(self, worker: _Worker, queue, by_key, tried):
+        """A worker died: charge the notebook it was checking, requeue the rest, replace it."""
+        why = worker.why_dead()
+        if not worker.ready:
+            self._failed_starts += 1
+            if self._failed_starts >= STARTS:
+                raise WorkersFailed(f"grading workers keep dying before they are ready ({why})")
+        culprit = worker.finishing or (worker.given[0] if worker.given else None)
+        for key in reversed(worker.given):
+            if key == culprit:
+                tried[key] += 1
+                if tried[key] >= self.attempts:
+                    yield by_key[key], _died_result(self.context, by_key[key], why, tried[key])
+                    continue
+            queue.appendleft(by_key[key])
+        worker.given = []
+        worker.close()
+        self.workers[self.workers.index(worker)] = _Worker(self)
+
+
+def _given_up(result: SubmissionResult, attempts: int) -> SubmissionResult:
+    reason, fix = faults.retry_message(attempts, result.reason)
+    return dataclasses.replace(result, reason=reason, fix=fix)
+
+
+def _died_result(context: Context, work: Work, why: str, attempts: int) -> SubmissionResult:
+    from grader import pipeline
+
+    reason, fix = faults.retry_message(attempts, why)
+    return pipeline.ungradable(context, work.path, work.name, reason, fix, grader_error=True)
