@@ -14,7 +14,7 @@ def checks(result):
     return {c.id: c for c in result.checks}
 
 
-@pytest.mark.parametrize("name", ["solution", "global_pooling", "categorical_loss", "colab_download"])
+@pytest.mark.parametrize("name", ["solution", "global_pooling", "colab_download"])
 def test_full_marks(graded, name):
     result = graded[0][name]
     assert result.status == "graded"
@@ -29,8 +29,12 @@ def test_solution_summary_and_curves(graded):
     assert len(result.training["history"]["val_accuracy"]) == result.provenance["epochs"]
 
 
-def test_categorical_loss_is_fed_one_hot_labels(graded):
-    assert "one-hot labels" in checks(graded[0]["categorical_loss"])["compile"].message
+def test_categorical_loss_does_not_fit_the_labs_class_index_labels(graded):
+    result = checks(graded[0]["categorical_loss"])
+    assert result["compile"].status == "failed" and "expects one-hot labels, but this lab's labels are class indices" in result["compile"].message
+    assert "use loss='sparse_categorical_crossentropy'" in result["compile"].message
+    assert result["accuracy"].status == "failed" and "not trained" in result["accuracy"].message  # as the lab's own fit fails
+    assert [c.id for c in graded[0]["categorical_loss"].checks if c.status == "passed"] == ["runs", "structure", "frozen"]
 
 
 def test_colab_download_matched_by_headings(graded):
