@@ -109,6 +109,15 @@ TF_ACTIVATIONS = {
 }
 
 
+# Losses and metrics given as Keras functions (`tf.keras.losses.sparse_categorical_crossentropy`)
+# are saved the same way; they are kept as they are, by name.
+KERAS_FUNCTIONS = frozenset(
+    """sparse_categorical_crossentropy categorical_crossentropy binary_crossentropy mean_squared_error
+    mean_absolute_error kl_divergence categorical_hinge hinge sparse_categorical_accuracy categorical_accuracy
+    binary_accuracy accuracy sparse_top_k_categorical_accuracy top_k_categorical_accuracy""".split()
+)
+
+
 def vetted(config: Any, what: str) -> Any:
     """`config` with TensorFlow activation functions named as Keras activations, after
     checking every object it names (nested ones too) against the allow-list: a class
@@ -125,8 +134,11 @@ def vetted(config: Any, what: str) -> Any:
             return node
         if node.get("class_name") == "function":
             name, module = node.get("config"), str(node.get("module"))
-            if isinstance(name, str) and name in TF_ACTIVATIONS and (module in ("None", "builtins") or module.startswith(("keras", "tensorflow"))):
+            known = module in ("None", "builtins") or module.startswith(("keras", "tensorflow"))
+            if known and isinstance(name, str) and name in TF_ACTIVATIONS:
                 return TF_ACTIVATIONS[name]
+            if known and name in KERAS_FUNCTIONS:
+                return node
             refused.add(f"the function {name!r}")
             return node
         if "class_name" in node:
@@ -250,6 +262,8 @@ def _from_config(model_json: str):
         config = json.loads(model_json)
     except (ValueError, RecursionError) as error:
         raise Refused(f"the model's config is not valid JSON ({error})") from None
+    if isinstance(config, dict):
+        config.pop("compile_config", None)  # the compile settings are read, and vetted, from compile.json
     config = vetted(config, "model")
     try:
         return keras.saving.deserialize_keras_object(config, safe_mode=True)

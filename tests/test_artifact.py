@@ -2,6 +2,7 @@
 and nothing of the submission before can remain in it."""
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -50,3 +51,61 @@ def test_a_model_with_weights_but_no_weights_file_is_refused(keras, tmp_path):
     artifact.rebuild(config, path)
     with pytest.raises(artifact.Refused, match="saved no weights"):
         artifact.rebuild(config, None)
+
+
+def test_tensorflow_activation_functions_are_read_as_keras_activations(keras, tmp_path):
+    import json
+
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation=tf.nn.relu), keras.layers.Dense(2, activation=tf.nn.softmax)])
+    path = str(tmp_path / "tf.weights.h5")
+    model.save_weights(path)
+    assert "softmax_v2" in model.to_json()  # how Keras saves tf.nn.softmax
+    rebuilt = artifact.rebuild(model.to_json(), path)
+    assert [layer.activation.__name__ for layer in rebuilt.layers] == ["relu", "softmax"]
+    assert json.loads(model.to_json())  # unchanged
+
+
+@pytest.mark.parametrize("hidden, fragment", [
+    ({"module": "keras.layers", "class_name": "Lambda", "config": {}, "registered_name": None}, "uses Lambda"),
+    ({"module": "builtins", "class_name": "function", "config": "exec", "registered_name": "function"}, "the function 'exec'"),
+    ({"module": "my_package", "class_name": "Dense", "config": {}, "registered_name": None}, "Dense from my_package"),
+    ({"module": "keras.layers", "class_name": "Dense", "config": {}, "registered_name": "Custom>Dense"}, "registered as Custom>Dense"),
+])
+def test_anything_outside_the_allow_list_is_refused_wherever_it_hides(keras, tmp_path, hidden, fragment):
+    import json
+
+    config, path = saved(keras, tmp_path, "hide", 1.0)
+    data = json.loads(config)
+    data["config"]["layers"][-1]["config"]["activation"] = hidden
+    with pytest.raises(artifact.Refused, match=fragment):
+        artifact.rebuild(json.dumps(data), path)
+    with pytest.raises(artifact.Refused, match=fragment):
+        artifact.vetted({"optimizer": {"class_name": "Adam", "config": {"learning_rate": hidden}}}, "compile settings")
+
+
+def test_a_config_nested_too_deeply_is_refused():
+    deep: dict = {}
+    for _ in range(artifact.MAX_DEPTH + 5):
+        deep = {"config": deep}
+    with pytest.raises(artifact.Refused, match="nested more than"):
+        artifact.vetted(deep, "model")
+
+
+def test_a_weights_file_that_declares_more_than_the_model_has_is_refused_before_it_is_read(keras, tmp_path):
+    import h5py
+
+    config, path = saved(keras, tmp_path, "bomb", 1.0)
+    with h5py.File(path, "a") as handle:
+        handle.create_dataset("layers/head/vars/2", shape=(2**28,), dtype="float32", fillvalue=1.0)  # 1 GiB declared, a few bytes stored
+    assert os.path.getsize(path) < 2**20
+    with pytest.raises(artifact.Refused, match="none of the model's variables"):
+        artifact.rebuild(config, path)
+
+
+def test_a_model_over_the_parameter_budget_is_refused(keras, tmp_path):
+    config, path = saved(keras, tmp_path, "big", 1.0)  # 4 * 3 + 3 = 15 parameters
+    assert artifact.rebuild(config, path, max_parameters=15)
+    with pytest.raises(artifact.Refused, match="has 15 parameters, more than the 14"):
+        artifact.rebuild(config, path, max_parameters=14)
