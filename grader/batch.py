@@ -15,17 +15,17 @@ import sys
 
 import tqdm
 
-from grader import cgroups, gradebook, notebook, release as release_mod, report, sandbox
+from grader import cgroups, gradebook, notebook, preflight, report, sandbox
 from grader import context as context_mod
-from grader.context import STATE, Context
+from grader.context import Context
 from grader.errors import GraderError
 from grader.executors import LocalPool, Work
 from grader.manifest import Manifest
 from grader.results import SubmissionResult
-from grader.storage import write_atomic
 from reference.hashing import file_sha256
 
 BUDGET_MULTIPLE = 10  # default largest model: this many times the lab's solution's parameters
+GIVE_UP_AFTER = 3  # notebooks in a row the grader failed on (each after its attempts) before the batch stops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,22 @@ def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple
         book.close()
 
 
+def check(manifest: Manifest, options: Options) -> preflight.Preflight:
+    """Preflight alone: everything `grade` checks before grading anyone (see grader/preflight.py)."""
+    os.makedirs(options.out_dir, exist_ok=True)
+    context = context_mod.resolve(
+        manifest, options.out_dir, data=options.data, weights=options.weights, allow_unsandboxed=options.allow_unsandboxed,
+        cache_dir=options.cache_dir, use_cache=options.use_cache,
+    )
+    book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
+    workers = _Workers(context, 1, options.worker)
+    try:
+        return preflight.run(context, workers.get, book, options.out_dir, options.regrade)
+    finally:
+        workers.close()
+        book.close()
+
+
 class _Workers:
     """The pool, started only when something needs grading."""
 
@@ -138,7 +154,8 @@ def _grade_batch(context: Context, files: list[str], options: Options, book: gra
     workers = _Workers(context, min(options.jobs or default_jobs(), max(1, len(todo))), options.worker)
     progress = None
     try:
-        reference = _reference(context, workers, book, options)
+        reference = preflight.run(context, workers.get, book, options.out_dir, options.regrade).solution
+        report.save_reference(reference, options.out_dir)
         for name, result in results.items():
             _write_reports(result, paths[name], options.out_dir, reference)
         budget = manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
@@ -146,9 +163,19 @@ def _grade_batch(context: Context, files: list[str], options: Options, book: gra
         if todo:
             pool = workers.get()
             pool.set("max_parameters", budget)
+            failed_in_a_row = 0
             for work, result in pool.grade(Work(digest, *places[0]) for digest, places in todo.items()):
                 if not result.provenance.get("grader_error"):
                     book.put(context.fingerprint, result)
+                    failed_in_a_row = 0
+                else:
+                    failed_in_a_row += 1
+                    if failed_in_a_row >= GIVE_UP_AFTER:
+                        raise GraderError(
+                            f"the grader failed on {failed_in_a_row} notebooks in a row ({result.reason}); "
+                            "the batch stops rather than give the rest of the class that scorecard",
+                            hint="the results so far are kept; fix the cause and run again: what is done is not graded twice",
+                        )
                 for path, name in todo[work.key]:
                     results[name] = _as_submitted(result, path, name)
                     _write_reports(results[name], path, options.out_dir, reference)
@@ -161,28 +188,6 @@ def _grade_batch(context: Context, files: list[str], options: Options, book: gra
         workers.close()
     ordered = [results[name] for name in sorted(results)]
     return ordered, report.write_class(ordered, options.out_dir, manifest.title)
-
-
-def _reference(context: Context, workers: _Workers, book: gradebook.Gradebook, options: Options) -> SubmissionResult:
-    """The lab's solution graded in the same harness: its curves go beside each student's,
-    and its size sets the largest model the grader rebuilds."""
-    from grader import scenarios
-
-    path = os.path.join(options.out_dir, STATE, "solution.ipynb")
-    content = scenarios.make(context.release, release_mod.build(context.manifest)[1], ["solution.ipynb"])["solution.ipynb"]
-    write_atomic(path, content)
-    digest = file_sha256(path)
-    stored = None if options.regrade else book.get(context.manifest.name, context.manifest.version, context.fingerprint, digest)
-    if stored is not None:
-        result = stored[0]
-    else:
-        [(_, result)] = list(workers.get().grade([Work(digest, path, "reference-solution")]))
-        if result.provenance.get("grader_error"):
-            raise GraderError(f"the grader could not grade the lab's own solution: {result.reason}",
-                              hint="nothing was graded; see the message above, fix it and run again")
-        book.put(context.fingerprint, result)
-    report.save_reference(result, options.out_dir)
-    return result
 
 
 def _write_reports(result: SubmissionResult, path: str, out_dir: str, reference: SubmissionResult) -> None:

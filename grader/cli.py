@@ -18,9 +18,15 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"grader {grader.__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    release = commands.add_parser("release", help="write the student playground and the release record")
+    release = commands.add_parser("release", help="check the assignment, then write the student playground and the release record")
     release.add_argument("assignment", help="folder with assignment.toml and the source notebook")
     release.add_argument("--out", required=True, help="folder to write the playground and release.json to")
+    release.add_argument("--no-check", action="store_true", help="write them without grading the solution and the playground first")
+    _grading_flags(release)
+
+    check = commands.add_parser("check", help="preflight: the manifest, data, weights, strategy and sandbox work, the solution gets full marks and the playground does not")
+    check.add_argument("assignment", help="folder with assignment.toml and the source notebook")
+    _grading_flags(check)
 
     grade = commands.add_parser("grade", help="grade submitted notebooks")
     grade.add_argument("assignment", help="folder with assignment.toml and the source notebook")
@@ -75,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 def _release(args) -> int:
     from grader import manifest, release
 
-    built, playground = release.build(manifest.load(args.assignment))
+    loaded = manifest.load(args.assignment)
+    built, playground = release.build(loaded)
+    if not args.no_check:
+        _preflight(loaded, args)
     paths = release.write(built, playground, args.out)
     print(f"playground: {paths['playground']}\nrelease record: {paths['record']}")
     return 0
@@ -95,6 +104,27 @@ def _options(args):
         jobs=args.jobs,
         regrade=args.regrade,
     )
+
+
+def _check(args) -> int:
+    from grader import manifest
+
+    _preflight(manifest.load(args.assignment), args)
+    return 0
+
+
+def _preflight(loaded, args) -> None:
+    """Run the preflight in a scratch folder; print what passed (a failure raises)."""
+    import tempfile
+
+    from grader import batch
+
+    with tempfile.TemporaryDirectory(prefix="grader-check-") as scratch:
+        options = _options(argparse.Namespace(**{**vars(args), "out": scratch, "regrade": True, "quiet": True}))
+        found = batch.check(loaded, options)
+    print(f"preflight of {loaded.name}: passed")
+    for line in found.lines():
+        print(f"  {line}")
 
 
 def _positive_int(text: str) -> int:
@@ -183,4 +213,4 @@ def _cache(args) -> int:
     return 0
 
 
-COMMANDS = {"release": _release, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report, "export": _export}
+COMMANDS = {"release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report, "export": _export}
