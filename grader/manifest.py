@@ -18,6 +18,8 @@ from typing import Any, Callable
 from grader.errors import ManifestError
 
 STRATEGIES = ("auto", "tpu", "gpu", "cpu")
+COUNTS = ("latest", "best")
+VISIBILITY = ("visible", "hidden", "after_due_date", "after_published")
 LABELS = ("class_index", "one_hot")
 REQUIRED = object()
 
@@ -43,6 +45,22 @@ def _positive(value) -> str:
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
     return lambda value: "" if value in choices else f"{value!r} is not one of {', '.join(choices)}"
+
+
+def _fraction(value) -> str:
+    return "" if 0 <= value <= 1 else f"must be between 0 and 1, got {value}"
+
+
+def _moment(value) -> str:
+    if not value:
+        return ""
+    try:
+        import datetime
+
+        datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return ""
+    except ValueError:
+        return f"{value!r} is not a date and time: write it as 2026-12-01T23:59:00+00:00"
 
 
 def _ids(value) -> str:
@@ -89,6 +107,15 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
             "Largest model the grader rebuilds and trains, in parameters; 0: ten times the lab's solution.",
             lambda v: "" if v >= 0 else f"must be 0 or more, got {v}"),
     )),
+    "class": ("How a class's submissions become grades.", (
+        Key("count", str, "latest", "Which of a student's submissions counts: latest or best.", _one_of(COUNTS)),
+        Key("due", str, "", "Due date and time (ISO 8601, e.g. 2026-12-01T23:59:00+00:00); empty: no due date.", _moment),
+        Key("late_penalty_per_day", (int, float), 0.0, "Fraction of the points taken per day (or part of one) late.", _fraction),
+        Key("late_cap", (int, float), 1.0, "Largest fraction of the points lateness can take.", _fraction),
+        Key("visibility", str, "after_published",
+            "When students see their results in exports that can hide them (Gradescope): visible, hidden, "
+            "after_due_date or after_published.", _one_of(VISIBILITY)),
+    )),
 }
 CHECK_KEYS = (
     Key("id", str, REQUIRED, "Unique id of the check (a column of grades.csv)."),
@@ -129,6 +156,17 @@ class GraderLimits:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassRules:
+    """How a class's submissions become grades ([class])."""
+
+    count: str = "latest"
+    due: float | None = None  # seconds since the epoch
+    late_penalty_per_day: float = 0.0
+    late_cap: float = 1.0
+    visibility: str = "after_published"
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     directory: str
     name: str
@@ -148,6 +186,7 @@ class Manifest:
     labels: str = "class_index"
     fit_labels_to_loss: bool = False
     grader: GraderLimits = GraderLimits()
+    rules: ClassRules = ClassRules()
 
     @property
     def notebook_path(self) -> str:
@@ -202,12 +241,23 @@ def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
             artifact_mb=sandbox["file_mb"],
         ),
         grader=GraderLimits(**grader),
+        rules=_rules(values["class"]),
         checks=_checks(raw.get("checks", []), path),
     )
     ids = [check.id for check in manifest.checks]
     if len(set(ids)) != len(ids):
         raise ManifestError.at(path, "[[checks]]", f"check ids must be unique, got {ids}")
     return manifest
+
+
+def _rules(values: dict[str, Any]) -> ClassRules:
+    import datetime
+
+    due = None
+    if values["due"]:
+        moment = datetime.datetime.fromisoformat(values["due"].replace("Z", "+00:00"))
+        due = (moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)).timestamp()
+    return ClassRules(values["count"], due, float(values["late_penalty_per_day"]), float(values["late_cap"]), values["visibility"])
 
 
 def _table(raw: dict, table: str, path: str) -> dict[str, Any]:
