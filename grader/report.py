@@ -6,7 +6,6 @@ re-renders byte for byte what grading wrote.
 from __future__ import annotations
 
 import collections
-import copy
 import csv
 import glob
 import io
@@ -16,12 +15,11 @@ import re
 
 import jinja2
 
-from grader import charts
+from grader import charts, render_notebook
 from grader.results import SubmissionResult
 from grader.storage import write_atomic
 
 STATE = ".grader"  # the folder, inside the output folder, for what rendering needs besides results
-MAX_NOTEBOOK_OUTPUT = 256 * 1024  # bytes of one output kept in the rendered notebook
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("grader", "templates"),
@@ -138,37 +136,14 @@ def _check_ids(results: list[SubmissionResult]) -> list[str]:
 # --- the student's notebook ----------------------------------------------------------
 
 
-def write_notebook(notebook, folder: str, title: str) -> str:
+def write_notebook(notebook, folder: str, title: str, budget: render_notebook.Budget = render_notebook.BUDGET) -> str:
     """The submitted notebook as HTML beside its scorecard: outputs kept (each capped),
-    rich HTML and JavaScript outputs dropped, markdown sanitized."""
-    from nbconvert import HTMLExporter
-
-    notebook = copy.deepcopy(notebook)
-    for cell in notebook.cells:
-        if cell.get("cell_type") == "code":
-            cell["outputs"] = [_safe_output(o) for o in cell.get("outputs", [])]
-    exporter = HTMLExporter(template_name="basic", sanitize_html=True)
-    body, _ = exporter.from_notebook_node(notebook)
+    rich HTML and JavaScript outputs dropped, markdown rendered and sanitised; rendered in
+    a child process within `budget`, else shown as plain text with a note saying why."""
+    rendering = render_notebook.render(notebook, budget)
     path = os.path.join(folder, "notebook.html")
-    write_atomic(path, _ENV.get_template("notebook.html.j2").render(title=title, body=body))
+    write_atomic(path, _ENV.get_template("notebook.html.j2").render(title=title, rendering=rendering))
     return path
-
-
-def _safe_output(output: dict) -> dict:
-    output = dict(output)
-    data = output.get("data")
-    if isinstance(data, dict):
-        kept = {k: v for k, v in data.items() if k in ("text/plain", "image/png", "image/jpeg")}
-        if len(json.dumps(kept)) > MAX_NOTEBOOK_OUTPUT:
-            kept = {"text/plain": f"[output of {len(json.dumps(kept)) // 1024} KiB left out]"}
-        output["data"] = kept or {"text/plain": "[rich output left out]"}
-    text = output.get("text")
-    if isinstance(text, (str, list)):
-        text = "".join(text) if isinstance(text, list) else text
-        if len(text) > MAX_NOTEBOOK_OUTPUT:
-            text = text[: MAX_NOTEBOOK_OUTPUT // 2] + "\n[... output cut ...]\n" + text[-MAX_NOTEBOOK_OUTPUT // 2 :]
-        output["text"] = text
-    return output
 
 
 # --- re-rendering ------------------------------------------------------------------------
