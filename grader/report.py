@@ -5,9 +5,11 @@ re-renders byte for byte what grading wrote.
 
 from __future__ import annotations
 
+import base64
 import collections
 import csv
 import glob
+import hashlib
 import io
 import json
 import os
@@ -28,6 +30,23 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+SORT_SCRIPT = _ENV.loader.get_source(_ENV, "sort.js")[0]  # the class report's only script
+
+
+def content_security_policy(scripts: tuple[str, ...] = ()) -> str:
+    """The policy every page carries: nothing is fetched, framed or submitted; images only
+    from data: URLs; styles inline; scripts only the `scripts` given, each allowed by its hash."""
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
+    script_src = " ".join(hashes) or "'none'"
+    return (
+        f"default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-src 'none'"
+    )
+
+
+def _page(template: str, scripts: tuple[str, ...] = (), **context) -> str:
+    """A page rendered from `template`, with its Content-Security-Policy."""
+    return _ENV.get_template(template).render(csp=content_security_policy(scripts), **context)
 
 
 def write_submission(result: SubmissionResult, out_dir: str, reference: SubmissionResult | None = None) -> str:
@@ -36,7 +55,7 @@ def write_submission(result: SubmissionResult, out_dir: str, reference: Submissi
     try:
         page = render_scorecard(result, reference, os.path.exists(os.path.join(folder, "notebook.html")))
     except Exception as error:  # a rendering bug must cost one page its looks, never the batch
-        page = _ENV.get_template("fallback.html.j2").render(r=result, error=f"{type(error).__name__}: {error}")
+        page = _page("fallback.html.j2", r=result, error=f"{type(error).__name__}: {error}")
     write_atomic(os.path.join(folder, "scorecard.html"), page)
     return folder
 
@@ -55,7 +74,8 @@ def render_scorecard(result: SubmissionResult, reference: SubmissionResult | Non
         loss["solution, validation"] = reference_history.get("val_loss", [])
     curves = [charts.line_chart("accuracy", accuracy, threshold_of(result), unit_range=True), charts.line_chart("loss", loss)] if history else []
     structure = next((c for c in result.checks if "expected" in c.evidence), None)
-    return _ENV.get_template("scorecard.html.j2").render(
+    return _page(
+        "scorecard.html.j2",
         r=result,
         curves=[c for c in curves if c is not None],
         confusion=_confusion(result.training),
@@ -93,7 +113,10 @@ def render_index(results: list[SubmissionResult], title: str) -> str:
     }
     max_score = max((r.max_score for r in results), default=0.0)
     chart = charts.histogram("scores", [r.score for r in graded], max_score) if graded else None
-    return _ENV.get_template("index.html.j2").render(
+    return _page(
+        "index.html.j2",
+        (SORT_SCRIPT,),
+        sort_script=SORT_SCRIPT,
         title=title, results=results, check_ids=check_ids, pass_rates=pass_rates, chart=chart, failures=common_failures(graded)
     )
 
@@ -142,7 +165,7 @@ def write_notebook(notebook, folder: str, title: str, budget: render_notebook.Bu
     a child process within `budget`, else shown as plain text with a note saying why."""
     rendering = render_notebook.render(notebook, budget)
     path = os.path.join(folder, "notebook.html")
-    write_atomic(path, _ENV.get_template("notebook.html.j2").render(title=title, rendering=rendering))
+    write_atomic(path, _page("notebook.html.j2", title=title, rendering=rendering))
     return path
 
 

@@ -1,0 +1,91 @@
+"""Pages from hand-made results (no grading): the Content-Security-Policy of every page."""
+
+import base64
+import hashlib
+import os
+
+import pytest
+
+from grader import report
+from grader.results import CheckResult, SubmissionResult
+from test_reports import Markup
+
+PROVENANCE = {  # as the pipeline writes it today
+    "batch_size": 32, "dataset": "flowers/*.tfrec (16 files)", "device": "CPU", "epochs": 6, "grader_version": "0.1.0",
+    "image_size": 96, "matched_by": "ids", "replicas": 1, "sandbox": True, "sandbox_seconds": 7.67, "seconds": 17.51,
+    "seed": 42, "stopped_by": None, "strategy": "_DefaultDistributionStrategy on 1 CPU replica(s)",
+    "training": "fast path: head trained on cached outputs of mobilenetv2_1.00_96", "training_seconds": 6.33,
+    "weights": "demo mobilenet_v2_demo_no_top.h5 sha256:8267bfd2bbf52333",
+}
+
+
+def accuracy(status, figure, cause=""):
+    said = f"validation accuracy {figure:.3f} after 6 epochs of training in the grader"
+    verdict = f"{said}: 0.70 earns all points, 0.50 earns 50%" if status == "partial" else f"{said}, below the 0.70 the lab expects"
+    return CheckResult("accuracy", "Validation accuracy", status, 15.0 if status == "partial" else 0.0, 30.0,
+                       verdict + (f"; {cause}" if cause else ""), evidence={"val_accuracy": figure, "threshold": 0.7})
+
+
+def submission(name, *checks, **fields):
+    checks = checks or (CheckResult("runs", "The model cell runs", "passed", 10.0, 10.0, "the answer cell ran without errors"),)
+    fields = {"status": "graded", "score": sum(c.score for c in checks), "max_score": sum(c.max_score for c in checks), **fields}
+    return SubmissionResult("keras_flowers_transfer", "1", name, f"{name}.ipynb", "ab" * 32, checks=tuple(checks), **fields)
+
+
+class Page(Markup):
+    """A page's tags in order, its Content-Security-Policy, scripts and text."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.order, self.policies = [], []
+        self.feed(open(path, encoding="utf-8").read())
+
+    def handle_starttag(self, tag, attrs):
+        self.order.append(tag)
+        if tag == "meta" and (dict(attrs).get("http-equiv") or "").lower() == "content-security-policy":
+            self.policies.append(dict(attrs)["content"])
+        super().handle_starttag(tag, attrs)
+
+    def directives(self):
+        return {d.split()[0]: d.split()[1:] for d in self.policies[0].split(";")}
+
+
+@pytest.fixture
+def pages(tmp_path):
+    """Every kind of page the grader writes, for two submissions."""
+    results = [submission("alice", cells=({"key": "model", "role": "answer", "source": "x = 1", "status": "ok"},), provenance=PROVENANCE),
+               submission("bob", accuracy("failed", 0.2, "freeze it"))]
+    results.append(submission("carol", model={"layers": "not a list"}))  # the scorecard cannot be drawn: the fallback page
+    report.write_notebook({"cells": [{"cell_type": "markdown", "source": "## Imports"}]}, str(tmp_path / "alice"), "alice")
+    for result in results:
+        report.write_submission(result, str(tmp_path))
+    report.write_class(results, str(tmp_path), "Class")
+    return tmp_path
+
+
+def test_every_page_carries_a_strict_policy_before_anything_it_governs(pages):
+    paths = ["index.html", "alice/scorecard.html", "alice/notebook.html", "bob/scorecard.html", "carol/scorecard.html"]
+    assert "could not be drawn" in "".join(Page(pages / "carol" / "scorecard.html").text)
+    for path in paths:
+        page = Page(pages / path)
+        assert len(page.policies) == 1 and page.order[:3] == ["html", "head", "meta"] and page.order[3] == "meta", path
+        directives = page.directives()
+        assert directives["default-src"] == ["'none'"] and directives["img-src"] == ["data:"]
+        assert directives["style-src"] == ["'unsafe-inline'"] and directives["frame-src"] == ["'none'"]
+        assert directives["base-uri"] == ["'none'"] and directives["form-action"] == ["'none'"]
+        allowed = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in page.scripts]
+        assert directives["script-src"] == (allowed or ["'none'"]), path
+    assert len(Page(pages / "index.html").scripts) == 1
+
+
+def test_the_sort_script_hash_follows_the_script():
+    policy = report.content_security_policy(("a",))
+    assert "script-src 'sha256-ypeBEsobvcr6wjGzmiPcTaeG7/gUfE5yuYB3ha/uSLs='" in policy  # sha256 of "a", as CSP spells it
+    assert report.content_security_policy() != report.content_security_policy((report.SORT_SCRIPT,))
+
+
+def test_pages_are_deterministic(pages, tmp_path):
+    before = {name: open(pages / name, "rb").read() for name in ("index.html", "grades.csv", "alice/scorecard.html")}
+    report.rerender(str(pages))
+    assert {name: open(pages / name, "rb").read() for name in before} == before
+    assert os.path.exists(pages / "alice" / "notebook.html")
