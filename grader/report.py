@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import base64
 import collections
-import csv
 import glob
 import hashlib
-import io
 import json
 import os
 import re
 
 import jinja2
 
-from grader import charts, render_notebook
+from grader import charts, exports, render_notebook
 from grader.results import SubmissionResult
 from grader.storage import write_atomic
 
@@ -138,15 +136,14 @@ def common_failures(results: list[SubmissionResult], limit: int = 10) -> list[di
 
 def grades_csv(results: list[SubmissionResult]) -> str:
     """One row per submission. Columns: submission, file, sha256, status, score, max_score,
-    then one column per check id holding that check's points."""
+    then one column per check id holding that check's points. Text that a spreadsheet
+    would take for a formula starts with a single quote."""
     check_ids = _check_ids(results)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["submission", "file", "sha256", "status", "score", "max_score", *check_ids])
+    rows = []
     for r in sorted(results, key=lambda r: r.submission):
         scores = {c.id: c.score for c in r.checks}
-        writer.writerow([r.submission, r.file, r.sha256, r.status, r.score, r.max_score, *(scores.get(c, "") for c in check_ids)])
-    return buffer.getvalue()
+        rows.append([r.submission, r.file, r.sha256, r.status, r.score, r.max_score, *(scores.get(c, "") for c in check_ids)])
+    return exports.csv_text(["submission", "file", "sha256", "status", "score", "max_score", *check_ids], rows)
 
 
 def _check_ids(results: list[SubmissionResult]) -> list[str]:

