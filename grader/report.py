@@ -15,7 +15,7 @@ import re
 
 import jinja2
 
-from grader import charts, exports, render_notebook
+from grader import charts, exports, render_notebook, wording
 from grader.results import SubmissionResult
 from grader.storage import write_atomic
 
@@ -79,6 +79,8 @@ def render_scorecard(result: SubmissionResult, reference: SubmissionResult | Non
         confusion=_confusion(result.training),
         structure=structure,
         notebook=notebook,
+        cells=[(cell, wording.cell_label(cell)) for cell in result.cells],
+        provenance=wording.provenance(result.provenance),
     )
 
 

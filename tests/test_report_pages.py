@@ -1,5 +1,5 @@
 """Pages and CSV files from hand-made results (no grading): the Content-Security-Policy of
-every page, spreadsheet-safe CSV."""
+every page, spreadsheet-safe CSV, provenance and cells in words."""
 
 import base64
 import csv
@@ -113,6 +113,28 @@ def test_canvas_export_neutralises_names_and_keeps_points_numeric():
 
 def test_a_negative_score_column_is_still_a_number():
     assert exports.spreadsheet_cell(-1.5) == -1.5 and exports.spreadsheet_cell("-1.5") == "'-1.5"
+
+
+def test_the_scorecard_says_how_it_was_graded_in_words(pages):
+    text = " ".join(Page(pages / "alice" / "scorecard.html").text)
+    assert "Trained on the CPU, one replica, fast path: only the head was trained, on cached outputs of the frozen base" in text
+    assert "The sandbox run took 7.7 s and ended normally." in text and "6 epochs, batches of 32, seed 42" in text
+    for raw in ("_DefaultDistributionStrategy", "stopped_by", "None", "matched_by", "sandbox_seconds"):
+        assert raw not in text
+
+
+@pytest.mark.parametrize("cell, label", [
+    ({"role": "answer", "source": "# YOUR CODE HERE", "status": "ok"}, "answer · ran, but still holds the placeholder"),
+    ({"role": "answer", "source": "model = build()", "status": "ok"}, "answer · ran without error"),
+    ({"role": "answer", "source": "1/0", "status": "error", "error": {"name": "ZeroDivisionError", "message": "division by zero", "traceback": ""}}, "answer · raised ZeroDivisionError"),
+    ({"role": "answer", "source": "x", "status": "not run"}, "answer · not run"),
+    ({"role": "changed locked cell", "source": "", "status": "replaced by the assignment's version"}, "changed locked cell · replaced by the assignment's version"),
+    ({"role": "added", "source": "print(1)", "status": "ok"}, "added by the student · ran without error"),
+    ({"role": "added", "source": "raise ValueError", "status": "error", "error": {"name": "ValueError", "message": "", "traceback": ""}}, "added by the student · raised ValueError"),
+])
+def test_a_cell_label_says_what_happened_to_it(cell, label, tmp_path):
+    report.write_submission(submission("ann", cells=({"key": "model", **cell},)), str(tmp_path))
+    assert label in Page(tmp_path / "ann" / "scorecard.html").text
 
 
 def test_pages_are_deterministic(pages, tmp_path):
