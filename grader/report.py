@@ -121,19 +121,45 @@ def render_index(results: list[SubmissionResult], title: str) -> str:
     )
 
 
+FIGURE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?|\b(?:nan|inf)\b")
+CODE = re.compile(r"`[^`]*`")  # a student's line of code, quoted in a message
+
+
 def common_failures(results: list[SubmissionResult], limit: int = 10) -> list[dict]:
-    """Failed checks grouped by what they said (numbers aside), most common first."""
+    """Failed checks grouped by kind (see `failure_kind`), most common first; `who` names
+    each student, with the figure measured against a threshold, if any."""
     groups: dict[tuple[str, str], list] = collections.defaultdict(list)
     for result in results:
         for check in result.checks:
             if check.status in ("failed", "partial", "error"):
-                pattern = re.sub(r"\d+(\.\d+)?", "#", check.message)
-                groups[(check.title, pattern)].append((result.submission, check.message))
+                groups[failure_kind(check)].append((result.submission, check))
     ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     return [
-        {"check": title, "count": len(members), "example": members[0][1], "students": [name for name, _ in members]}
+        {
+            "check": title,
+            "count": len(members),
+            "example": members[0][1].message,
+            "students": [name for name, _ in members],
+            "who": [f"{name} ({figure})" if figure else name for name, figure in ((n, _measured(c)) for n, c in members)],
+        }
         for (title, _), members in ranked[:limit]
     ]
+
+
+def failure_kind(check) -> tuple[str, str]:
+    """What a failed check said, its figures and quoted code folded: one kind, one key.
+    A figure measured against a threshold (its evidence has "threshold") earns partial
+    credit or none depending on where it fell, and the message says so before its "; ";
+    the kind is what follows: why the figure is low."""
+    message = check.message.partition("; ")[2] if "threshold" in check.evidence else check.message
+    return check.title, CODE.sub("`…`", FIGURE.sub("#", message))
+
+
+def _measured(check) -> str:
+    if "threshold" not in check.evidence:
+        return ""
+    figure = next((v for k, v in check.evidence.items() if k != "threshold" and isinstance(v, (int, float))), None)
+    return f"{figure:.3f}" if figure is not None else ""
 
 
 def grades_csv(results: list[SubmissionResult]) -> str:

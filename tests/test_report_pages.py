@@ -1,5 +1,5 @@
 """Pages and CSV files from hand-made results (no grading): the Content-Security-Policy of
-every page, spreadsheet-safe CSV, provenance and cells in words."""
+every page, spreadsheet-safe CSV, failures grouped by kind, provenance and cells in words."""
 
 import base64
 import csv
@@ -115,6 +115,34 @@ def test_a_negative_score_column_is_still_a_number():
     assert exports.spreadsheet_cell(-1.5) == -1.5 and exports.spreadsheet_cell("-1.5") == "'-1.5"
 
 
+def test_accuracy_failures_with_different_figures_are_one_row():
+    softmax = "the last layer is Dense(5, linear), so the loss reads its raw outputs as probabilities: use activation='softmax'"
+    rate = "the optimizer's learning rate is {}, so the model cannot learn: use optimizer='adam'"
+    results = [
+        submission("ann", accuracy("partial", 0.55, softmax)),
+        submission("ben", accuracy("failed", 0.217, softmax)),
+        submission("cat", accuracy("failed", 0.2, rate.format("0.0"))),
+        submission("dan", accuracy("failed", 0.31, rate.format("-0.001"))),
+        submission("eve", accuracy("failed", 0.4, rate.format("1e-07"))),
+        submission("fay", accuracy("failed", 0.45)),
+    ]
+    failures = report.common_failures(results)
+    assert [(f["count"], f["students"]) for f in failures] == [(3, ["cat", "dan", "eve"]), (2, ["ann", "ben"]), (1, ["fay"])]
+    assert failures[1]["who"] == ["ann (0.550)", "ben (0.217)"]
+
+
+def test_other_failures_fold_numbers_and_quoted_code_but_keep_their_words():
+    def runs(message):
+        return CheckResult("runs", "The model cell runs", "failed", 0.0, 10.0, message)
+
+    results = [
+        submission("ann", runs("the answer cell raised NameError at line 3 `modle.fit()`: name 'modle' is not defined")),
+        submission("ben", runs("the answer cell raised NameError at line 12 `x = modle`: name 'modle' is not defined")),
+        submission("cat", runs("the cell still holds the placeholder `# YOUR CODE HERE`: write your code in its place")),
+    ]
+    assert [(f["count"], f["who"]) for f in report.common_failures(results)] == [(2, ["ann", "ben"]), (1, ["cat"])]
+
+
 def test_the_scorecard_says_how_it_was_graded_in_words(pages):
     text = " ".join(Page(pages / "alice" / "scorecard.html").text)
     assert "Trained on the CPU, one replica, fast path: only the head was trained, on cached outputs of the frozen base" in text
@@ -135,6 +163,11 @@ def test_the_scorecard_says_how_it_was_graded_in_words(pages):
 def test_a_cell_label_says_what_happened_to_it(cell, label, tmp_path):
     report.write_submission(submission("ann", cells=({"key": "model", **cell},)), str(tmp_path))
     assert label in Page(tmp_path / "ann" / "scorecard.html").text
+
+
+def test_class_page_lists_who_failed_with_their_figures(pages):
+    text = "".join(Page(pages / "index.html").text)
+    assert "bob (0.200)" in text
 
 
 def test_pages_are_deterministic(pages, tmp_path):
