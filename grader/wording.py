@@ -42,15 +42,15 @@ def provenance(facts: dict) -> list[tuple[str, str]]:
 
 
 def _sandbox(facts: dict) -> str:
-    if facts.get("sandbox") is False:
-        where = "The student's code ran without a sandbox (--no-sandbox)"
-    elif "sandbox_seconds" in facts:
-        where = "The sandbox run"
-    else:
-        return ""
-    took = f" took {_seconds(facts['sandbox_seconds'])}" if _is_number(facts.get("sandbox_seconds")) else ""
+    unsandboxed = facts.get("sandbox") is False
+    if "sandbox_seconds" not in facts:
+        return "The student's code ran without a sandbox (--no-sandbox)." if unsandboxed else ""
+    subject = "The run, without a sandbox (--no-sandbox)," if unsandboxed else "The sandbox run"
+    took = f" took {_seconds(facts['sandbox_seconds'])}" if _is_number(facts["sandbox_seconds"]) else " ran"
+    if _is_number(facts.get("sandbox_cpu_seconds")):
+        took += f" ({_seconds(facts['sandbox_cpu_seconds'])} of CPU time)"
     ended = STOPPED_BY.get(facts.get("stopped_by"), "was stopped")
-    return f"{where}{took} and {ended}." if "stopped_by" in facts else f"{where}{took}."
+    return f"{subject}{took} and {ended}." if "stopped_by" in facts else f"{subject}{took}."
 
 
 def _training(facts: dict) -> str:
@@ -107,10 +107,15 @@ def cell_label(cell: dict) -> str:
 
 
 def cell_outcome(cell: dict) -> str:
+    """What happened to a cell. Whether an answer holds code of the student's is the
+    pipeline's to say (`unanswered`: its code is the playground's, placeholders aside);
+    without it, a placeholder still in the cell is mentioned, not judged."""
     status = cell.get("status")
     if status == "ok":
-        if cell_rules.has_placeholder(str(cell.get("source") or "")):
-            return "ran, but still holds the placeholder"
+        if cell.get("unanswered"):
+            return "ran, but holds only the playground's placeholder"
+        if "unanswered" not in cell and cell_rules.has_placeholder(str(cell.get("source") or "")):
+            return "ran; the placeholder is still in it"
         return "ran without error"
     if status == "error":
         error = cell.get("error") if isinstance(cell.get("error"), dict) else {}

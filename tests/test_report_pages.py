@@ -147,12 +147,15 @@ def test_the_scorecard_says_how_it_was_graded_in_words(pages):
     text = " ".join(Page(pages / "alice" / "scorecard.html").text)
     assert "Trained on the CPU, one replica, fast path: only the head was trained, on cached outputs of the frozen base" in text
     assert "The sandbox run took 7.7 s and ended normally." in text and "6 epochs, batches of 32, seed 42" in text
+    assert "Version 0.1.0; grading took 17.5 s." in text and "Found by the cell ids the release recorded" in text
     for raw in ("_DefaultDistributionStrategy", "stopped_by", "None", "matched_by", "sandbox_seconds"):
         assert raw not in text
 
 
 @pytest.mark.parametrize("cell, label", [
-    ({"role": "answer", "source": "# YOUR CODE HERE", "status": "ok"}, "answer · ran, but still holds the placeholder"),
+    ({"role": "answer", "source": "# YOUR CODE HERE", "status": "ok", "unanswered": True}, "answer · ran, but holds only the playground's placeholder"),
+    ({"role": "answer", "source": "# YOUR CODE HERE\nmodel = build()", "status": "ok", "unanswered": False}, "answer · ran without error"),
+    ({"role": "answer", "source": "# YOUR CODE HERE", "status": "ok"}, "answer · ran; the placeholder is still in it"),
     ({"role": "answer", "source": "model = build()", "status": "ok"}, "answer · ran without error"),
     ({"role": "answer", "source": "1/0", "status": "error", "error": {"name": "ZeroDivisionError", "message": "division by zero", "traceback": ""}}, "answer · raised ZeroDivisionError"),
     ({"role": "answer", "source": "x", "status": "not run"}, "answer · not run"),
@@ -175,3 +178,16 @@ def test_pages_are_deterministic(pages, tmp_path):
     report.rerender(str(pages))
     assert {name: open(pages / name, "rb").read() for name in before} == before
     assert os.path.exists(pages / "alice" / "notebook.html")
+
+
+def test_provenance_words_cope_with_stops_other_strategies_and_missing_facts():
+    from grader import wording
+
+    said = dict(wording.provenance({**PROVENANCE, "stopped_by": "cell_timeout", "sandbox_cpu_seconds": 3.14, "device": "GPU",
+                                    "replicas": 2, "strategy": "MirroredStrategy on 2 GPU replica(s)", "training": "full training (base is trainable)"}))
+    assert said["Sandbox"] == "The sandbox run took 7.7 s (3.1 s of CPU time) and was stopped: a cell ran past its time limit."
+    assert said["Training"] == "Trained on GPUs, 2 replicas, with MirroredStrategy, full training (base is trainable), in 6.3 s."
+    assert dict(wording.provenance({"sandbox": False, "seconds": 1})) == {
+        "Sandbox": "The student's code ran without a sandbox (--no-sandbox).", "Grader": "Grading took 1.0 s."}
+    assert dict(wording.provenance({**PROVENANCE, "sandbox": False}))["Sandbox"] == "The run, without a sandbox (--no-sandbox), took 7.7 s and ended normally."
+    assert wording.provenance({}) == []
