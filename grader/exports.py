@@ -59,14 +59,33 @@ def read_roster(path: str) -> dict[str, dict]:
 
 
 def canvas_csv(results: list[SubmissionResult], roster: dict[str, dict], column: str) -> tuple[str, list[str]]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column])
-    unmatched = []
+    rows, unmatched = [], []
     for result in sorted(results, key=lambda r: r.submission):
         row = roster.get(result.file)
         if row is None:
             unmatched.append(result.file)
             row = {"student": result.submission, "id": ""}
-        writer.writerow([row["student"], row["id"], row.get("sis_user_id", ""), row.get("sis_login_id", ""), row.get("section", ""), f"{result.score:g}"])
-    return buffer.getvalue(), unmatched
+        points = int(result.score) if float(result.score).is_integer() else result.score
+        rows.append([row["student"], row["id"], row.get("sis_user_id", ""), row.get("sis_login_id", ""), row.get("section", ""), points])
+    return csv_text(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column], rows), unmatched
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value):
+    """`value` as a spreadsheet will show it: text that would start a formula (`=`, `+`,
+    `-`, `@`, tab, carriage return) gets a leading single quote; numbers are kept."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """A CSV file's text, every cell passed through `spreadsheet_cell`: names of files,
+    submissions and students are the students' to choose."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180; a text's bare CR is then quoted too
+    for row in [header, *rows]:
+        writer.writerow([spreadsheet_cell(value) for value in row])
+    return buffer.getvalue()

@@ -5,23 +5,21 @@ re-renders byte for byte what grading wrote.
 
 from __future__ import annotations
 
+import base64
 import collections
-import copy
-import csv
 import glob
-import io
+import hashlib
 import json
 import os
 import re
 
 import jinja2
 
-from grader import charts
+from grader import charts, exports, render_notebook, wording
 from grader.results import SubmissionResult
 from grader.storage import write_atomic
 
 STATE = ".grader"  # the folder, inside the output folder, for what rendering needs besides results
-MAX_NOTEBOOK_OUTPUT = 256 * 1024  # bytes of one output kept in the rendered notebook
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("grader", "templates"),
@@ -30,6 +28,23 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+SORT_SCRIPT = _ENV.loader.get_source(_ENV, "sort.js")[0]  # the class report's only script
+
+
+def content_security_policy(scripts: tuple[str, ...] = ()) -> str:
+    """The policy every page carries: nothing is fetched, framed or submitted; images only
+    from data: URLs; styles inline; scripts only the `scripts` given, each allowed by its hash."""
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
+    script_src = " ".join(hashes) or "'none'"
+    return (
+        f"default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-src 'none'"
+    )
+
+
+def _page(template: str, scripts: tuple[str, ...] = (), **context) -> str:
+    """A page rendered from `template`, with its Content-Security-Policy."""
+    return _ENV.get_template(template).render(csp=content_security_policy(scripts), **context)
 
 
 def write_submission(result: SubmissionResult, out_dir: str, reference: SubmissionResult | None = None) -> str:
@@ -38,7 +53,7 @@ def write_submission(result: SubmissionResult, out_dir: str, reference: Submissi
     try:
         page = render_scorecard(result, reference, os.path.exists(os.path.join(folder, "notebook.html")))
     except Exception as error:  # a rendering bug must cost one page its looks, never the batch
-        page = _ENV.get_template("fallback.html.j2").render(r=result, error=f"{type(error).__name__}: {error}")
+        page = _page("fallback.html.j2", r=result, error=f"{type(error).__name__}: {error}")
     write_atomic(os.path.join(folder, "scorecard.html"), page)
     return folder
 
@@ -57,12 +72,15 @@ def render_scorecard(result: SubmissionResult, reference: SubmissionResult | Non
         loss["solution, validation"] = reference_history.get("val_loss", [])
     curves = [charts.line_chart("accuracy", accuracy, threshold_of(result), unit_range=True), charts.line_chart("loss", loss)] if history else []
     structure = next((c for c in result.checks if "expected" in c.evidence), None)
-    return _ENV.get_template("scorecard.html.j2").render(
+    return _page(
+        "scorecard.html.j2",
         r=result,
         curves=[c for c in curves if c is not None],
         confusion=_confusion(result.training),
         structure=structure,
         notebook=notebook,
+        cells=[(cell, wording.cell_label(cell)) for cell in result.cells],
+        provenance=wording.provenance(result.provenance),
     )
 
 
@@ -95,37 +113,65 @@ def render_index(results: list[SubmissionResult], title: str) -> str:
     }
     max_score = max((r.max_score for r in results), default=0.0)
     chart = charts.histogram("scores", [r.score for r in graded], max_score) if graded else None
-    return _ENV.get_template("index.html.j2").render(
+    return _page(
+        "index.html.j2",
+        (SORT_SCRIPT,),
+        sort_script=SORT_SCRIPT,
         title=title, results=results, check_ids=check_ids, pass_rates=pass_rates, chart=chart, failures=common_failures(graded)
     )
 
 
+FIGURE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?|\b(?:nan|inf)\b")
+CODE = re.compile(r"`[^`]*`")  # a student's line of code, quoted in a message
+
+
 def common_failures(results: list[SubmissionResult], limit: int = 10) -> list[dict]:
-    """Failed checks grouped by what they said (numbers aside), most common first."""
+    """Failed checks grouped by kind (see `failure_kind`), most common first; `who` names
+    each student, with the figure measured against a threshold, if any."""
     groups: dict[tuple[str, str], list] = collections.defaultdict(list)
     for result in results:
         for check in result.checks:
             if check.status in ("failed", "partial", "error"):
-                pattern = re.sub(r"\d+(\.\d+)?", "#", check.message)
-                groups[(check.title, pattern)].append((result.submission, check.message))
+                groups[failure_kind(check)].append((result.submission, check))
     ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     return [
-        {"check": title, "count": len(members), "example": members[0][1], "students": [name for name, _ in members]}
+        {
+            "check": title,
+            "count": len(members),
+            "example": members[0][1].message,
+            "students": [name for name, _ in members],
+            "who": [f"{name} ({figure})" if figure else name for name, figure in ((n, _measured(c)) for n, c in members)],
+        }
         for (title, _), members in ranked[:limit]
     ]
 
 
+def failure_kind(check) -> tuple[str, str]:
+    """What a failed check said, its figures and quoted code folded: one kind, one key.
+    A figure measured against a threshold (its evidence has "threshold") earns partial
+    credit or none depending on where it fell, and the message says so before its "; ";
+    the kind is what follows: why the figure is low."""
+    message = check.message.partition("; ")[2] if "threshold" in check.evidence else check.message
+    return check.title, CODE.sub("`…`", FIGURE.sub("#", message))
+
+
+def _measured(check) -> str:
+    if "threshold" not in check.evidence:
+        return ""
+    figure = next((v for k, v in check.evidence.items() if k != "threshold" and isinstance(v, (int, float))), None)
+    return f"{figure:.3f}" if figure is not None else ""
+
+
 def grades_csv(results: list[SubmissionResult]) -> str:
     """One row per submission. Columns: submission, file, sha256, status, score, max_score,
-    then one column per check id holding that check's points."""
+    then one column per check id holding that check's points. Text that a spreadsheet
+    would take for a formula starts with a single quote."""
     check_ids = _check_ids(results)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["submission", "file", "sha256", "status", "score", "max_score", *check_ids])
+    rows = []
     for r in sorted(results, key=lambda r: r.submission):
         scores = {c.id: c.score for c in r.checks}
-        writer.writerow([r.submission, r.file, r.sha256, r.status, r.score, r.max_score, *(scores.get(c, "") for c in check_ids)])
-    return buffer.getvalue()
+        rows.append([r.submission, r.file, r.sha256, r.status, r.score, r.max_score, *(scores.get(c, "") for c in check_ids)])
+    return exports.csv_text(["submission", "file", "sha256", "status", "score", "max_score", *check_ids], rows)
 
 
 def _check_ids(results: list[SubmissionResult]) -> list[str]:
@@ -138,37 +184,14 @@ def _check_ids(results: list[SubmissionResult]) -> list[str]:
 # --- the student's notebook ----------------------------------------------------------
 
 
-def write_notebook(notebook, folder: str, title: str) -> str:
+def write_notebook(notebook, folder: str, title: str, budget: render_notebook.Budget = render_notebook.BUDGET) -> str:
     """The submitted notebook as HTML beside its scorecard: outputs kept (each capped),
-    rich HTML and JavaScript outputs dropped, markdown sanitized."""
-    from nbconvert import HTMLExporter
-
-    notebook = copy.deepcopy(notebook)
-    for cell in notebook.cells:
-        if cell.get("cell_type") == "code":
-            cell["outputs"] = [_safe_output(o) for o in cell.get("outputs", [])]
-    exporter = HTMLExporter(template_name="basic", sanitize_html=True)
-    body, _ = exporter.from_notebook_node(notebook)
+    rich HTML and JavaScript outputs dropped, markdown rendered and sanitised; rendered in
+    a child process within `budget`, else shown as plain text with a note saying why."""
+    rendering = render_notebook.render(notebook, budget)
     path = os.path.join(folder, "notebook.html")
-    write_atomic(path, _ENV.get_template("notebook.html.j2").render(title=title, body=body))
+    write_atomic(path, _page("notebook.html.j2", title=title, rendering=rendering))
     return path
-
-
-def _safe_output(output: dict) -> dict:
-    output = dict(output)
-    data = output.get("data")
-    if isinstance(data, dict):
-        kept = {k: v for k, v in data.items() if k in ("text/plain", "image/png", "image/jpeg")}
-        if len(json.dumps(kept)) > MAX_NOTEBOOK_OUTPUT:
-            kept = {"text/plain": f"[output of {len(json.dumps(kept)) // 1024} KiB left out]"}
-        output["data"] = kept or {"text/plain": "[rich output left out]"}
-    text = output.get("text")
-    if isinstance(text, (str, list)):
-        text = "".join(text) if isinstance(text, list) else text
-        if len(text) > MAX_NOTEBOOK_OUTPUT:
-            text = text[: MAX_NOTEBOOK_OUTPUT // 2] + "\n[... output cut ...]\n" + text[-MAX_NOTEBOOK_OUTPUT // 2 :]
-        output["text"] = text
-    return output
 
 
 # --- re-rendering ------------------------------------------------------------------------
