@@ -231,6 +231,8 @@ def _cells(evidence: Evidence, found) -> tuple[dict, ...]:
     for cell in evidence.student_cells:
         entry = evidence.artifact.cell(cell.key) or {"status": "not run"}
         shown.append({"key": cell.key, "role": cell.role, "source": cell.source, **_cell_output(entry)})
+        if cell.role == "answer":
+            shown[-1]["unanswered"] = cells_mod.unanswered(cell.source, evidence.given.get(cell.key, ""))
     for key in found.changed_locked:
         shown.append({"key": key, "role": "changed locked cell", "source": "", "status": "replaced by the assignment's version"})
     return tuple(shown)

@@ -79,6 +79,7 @@ def test_jobs_must_be_positive(capsys):
     assert "must be 1 or more" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_strategy_this_machine_cannot_give_stops_before_anyone_is_graded(tmp_path, submission, capsys):
     from conftest import ROOT
 

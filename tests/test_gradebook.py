@@ -42,6 +42,7 @@ def rows(out):
         return {sha: at for sha, at in db.execute("SELECT sha256, graded_at FROM results")}
 
 
+@pytest.mark.slow
 def test_a_rerun_grades_nothing_again_and_regrade_does(tmp_path):
     folder = make_submissions(tmp_path / "subs", 3)
     options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
@@ -54,6 +55,7 @@ def test_a_rerun_grades_nothing_again_and_regrade_does(tmp_path):
     assert after.keys() == before.keys() and all(after[k] > before[k] for k in before)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_resume(tmp_path):
     folder = make_submissions(tmp_path / "subs", 20)
     command = [sys.executable, "-m", "grader", "grade", TINY, str(folder), "--quiet", "--jobs", "1"]
@@ -72,7 +74,7 @@ def test_sigkill_mid_batch_then_resume(tmp_path):
     subprocess.run(command + ["--out", killed_out], cwd=ROOT, check=True)
     subprocess.run(command + ["--out", whole_out], cwd=ROOT, check=True)
     resumed, whole = rows(killed_out), rows(whole_out)
-    assert len(resumed) == 20 + 1 and resumed.keys() == whole.keys()  # the students and the reference solution
+    assert len(resumed) == 20 + 2 and resumed.keys() == whole.keys()  # the students, the solution and the playground
     assert all(resumed[sha] == at for sha, at in done_before.items())  # not graded a second time
     for name in sorted(os.listdir(folder)):
         stem = name[: -len(".ipynb")]
@@ -82,6 +84,7 @@ def test_sigkill_mid_batch_then_resume(tmp_path):
     assert len(open(os.path.join(killed_out, "grades.csv")).read().splitlines()) == 21
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_scores_of_one(tmp_path):
     folder = make_submissions(tmp_path / "subs", 4)
     one, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "one"), quiet=True, jobs=1))
@@ -120,6 +123,7 @@ def dying_worker(connection, context, group):
     _faulty_worker(connection, context, group, lambda: os.kill(os.getpid(), signal.SIGKILL))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker, jobs", [(failing_worker, 1), (dying_worker, 1), (dying_worker, 2)])
 def test_a_failure_of_the_graders_own_is_retried_and_costs_nothing(tmp_path, monkeypatch, worker, jobs):
     folder = make_submissions(tmp_path / "subs", 3)
@@ -130,10 +134,11 @@ def test_a_failure_of_the_graders_own_is_retried_and_costs_nothing(tmp_path, mon
     results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
     assert os.path.exists(tmp_path / "failed-once")  # it did fail, once
     assert [(r.submission, r.status, r.score) for r in results] == [(f"student0{i}", "graded", 1.0) for i in range(3)]
-    assert len(rows(str(tmp_path / "out"))) == 3 + 1  # the students and the reference solution
+    assert len(rows(str(tmp_path / "out"))) == 3 + 2  # the students, the solution and the playground
     assert not [n for n in os.listdir(tempfile.tempdir) if n.startswith("grader-run-")]  # no abandoned run's folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker", [failing_worker, dying_worker])
 def test_a_notebook_the_grader_always_fails_on_is_ungradable_and_not_stored(tmp_path, monkeypatch, worker):
     folder = make_submissions(tmp_path / "subs", 3)
@@ -143,9 +148,10 @@ def test_a_notebook_the_grader_always_fails_on_is_ungradable_and_not_stored(tmp_
     assert by_name["student01"].status == "ungradable" and "failed on this notebook 3 time(s)" in by_name["student01"].reason
     assert "grader's fault" in by_name["student01"].fix
     assert by_name["student00"].status == by_name["student02"].status == "graded"
-    assert len(rows(str(tmp_path / "out"))) == 2 + 1  # not remembered: a rerun tries again
+    assert len(rows(str(tmp_path / "out"))) == 2 + 2  # not remembered: a rerun tries again
 
 
+@pytest.mark.slow
 def test_editing_a_locked_cell_grades_everything_again(tmp_path):
     import shutil
 
@@ -156,9 +162,9 @@ def test_editing_a_locked_cell_grades_everything_again(tmp_path):
     batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)
     batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)  # nothing changed: nothing graded
     with sqlite3.connect(os.path.join(options.out_dir, "gradebook.sqlite")) as db:
-        assert db.execute("SELECT COUNT(DISTINCT setting), COUNT(*) FROM results").fetchone() == (1, 3)
+        assert db.execute("SELECT COUNT(DISTINCT setting), COUNT(*) FROM results").fetchone() == (1, 4)
     source = assignment / "source.ipynb"
     source.write_text(source.read_text().replace("GREETING = 'hello'", "GREETING = 'hello, class'"))
     batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)
     with sqlite3.connect(os.path.join(options.out_dir, "gradebook.sqlite")) as db:
-        assert db.execute("SELECT COUNT(DISTINCT setting), COUNT(*) FROM results").fetchone() == (2, 6)  # all graded again
+        assert db.execute("SELECT COUNT(DISTINCT setting), COUNT(*) FROM results").fetchone() == (2, 8)  # all graded again
