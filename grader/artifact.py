@@ -70,6 +70,15 @@ def read(out_dir: str) -> Artifact:
     )
 
 
+def _checked_path(out_dir: str, name: str, limit: int) -> str | None:
+    """The file's path if it is a regular file of at most `limit` bytes, reached without a link."""
+    try:
+        os.close(runfiles.open_regular(out_dir, name, limit))
+    except (runfiles.Refused, OSError):
+        return None
+    return os.path.join(out_dir, name)
+
+
 def _text(out_dir: str, name: str) -> str | None:
     """The file's text (None if there is none); Refused if it is a link, not a regular
     file, or over MAX_JSON_BYTES."""
@@ -88,15 +97,6 @@ def _json(out_dir: str, name: str, default: Any) -> Any:
         return default if text is None else json.loads(text)
     except (ValueError, RecursionError, Refused):
         return default
-
-
-def _checked_path(out_dir: str, name: str, limit: int) -> str | None:
-    """The file's path if it is a regular file of at most `limit` bytes, reached without a link."""
-    try:
-        os.close(runfiles.open_regular(out_dir, name, limit))
-    except (runfiles.Refused, OSError):
-        return None
-    return os.path.join(out_dir, name)
 
 
 def layer_classes(config: Any) -> list[str]:
