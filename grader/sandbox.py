@@ -16,6 +16,7 @@ of the grader's own, and the run's disk is unmounted.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -299,6 +300,29 @@ def _runner_source() -> bytes:
         return handle.read()
 
 
+def _hold(folder: str) -> int:
+    """Lock the run's folder for as long as its mounts exist (the descriptor is closed after
+    they are released): a folder with mounts and a free lock was left by a dead grader."""
+    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _held(folder: str) -> bool:
+    """Whether a live grader holds the run folder's lock."""
+    try:
+        fd = os.open(os.path.join(folder, "lock"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def remove_run_folder(folder: str) -> bool:
     """Unmount and delete a run's folder; True if it is gone. Never raises."""
     return rundisk.release(folder) and runfiles.remove_tree(folder)
@@ -358,6 +382,7 @@ class _Launch:
     inside_scratch: str
     capped: bool  # the run has a disk of its own (capped in bytes and files)
     progress: "_Progress"
+    lock: int  # see _hold
     nice: int = 0
 
     @property
@@ -382,8 +407,15 @@ class _Launch:
     def discard(self) -> None:
         _kill(self.process)
         self.group.destroy()
-        self.progress.close()
         remove_run_folder(self.folder)
+        self.close_files()
+
+    def close_files(self) -> None:
+        """Close the grader's descriptors of the run (once its mounts are released)."""
+        self.progress.close()
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
 
 
 class Runner:
@@ -432,9 +464,10 @@ class Runner:
 
 
 def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
-    """Delete run folders left in the temporary folder by a grader that was killed
-    (unmounting what was mounted in them). Never raises: a leftover that cannot be
-    removed is logged and left."""
+    """Delete run folders left in the temporary folder by a grader that was killed: at
+    once if they still hold mounts (their disk holds memory) and no live grader holds
+    their lock, else once older than `older_than`. Never raises: a leftover that cannot
+    be removed is logged and left."""
     try:
         base = tempfile.gettempdir()
         names = [name for name in os.listdir(base) if name.startswith(RUN_PREFIX)]
@@ -445,12 +478,12 @@ def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
     for name in names:
         path = os.path.join(base, name)
         try:
-            if time.time() - os.lstat(path).st_mtime <= older_than:
-                continue
+            abandoned = (rundisk.mounts_under(path) and not _held(path)) or time.time() - os.lstat(path).st_mtime > older_than
         except Exception:  # noqa: BLE001
             log.exception("cannot look at %s", path)
             continue
-        removed += remove_run_folder(path)
+        if abandoned:
+            removed += remove_run_folder(path)
     return removed
 
 
@@ -462,14 +495,17 @@ def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, b
 def _launch(plan: Plan, folder: str, nice: int = 0) -> _Launch:
     """Start a sandboxed runner that imports the plan's modules, then waits for its job
     (at a lower priority by `nice`, until it is given its job)."""
+    os.makedirs(folder, exist_ok=True)
+    lock = _hold(folder)
     try:
-        return _start(plan, folder, nice)
+        return _start(plan, folder, nice, lock)
     except BaseException:
         remove_run_folder(folder)  # and what was mounted in it
+        os.close(lock)
         raise
 
 
-def _start(plan: Plan, folder: str, nice: int) -> _Launch:
+def _start(plan: Plan, folder: str, nice: int, lock: int) -> _Launch:
     places, capped = _prepare(plan, folder)
     progress = _Progress(os.path.join(places.scratch, "out", "progress"))
     python = python_layout()
@@ -511,7 +547,7 @@ def _start(plan: Plan, folder: str, nice: int) -> _Launch:
     finally:
         for fd in files.values():
             os.close(fd)
-    return _Launch(folder, process, group, inside["scratch"], capped, progress, nice)
+    return _Launch(folder, process, group, inside["scratch"], capped, progress, lock, nice)
 
 
 class Pending:
@@ -562,8 +598,8 @@ class Pending:
                 self._outcome = self._read()
             finally:
                 self.launch.group.destroy()
-                self.launch.progress.close()
                 rundisk.release(self.launch.folder)
+                self.launch.close_files()
             self.runner._ended()
         return self._outcome
 
@@ -637,6 +673,8 @@ class _Progress:
 
     def look(self) -> str | None:
         """The key of the newest cell, if the file changed since the last look."""
+        if self.fd < 0:
+            return None
         try:
             size = os.fstat(self.fd).st_size
             if size == self.size:
@@ -653,10 +691,9 @@ class _Progress:
         return self.last
 
     def close(self) -> None:
-        try:
+        if self.fd >= 0:
             os.close(self.fd)
-        except OSError:
-            pass  # closed already
+            self.fd = -1
 
 
 def _limit_reached(returncode: int | None, group: RunCgroup) -> str | None:

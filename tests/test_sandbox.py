@@ -283,6 +283,25 @@ def test_run_folders_with_mounts_and_deep_trees_are_swept(tmp_path, monkeypatch)
         rundisk.release(str(tmp_path))
 
 
+def test_the_mounts_of_a_dead_graders_run_are_swept_at_once_and_a_live_ones_kept(tmp_path, monkeypatch):
+    if rundisk.problem() is not None:
+        pytest.skip(f"no disk of the run's own here: {rundisk.problem()}")
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    dead, live = tmp_path / (sandbox.RUN_PREFIX + "dead"), tmp_path / (sandbox.RUN_PREFIX + "live")
+    try:
+        for folder in (dead, live):
+            folder.mkdir()
+            lock = sandbox._hold(str(folder))
+            rundisk.mount_disk(str(folder / "disk"), 1 << 20, 100)
+            if folder == dead:
+                os.close(lock)  # as when its grader was killed
+        assert sandbox.sweep_stale_runs() == 1
+        assert not dead.exists() and rundisk.mounts_under(str(live)) == [str(live / "disk")]
+    finally:
+        rundisk.release(str(tmp_path))
+        os.close(lock)
+
+
 def test_a_runs_cgroups_are_named_after_its_temporary_folder(tmp_path):
     from grader import cgroups
 
