@@ -15,6 +15,8 @@ import json
 import os
 from typing import Any
 
+from grader import runfiles
+
 MAX_JSON_BYTES = 8 * 2**20
 MAX_WEIGHTS_BYTES = 256 * 2**20
 
@@ -46,38 +48,56 @@ class Artifact:
 
 
 def read(out_dir: str) -> Artifact:
-    log = _json(os.path.join(out_dir, "log.json"), default=[])
+    """What the run left in `out_dir`, read as data. Each file is opened by `runfiles`:
+    no link followed, regular files only, size-checked before reading; a file that
+    fails that counts as absent. `weights_path` is set only for a regular file within
+    its cap, in a folder the grader made (the sandbox copies the run's files out of
+    its scratch folder after the run), so a path is safe to hand to h5py."""
+    log = _json(out_dir, "log.json", default=[])
     if not isinstance(log, list):
         log = []
-    export = _json(os.path.join(out_dir, "export.json"), default={})
+    export = _json(out_dir, "export.json", default={})
     if not isinstance(export, dict):
         export = {}
-    model_path = os.path.join(out_dir, "model.json")
-    model_json = _text(model_path) if os.path.isfile(model_path) else None
-    compile_config = _json(os.path.join(out_dir, "compile.json"), default=None)
-    weights = os.path.join(out_dir, "model.weights.h5")
-    weights_ok = os.path.isfile(weights) and not os.path.islink(weights) and os.path.getsize(weights) <= MAX_WEIGHTS_BYTES
+    try:
+        model_json = _text(out_dir, "model.json")
+    except Refused:
+        model_json = None
+    compile_config = _json(out_dir, "compile.json", default=None)
     return Artifact(
         log=tuple(entry for entry in log if isinstance(entry, dict)),
         export=export,
         model_json=model_json,
         compile_config=compile_config if isinstance(compile_config, dict) else None,
-        weights_path=weights if weights_ok else None,
+        weights_path=_checked_path(out_dir, "model.weights.h5", MAX_WEIGHTS_BYTES),
     )
 
 
-def _text(path: str) -> str:
-    if os.path.islink(path) or os.path.getsize(path) > MAX_JSON_BYTES:
-        raise Refused(f"{os.path.basename(path)} is larger than {MAX_JSON_BYTES // 2**20} MiB")
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return handle.read(MAX_JSON_BYTES)
-
-
-def _json(path: str, default: Any) -> Any:
-    if not os.path.isfile(path):
-        return default
+def _checked_path(out_dir: str, name: str, limit: int) -> str | None:
+    """The file's path if it is a regular file of at most `limit` bytes, reached without a link."""
     try:
-        return json.loads(_text(path))
+        os.close(runfiles.open_regular(out_dir, name, limit))
+    except (runfiles.Refused, OSError):
+        return None
+    return os.path.join(out_dir, name)
+
+
+def _text(out_dir: str, name: str) -> str | None:
+    """The file's text (None if there is none); Refused if it is a link, not a regular
+    file, or over MAX_JSON_BYTES."""
+    try:
+        data = runfiles.read(out_dir, name, MAX_JSON_BYTES)
+    except runfiles.Refused as refusal:
+        raise Refused(str(refusal)) from None
+    except OSError as error:
+        raise Refused(f"{name} cannot be read ({error.strerror})") from None
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def _json(out_dir: str, name: str, default: Any) -> Any:
+    try:
+        text = _text(out_dir, name)
+        return default if text is None else json.loads(text)
     except (ValueError, RecursionError, Refused):
         return default
 

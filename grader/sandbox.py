@@ -2,35 +2,62 @@
 
 Isolation is bubblewrap's: new user, PID, network, IPC, UTS and cgroup namespaces; a
 read-only view of only the Python installation, the run's data, the pretrained
-weights and the runner; a private scratch folder and /tmp; a scrubbed environment;
-rlimits on address space, CPU time, file size and open files; a wall-clock limit per
-cell and per run, enforced from outside by killing the whole process group.
+weights and the runner, each at a neutral path (no host path shows inside); a private
+scratch folder and /tmp on a disk of the run's own, capped in bytes and files; a
+scrubbed environment; rlimits on address space, CPU time, file size and open files;
+limits in CPU time per cell and per run with a wall-clock backstop, enforced from
+outside by killing the whole process group (see `grader.watch`).
+
+After the run, the files the grader reads are copied out of its scratch folder by
+`grader.runfiles` (no link followed, regular files only, size-capped) into a folder
+of the grader's own, and the run's disk is unmounted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
+import hashlib
 import json
+import logging
 import os
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
 
+from grader import rundisk, runfiles, watch
+from grader.artifact import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 from grader.cgroups import RunCgroup
 from grader.errors import SandboxUnavailable
 from grader.manifest import Limits
 
+log = logging.getLogger(__name__)
+
 RUNNER = os.path.join(os.path.dirname(__file__), "sandbox_runner.py")
 SANDBOX_UID = 65534
-TMP_BYTES = 512 * 2**20  # the run's private /tmp (memory-backed, so also under the memory cgroup)
+TMP_BYTES = 512 * 2**20  # the run's private /tmp where it has no disk of its own (memory-backed)
+# The run's disk holds /scratch and /tmp. It is memory, charged to the run's memory
+# cgroup; 1 GiB is many times what the lab writes (a few small files and the weights,
+# at most `file_mb`), and 20,000 inodes many times the files it makes (a dozen).
+DISK_BYTES = 2**30
+DISK_FILES = 20_000
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime", "/etc/alternatives")
+# What the grader reads back from /scratch/out, and how large each may be.
+COLLECTED = {
+    "log.json": MAX_JSON_BYTES,
+    "export.json": MAX_JSON_BYTES,
+    "model.json": MAX_JSON_BYTES,
+    "compile.json": MAX_JSON_BYTES,
+    "model.weights.h5": MAX_WEIGHTS_BYTES,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,23 +70,28 @@ class Mounts:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """How the run ended; the files it wrote are in `out_dir`."""
+    """How the run ended; the files it wrote are in `out_dir` (the grader's own copies)."""
 
     out_dir: str
     exit_code: int | None
-    stopped_by: str | None  # None, "cell_timeout", "run_timeout", "memory", "processes", "cpu"
+    # None, "cell_timeout", "run_timeout" (CPU time), "wall_clock", "run_wall_clock"
+    # (the backstop, the run idle), "host_busy" (the backstop, the run starved: see
+    # host_fault), "memory", "processes", "cpu", "disk_full", "tampered"
+    stopped_by: str | None
     stopped_cell: str | None
     last_started: str | None  # the last cell the run started (it may have ended inside it)
-    seconds: float
+    seconds: float  # wall clock, from the moment the run was given its cells
     stderr_tail: str
     sandboxed: bool
     limit_message: str = ""  # which limit stopped the run, in words, for the scorecard
     folder: str = ""  # the run's own folder (out_dir is inside it)
+    cpu_seconds: float = 0.0  # CPU time of everything the run started, from its cells on
+    host_fault: str = ""  # non-empty: the host starved the run; the grader's fault, never a grade
 
     def remove(self) -> None:
-        """Delete the run's files (once the grader has read them)."""
+        """Delete the run's files (once the grader has read them). Never raises."""
         if self.folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            remove_run_folder(self.folder)
 
 
 @functools.cache
@@ -91,12 +123,81 @@ def require_sandbox(allow_unsandboxed: bool) -> bool:
     )
 
 
-def bwrap_command(mounts: Mounts, scratch: str, env: dict[str, str]) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class Python:
+    """The grader's Python as the sandbox sees it: at neutral paths, not the host's.
+
+    A virtual environment is rebuilt inside as /venv: its own pyvenv.cfg (whose `home`
+    names the base installation's inside path), bin/python, and the host venv's
+    site-packages. A base installation outside /usr is mounted at /python, and found
+    by the dynamic loader through LD_LIBRARY_PATH (its binary may name its library
+    folder by the host path)."""
+
+    base: str  # host: the base installation (sys.base_prefix, resolved)
+    base_inside: str  # where the sandbox sees it: the same path under /usr, else /python
+    binary_inside: str  # the base interpreter, inside
+    site: str | None  # host: the virtual environment's site-packages; None outside a venv
+    site_inside: str | None
+    pyvenv_cfg: str  # the venv's pyvenv.cfg as the sandbox sees it
+
+    @property
+    def executable(self) -> str:
+        return "/venv/bin/python" if self.site else self.binary_inside
+
+    @property
+    def library_path(self) -> str:
+        return os.path.join(self.base_inside, "lib") if self.base_inside != self.base else ""
+
+
+@functools.cache
+def python_layout() -> Python:
+    base = os.path.realpath(sys.base_prefix)
+    binary = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    in_system = any(base == d or base.startswith(d + "/") for d in _SYSTEM_DIRS)
+    base_inside = base if in_system else "/python"
+    binary_inside = os.path.join(base_inside, os.path.relpath(binary, base))
+    if sys.prefix == sys.base_prefix:
+        return Python(base, base_inside, binary_inside, None, None, "")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = os.path.realpath(sysconfig.get_paths()["purelib"])
+    cfg = f"home = {os.path.dirname(binary_inside)}\ninclude-system-site-packages = {_system_site_packages()}\n"
+    return Python(base, base_inside, binary_inside, site, f"/venv/lib/{version}/site-packages", cfg)
+
+
+def _system_site_packages() -> str:
+    """The host venv's own setting (the rest of its pyvenv.cfg names host paths)."""
+    try:
+        with open(os.path.join(sys.prefix, "pyvenv.cfg")) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return "false"
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "include-system-site-packages":
+            return value.strip()
+    return "false"
+
+
+@dataclasses.dataclass(frozen=True)
+class Places:
+    """The host folders one run's sandbox paths are bound to."""
+
+    scratch: str  # /scratch
+    tmp: str | None  # /tmp (None: a sized tmpfs of bubblewrap's)
+    python: str | None  # the base installation (None: it is under /usr, already there)
+    site: str | None  # the venv's site-packages (None: not in a venv)
+    data: str  # /data
+    models: str  # /keras/models
+
+
+def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) -> list[str]:
+    """The bubblewrap command line of a run; `files` are descriptors whose contents
+    become read-only files inside (the runner, the venv's pyvenv.cfg), by inside path."""
+    python = python_layout()
     command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     command += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
-    # Private /proc, /dev and /tmp first: a later bind below /tmp (a checkout or a venv
-    # that lives there) must land on top of the private /tmp, not under it.
-    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    command += ["--proc", "/proc", "--dev", "/dev"]
+    command += ["--bind", places.tmp, "/tmp"] if places.tmp else ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):
             command += ["--symlink", os.readlink(path), path]
@@ -105,21 +206,25 @@ def bwrap_command(mounts: Mounts, scratch: str, env: dict[str, str]) -> list[str
     for path in _ETC_FILES:
         if os.path.exists(path):
             command += ["--ro-bind", path, path]
-    for prefix in sorted({sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix)}):
-        command += ["--ro-bind", prefix, prefix]
-    command += ["--ro-bind", mounts.data_dir, "/data"]
-    command += ["--size", str(1 << 20), "--tmpfs", "/keras", "--ro-bind", mounts.keras_models, "/keras/models"]
-    command += ["--bind", scratch, "/scratch", "--ro-bind", RUNNER, "/runner/run.py", "--chdir", "/scratch"]
-    command += ["--clearenv"]
+    if places.python:
+        command += ["--ro-bind", places.python, python.base_inside]
+    if places.site:
+        command += ["--tmpfs", "/venv", "--dir", "/venv/bin", "--symlink", python.binary_inside, "/venv/bin/python"]
+        command += ["--file", str(files["/venv/pyvenv.cfg"]), "/venv/pyvenv.cfg", "--ro-bind", places.site, python.site_inside]
+        command += ["--remount-ro", "/venv"]
+    command += ["--ro-bind", places.data, "/data"]
+    command += ["--size", str(1 << 20), "--tmpfs", "/keras", "--ro-bind", places.models, "/keras/models"]
+    command += ["--tmpfs", "/runner", "--file", str(files["/runner/run.py"]), "/runner/run.py", "--remount-ro", "/runner"]
+    command += ["--bind", places.scratch, "/scratch", "--chdir", "/scratch", "--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
     return command
 
 
-def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_home: str) -> dict[str, str]:
+def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_home: str, python: str = sys.executable, library_path: str = "") -> dict[str, str]:
     """The whole environment of the run: nothing of the host's is passed on."""
-    return {
-        "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin",
+    env = {
+        "PATH": f"{os.path.dirname(python)}:/usr/bin:/bin",
         "HOME": home,
         "TMPDIR": "/tmp",
         "KERAS_HOME": keras_home,
@@ -133,6 +238,99 @@ def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_ho
         "PYTHONHASHSEED": "0",
         "OMP_NUM_THREADS": "2",
     }
+    if library_path:
+        env["LD_LIBRARY_PATH"] = library_path
+    return env
+
+
+def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
+    """Make the run's folders and mounts under `folder`: (where each sandbox path comes
+    from, whether the run has a capped disk of its own)."""
+    python = python_layout()
+    reads = {"python": python.base if python.base_inside != python.base else None, "site": python.site,
+             "data": plan.mounts.data_dir, "models": plan.mounts.keras_models}
+    views = _mounted(folder, reads) if plan.sandboxed and _can_mount() else None
+    capped, reads = views is not None, views or reads
+    disk = os.path.join(folder, "disk")
+    scratch, tmp = os.path.join(disk, "scratch"), os.path.join(disk, "tmp")
+    os.makedirs(os.path.join(scratch, "out"), exist_ok=True)
+    os.makedirs(tmp, exist_ok=True)
+    os.chmod(scratch, 0o777)
+    os.chmod(os.path.join(scratch, "out"), 0o777)
+    os.chmod(tmp, 0o1777)
+    return Places(scratch, tmp if capped else None, reads["python"], reads["site"], reads["data"], reads["models"]), capped
+
+
+def _mounted(folder: str, reads: dict[str, str | None]) -> dict[str, str | None] | None:
+    """Mount the run's disk at `folder`/disk and a neutral view of each folder in `reads`:
+    the views' paths, by the same names; None (and nothing left mounted) if that failed."""
+    try:
+        rundisk.mount_disk(os.path.join(folder, "disk"), DISK_BYTES, DISK_FILES)
+        os.mkdir(os.path.join(folder, "empty"))
+        views = {}
+        for name, source in reads.items():
+            views[name] = os.path.join(folder, "view", name) if source else None
+            if source:
+                rundisk.mount_view(source, views[name], os.path.join(folder, "empty"))
+        return views
+    except OSError as error:  # the probe said it would work: this run goes without, and says so
+        log.warning("run %s gets no disk or views of its own: %s", folder, error)
+        rundisk.release(folder)
+        return None
+
+
+@functools.cache
+def _can_mount() -> bool:
+    problem = rundisk.problem()
+    if problem is not None:  # said once per grader process
+        log.warning("runs get no capped disk and their mount table shows host paths: %s", problem)
+    return problem is None
+
+
+def _memfd(name: str, content: bytes) -> int:
+    fd = os.memfd_create(name, 0)
+    os.write(fd, content)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+@functools.cache
+def _runner_source() -> bytes:
+    with open(RUNNER, "rb") as handle:
+        return handle.read()
+
+
+def _hold(folder: str) -> int:
+    """Lock the run's folder for as long as its mounts exist (the descriptor is closed after
+    they are released): a folder with mounts and a free lock was left by a dead grader."""
+    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _held(folder: str) -> bool:
+    """Whether a live grader holds the run folder's lock."""
+    try:
+        fd = os.open(os.path.join(folder, "lock"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_run_folder(folder: str) -> bool:
+    """Unmount and delete a run's folder; True if it is gone. Never raises."""
+    return rundisk.release(folder) and runfiles.remove_tree(folder)
+
+
+def cgroup_tag(temporary_folder: str) -> str:
+    """The tag in the names of the cgroups of runs whose folders are in `temporary_folder`."""
+    return hashlib.sha256(os.path.realpath(temporary_folder).encode()).hexdigest()[:8]
 
 
 RUN_PREFIX = "grader-run-"
@@ -178,11 +376,18 @@ class Plan:
 class _Launch:
     """A started sandbox, waiting for (or running) its one submission."""
 
-    folder: str  # holds scratch/ and stderr.txt; removed after the run
+    folder: str  # holds the run's disk (scratch/, tmp/), its views, out/ and stderr.txt
     process: subprocess.Popen
     group: RunCgroup
     inside_scratch: str
+    capped: bool  # the run has a disk of its own (capped in bytes and files)
+    progress: "_Progress"
+    lock: int  # see _hold
     nice: int = 0
+
+    @property
+    def scratch(self) -> str:
+        return os.path.join(self.folder, "disk", "scratch")
 
     def to_normal_priority(self) -> None:
         """Every thread of the run back to the grader's own priority."""
@@ -202,7 +407,15 @@ class _Launch:
     def discard(self) -> None:
         _kill(self.process)
         self.group.destroy()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_run_folder(self.folder)
+        self.close_files()
+
+    def close_files(self) -> None:
+        """Close the grader's descriptors of the run (once its mounts are released)."""
+        self.progress.close()
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
 
 
 class Runner:
@@ -251,17 +464,26 @@ class Runner:
 
 
 def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
-    """Delete run folders left in the temporary folder by a grader that was killed."""
+    """Delete run folders left in the temporary folder by a grader that was killed: at
+    once if they still hold mounts (their disk holds memory) and no live grader holds
+    their lock, else once older than `older_than`. Never raises: a leftover that cannot
+    be removed is logged and left."""
+    try:
+        base = tempfile.gettempdir()
+        names = [name for name in os.listdir(base) if name.startswith(RUN_PREFIX)]
+    except Exception:  # noqa: BLE001 - a sweep must never stop a batch
+        log.exception("cannot list the temporary folder to sweep old runs")
+        return 0
     removed = 0
-    base = tempfile.gettempdir()
-    for name in os.listdir(base):
+    for name in names:
         path = os.path.join(base, name)
         try:
-            if name.startswith(RUN_PREFIX) and time.time() - os.stat(path).st_mtime > older_than:
-                shutil.rmtree(path)
-                removed += 1
-        except OSError:
-            pass
+            abandoned = (rundisk.mounts_under(path) and not _held(path)) or time.time() - os.lstat(path).st_mtime > older_than
+        except Exception:  # noqa: BLE001
+            log.exception("cannot look at %s", path)
+            continue
+        if abandoned:
+            removed += remove_run_folder(path)
     return removed
 
 
@@ -273,23 +495,38 @@ def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, b
 def _launch(plan: Plan, folder: str, nice: int = 0) -> _Launch:
     """Start a sandboxed runner that imports the plan's modules, then waits for its job
     (at a lower priority by `nice`, until it is given its job)."""
-    scratch = os.path.join(folder, "scratch")
-    os.makedirs(os.path.join(scratch, "out"), exist_ok=True)
+    os.makedirs(folder, exist_ok=True)
+    lock = _hold(folder)
+    try:
+        return _start(plan, folder, nice, lock)
+    except BaseException:
+        remove_run_folder(folder)  # and what was mounted in it
+        os.close(lock)
+        raise
+
+
+def _start(plan: Plan, folder: str, nice: int, lock: int) -> _Launch:
+    places, capped = _prepare(plan, folder)
+    progress = _Progress(os.path.join(places.scratch, "out", "progress"))
+    python = python_layout()
+    files: dict[str, int] = {}
     if plan.sandboxed:
-        os.chmod(scratch, 0o777)
-        os.chmod(os.path.join(scratch, "out"), 0o777)
-        inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py"}
+        inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py", "python": python.executable}
+        files["/runner/run.py"] = _memfd("runner", _runner_source())
+        if python.site:
+            files["/venv/pyvenv.cfg"] = _memfd("pyvenv.cfg", python.pyvenv_cfg.encode())
     else:
         keras_home = os.path.join(folder, "keras")
         os.makedirs(keras_home, exist_ok=True)
         if not os.path.exists(os.path.join(keras_home, "models")):
             os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
-        inside = {"scratch": scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER}
-    env = sandbox_env(plan.image_size, plan.batch_size, inside["scratch"], inside["data"], inside["keras"])
-    command = [sys.executable, inside["runner"], os.path.join(inside["scratch"], "job.json"), ",".join(plan.warm)]
+        inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER, "python": sys.executable}
+    library_path = python.library_path if plan.sandboxed else ""
+    env = sandbox_env(plan.image_size, plan.batch_size, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
+    command = [inside["python"], inside["runner"], os.path.join(inside["scratch"], "job.json"), ",".join(plan.warm)]
     if plan.sandboxed:
-        command = bwrap_command(plan.mounts, scratch, env) + command
-    group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20)
+        command = bwrap_command(places, env, files) + command
+    group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(folder)))
     try:
         with open(os.path.join(folder, "stderr.txt"), "wb") as stderr:
             process = subprocess.Popen(
@@ -298,14 +535,19 @@ def _launch(plan: Plan, folder: str, nice: int = 0) -> _Launch:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=env,
-                cwd=scratch,
+                cwd=places.scratch,
                 start_new_session=True,
+                pass_fds=tuple(files.values()),
                 preexec_fn=_limit_resources(plan.limits, group, nice),
             )
     except BaseException:
         group.destroy()
+        progress.close()
         raise
-    return _Launch(folder, process, group, inside["scratch"], nice)
+    finally:
+        for fd in files.values():
+            os.close(fd)
+    return _Launch(folder, process, group, inside["scratch"], capped, progress, lock, nice)
 
 
 class Pending:
@@ -313,13 +555,14 @@ class Pending:
 
     def __init__(self, launch: _Launch, cells, runner: Runner):
         self.launch, self.plan, self.runner = launch, runner.plan, runner
-        self.scratch = os.path.join(launch.folder, "scratch")
         job = {
             "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
             "out": os.path.join(launch.inside_scratch, "out"),
             "output_chars": self.plan.limits.output_bytes,
         }
-        with open(os.path.join(self.scratch, "job.json"), "w") as handle:
+        # Nothing but the runner's own warm-up has run in the sandbox yet: its scratch
+        # folder is as the grader made it.
+        with open(os.path.join(launch.scratch, "job.json"), "w") as handle:
             json.dump(job, handle)
         if launch.nice:
             launch.to_normal_priority()
@@ -328,17 +571,24 @@ class Pending:
             launch.process.stdin.close()
         except OSError:
             pass  # it already ended; the outcome says how
-        self._watched: tuple = (None, None, 0.0)
+        self._watched = watch.Watched(None, None, 0.0, 0.0)
         self._thread = threading.Thread(target=self._watch, name="sandbox-watch", daemon=True)
         self._thread.start()
         self._outcome: Outcome | None = None
 
     def _watch(self) -> None:
+        launch = self.launch
         try:
-            self._watched = _watch(self.launch.process, os.path.join(self.scratch, "out", "progress"), self.plan.limits)
-        except BaseException:
-            _kill(self.launch.process)
-            raise
+            self._watched = watch.watch(
+                lambda: launch.process.poll() is None,
+                watch.Clock(launch.group, launch.process.pid),
+                launch.progress.look,
+                (lambda: rundisk.is_full(launch.scratch)) if launch.capped else (lambda: False),
+                self.plan.limits,
+            )
+        finally:
+            if launch.process.poll() is None:
+                _kill(launch.process)
 
     def outcome(self) -> Outcome:
         """Wait for the run to end (or be stopped), and say how it ended."""
@@ -348,6 +598,8 @@ class Pending:
                 self._outcome = self._read()
             finally:
                 self.launch.group.destroy()
+                rundisk.release(self.launch.folder)
+                self.launch.close_files()
             self.runner._ended()
         return self._outcome
 
@@ -357,27 +609,91 @@ class Pending:
         self._thread.join()
 
     def _read(self) -> Outcome:
-        launch, plan = self.launch, self.plan
-        stopped_by, stopped_cell, seconds = self._watched
-        progress = os.path.join(self.scratch, "out", "progress")
-        last_started = (_last_progress(progress, 0) or (0, None))[1]
+        launch, plan, watched = self.launch, self.plan, self._watched
         # A cgroup limit explains a run better than the timeout it may also have caused.
         reached = _limit_reached(launch.process.returncode, launch.group)
+        launch.group.destroy()  # nothing of the run may still be writing while its files are copied
+        if reached is None and watched.stopped_by is None and launch.capped and rundisk.is_full(launch.scratch):
+            reached = "disk_full"  # the run filled its disk and ended before the watcher looked
+        out, refused = _collect(launch.folder)
+        launch.progress.look()
+        last_started = launch.progress.last
+        stopped_by, stopped_cell = watched.stopped_by, watched.cell
         if reached is not None:
-            stopped_by = reached
-            stopped_cell = stopped_cell or last_started
+            stopped_by, stopped_cell = reached, stopped_cell or last_started
+        elif stopped_by is None and refused:
+            stopped_by, stopped_cell = "tampered", last_started  # found bad after the export
+        message = describe_limit(stopped_by, plan.limits, refused)
         return Outcome(
-            out_dir=os.path.join(self.scratch, "out"),
+            out_dir=out,
             exit_code=launch.process.returncode,
             stopped_by=stopped_by,
             stopped_cell=stopped_cell,
             last_started=last_started,
-            seconds=seconds,
-            stderr_tail=_tail(os.path.join(launch.folder, "stderr.txt"), 4000),
+            seconds=watched.seconds,
+            stderr_tail=runfiles.tail(launch.folder, "stderr.txt", 4000),
             sandboxed=plan.sandboxed,
-            limit_message=describe_limit(stopped_by, plan.limits),
+            limit_message=message,
             folder=launch.folder,
+            cpu_seconds=round(watched.cpu_seconds, 3),
+            host_fault=message if stopped_by == "host_busy" else "",
         )
+
+
+def _collect(folder: str) -> tuple[str, tuple[str, ...]]:
+    """Copy the files the grader reads from the run's /scratch/out into a folder of the
+    grader's own: (that folder, why each refused file was refused)."""
+    out = os.path.join(folder, "out")
+    os.mkdir(out, 0o700)
+    refused: dict[str, None] = {}
+    for name, limit in COLLECTED.items():
+        try:
+            runfiles.copy(os.path.join(folder, "disk", "scratch"), f"out/{name}", limit, os.path.join(out, name))
+        except runfiles.Refused as refusal:
+            refused[f"/scratch/{refusal}"] = None
+        except OSError as error:
+            refused[f"/scratch/out/{name} cannot be read ({error.strerror})"] = None
+    return out, tuple(refused)
+
+
+class _Progress:
+    """The cells the run says it started, from its progress file (/scratch/out/progress).
+
+    The grader makes the file and opens it before the run starts, and reads it only
+    through that descriptor: the runner appends to the same file, and a run that puts
+    a link or a pipe at its path is never read through it (it only loses the per-cell
+    clock; the per-run one does not depend on it)."""
+
+    TAIL = 4096  # bytes read from the end at each look: enough for the last line
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        os.fchmod(self.fd, 0o666)
+        self.size, self.last = 0, None
+
+    def look(self) -> str | None:
+        """The key of the newest cell, if the file changed since the last look."""
+        if self.fd < 0:
+            return None
+        try:
+            size = os.fstat(self.fd).st_size
+            if size == self.size:
+                return None
+            tail = os.pread(self.fd, self.TAIL, max(0, size - self.TAIL))
+        except OSError:
+            return None
+        self.size = size
+        lines = tail.splitlines()
+        try:
+            self.last = str(json.loads(lines[-1])["cell"])[:200]
+        except (ValueError, KeyError, TypeError, IndexError):
+            self.last = "?"
+        return self.last
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _limit_reached(returncode: int | None, group: RunCgroup) -> str | None:
@@ -391,51 +707,26 @@ def _limit_reached(returncode: int | None, group: RunCgroup) -> str | None:
     return None
 
 
-def describe_limit(stopped_by: str | None, limits: Limits) -> str:
+def describe_limit(stopped_by: str | None, limits: Limits, files: tuple[str, ...] = ()) -> str:
+    """The scorecard's sentence for what stopped the run: the one place they are worded."""
     return {
         None: "",
-        "cell_timeout": f"the cell ran past {limits.cell_timeout:g} s and was stopped",
-        "run_timeout": f"the run ran past {limits.run_timeout:g} s in all and was stopped",
+        "cell_timeout": f"the cell used more than {limits.cell_timeout:g} s of CPU time and was stopped",
+        "run_timeout": f"the run used more than {limits.run_timeout:g} s of CPU time in all and was stopped",
+        "wall_clock": f"the cell waited more than {watch.idle_limit(limits.cell_timeout):g} s without computing "
+        "(sleeping or blocked) and was stopped",
+        "run_wall_clock": f"the run waited more than {watch.idle_limit(limits.run_timeout):g} s in all without "
+        "computing (sleeping or blocked) and was stopped",
+        "host_busy": "the grading machine was too busy to give the run a CPU, so it was stopped before it could "
+        "finish: this is not the student's doing, and the notebook is to be graded again",
         "memory": f"the memory limit ({limits.memory_mb / 1024:g} GiB) was reached and the run was stopped",
         "processes": f"the run tried to start more than {limits.max_processes} processes and was stopped",
         "cpu": "the run used up its CPU time and was stopped",
+        "disk_full": f"the run filled its disk (/scratch and /tmp together hold at most {DISK_BYTES / 2**20:g} MiB "
+        f"in {DISK_FILES} files and folders) and was stopped",
+        "tampered": "the run left files the grader reads back that cannot be trusted"
+        + (f" ({'; '.join(files)})" if files else "") + ", so they were not read",
     }[stopped_by]
-
-
-def _watch(process: subprocess.Popen, progress_path: str, limits: Limits):
-    """Wait for the run; kill its process group past a cell's or the run's time limit."""
-    started = time.monotonic()
-    cell, cell_started = None, started
-    seen = 0
-    while process.poll() is None:
-        time.sleep(0.05)
-        now = time.monotonic()
-        latest = _last_progress(progress_path, seen)
-        if latest is not None:
-            seen, cell = latest
-            cell_started = now
-        if now - started > limits.run_timeout:
-            _kill(process)
-            return "run_timeout", cell, now - started
-        if cell is not None and now - cell_started > limits.cell_timeout:
-            _kill(process)
-            return "cell_timeout", cell, now - started
-    return None, None, time.monotonic() - started
-
-
-def _last_progress(path: str, seen: int):
-    """(lines seen, key of the newest cell started) if the progress file grew."""
-    try:
-        with open(path, "rb") as handle:
-            lines = handle.read(1 << 20).splitlines()
-    except OSError:
-        return None
-    if len(lines) <= seen:
-        return None
-    try:
-        return len(lines), str(json.loads(lines[-1])["cell"])[:200]
-    except (ValueError, KeyError, TypeError):
-        return len(lines), "?"
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -450,9 +741,3 @@ def _kill(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             continue
     process.wait()
-
-
-def _tail(path: str, size: int) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(max(0, os.path.getsize(path) - size))
-        return handle.read().decode("utf-8", errors="replace")

@@ -1,17 +1,21 @@
 """Inside the sandbox: no network, no view of the assignment, limits enforced from outside."""
 
+import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from grader import sandbox
+from grader import rundisk, sandbox, watch
 from grader.manifest import Limits
 from grader.match import RunCell
 from conftest import ASSIGNMENT
+from test_runfiles import make_deep_tree
 
 needs_bwrap = pytest.mark.skipif(sandbox.bubblewrap_problem() is not None, reason="bubblewrap cannot run here")
 
@@ -21,8 +25,7 @@ def run(tmp_path, *sources, limits=Limits(cell_timeout=30, run_timeout=60)):
     (tmp_path / "models").mkdir(exist_ok=True)
     mounts = sandbox.Mounts(data_dir=str(tmp_path / "models"), keras_models=str(tmp_path / "models"))
     outcome = sandbox.run(cells, str(tmp_path / "work"), mounts, limits, 96, 32, sandboxed=True)
-    log = json.load(open(f"{outcome.out_dir}/log.json"))
-    return outcome, {entry["key"]: entry for entry in log}
+    return outcome, _log(outcome)
 
 
 @needs_bwrap
@@ -52,11 +55,88 @@ def test_runs_as_an_unprivileged_user_with_a_scrubbed_environment(tmp_path, monk
     assert log["c0"]["stdout"].split() == ["65534", "False"]
 
 
+@contextlib.contextmanager
+def busy(count, cpu=None):
+    """`count` processes that compute without end (pinned to `cpu` if given), each in a
+    session of its own (with autogroup scheduling, a session is what shares the CPU)."""
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True, preexec_fn=pin) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 @needs_bwrap
-def test_an_endless_cell_is_stopped_and_named(tmp_path):
+def test_an_endless_cell_is_stopped_by_its_cpu_time_and_named(tmp_path):
     outcome, _ = run(tmp_path, "x = 1", "while True:\n    pass", limits=Limits(cell_timeout=3, run_timeout=60))
-    assert outcome.stopped_by == "cell_timeout" and outcome.stopped_cell == "c1"
-    assert outcome.seconds < 20
+    assert outcome.stopped_by == "cell_timeout" and outcome.stopped_cell == "c1" and outcome.host_fault == ""
+    assert 3 <= outcome.cpu_seconds < 10
+    assert outcome.limit_message == "the cell used more than 3 s of CPU time and was stopped"
+
+
+@needs_bwrap
+def test_a_sleeping_cell_is_stopped_by_the_wall_clock_and_blamed_on_the_student(tmp_path):
+    outcome, _ = run(tmp_path, "import time\ntime.sleep(10**6)", limits=Limits(cell_timeout=2, run_timeout=60))
+    assert outcome.stopped_by == "wall_clock" and outcome.stopped_cell == "c0" and outcome.host_fault == ""
+    assert outcome.seconds >= watch.idle_limit(2) and outcome.cpu_seconds < 2
+    assert outcome.limit_message == "the cell waited more than 2 s without computing (sleeping or blocked) and was stopped"
+
+
+@needs_bwrap
+def test_a_run_the_host_starves_is_stopped_by_the_wall_clock_and_blamed_on_the_host(tmp_path):
+    # The cell wants a CPU all the time, but shares one with eight spinners, at the lowest priority.
+    cpu = min(os.sched_getaffinity(0))
+    with busy(8, cpu):
+        outcome, _ = run(tmp_path, f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nos.nice(19)\nwhile True:\n    pass",
+                         limits=Limits(cell_timeout=2, run_timeout=60))
+    assert outcome.stopped_by == "host_busy" and outcome.cpu_seconds < 2 and outcome.seconds >= watch.backstop(2)
+    assert "too busy" in outcome.host_fault and outcome.host_fault == outcome.limit_message
+
+
+@needs_bwrap
+@pytest.mark.slow
+def test_an_honest_cell_importing_tensorflow_completes_while_every_core_is_busy(tmp_path):
+    with busy(len(os.sched_getaffinity(0))):
+        outcome, log = run(tmp_path, "import tensorflow as tf\nprint(int(tf.constant(6) * 7))", limits=Limits(cell_timeout=30, run_timeout=60))
+    assert outcome.stopped_by is None and outcome.host_fault == "" and log["c0"]["stdout"].strip() == "42"
+    assert outcome.cpu_seconds > 0.5  # the import was counted
+
+
+@needs_bwrap
+def test_a_cell_that_fills_the_disk_is_stopped_and_the_cap_named(tmp_path):
+    if rundisk.problem() is not None:
+        pytest.skip(f"no disk of the run's own here: {rundisk.problem()}")
+    outcome, _ = run(tmp_path, "for i in range(400_000):\n    open(f'/scratch/f{i}', 'w').close()")
+    assert outcome.stopped_by == "disk_full" and "20000 files" in outcome.limit_message
+
+
+@needs_bwrap
+def test_a_progress_file_replaced_by_a_pipe_blocks_nothing(tmp_path):
+    source = "import os, time\nos.remove('/scratch/out/progress')\nos.mkfifo('/scratch/out/progress')\ntime.sleep(10**6)"
+    outcome, _ = run(tmp_path, "x = 1", source, limits=Limits(cell_timeout=1, run_timeout=60))
+    assert outcome.stopped_by == "wall_clock" and outcome.stopped_cell == "c1"
+
+
+@needs_bwrap
+def test_links_left_in_the_out_folder_are_not_followed(tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "log.json").write_text('[{"key": "c0", "stdout": "forged"}]')
+    outcome = _run_outcome(tmp_path, f"import os\nos.symlink({str(host / 'log.json')!r}, '/scratch/out/model.json')")
+    assert outcome.stopped_by == "tampered" and "/scratch/out/model.json is a link" in outcome.limit_message
+    assert not os.path.exists(os.path.join(outcome.out_dir, "model.json"))
+    outcome = _run_outcome(tmp_path, f"import os\nos.rename('/scratch/out', '/scratch/old')\nos.symlink({str(host)!r}, '/scratch/out')")
+    assert outcome.stopped_by == "tampered" and "/scratch/out is a link or not a folder" in outcome.limit_message
+    assert os.listdir(outcome.out_dir) == []
+
+
+def _run_outcome(tmp_path, source):
+    (tmp_path / "models").mkdir(exist_ok=True)
+    mounts = sandbox.Mounts(data_dir=str(tmp_path / "models"), keras_models=str(tmp_path / "models"))
+    return sandbox.run([RunCell("c0", "answer", source)], sandbox.tempfile.mkdtemp(dir=tmp_path), mounts, Limits(), 96, 32, sandboxed=True)
 
 
 @needs_bwrap
@@ -74,7 +154,8 @@ def _plan(tmp_path, limits=Limits(cell_timeout=30, run_timeout=60), warm=()):
 
 
 def _log(outcome):
-    return {entry["key"]: entry for entry in json.load(open(f"{outcome.out_dir}/log.json"))}
+    path = f"{outcome.out_dir}/log.json"
+    return {entry["key"]: entry for entry in json.load(open(path))} if os.path.exists(path) else {}
 
 
 @needs_bwrap
@@ -116,13 +197,26 @@ def test_a_standby_that_died_is_replaced(tmp_path):
         runner.close()
 
 
-def test_private_tmp_is_mounted_before_binds_that_live_under_tmp():
-    mounts = sandbox.Mounts(data_dir="/tmp/x/data", keras_models="/tmp/x/models")
-    command = sandbox.bwrap_command(mounts, "/tmp/x/scratch", {})
-    tmpfs = command.index("/tmp", command.index("--tmpfs"))
-    assert command[tmpfs - 3] == "--size"  # a bounded /tmp
-    binds = [i for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind") and command[i + 1].startswith("/tmp")]
-    assert binds and all(i > tmpfs for i in binds)
+def test_every_path_inside_is_a_neutral_one():
+    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data", "/out/.grader/keras/models")
+    command = sandbox.bwrap_command(places, {}, {"/runner/run.py": 3, "/venv/pyvenv.cfg": 4})
+    targets = [command[i + 2] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind")]
+    python = sandbox.python_layout()
+    neutral = ("/usr", "/bin", "/sbin", "/lib", "/etc/", "/python", "/venv/", "/data", "/keras/models", "/scratch")
+    assert targets and all(t.startswith(neutral) or t.startswith(python.base_inside) for t in targets), targets
+
+
+@needs_bwrap
+def test_the_mount_table_inside_shows_no_host_path(tmp_path):
+    if rundisk.problem() is not None:
+        pytest.skip(f"no neutral views here: {rundisk.problem()}")
+    _, log = run(tmp_path, "print(open('/proc/self/mountinfo').read())\nimport sys\nprint(sys.prefix, sys.executable)")
+    table = log["c0"]["stdout"]
+    python = sandbox.python_layout()
+    for host in (os.path.dirname(os.path.dirname(sandbox.__file__)), str(tmp_path), sys.prefix,
+                 os.path.realpath(sys.prefix), python.base, "grader-run-", sandbox.tempfile.gettempdir() + "/"):
+        assert host not in table, host
+    assert "/venv /venv/bin/python" in table
 
 
 def test_sweeping_stale_cgroups_spares_one_just_made():
@@ -157,3 +251,62 @@ def test_run_folders_left_by_a_killed_grader_are_swept_after_a_day(tmp_path, mon
     os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)
     assert sandbox.sweep_stale_runs() == 1
     assert not old.exists() and new.exists()
+
+
+@pytest.mark.parametrize("now, expected", [
+    (watch.Mark(4, 2.9, 0.5), None),  # computed most of the time, under its limit
+    (watch.Mark(10, 3.1, 0), "cell_timeout"),  # over its CPU time
+    (watch.Mark(10, 0.1, 0), "wall_clock"),  # neither computed nor waited for 10 s: idle
+    (watch.Mark(10, 0.1, 9), None),  # waited for a CPU most of the time: not idle
+    (watch.Mark(16, 0.5, 15), "host_busy"),  # waited past the backstop (5 x 3 s)
+    (watch.Mark(16, 0.5, 4), "wall_clock"),  # idle for longer than the limit comes first
+])
+def test_which_limit_a_run_is_past(now, expected):
+    start = watch.Mark(0, 0, 0)
+    assert watch.over_limit(Limits(cell_timeout=3, run_timeout=60), start, start, now) == expected
+
+
+def test_run_folders_with_mounts_and_deep_trees_are_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    old = tmp_path / (sandbox.RUN_PREFIX + "mounted")
+    (old / "disk").mkdir(parents=True)
+    (old / "scratch").mkdir()
+    try:
+        if rundisk.problem() is None:
+            rundisk.mount_disk(str(old / "disk"), 1 << 20, 5000)
+        make_deep_tree(old / "disk", 3000)
+        make_deep_tree(old / "scratch", 3000)  # a run without a disk of its own
+        os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)
+        assert sandbox.sweep_stale_runs() == 1
+        assert not old.exists() and rundisk.mounts_under(str(tmp_path)) == []
+    finally:
+        rundisk.release(str(tmp_path))
+
+
+def test_the_mounts_of_a_dead_graders_run_are_swept_at_once_and_a_live_ones_kept(tmp_path, monkeypatch):
+    if rundisk.problem() is not None:
+        pytest.skip(f"no disk of the run's own here: {rundisk.problem()}")
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    dead, live = tmp_path / (sandbox.RUN_PREFIX + "dead"), tmp_path / (sandbox.RUN_PREFIX + "live")
+    try:
+        for folder in (dead, live):
+            folder.mkdir()
+            lock = sandbox._hold(str(folder))
+            rundisk.mount_disk(str(folder / "disk"), 1 << 20, 100)
+            if folder == dead:
+                os.close(lock)  # as when its grader was killed
+        assert sandbox.sweep_stale_runs() == 1
+        assert not dead.exists() and rundisk.mounts_under(str(live)) == [str(live / "disk")]
+    finally:
+        rundisk.release(str(tmp_path))
+        os.close(lock)
+
+
+def test_a_runs_cgroups_are_named_after_its_temporary_folder(tmp_path):
+    from grader import cgroups
+
+    group = cgroups.RunCgroup(64, 2**30, sandbox.cgroup_tag(str(tmp_path)))
+    try:
+        assert group.name.startswith(f"grader-{sandbox.cgroup_tag(str(tmp_path))}-")
+    finally:
+        group.destroy()

@@ -9,14 +9,17 @@ happened. The samples-alone scores come from the session's `graded` batch.
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 
 import pytest
 
-from grader import batch, manifest as manifest_mod, scenarios
+from grader import batch, cgroups, manifest as manifest_mod, rundisk, sandbox, scenarios
 from reference import weights
 
 pytestmark = pytest.mark.slow
@@ -61,6 +64,14 @@ def attacks(solution: str, paths: dict) -> dict[str, str]:
         "json.dump({'found': True, 'val_accuracy': 1.0, 'accuracy': 1.0}, open('/scratch/out/export.json', 'w'))\n"
         "json.dump([{'key': 'model', 'role': 'answer', 'status': 'ok', 'stdout': 'val_accuracy: 1.0'}], open('/scratch/out/log.json', 'w'))\n"
         "json.dump(model.get_compile_config(), open('/scratch/out/compile.json', 'w'))\nos._exit(0)",
+        "fifo_as_progress": "import os, time\nos.remove('/scratch/out/progress')\nos.mkfifo('/scratch/out/progress')\ntime.sleep(10**6)",
+        "out_folder_links_to_host": f"import os\nos.rename('/scratch/out', '/scratch/moved')\nos.symlink({paths['host_folder']!r}, '/scratch/out')\n" + solution,
+        # the export writes the model through the link (to /tmp inside); the grader, outside,
+        # would read the host's /tmp/model.json if it followed it
+        "model_json_is_a_link": solution + "\nimport os\nos.symlink('/tmp/model.json', '/scratch/out/model.json')",
+        "nested_3000_folders": "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nos.chdir('/scratch')\n" + solution,
+        "create_400k_files": "for i in range(400_000):\n    open(f'/scratch/f{i}', 'w').close()",
+        "read_mount_table": "print(open('/proc/self/mountinfo').read())\n" + solution,
     }
 
 
@@ -75,9 +86,9 @@ SAYS = {
     "fork_bomb": "more than 128 processes",
     "allocate_30gb": "MemoryError",
     "fill_memory": "memory limit (6 GiB) was reached",
-    "infinite_loop": "ran past 20 s",
-    "sleep_past_limit": "ran past 20 s",
-    "ignore_sigterm": "ran past 20 s",
+    "infinite_loop": "used more than 20 s of CPU time",
+    "sleep_past_limit": "waited more than 20 s without computing",
+    "ignore_sigterm": "used more than 20 s of CPU time",
     "write_10gb_file": "File too large",
     "exit_mid_cell": "the run ended in the middle of the answer cell",
     "poison_weights_cache": "Read-only file system",
@@ -87,19 +98,27 @@ SAYS = {
     "outputs_200mb": "over the 100 MiB limit",
     "nested_10000_levels": "nested too deeply",
     "invalid_utf8": "not UTF-8",
+    "fifo_as_progress": "waited more than 20 s without computing",
+    "out_folder_links_to_host": "/scratch/out is a link or not a folder",
+    "model_json_is_a_link": "/scratch/out/model.json is a link",
+    "create_400k_files": "filled its disk",
 }
+FORGED_BY_HOST = "forged-log-in-a-host-folder-0815"
 
 
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def _grader_cgroups() -> set:
-    found = set()
-    for parent in ("/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"):
-        if os.path.isdir(parent):
-            found |= {os.path.join(parent, d) for d in os.listdir(parent) if d.startswith("grader-")}
-    return found
+def leftovers(runs: str) -> dict:
+    """What the batch's runs left behind, found by their own marks (their folders live in
+    `runs`, their cgroups carry its tag), not by what else runs on this machine."""
+    tag = cgroups.PREFIX + sandbox.cgroup_tag(runs) + "-"
+    groups = [os.path.join(parent, name) for parent in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{k}" for k in ("pids", "memory", "cpuacct", "unified")))
+              if os.path.isdir(parent) for name in os.listdir(parent) if name.startswith(tag)]
+    processes = subprocess.run(["pgrep", "-f", re.escape(runs)], capture_output=True, text=True).stdout.split()
+    return {"folders": sorted(n for n in os.listdir(runs) if n.startswith(sandbox.RUN_PREFIX)), "mounts": rundisk.mounts_under(runs),
+            "cgroups": groups, "processes": [p for p in processes if int(p) != os.getpid()]}
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +140,12 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     threading.Thread(target=lambda: connections.append(listener.accept()), daemon=True).start()
 
     solution = next(c.source for c in record.cells if c.key == "model")
+    host_folder = work / "host_folder"  # a host folder holding a log.json, for a link to point at
+    host_folder.mkdir()
+    (host_folder / "log.json").write_text(json.dumps([{"key": "model", "role": "answer", "status": "ok", "stdout": FORGED_BY_HOST}]))
     paths = {"source": os.path.join(manifest.directory, "source.ipynb"), "record": str(out / ".grader" / "solution.ipynb"),
-             "other": str(folder / "solution.ipynb"), "forge": str(out / "solution" / "result.json"), "port": listener.getsockname()[1]}
+             "other": str(folder / "solution.ipynb"), "forge": str(out / "solution" / "result.json"), "port": listener.getsockname()[1],
+             "host_folder": str(host_folder)}
     for name, source in attacks(solution, paths).items():
         (folder / f"attack_{name}.ipynb").write_bytes(scenarios.with_answer(playground, "model", source))
     big = nbjson_with_output(playground, 200 * 2**20)
@@ -136,10 +159,12 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     (twin / "solution.ipynb").write_bytes(scenarios.solution(playground, "model", solution).replace(b"model.summary()", b"model.summary()  # twin"))
 
     staged = os.path.join(str(out), ".grader", "keras", "models", weights.keras_file_name(96))
+    runs = work / "runs"  # the batch's temporary folder: its runs' folders, and the mark of their cgroups
+    runs.mkdir()
     before = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
-              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work)))),
-              "cgroups": _grader_cgroups()}
+              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work))))}
     os.environ["GRADER_TEST_SECRET"] = SECRET
+    os.environ["TMPDIR"], tempfile.tempdir = str(runs), None  # the workers are spawned: they read TMPDIR
     try:
         results, paths_out = batch.grade(
             manifest_mod.load(str(assignment)), [str(folder), str(twin)],
@@ -147,10 +172,12 @@ def attacked(manifest, released, submissions, tmp_path_factory):
         )
     finally:
         os.environ.pop("GRADER_TEST_SECRET")
+        os.environ.pop("TMPDIR")
+        tempfile.tempdir = None
         listener.close()
     after = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work)))),
-             "cgroups": _grader_cgroups()}
+             "leftovers": leftovers(str(runs))}
     return {r.submission: r for r in results}, out, before, after, connections, staged, weights.resolve(None)
 
 
@@ -169,7 +196,8 @@ def said(result) -> str:
 
 def test_the_batch_finished_and_every_attack_has_a_scorecard(attacked):
     results, out = attacked[0], attacked[1]
-    for name in [*SAYS, "flood_stdout_1gb", "kill_parent", "read_proc_and_environment", "handwritten_artifact", "forge_result_in_scratch"]:
+    for name in [*SAYS, "flood_stdout_1gb", "kill_parent", "read_proc_and_environment", "handwritten_artifact", "forge_result_in_scratch",
+                 "nested_3000_folders", "read_mount_table"]:
         assert os.path.isfile(out / f"attack_{name}" / "scorecard.html"), name
         assert os.path.isfile(out / f"attack_{name}" / "result.json"), name
 
@@ -192,13 +220,12 @@ def test_the_host_is_unchanged(attacked):
     results, out, before, after, connections, staged, demo = attacked
     assert before["assignment"] == after["assignment"]  # nothing written into the assignment
     assert set(after["work"]) - set(before["work"]) <= {"cache", "out"} and set(after["parent"]) == set(before["parent"])
+    # every run's folder, mount, cgroup and process is gone (found by the batch's own marks)
+    assert after["leftovers"] == {"folders": [], "mounts": [], "cgroups": [], "processes": []}
     assert sha(staged) == sha(demo.path)  # the weights cache is not poisoned
     assert connections == []  # the listener on 127.0.0.1 was never reached
     forged = json.load(open(out / "solution" / "result.json"))
     assert forged.get("submission") == "solution" and forged["score"] == results["solution"].score
-    leftovers = subprocess.run(["pgrep", "-f", "sandbox_runner"], capture_output=True, text=True).stdout.split()
-    assert leftovers == []
-    assert after["cgroups"] - before["cgroups"] == set()  # every run's cgroup was removed
 
 
 def test_forged_files_in_the_run_count_for_nothing(attacked):
@@ -239,3 +266,26 @@ def test_path_tricks_and_twins_stay_inside_the_output_folder(attacked):
     for result in results.values():
         folder = os.path.realpath(out / result.submission)
         assert folder.startswith(os.path.realpath(out) + os.sep) and ".." not in result.submission
+
+
+def test_links_out_of_the_run_are_not_followed(attacked):
+    results = attacked[0]
+    for name in ("out_folder_links_to_host", "model_json_is_a_link"):
+        assert FORGED_BY_HOST not in json.dumps(results[f"attack_{name}"].to_json()), name
+
+
+def test_a_deep_tree_in_scratch_costs_nothing(attacked):
+    results = attacked[0]
+    assert results["attack_nested_3000_folders"].score == results["solution"].score
+
+
+def test_the_mount_table_shows_no_host_path(attacked):
+    results, out = attacked[0], attacked[1]
+    cell = next(c for c in results["attack_read_mount_table"].cells if c["key"] == "model")
+    table = cell["stdout"]
+    assert " /venv " in table and " /scratch " in table  # it is the table
+    if rundisk.problem() is not None:
+        pytest.skip(f"no neutral views without the right to mount: {rundisk.problem()}")
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for host in (checkout, str(out), sys.prefix, os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), sandbox.RUN_PREFIX, "/tmp/"):
+        assert host not in table, host

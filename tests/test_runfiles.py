@@ -1,0 +1,99 @@
+"""Run files are read without following links or blocking, and removed without recursion."""
+
+import os
+import threading
+
+import pytest
+
+from grader import runfiles
+
+
+@pytest.fixture
+def run(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "log.json").write_text("[]")
+    return tmp_path
+
+
+def test_a_regular_file_is_read(run):
+    assert runfiles.read(str(run), "out/log.json", 100) == b"[]"
+    assert runfiles.read(str(run), "out/missing.json", 100) is None
+
+
+def test_a_link_is_refused_not_followed(run, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("host") / "secret"
+    secret.write_text("host secret")
+    os.symlink(secret, run / "out" / "model.json")
+    with pytest.raises(runfiles.Refused, match="model.json is a link"):
+        runfiles.read(str(run), "out/model.json", 100)
+
+
+def test_a_folder_replaced_by_a_link_is_refused(run, tmp_path_factory):
+    host = tmp_path_factory.mktemp("host")
+    (host / "log.json").write_text('[{"forged": true}]')
+    os.rename(run / "out", run / "real")
+    os.symlink(host, run / "out")
+    with pytest.raises(runfiles.Refused, match="out is a link or not a folder"):
+        runfiles.read(str(run), "out/log.json", 100)
+
+
+def test_a_named_pipe_is_refused_without_blocking(run):
+    os.mkfifo(run / "out" / "progress")
+    done = []
+    reader = threading.Thread(target=lambda: done.append(_refusal(run, "out/progress")), daemon=True)
+    reader.start()
+    reader.join(5)
+    assert done == ["progress is not a regular file"]
+
+
+def _refusal(run, relative):
+    try:
+        runfiles.read(str(run), relative, 100)
+    except runfiles.Refused as refusal:
+        return f"{refusal.name.split('/')[-1]} {refusal.why}"
+    return None
+
+
+def test_size_is_checked_before_reading(run):
+    (run / "out" / "big.json").write_bytes(b"x" * 101)
+    with pytest.raises(runfiles.Refused, match="larger than 100 bytes"):
+        runfiles.read(str(run), "out/big.json", 100)
+
+
+def test_a_copy_is_a_new_private_file(run, tmp_path_factory):
+    target = tmp_path_factory.mktemp("private") / "log.json"
+    assert runfiles.copy(str(run), "out/log.json", 100, str(target))
+    assert target.read_text() == "[]" and not target.is_symlink() and oct(target.stat().st_mode & 0o777) == "0o600"
+    assert not runfiles.copy(str(run), "out/none.json", 100, str(target) + "2")
+
+
+def make_deep_tree(top, levels: int) -> None:
+    """`levels` nested folders in `top`, a file and a link to / at the bottom."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    open(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "w").close()
+    os.symlink("/", "root", dir_fd=fd)
+    os.close(fd)
+
+
+def test_a_tree_deeper_than_recursion_and_path_max_is_removed(tmp_path):
+    top = tmp_path / "run"
+    top.mkdir()
+    make_deep_tree(top, 3000)  # too deep for shutil.rmtree, and longer than PATH_MAX
+    assert runfiles.remove_tree(str(top)) and not top.exists()
+
+
+def test_removal_follows_no_link_and_never_raises(tmp_path):
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "file").write_text("kept")
+    top = tmp_path / "run"
+    (top / "a").mkdir(parents=True)
+    os.symlink(keep, top / "a" / "link")
+    assert runfiles.remove_tree(str(top)) and (keep / "file").read_text() == "kept"
+    assert runfiles.remove_tree(str(tmp_path / "missing"))
+    assert runfiles.remove_tree("\0") is False  # an invalid path: logged, not raised
