@@ -1,21 +1,24 @@
-"""Grade a batch: resolve the assignment, grade each submission in workers, write every report.
+"""Grade a class: find each file's student, grade what is new in workers, write every page.
 
-Each submission's result.json and scorecard.html are written as soon as it is graded
-(atomically), so a batch that is stopped keeps what it finished. The gradebook keeps
-every verdict (never a failure of the grader's own), so a rerun grades only what is new.
+    submissions (files, folders, roster) -> students -> gradebook -> preflight ->
+    workers grade what is new -> gradebook -> the class's pages, from the gradebook
+
+Each result goes into the gradebook as soon as it exists, and each submission's pages
+are written as soon as it is graded (atomically), so a batch that is stopped keeps
+what it finished. The class pages are made from the gradebook at the end, so they show
+the whole class, whatever subset this run graded. The gradebook keeps every verdict
+and never a failure of the grader's own, so a rerun grades only what is new.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
-import re
 import sys
 
 import tqdm
 
-from grader import cgroups, gradebook, notebook, preflight, report, sandbox
+from grader import cgroups, classreport, classview, gradebook, notebook, preflight, report, sandbox, submissions
 from grader import context as context_mod
 from grader.context import Context
 from grader.errors import GraderError
@@ -39,40 +42,20 @@ class Options:
     use_cache: bool = True  # the fast path; off trains every model in full
     jobs: int = 0  # worker processes; 0: from cores and memory
     regrade: bool = False  # grade again what the gradebook already holds
+    roster: str | None = None  # the class's roster CSV (kept in the gradebook for later runs)
+    identify: str = "auto"  # how a file's student is found (see grader/submissions.py)
+    student: str | None = None  # grade again only this student's submissions
     worker: object = None  # the workers' main function (default: executors.serve; tests inject faults here)
 
 
-def collect(paths: list[str]) -> list[str]:
-    """Submission files: the files named, and every file inside the folders named."""
-    files: list[str] = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(
-                p for p in glob.glob(os.path.join(path, "**", "*"), recursive=True) if os.path.isfile(p) and not os.path.islink(p)
-            )
-            files += found
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise GraderError(f"no such submission file or folder: {path}")
-    if not files:
-        raise GraderError(f"no submission files in {', '.join(paths)}")
-    return files
+@dataclasses.dataclass(frozen=True)
+class Graded:
+    """What a run leaves: each student's counted result, the pages, and what to look at."""
 
-
-def display_names(files: list[str]) -> list[str]:
-    """A safe, unique folder name for each submission, from its file name."""
-    names, taken = [], set()
-    for path in files:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", stem)).strip("._") or "submission"
-        name = name[:80]
-        unique, n = name, 2
-        while unique in taken:
-            unique, n = f"{name}-{n}", n + 1
-        taken.add(unique)
-        names.append(unique)
-    return names
+    results: list[SubmissionResult]  # one per student with a graded submission, the one that counts
+    paths: dict[str, str]  # "index", "grades"
+    notes: list[str]  # unknown students, students without a submission, ...
+    view: classview.ClassView
 
 
 def default_jobs() -> int:
@@ -88,30 +71,62 @@ def default_jobs() -> int:
     return max(1, min((os.cpu_count() or 1) // 2, memory // (4 * 2**30)))
 
 
-def grade(manifest: Manifest, submissions: list[str], options: Options) -> tuple[list[SubmissionResult], dict[str, str]]:
-    """Grade every submission not already in the gradebook; write every report."""
-    files = collect(submissions)
-    os.makedirs(options.out_dir, exist_ok=True)
-    cgroups.sweep_stale()
-    sandbox.sweep_stale_runs()
-    context = context_mod.resolve(
-        manifest, options.out_dir, data=options.data, weights=options.weights, allow_unsandboxed=options.allow_unsandboxed,
-        cache_dir=options.cache_dir, use_cache=options.use_cache,
-    )
+def prepare_output(out_dir: str) -> None:
+    """The output folder, made and checked writable before anything slow starts."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".grader-write-test")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as error:
+        raise GraderError(f"cannot write to the output folder {out_dir}: {error.strerror}",
+                          hint="pass --out a folder you can write to") from None
+
+
+def grade(manifest: Manifest, paths: list[str], options: Options) -> Graded:
+    """Grade every submission not already in the gradebook; write every page of the class."""
+    found = submissions.collect(paths)
+    prepare_output(options.out_dir)
     book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
     try:
-        return _grade_batch(context, files, options, book)
+        roster = _roster(book, manifest, options)
+        chosen = submissions.identify(found, roster, options.identify)
+        if options.student is not None:
+            chosen = [s for s in chosen if s.student == options.student]
+            if not chosen:
+                raise GraderError(f"no submission of {options.student!r} in {', '.join(paths)}",
+                                  hint="pass the class's submissions folder and a student id as the roster or folder names it")
+        cgroups.sweep_stale()
+        sandbox.sweep_stale_runs()
+        context = _resolve(manifest, options)
+        return _grade_class(context, chosen, found, options, book)
     finally:
         book.close()
 
 
-def check(manifest: Manifest, options: Options) -> preflight.Preflight:
-    """Preflight alone: everything `grade` checks before grading anyone (see grader/preflight.py)."""
-    os.makedirs(options.out_dir, exist_ok=True)
-    context = context_mod.resolve(
+def _resolve(manifest: Manifest, options: Options) -> Context:
+    return context_mod.resolve(
         manifest, options.out_dir, data=options.data, weights=options.weights, allow_unsandboxed=options.allow_unsandboxed,
         cache_dir=options.cache_dir, use_cache=options.use_cache,
     )
+
+
+def _roster(book: gradebook.Gradebook, manifest: Manifest, options: Options) -> submissions.Roster:
+    """The roster given (and keep it), else the one the gradebook kept from an earlier run."""
+    if options.roster:
+        roster = submissions.read_roster(options.roster)
+        book.set_students(manifest.name, {key: dataclasses.asdict(s) for key, s in roster.students.items()})
+        book.set_files(manifest.name, roster.files)
+        return roster
+    students = {key: submissions.Student(**fields) for key, fields in book.students(manifest.name).items()}
+    return submissions.Roster(students, book.files(manifest.name))
+
+
+def check(manifest: Manifest, options: Options) -> preflight.Preflight:
+    """Preflight alone: everything `grade` checks before grading anyone (see grader/preflight.py)."""
+    prepare_output(options.out_dir)
+    context = _resolve(manifest, options)
     book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
     workers = _Workers(context, 1, options.worker)
     try:
@@ -139,67 +154,88 @@ class _Workers:
             self.pool.__exit__(None, None, None)
 
 
-def _grade_batch(context: Context, files: list[str], options: Options, book: gradebook.Gradebook):
+def _grade_class(context: Context, chosen: list[submissions.Submission], found, options: Options, book: gradebook.Gradebook) -> Graded:
     manifest = context.manifest
-    results: dict[str, SubmissionResult] = {}
-    paths: dict[str, str] = {}  # name -> submitted file
-    todo: dict[str, list[tuple[str, str]]] = {}  # sha256 -> [(path, name)], graded once per content
-    for path, name in zip(files, display_names(files)):
-        digest = file_sha256(path)
-        stored = None if options.regrade else book.get(manifest.name, manifest.version, context.fingerprint, digest)
-        if stored is not None:
-            results[name], paths[name] = _as_submitted(stored[0], path, name), path
-        else:
-            todo.setdefault(digest, []).append((path, name))
+    facts = classview.ClassFacts.of(manifest, context.fingerprint)
+    roots = dict(found)
+    todo: dict[str, list[submissions.Submission]] = {}  # sha256 -> its submissions, graded once per content
+    for submitted in chosen:
+        digest = file_sha256(submitted.path)
+        relative = os.path.relpath(submitted.path, roots[submitted.path])
+        book.record(manifest.name, gradebook.Stored(submitted.student, relative, digest, submitted.submitted_at, submitted.how, submitted.known))
+        fresh = options.regrade or options.student is not None
+        if fresh or book.get(manifest.name, manifest.version, context.fingerprint, digest) is None:
+            todo.setdefault(digest, []).append(submitted)
+    folders = _folders(book, facts, chosen, roots)
     workers = _Workers(context, min(options.jobs or default_jobs(), max(1, len(todo))), options.worker)
-    progress = None
+    progress = tqdm.tqdm(total=sum(len(v) for v in todo.values()), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
         reference = preflight.run(context, workers.get, book, options.out_dir, options.regrade).solution
         report.save_reference(reference, options.out_dir)
-        for name, result in results.items():
-            _write_reports(result, paths[name], options.out_dir, reference)
-        budget = manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
-        progress = tqdm.tqdm(total=len(files), initial=len(results), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
         if todo:
+            budget = manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
             pool = workers.get()
             pool.set("max_parameters", budget)
-            failed_in_a_row = 0
-            for work, result in pool.grade(Work(digest, *places[0]) for digest, places in todo.items()):
-                if not result.provenance.get("grader_error"):
-                    book.put(context.fingerprint, result)
-                    failed_in_a_row = 0
-                else:
-                    failed_in_a_row += 1
-                    if failed_in_a_row >= GIVE_UP_AFTER:
-                        raise GraderError(
-                            f"the grader failed on {failed_in_a_row} notebooks in a row ({result.reason}); "
-                            "the batch stops rather than give the rest of the class that scorecard",
-                            hint="the results so far are kept; fix the cause and run again: what is done is not graded twice",
-                        )
-                for path, name in todo[work.key]:
-                    results[name] = _as_submitted(result, path, name)
-                    _write_reports(results[name], path, options.out_dir, reference)
-                    progress.update(1)
-                shown = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else "ungradable"
-                progress.set_postfix_str(f"{work.name}: {shown}")
+            _grade_todo(pool, todo, context, book, folders, options, progress)
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
         workers.close()
-    ordered = [results[name] for name in sorted(results)]
-    return ordered, report.write_class(ordered, options.out_dir, manifest.title)
+    classreport.save_facts(facts, options.out_dir)
+    view = classview.build(book, facts)
+    paths = classreport.write(view, options.out_dir, reference)
+    counted = [classreport.shown(row, row.counted) for row in view.rows if row.counted is not None and row.counted.result is not None]
+    return Graded(counted, paths, view.notes(), view)
 
 
-def _write_reports(result: SubmissionResult, path: str, out_dir: str, reference: SubmissionResult) -> None:
-    folder = os.path.join(out_dir, result.submission)
+def _grade_todo(pool, todo, context: Context, book: gradebook.Gradebook, folders, options: Options, progress) -> None:
+    failed_in_a_row = 0
+    works = (Work(digest, places[0].path, places[0].student) for digest, places in todo.items())
+    for work, result in pool.grade(works):
+        if not result.provenance.get("grader_error"):
+            book.put(context.fingerprint, result)
+            failed_in_a_row = 0
+        else:
+            failed_in_a_row += 1
+            if failed_in_a_row >= GIVE_UP_AFTER:
+                raise GraderError(
+                    f"the grader failed on {failed_in_a_row} notebooks in a row ({result.reason}); "
+                    "the batch stops rather than give the rest of the class that scorecard",
+                    hint="the results so far are kept; fix the cause and run again: what is done is not graded twice",
+                )
+        for submitted in todo[work.key]:
+            folder = os.path.join(options.out_dir, folders[submitted.path])
+            _write_notebook(submitted.path, folder)
+            shown = dataclasses.replace(result, submission=submitted.student, file=submitted.file)
+            report.write_submission(shown, folder, None)  # rewritten with the class's facts at the end
+            progress.update(1)
+        said = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else "ungradable"
+        progress.set_postfix_str(f"{work.name}: {said}")
+
+
+def _folders(book: gradebook.Gradebook, facts: classview.ClassFacts, chosen, roots: dict) -> dict[str, str]:
+    """Each file of this run -> the folder of its pages, as the class view names it."""
+    view = classview.build(book, facts)
+    by_key = {(row.student, attempt.stored.path): attempt.folder for row in view.rows for attempt in row.attempts}
+    return {s.path: by_key[(s.student, os.path.relpath(s.path, roots[s.path]))] for s in chosen}
+
+
+def _write_notebook(path: str, folder: str) -> None:
     try:
-        report.write_notebook(notebook.read_submission(path), folder, result.submission)
+        report.write_notebook(notebook.read_submission(path), folder, os.path.basename(path))
     except notebook.Unreadable:
         pass  # the scorecard says why
     except Exception as error:  # rendering a strange notebook must not stop the batch
         print(f"grader: could not render {path} as HTML: {type(error).__name__}: {error}", file=sys.stderr)
-    report.write_submission(result, out_dir, reference)
 
 
-def _as_submitted(result: SubmissionResult, path: str, name: str) -> SubmissionResult:
-    return dataclasses.replace(result, submission=name, file=os.path.basename(path))
+def rerender(out_dir: str) -> Graded:
+    """Every page of the class again, from the gradebook, without grading."""
+    facts = classreport.load_facts(out_dir)
+    book = gradebook.Gradebook(os.path.join(out_dir, "gradebook.sqlite"))
+    try:
+        view = classview.build(book, facts)
+    finally:
+        book.close()
+    paths = classreport.write(view, out_dir, report.load_reference(out_dir))
+    counted = [classreport.shown(row, row.counted) for row in view.rows if row.counted is not None and row.counted.result is not None]
+    return Graded(counted, paths, view.notes(), view)

@@ -93,7 +93,7 @@ class AnswerCellsRun(Check):
     """Every answer cell was filled in, and it and the cells added to it ran without an error."""
 
     def __call__(self, evidence: Evidence) -> Verdict:
-        if evidence.outcome.stopped_by in ("memory", "processes", "cpu"):
+        if evidence.outcome.stopped_by in ("memory", "processes", "cpu", "disk_full", "tampered"):
             return Verdict("failed", evidence.stopped_message())
         for cell in evidence.student_cells:
             if cell.role == "answer" and cells.unanswered(cell.source, evidence.given.get(cell.key, "")):

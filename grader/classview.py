@@ -18,6 +18,33 @@ from grader.results import SubmissionResult
 from grader.submissions import folder_name
 
 DAY = 86400.0
+SUBMISSIONS = "submissions"  # the output folder's folder of every submission's pages: never a grader file's name
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassFacts:
+    """What the class pages need of the assignment; kept in the output folder so that
+    `grader report`, `override` and the exports work without the assignment folder."""
+
+    name: str
+    version: str
+    title: str
+    fingerprint: str
+    checks: tuple[tuple[str, str, float], ...]  # (id, title, points)
+    rules: ClassRules
+
+    @classmethod
+    def of(cls, manifest: Manifest, fingerprint: str) -> "ClassFacts":
+        checks = tuple((spec.id, spec.title, spec.points) for spec in manifest.checks)
+        return cls(manifest.name, manifest.version, manifest.title, fingerprint, checks, manifest.rules)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ClassFacts":
+        return cls(data["name"], data["version"], data["title"], data["fingerprint"],
+                   tuple(tuple(c) for c in data["checks"]), ClassRules(**data["rules"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,36 +123,33 @@ class ClassView:
         return found
 
 
-def build(book: Gradebook, manifest: Manifest, fingerprint: str) -> ClassView:
-    """The class now, from everything the gradebook keeps for `manifest`'s assignment."""
-    rules = manifest.rules
-    roster = book.students(manifest.name)
-    overrides = book.overrides(manifest.name)
+def build(book: Gradebook, facts: ClassFacts) -> ClassView:
+    """The class now, from everything the gradebook keeps for the assignment."""
+    roster = book.students(facts.name)
+    overrides = book.overrides(facts.name)
     by_student: dict[str, list[Stored]] = {}
-    for stored in book.submissions(manifest.name):
+    for stored in book.submissions(facts.name):
         by_student.setdefault(stored.student, []).append(stored)
-    max_score = sum(spec.points for spec in manifest.checks)
+    max_score = sum(points for _, _, points in facts.checks)
     taken: set[str] = set()
     rows = []
     for student in sorted(set(roster) | set(by_student)):
         folder = folder_name(student, taken)
-        attempts = _attempts(book, manifest, fingerprint, folder, by_student.get(student, []))
+        attempts = _attempts(book, facts, folder, by_student.get(student, []))
         row = Row(student, roster.get(student, {}), student in roster or not roster, attempts,
                   tuple(overrides.get(student, ())), max_score)
-        rows.append(_score(row, rules))
-    check_ids = tuple(spec.id for spec in manifest.checks)
-    return ClassView(manifest.title, tuple(rows), check_ids, rules)
+        rows.append(_score(row, facts.rules))
+    return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules)
 
 
-def _attempts(book: Gradebook, manifest: Manifest, fingerprint: str, folder: str, stored: list[Stored]) -> tuple[Attempt, ...]:
+def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored]) -> tuple[Attempt, ...]:
     taken: set[str] = set()
     attempts = []
     for item in stored:
-        found = book.latest(manifest.name, manifest.version, fingerprint, item.sha256)
+        found = book.latest(facts.name, facts.version, facts.fingerprint, item.sha256)
         name = folder_name(os.path.splitext(os.path.basename(item.path))[0], taken)
-        late = _late_days(item.submitted_at, manifest.rules)
         attempts.append(Attempt(item, found[0] if found else None, bool(found and found[1]),
-                                f"submissions/{folder}/{name}", late_days=late))
+                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item.submitted_at, facts.rules)))
     return tuple(attempts)
 
 

@@ -32,16 +32,42 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("assignment", help="folder with assignment.toml and the source notebook")
     grade.add_argument("submissions", nargs="+", help="notebook files, or folders of them")
     grade.add_argument("--out", required=True, help="folder for scorecards, index.html and grades.csv")
+    grade.add_argument("--roster", help="the class: a CSV with id,name,email[,section,canvas_id,sis_user_id,sis_login_id,file,submitted_at] (kept for later runs)")
+    grade.add_argument("--identify", default="auto", choices=("auto", "folder", "roster", "file"),
+                       help="how a file's student is found: its folder, the roster's file column, or its name (default: auto)")
+    grade.add_argument("--student", help="grade again only this student's submissions (the class pages stay whole)")
     _grading_flags(grade)
 
-    report = commands.add_parser("report", help="render every report again from the stored results, without grading")
+    report = commands.add_parser("report", help="render every page again from the gradebook, without grading")
     report.add_argument("out", help="the --out folder of a grading run")
 
     export = commands.add_parser("export", help="export grades for Gradescope or a Canvas gradebook import")
     export.add_argument("format", choices=("gradescope", "canvas"))
     export.add_argument("out", help="the --out folder of a grading run")
-    export.add_argument("--roster", help="canvas: CSV with columns file,student,id[,sis_user_id,sis_login_id,section]")
     export.add_argument("--column", help="canvas: the assignment's column, e.g. 'Transfer learning (1234)' (default: the assignment title)")
+    export.add_argument("--points", type=float, help="canvas: the Canvas assignment's points; scores are scaled to them")
+
+    bundle = commands.add_parser("gradescope-autograder", help="write a Gradescope autograder zip that grades one submission inside Gradescope")
+    bundle.add_argument("assignment", help="folder with assignment.toml and the source notebook")
+    bundle.add_argument("--out", required=True, help="the zip file to write")
+
+    autograde = commands.add_parser("gradescope-run", help=argparse.SUPPRESS)  # what the autograder zip's run_autograder calls
+    autograde.add_argument("assignment")
+    autograde.add_argument("--submission", default="/autograder/submission")
+    autograde.add_argument("--results", default="/autograder/results/results.json")
+
+    override = commands.add_parser("override", help="set a check's points or add a comment for a student (kept through regrading)")
+    override.add_argument("out", help="the --out folder of a grading run")
+    override.add_argument("--student", required=True, help="the student's id")
+    override.add_argument("--check", default="", help="the check's id (none: a comment on the whole submission)")
+    override.add_argument("--points", type=float, help="the points the check gets instead of the grader's")
+    override.add_argument("--comment", default="", help="what the student reads on their scorecard")
+    override.add_argument("--author", default=os.environ.get("USER", ""), help="who says so (default: $USER)")
+    override.add_argument("--remove", action="store_true", help="remove the override of this student and check")
+
+    feedback = commands.add_parser("feedback", help="one folder (or zip) per student with their scorecard and notebook, ready to hand back")
+    feedback.add_argument("out", help="the --out folder of a grading run")
+    feedback.add_argument("--zip", action="store_true", help="one zip file per student instead of a folder")
 
     cache = commands.add_parser("cache", help="show or clear the feature cache of the fast path")
     cache.add_argument("--cache-dir", help="the cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
@@ -63,11 +89,14 @@ def _grading_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--no-cache", action="store_true", help="train every model in full instead of on cached base outputs")
     command.add_argument("--jobs", type=_positive_int, default=0, help="notebooks graded at once (default: from cores and memory)")
     command.add_argument("--regrade", action="store_true", help="grade again what the gradebook already holds")
+    command.add_argument("--umask", type=lambda text: int(text, 8), help="the umask of the files written, e.g. 027 (default: the shell's, usually 022)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the grading workers import TensorFlow, quietly
+    if getattr(args, "umask", None) is not None:
+        os.umask(args.umask)
     try:
         return COMMANDS[args.command](args)
     except GraderError as error:
@@ -103,6 +132,9 @@ def _options(args):
         use_cache=not args.no_cache,
         jobs=args.jobs,
         regrade=args.regrade,
+        roster=getattr(args, "roster", None),
+        identify=getattr(args, "identify", "auto"),
+        student=getattr(args, "student", None),
     )
 
 
@@ -140,8 +172,7 @@ def _positive_int(text: str) -> int:
 def _grade(args) -> int:
     from grader import batch, manifest
 
-    results, paths = batch.grade(manifest.load(args.assignment), args.submissions, _options(args))
-    _summarise(results, paths)
+    _summarise(batch.grade(manifest.load(args.assignment), args.submissions, _options(args)))
     return 0
 
 
@@ -157,43 +188,112 @@ def _demo(args) -> int:
     for name, content in scenarios.make(built, playground).items():
         write_atomic(os.path.join(folder, name), content)
     print(f"released {loaded.name} to {os.path.join(out, 'release')}; grading {len(scenarios.SCENARIOS)} sample submissions from {folder}", flush=True)
-    results, paths = batch.grade(loaded, [folder], _options(argparse.Namespace(**{**vars(args), "out": os.path.join(out, "graded")})))
-    _summarise(results, paths)
+    _summarise(batch.grade(loaded, [folder], _options(argparse.Namespace(**{**vars(args), "out": os.path.join(out, "graded")}))))
     return 0
 
 
-def _summarise(results, paths) -> None:
-    for r in sorted(results, key=lambda r: r.submission):
-        shown = f"{r.score:g}/{r.max_score:g}" if r.status == "graded" else f"ungradable: {r.reason}"
-        print(f"  {r.submission:32} {shown}")
-    print(f"class report: {paths['index']}\ngrades: {paths['grades']}")
+def _summarise(graded) -> None:
+    for row in graded.view.rows:
+        if row.final is not None:
+            shown = f"{row.final:g}/{row.max_score:g}"
+        elif row.counted is not None and row.counted.result is not None:
+            shown = f"{row.status}: {row.counted.result.reason}"
+        else:
+            shown = row.status
+        print(f"  {row.student:32} {shown}")
+    for note in graded.notes:
+        print(f"note: {note}")
+    print(f"class report: {graded.paths['index']}\ngrades: {graded.paths['grades']}")
 
 
 def _report(args) -> int:
-    from grader import report
+    from grader import batch
 
-    paths = report.rerender(args.out)
-    print(f"class report: {paths['index']}\ngrades: {paths['grades']}")
+    graded = batch.rerender(os.path.abspath(args.out))
+    print(f"class report: {graded.paths['index']}\ngrades: {graded.paths['grades']}")
     return 0
 
 
+def _class(out: str):
+    """The class as the gradebook of an output folder holds it."""
+    from grader import classreport, classview, gradebook
+
+    facts = classreport.load_facts(out)
+    book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))
+    try:
+        return classview.build(book, facts)
+    finally:
+        book.close()
+
+
 def _export(args) -> int:
-    from grader import exports, report
+    from grader import exports
     from grader.storage import write_atomic
 
-    results = report.load_results(args.out)
+    view = _class(args.out)
     if args.format == "gradescope":
-        paths = exports.write_gradescope(results, args.out)
+        paths = exports.write_gradescope(view, args.out)
         print(f"wrote {len(paths)} Gradescope results.json file(s) under {os.path.join(args.out, 'exports', 'gradescope')}")
         return 0
-    roster = exports.read_roster(args.roster) if args.roster else {}
-    column = args.column or results[0].assignment
-    text, unmatched = exports.canvas_csv(results, roster, column)
+    text, left_out = exports.canvas_csv(view, args.column or view.title, args.points)
     path = os.path.join(args.out, "exports", "canvas.csv")
     write_atomic(path, text)
     print(f"wrote {path}")
-    if unmatched:
-        print(f"not in the roster (exported under their file names): {', '.join(unmatched)}", file=sys.stderr)
+    if left_out:
+        print(f"left out of the Canvas import (no canvas_id in the roster): {', '.join(left_out)}")
+        return 1
+    return 0
+
+
+def _override(args) -> int:
+    import time as clock
+
+    from grader import batch, classreport, gradebook
+
+    out = os.path.abspath(args.out)
+    facts = classreport.load_facts(out)
+    checks = {check_id for check_id, _, _ in facts.checks}
+    if args.check and args.check not in checks:
+        raise GraderError(f"no check {args.check!r} in {facts.name}", hint=f"its checks are {', '.join(sorted(checks))}")
+    if not args.remove and args.points is None and not args.comment:
+        raise GraderError("an override needs --points, --comment or --remove")
+    if args.points is not None and not args.check:
+        raise GraderError("--points needs --check: points are set per check")
+    book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))
+    try:
+        if args.student not in {s.student for s in book.submissions(facts.name)} | set(book.students(facts.name)):
+            raise GraderError(f"no student {args.student!r} in this class")
+        if args.remove:
+            book.remove_override(facts.name, args.student, args.check)
+        else:
+            book.set_override(facts.name, gradebook.Override(args.student, args.check, args.points, args.comment, args.author, clock.time()))
+    finally:
+        book.close()
+    graded = batch.rerender(out)
+    print(f"{'removed the override of' if args.remove else 'set an override for'} {args.student}; class report: {graded.paths['index']}")
+    return 0
+
+
+def _feedback(args) -> int:
+    from grader import feedback
+
+    made = feedback.write(_class(args.out), os.path.abspath(args.out), as_zip=args.zip)
+    print(f"wrote feedback for {len(made)} student(s) under {os.path.join(args.out, 'feedback')}")
+    return 0
+
+
+def _gradescope_autograder(args) -> int:
+    from grader import gradescope, manifest
+
+    path = gradescope.bundle(manifest.load(args.assignment), os.path.abspath(args.out))
+    print(f"wrote {path}: upload it as the assignment's autograder in Gradescope (setup.sh installs the grader)")
+    return 0
+
+
+def _gradescope_run(args) -> int:
+    from grader import gradescope, manifest
+
+    gradescope.run(manifest.load(args.assignment), args.submission, args.results)
     return 0
 
 
@@ -213,4 +313,8 @@ def _cache(args) -> int:
     return 0
 
 
-COMMANDS = {"release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report, "export": _export}
+COMMANDS = {
+    "release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report,
+    "export": _export, "override": _override, "feedback": _feedback,
+    "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run,
+}

@@ -90,7 +90,8 @@ class Evidence:
 
     def stopped_message(self) -> str:
         if self.outcome.stopped_by:
-            return f"{self.outcome.limit_message} (in cell {self.outcome.stopped_cell})"
+            where = f" (in cell {self.outcome.stopped_cell})" if self.outcome.stopped_cell else ""
+            return f"{self.outcome.limit_message}{where}"
         return ""
 
     # --- the model -------------------------------------------------------------------

@@ -1,15 +1,15 @@
-"""Exports for other gradebooks, from stored results.
+"""Exports for other gradebooks, from the class as the gradebook holds it (one row per student).
 
-- Gradescope: one `results.json` per submission in the autograder's format
-  (`score`, and `tests`: `name`, `score`, `max_score`, `status`, `output`).
-- Canvas: a CSV in the shape of Canvas's gradebook import: `Student`, `ID`,
-  `SIS User ID`, `SIS Login ID`, `Section`, then one column named for the assignment.
-
-Which student a submission belongs to comes from a roster CSV with the columns
-`file` (the submitted file's name, as in grades.csv), `student` (the name Canvas
-shows), `id` (Canvas's user id) and, optionally, `sis_user_id`, `sis_login_id` and
-`section`. A submission missing from the roster is exported under its file name
-with an empty id, and listed as unmatched.
+- Gradescope: one `results.json` per student in the autograder's format (`score`,
+  `execution_time`, `visibility`, `output`, and `tests`: `name`, `score`, `max_score`,
+  `status`, `output`, `visibility`), the final score with the instructor's points and
+  the late penalty. (To grade inside Gradescope itself, see grader/gradescope.py.)
+- Canvas: a CSV in the shape of Canvas's gradebook import: `Student`, `ID`, `SIS User
+  ID`, `SIS Login ID`, `Section`, then one column named for the assignment. Students
+  are matched strictly, by the roster's `canvas_id` (Canvas's user id); a student
+  without one is left out and listed; two students with one id are refused; a student
+  with nothing gradable gets an empty cell (not a 0); `points` scales the score to the
+  Canvas assignment's points.
 """
 
 from __future__ import annotations
@@ -19,55 +19,79 @@ import io
 import json
 import os
 
+from grader.classview import ClassView, Row
 from grader.errors import GraderError
-from grader.results import SubmissionResult
 from grader.storage import write_atomic
 
 GRADESCOPE_STATUS = {"passed": "passed", "partial": "failed", "failed": "failed", "error": "failed", "skipped": "failed"}
 
 
-def gradescope(result: SubmissionResult) -> dict:
+def gradescope(row: Row, visibility: str) -> dict:
+    """A student's results.json: the counted submission's checks, the final score."""
+    result = row.counted.result if row.counted is not None else None
+    if result is None:
+        return {"score": 0, "visibility": visibility, "output": "No submission was graded for this student."}
+    points = row.check_points()
     tests = [
-        {"name": c.title, "score": c.score, "max_score": c.max_score, "status": GRADESCOPE_STATUS[c.status], "output": c.message}
+        {"name": c.title, "score": points.get(c.id, c.score), "max_score": c.max_score, "status": GRADESCOPE_STATUS[c.status],
+         "output": c.message, "visibility": visibility}
         for c in result.checks
     ]
-    payload = {"score": result.score, "tests": tests, "output": f"{result.assignment} version {result.version}, {result.status}"}
+    said = [f"{result.assignment} version {result.version}, {result.status}"]
     if result.status == "ungradable":
-        payload["output"] += f": {result.reason}. {result.fix}."
-    return payload
+        said.append(f"{result.reason}. {result.fix}.")
+    if row.penalty:
+        said.append(f"{row.penalty:g} points off: {row.counted.late_days} day(s) late.")
+    said += [f"From your instructor: {o.comment}" for o in row.overrides if o.comment]
+    return {
+        "score": row.final if row.final is not None else 0,
+        "execution_time": round(float(result.provenance.get("seconds", 0) or 0), 2),
+        "visibility": visibility,
+        "stdout_visibility": "hidden",
+        "output": " ".join(said),
+        "tests": tests,
+    }
 
 
-def write_gradescope(results: list[SubmissionResult], out_dir: str) -> list[str]:
+def write_gradescope(view: ClassView, out_dir: str) -> list[str]:
     paths = []
-    for result in results:
-        path = os.path.join(out_dir, "exports", "gradescope", result.submission, "results.json")
-        write_atomic(path, json.dumps(gradescope(result), indent=2, sort_keys=True) + "\n")
+    for row in view.rows:
+        if row.status == "missing":
+            continue
+        path = os.path.join(out_dir, "exports", "gradescope", _safe(row.student), "results.json")
+        write_atomic(path, json.dumps(gradescope(row, view.rules.visibility), indent=2, sort_keys=True) + "\n")
         paths.append(path)
     return paths
 
 
-def read_roster(path: str) -> dict[str, dict]:
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise GraderError(f"cannot read the roster {path}: {error.strerror}") from None
-    missing = {"file", "student", "id"} - set(rows[0].keys() if rows else [])
-    if missing:
-        raise GraderError(f"the roster {path} lacks the column(s) {', '.join(sorted(missing))}", hint="its header must be file,student,id[,sis_user_id,sis_login_id,section]")
-    return {row["file"]: row for row in rows}
+def _safe(student: str) -> str:
+    from grader.submissions import folder_name
+
+    return folder_name(student, set())
 
 
-def canvas_csv(results: list[SubmissionResult], roster: dict[str, dict], column: str) -> tuple[str, list[str]]:
-    rows, unmatched = [], []
-    for result in sorted(results, key=lambda r: r.submission):
-        row = roster.get(result.file)
-        if row is None:
-            unmatched.append(result.file)
-            row = {"student": result.submission, "id": ""}
-        points = int(result.score) if float(result.score).is_integer() else result.score
-        rows.append([row["student"], row["id"], row.get("sis_user_id", ""), row.get("sis_login_id", ""), row.get("section", ""), points])
-    return csv_text(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column], rows), unmatched
+def canvas_csv(view: ClassView, column: str, points: float | None = None) -> tuple[str, list[str]]:
+    """The CSV text, and the students left out (not in the roster, or without a Canvas id)."""
+    by_id: dict[str, str] = {}
+    rows, left_out = [], []
+    for row in view.rows:
+        canvas_id = str(row.info.get("canvas_id", "")).strip()
+        if not canvas_id:
+            left_out.append(row.student if row.known else f"{row.student} (not in the roster)")
+            continue
+        if canvas_id in by_id:
+            raise GraderError(f"the roster gives Canvas id {canvas_id} to both {by_id[canvas_id]} and {row.student}",
+                              hint="fix the roster's canvas_id column: a Canvas import would give one student's grade to the other")
+        by_id[canvas_id] = row.student
+        score = "" if row.final is None else _points(row.final, row.max_score, points)
+        rows.append([row.info.get("name") or row.student, canvas_id, row.info.get("sis_user_id", ""),
+                     row.info.get("sis_login_id", ""), row.info.get("section", ""), score])
+    return csv_text(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column], rows), left_out
+
+
+def _points(final: float, max_score: float, points: float | None):
+    value = final if points is None or not max_score else round(final / max_score * points, 2)
+    return int(value) if float(value).is_integer() else value
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

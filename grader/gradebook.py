@@ -32,6 +32,9 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS students (
         assignment TEXT NOT NULL, id TEXT NOT NULL, fields TEXT NOT NULL,
         PRIMARY KEY (assignment, id))""",
+    """CREATE TABLE IF NOT EXISTS roster_files (
+        assignment TEXT NOT NULL, file TEXT NOT NULL, student TEXT NOT NULL, submitted_at TEXT NOT NULL,
+        PRIMARY KEY (assignment, file))""",
     """CREATE TABLE IF NOT EXISTS overrides (
         assignment TEXT NOT NULL, student TEXT NOT NULL, check_id TEXT NOT NULL,
         points REAL, comment TEXT NOT NULL, author TEXT NOT NULL, at REAL NOT NULL,
@@ -133,6 +136,18 @@ class Gradebook:
                 "INSERT INTO students VALUES (?, ?, ?)",
                 [(assignment, key, json.dumps(fields, sort_keys=True)) for key, fields in students.items()],
             )
+
+    def set_files(self, assignment: str, files: dict[str, tuple[str, str]]) -> None:
+        """Keep the roster's mapping of files to students (file -> (student, submitted_at))."""
+        with self.connection:
+            self.connection.execute("DELETE FROM roster_files WHERE assignment=?", (assignment,))
+            self.connection.executemany(
+                "INSERT INTO roster_files VALUES (?, ?, ?, ?)", [(assignment, f, who, at) for f, (who, at) in files.items()]
+            )
+
+    def files(self, assignment: str) -> dict[str, tuple[str, str]]:
+        rows = self.connection.execute("SELECT file, student, submitted_at FROM roster_files WHERE assignment=?", (assignment,))
+        return {f: (who, at) for f, who, at in rows}
 
     def students(self, assignment: str) -> dict[str, dict]:
         rows = self.connection.execute("SELECT id, fields FROM students WHERE assignment=? ORDER BY id", (assignment,)).fetchall()

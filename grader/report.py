@@ -1,5 +1,6 @@
-"""Render results: result.json, scorecard.html (and the notebook) per submission;
-index.html and grades.csv per class. Rendering reads only results, so `grader report`
+"""Render one submission: result.json, scorecard.html and notebook.html, and what every
+page shares (the base template, the Content-Security-Policy, the grouping of failures).
+The class's pages are classreport's. Rendering reads only results, so `grader report`
 re-renders byte for byte what grading wrote.
 """
 
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import glob
 import hashlib
 import json
 import os
@@ -15,7 +15,7 @@ import re
 
 import jinja2
 
-from grader import charts, exports, render_notebook, wording
+from grader import charts, render_notebook, wording
 from grader.results import SubmissionResult
 from grader.storage import write_atomic
 
@@ -42,19 +42,20 @@ def content_security_policy(scripts: tuple[str, ...] = ()) -> str:
     )
 
 
-def _page(template: str, scripts: tuple[str, ...] = (), **context) -> str:
+def page(template: str, scripts: tuple[str, ...] = (), **context) -> str:
     """A page rendered from `template`, with its Content-Security-Policy."""
     return _ENV.get_template(template).render(csp=content_security_policy(scripts), **context)
 
 
-def write_submission(result: SubmissionResult, out_dir: str, reference: SubmissionResult | None = None) -> str:
-    folder = os.path.join(out_dir, result.submission)
+def write_submission(result: SubmissionResult, folder: str, reference: SubmissionResult | None = None, about: dict | None = None) -> str:
+    """result.json and scorecard.html of one submission, in `folder`; `about` holds the
+    class's facts (whose it is, when, whether it counts; see classreport.about)."""
     write_atomic(os.path.join(folder, "result.json"), json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
     try:
-        page = render_scorecard(result, reference, os.path.exists(os.path.join(folder, "notebook.html")))
+        text = render_scorecard(result, reference, os.path.exists(os.path.join(folder, "notebook.html")), about)
     except Exception as error:  # a rendering bug must cost one page its looks, never the batch
-        page = _page("fallback.html.j2", r=result, error=f"{type(error).__name__}: {error}")
-    write_atomic(os.path.join(folder, "scorecard.html"), page)
+        text = page("fallback.html.j2", r=result, error=f"{type(error).__name__}: {error}")
+    write_atomic(os.path.join(folder, "scorecard.html"), text)
     return folder
 
 
@@ -62,7 +63,8 @@ def threshold_of(result: SubmissionResult) -> float | None:
     return next((float(c.evidence["threshold"]) for c in result.checks if "threshold" in c.evidence), None)
 
 
-def render_scorecard(result: SubmissionResult, reference: SubmissionResult | None = None, notebook: bool = False) -> str:
+def render_scorecard(result: SubmissionResult, reference: SubmissionResult | None = None, notebook: bool = False,
+                     about: dict | None = None) -> str:
     history = result.training.get("history", {})
     reference_history = reference.training.get("history", {}) if reference is not None else {}
     accuracy = {"train": history.get("accuracy", []), "validation": history.get("val_accuracy", [])}
@@ -72,7 +74,7 @@ def render_scorecard(result: SubmissionResult, reference: SubmissionResult | Non
         loss["solution, validation"] = reference_history.get("val_loss", [])
     curves = [charts.line_chart("accuracy", accuracy, threshold_of(result), unit_range=True), charts.line_chart("loss", loss)] if history else []
     structure = next((c for c in result.checks if "expected" in c.evidence), None)
-    return _page(
+    return page(
         "scorecard.html.j2",
         r=result,
         curves=[c for c in curves if c is not None],
@@ -81,6 +83,7 @@ def render_scorecard(result: SubmissionResult, reference: SubmissionResult | Non
         notebook=notebook,
         cells=[(cell, wording.cell_label(cell)) for cell in result.cells],
         provenance=wording.provenance(result.provenance),
+        about=about,
     )
 
 
@@ -93,32 +96,6 @@ def _confusion(training: dict) -> dict | None:
         total = sum(counts) or 1
         rows.append({"name": name, "cells": [{"count": n, "shade": round(n / total, 2)} for n in counts]})
     return {"classes": classes, "rows": rows}
-
-
-def write_class(results: list[SubmissionResult], out_dir: str, title: str) -> dict[str, str]:
-    write_atomic(os.path.join(out_dir, STATE, "class.json"), json.dumps({"title": title}) + "\n")
-    paths = {"index": os.path.join(out_dir, "index.html"), "grades": os.path.join(out_dir, "grades.csv")}
-    write_atomic(paths["index"], render_index(results, title))
-    write_atomic(paths["grades"], grades_csv(results))
-    return paths
-
-
-def render_index(results: list[SubmissionResult], title: str) -> str:
-    results = sorted(results, key=lambda r: r.submission)
-    check_ids = _check_ids(results)
-    graded = [r for r in results if r.status == "graded"]
-    pass_rates = {
-        check: sum(1 for r in graded for c in r.checks if c.id == check and c.status == "passed") / len(graded) if graded else 0.0
-        for check in check_ids
-    }
-    max_score = max((r.max_score for r in results), default=0.0)
-    chart = charts.histogram("scores", [r.score for r in graded], max_score) if graded else None
-    return _page(
-        "index.html.j2",
-        (SORT_SCRIPT,),
-        sort_script=SORT_SCRIPT,
-        title=title, results=results, check_ids=check_ids, pass_rates=pass_rates, chart=chart, failures=common_failures(graded)
-    )
 
 
 FIGURE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?|\b(?:nan|inf)\b")
@@ -162,25 +139,6 @@ def _measured(check) -> str:
     return f"{figure:.3f}" if figure is not None else ""
 
 
-def grades_csv(results: list[SubmissionResult]) -> str:
-    """One row per submission. Columns: submission, file, sha256, status, score, max_score,
-    then one column per check id holding that check's points. Text that a spreadsheet
-    would take for a formula starts with a single quote."""
-    check_ids = _check_ids(results)
-    rows = []
-    for r in sorted(results, key=lambda r: r.submission):
-        scores = {c.id: c.score for c in r.checks}
-        rows.append([r.submission, r.file, r.sha256, r.status, r.score, r.max_score, *(scores.get(c, "") for c in check_ids)])
-    return exports.csv_text(["submission", "file", "sha256", "status", "score", "max_score", *check_ids], rows)
-
-
-def _check_ids(results: list[SubmissionResult]) -> list[str]:
-    ids: list[str] = []
-    for result in results:
-        ids += [c.id for c in result.checks if c.id not in ids]
-    return ids
-
-
 # --- the student's notebook ----------------------------------------------------------
 
 
@@ -190,42 +148,11 @@ def write_notebook(notebook, folder: str, title: str, budget: render_notebook.Bu
     a child process within `budget`, else shown as plain text with a note saying why."""
     rendering = render_notebook.render(notebook, budget)
     path = os.path.join(folder, "notebook.html")
-    write_atomic(path, _page("notebook.html.j2", title=title, rendering=rendering))
+    write_atomic(path, page("notebook.html.j2", title=title, rendering=rendering))
     return path
 
 
-# --- re-rendering ------------------------------------------------------------------------
-
-
-def load_results(out_dir: str) -> list[SubmissionResult]:
-    """Every submission's result.json under a grading run's output folder."""
-    from grader.errors import GraderError
-    from grader.gradebook import result_from_json
-
-    paths = sorted(glob.glob(os.path.join(out_dir, "*", "result.json")))
-    if not paths:
-        raise GraderError(f"{out_dir} holds no results", hint="pass the --out folder of a `grader grade` run")
-    results = []
-    for path in paths:
-        with open(path) as handle:
-            results.append(result_from_json(json.load(handle)))
-    return results
-
-
-def rerender(out_dir: str) -> dict[str, str]:
-    """Render every report again from the stored results, without grading."""
-    try:
-        with open(os.path.join(out_dir, STATE, "class.json")) as handle:
-            title = json.load(handle)["title"]
-    except (OSError, ValueError, KeyError):
-        from grader.errors import GraderError
-
-        raise GraderError(f"{out_dir} holds no graded batch", hint="pass the --out folder of a `grader grade` run") from None
-    reference = load_reference(out_dir)
-    results = load_results(out_dir)
-    for result in results:
-        write_submission(result, out_dir, reference)
-    return write_class(results, out_dir, title)
+# --- the lab's solution, for the curves beside each student's -----------------------
 
 
 def save_reference(result: SubmissionResult, out_dir: str) -> None:

@@ -559,6 +559,9 @@ class Pending:
             "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
             "out": os.path.join(launch.inside_scratch, "out"),
             "output_chars": self.plan.limits.output_bytes,
+            # a model whose first layer knows no input shape (a nested augmentation model)
+            # is built for the lab's images before it is saved, as training would
+            "input_shape": [self.plan.image_size, self.plan.image_size, 3],
         }
         # Nothing but the runner's own warm-up has run in the sandbox yet: its scratch
         # folder is as the grader made it.

@@ -129,8 +129,9 @@ def run_cells(shell, job, out, progress):
     return log
 
 
-def export_model(namespace, out):
-    """Write the model as data: Keras config JSON, compile config, weights (HDF5)."""
+def export_model(namespace, out, input_shape=None):
+    """Write the model as data: Keras config JSON, compile config, weights (HDF5).
+    A model not built yet (no layer knows its input's shape) is built for `input_shape`."""
     model = namespace.get("model")
     facts = {"found": model is not None}
     if model is None:
@@ -143,6 +144,11 @@ def export_model(namespace, out):
     else:
         facts["layers"] = len(model.layers)
         facts["built"] = bool(model.built)
+        if not model.built and input_shape and model.layers:
+            try:
+                model.build((None, *input_shape))
+            except Exception as error:  # the student's layers may not fit the lab's images
+                facts["build_problem"] = f"{type(error).__name__}: {error}"
         try:
             with open(os.path.join(out, "model.json"), "w") as handle:
                 handle.write(model.to_json())
@@ -184,7 +190,7 @@ def main(job_path, modules=""):
     run_cells(shell, job, out, progress)
     progress.started("(export)")
     try:
-        export_model(shell.user_ns, out)
+        export_model(shell.user_ns, out, job.get("input_shape"))
     except Exception:
         write_json(os.path.join(out, "export.json"), {"found": False, "problem": traceback.format_exc(limit=3)[-2000:]})
 

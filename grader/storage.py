@@ -6,6 +6,12 @@ import os
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str, text: str | bytes) -> None:
     """Write to a temporary file beside `path`, flush it to disk, then rename it."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -13,6 +19,7 @@ def write_atomic(path: str, text: str | bytes) -> None:
     data = text.encode("utf-8") if isinstance(text, str) else text
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # as any file the user writes (mkstemp's are private)
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

@@ -17,8 +17,13 @@ MATCHED_BY = {
 }
 STOPPED_BY = {
     None: "ended normally",
-    "cell_timeout": "was stopped: a cell ran past its time limit",
-    "run_timeout": "was stopped: it ran past its time limit in all",
+    "cell_timeout": "was stopped: a cell used up its CPU time",
+    "run_timeout": "was stopped: it used up its CPU time in all",
+    "wall_clock": "was stopped: a cell waited too long without computing",
+    "run_wall_clock": "was stopped: it waited too long without computing",
+    "host_busy": "was stopped: the grading machine was too busy (not the student's doing)",
+    "disk_full": "was stopped: it filled its disk",
+    "tampered": "ended, but left files the grader could not trust",
     "memory": "was stopped: it reached its memory limit",
     "processes": "was stopped: it tried to start too many processes",
     "cpu": "was stopped: it used up its CPU time",

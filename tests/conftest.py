@@ -56,8 +56,17 @@ def injection_notebook(playground) -> bytes:
 
 
 def grade_all(manifest, folder, out, **options):
-    results, paths = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options))
-    return {r.submission: r for r in results}, paths, out
+    graded = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options))
+    return {r.submission: r for r in graded.results}, graded.paths, out
+
+
+def attempt(out, student: str) -> str:
+    """The folder of a student's one graded submission's pages."""
+    import glob
+
+    found = sorted(glob.glob(os.path.join(str(out), "submissions", student, "*", "result.json")))
+    assert len(found) == 1, (student, found)
+    return os.path.dirname(found[0])
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 
 from grader import batch, gradebook, manifest as manifest_mod, release
 from grader.results import CheckResult, SubmissionResult
-from conftest import ROOT
+from conftest import ROOT, attempt
 
 TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
 
@@ -46,10 +46,10 @@ def rows(out):
 def test_a_rerun_grades_nothing_again_and_regrade_does(tmp_path):
     folder = make_submissions(tmp_path / "subs", 3)
     options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
-    first, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
+    first = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
     before = rows(options.out_dir)
-    again, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
-    assert rows(options.out_dir) == before and [r.score for r in again] == [r.score for r in first]
+    again = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
+    assert rows(options.out_dir) == before and [r.score for r in again.results] == [r.score for r in first.results]
     batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(**{**options.__dict__, "regrade": True}))
     after = rows(options.out_dir)
     assert after.keys() == before.keys() and all(after[k] > before[k] for k in before)
@@ -78,8 +78,8 @@ def test_sigkill_mid_batch_then_resume(tmp_path):
     assert all(resumed[sha] == at for sha, at in done_before.items())  # not graded a second time
     for name in sorted(os.listdir(folder)):
         stem = name[: -len(".ipynb")]
-        a = json.load(open(os.path.join(killed_out, stem, "result.json")))
-        b = json.load(open(os.path.join(whole_out, stem, "result.json")))
+        a = json.load(open(os.path.join(attempt(killed_out, stem), "result.json")))
+        b = json.load(open(os.path.join(attempt(whole_out, stem), "result.json")))
         assert (a["score"], a["status"], [c["status"] for c in a["checks"]]) == (b["score"], b["status"], [c["status"] for c in b["checks"]])
     assert len(open(os.path.join(killed_out, "grades.csv")).read().splitlines()) == 21
 
@@ -87,9 +87,9 @@ def test_sigkill_mid_batch_then_resume(tmp_path):
 @pytest.mark.slow
 def test_two_workers_give_the_scores_of_one(tmp_path):
     folder = make_submissions(tmp_path / "subs", 4)
-    one, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "one"), quiet=True, jobs=1))
-    two, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "two"), quiet=True, jobs=2))
-    assert [(r.submission, r.score) for r in one] == [(r.submission, r.score) for r in two]
+    one = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "one"), quiet=True, jobs=1))
+    two = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "two"), quiet=True, jobs=2))
+    assert [(r.submission, r.score) for r in one.results] == [(r.submission, r.score) for r in two.results]
 
 
 def _faulty_worker(connection, context, group, fault):
@@ -131,7 +131,7 @@ def test_a_failure_of_the_graders_own_is_retried_and_costs_nothing(tmp_path, mon
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tempfile.tempdir)
     options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=jobs, worker=worker)
-    results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
+    results = batch.grade(manifest_mod.load(TINY), [str(folder)], options).results
     assert os.path.exists(tmp_path / "failed-once")  # it did fail, once
     assert [(r.submission, r.status, r.score) for r in results] == [(f"student0{i}", "graded", 1.0) for i in range(3)]
     assert len(rows(str(tmp_path / "out"))) == 3 + 2  # the students, the solution and the playground
@@ -143,7 +143,7 @@ def test_a_failure_of_the_graders_own_is_retried_and_costs_nothing(tmp_path, mon
 def test_a_notebook_the_grader_always_fails_on_is_ungradable_and_not_stored(tmp_path, monkeypatch, worker):
     folder = make_submissions(tmp_path / "subs", 3)
     monkeypatch.setenv("GRADER_TEST_FAIL", f"student01:always:{tmp_path / 'failed'}")
-    results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1, worker=worker))
+    results = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1, worker=worker)).results
     by_name = {r.submission: r for r in results}
     assert by_name["student01"].status == "ungradable" and "failed on this notebook 3 time(s)" in by_name["student01"].reason
     assert "grader's fault" in by_name["student01"].fix

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from grader import exports, report
+from grader import batch, classreport, classview, exports, gradebook, report
+from grader.manifest import ClassRules
 from grader.results import CheckResult, SubmissionResult
 from test_reports import Markup
 
@@ -33,7 +34,24 @@ def accuracy(status, figure, cause=""):
 def submission(name, *checks, **fields):
     checks = checks or (CheckResult("runs", "The model cell runs", "passed", 10.0, 10.0, "the answer cell ran without errors"),)
     fields = {"status": "graded", "score": sum(c.score for c in checks), "max_score": sum(c.max_score for c in checks), **fields}
-    return SubmissionResult("keras_flowers_transfer", "1", name, f"{name}.ipynb", "ab" * 32, checks=tuple(checks), **fields)
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return SubmissionResult("keras_flowers_transfer", "1", name, f"{name}.ipynb", digest, checks=tuple(checks), **fields)
+
+
+def class_of(folder, results, students=None, checks=(("runs", "The model cell runs", 10.0),)):
+    """The class pages of hand-made results, as a run would leave them: in the gradebook, then rendered."""
+    book = gradebook.Gradebook(str(folder / "gradebook.sqlite"))
+    facts = classview.ClassFacts("keras_flowers_transfer", "1", "Class", "fp", tuple(checks), ClassRules())
+    for result in results:
+        book.put("fp", result)
+        book.record(facts.name, gradebook.Stored(result.submission, result.file, result.sha256, 0.0, "file name", True))
+    if students:
+        book.set_students(facts.name, students)
+    view = classview.build(book, facts)
+    book.close()
+    classreport.save_facts(facts, str(folder))
+    classreport.write(view, str(folder), None)
+    return view
 
 
 class Page(Markup):
@@ -60,16 +78,17 @@ def pages(tmp_path):
     results = [submission("alice", cells=({"key": "model", "role": "answer", "source": "x = 1", "status": "ok"},), provenance=PROVENANCE),
                submission("bob", accuracy("failed", 0.2, "freeze it"))]
     results.append(submission("carol", model={"layers": "not a list"}))  # the scorecard cannot be drawn: the fallback page
-    report.write_notebook({"cells": [{"cell_type": "markdown", "source": "## Imports"}]}, str(tmp_path / "alice"), "alice")
-    for result in results:
-        report.write_submission(result, str(tmp_path))
-    report.write_class(results, str(tmp_path), "Class")
+    report.write_notebook({"cells": [{"cell_type": "markdown", "source": "## Imports"}]}, str(tmp_path / ALICE), "alice")
+    class_of(tmp_path, results, checks=(("runs", "The model cell runs", 10.0), ("accuracy", "Validation accuracy", 30.0)))
     return tmp_path
 
 
+ALICE, BOB, CAROL = "submissions/alice/alice", "submissions/bob/bob", "submissions/carol/carol"
+
+
 def test_every_page_carries_a_strict_policy_before_anything_it_governs(pages):
-    paths = ["index.html", "alice/scorecard.html", "alice/notebook.html", "bob/scorecard.html", "carol/scorecard.html"]
-    assert "could not be drawn" in "".join(Page(pages / "carol" / "scorecard.html").text)
+    paths = ["index.html", f"{ALICE}/scorecard.html", f"{ALICE}/notebook.html", f"{BOB}/scorecard.html", f"{CAROL}/scorecard.html"]
+    assert "could not be drawn" in "".join(Page(pages / CAROL / "scorecard.html").text)
     for path in paths:
         page = Page(pages / path)
         assert len(page.policies) == 1 and page.order[:3] == ["html", "head", "meta"] and page.order[3] == "meta", path
@@ -92,23 +111,23 @@ def rows(text):
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
-def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote():
+def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote(tmp_path):
     names = [HYPERLINK, "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain"]
-    results = [submission(name) for name in names]
-    table = rows(report.grades_csv(results))
-    assert table[0][:6] == ["submission", "file", "sha256", "status", "score", "max_score"]
-    shown = {row[0] for row in table[1:]}
-    assert shown == {"'" + HYPERLINK, "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "plain"}
-    assert {row[1] for row in table[1:]} == {"'" + HYPERLINK + ".ipynb", "'+1.ipynb", "'-2.ipynb", "'@SUM(A1).ipynb", "'\tx.ipynb", "'\rx.ipynb", "plain.ipynb"}
-    assert all(float(row[4]) == 10 and float(row[5]) == 10 and float(row[6]) == 10 for row in table[1:])  # numbers stay numbers
+    view = class_of(tmp_path, [submission(name) for name in names])
+    table = rows(classreport.grades_csv(view))
+    assert table[0][:6] == ["student", "name", "email", "section", "status", "file"]
+    assert {row[0] for row in table[1:]} == {"'" + HYPERLINK, "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "plain"}
+    assert {row[5] for row in table[1:]} == {os.path.basename(HYPERLINK) + ".ipynb", "'+1.ipynb", "'-2.ipynb", "'@SUM(A1).ipynb", "'\tx.ipynb", "'\rx.ipynb", "plain.ipynb"}
+    assert all(float(row[9]) == 10 and float(row[11]) == 10 and float(row[13]) == 10 for row in table[1:])  # numbers stay numbers
 
 
-def test_canvas_export_neutralises_names_and_keeps_points_numeric():
-    roster = {"a.ipynb": {"file": "a.ipynb", "student": "=1+1", "id": "-5", "section": "@A"}}
-    text, unmatched = exports.canvas_csv([submission("a"), submission(HYPERLINK)], roster, "Lab (1)")
+def test_canvas_export_neutralises_names_and_keeps_points_numeric(tmp_path):
+    students = {"a": {"id": "a", "name": "=1+1", "canvas_id": "-5", "section": "@A"}}
+    view = class_of(tmp_path, [submission("a"), submission(HYPERLINK)], students)
+    text, left_out = exports.canvas_csv(view, "Lab (1)")
     table = rows(text)
-    assert ["'=1+1", "'-5", "", "", "'@A", "10"] in table
-    assert ["'" + HYPERLINK, "", "", "", "", "10"] in table and unmatched == [HYPERLINK + ".ipynb"]
+    assert ["'=1+1", "'-5", "", "", "'@A", "10"] in table and len(table) == 2
+    assert left_out == [f"{HYPERLINK} (not in the roster)"]
 
 
 def test_a_negative_score_column_is_still_a_number():
@@ -144,7 +163,7 @@ def test_other_failures_fold_numbers_and_quoted_code_but_keep_their_words():
 
 
 def test_the_scorecard_says_how_it_was_graded_in_words(pages):
-    text = " ".join(Page(pages / "alice" / "scorecard.html").text)
+    text = " ".join(Page(pages / ALICE / "scorecard.html").text)
     assert "Trained on the CPU, one replica, fast path: only the head was trained, on cached outputs of the frozen base" in text
     assert "The sandbox run took 7.7 s and ended normally." in text and "6 epochs, batches of 32, seed 42" in text
     assert "Version 0.1.0; grading took 17.5 s." in text and "Found by the cell ids the release recorded" in text
@@ -164,7 +183,7 @@ def test_the_scorecard_says_how_it_was_graded_in_words(pages):
     ({"role": "added", "source": "raise ValueError", "status": "error", "error": {"name": "ValueError", "message": "", "traceback": ""}}, "added by the student · raised ValueError"),
 ])
 def test_a_cell_label_says_what_happened_to_it(cell, label, tmp_path):
-    report.write_submission(submission("ann", cells=({"key": "model", **cell},)), str(tmp_path))
+    report.write_submission(submission("ann", cells=({"key": "model", **cell},)), str(tmp_path / "ann"))
     assert label in Page(tmp_path / "ann" / "scorecard.html").text
 
 
@@ -174,10 +193,10 @@ def test_class_page_lists_who_failed_with_their_figures(pages):
 
 
 def test_pages_are_deterministic(pages, tmp_path):
-    before = {name: open(pages / name, "rb").read() for name in ("index.html", "grades.csv", "alice/scorecard.html")}
-    report.rerender(str(pages))
+    before = {name: open(pages / name, "rb").read() for name in ("index.html", "grades.csv", f"{ALICE}/scorecard.html")}
+    batch.rerender(str(pages))
     assert {name: open(pages / name, "rb").read() for name in before} == before
-    assert os.path.exists(pages / "alice" / "notebook.html")
+    assert os.path.exists(pages / ALICE / "notebook.html")
 
 
 def test_provenance_words_cope_with_stops_other_strategies_and_missing_facts():
@@ -185,7 +204,7 @@ def test_provenance_words_cope_with_stops_other_strategies_and_missing_facts():
 
     said = dict(wording.provenance({**PROVENANCE, "stopped_by": "cell_timeout", "sandbox_cpu_seconds": 3.14, "device": "GPU",
                                     "replicas": 2, "strategy": "MirroredStrategy on 2 GPU replica(s)", "training": "full training (base is trainable)"}))
-    assert said["Sandbox"] == "The sandbox run took 7.7 s (3.1 s of CPU time) and was stopped: a cell ran past its time limit."
+    assert said["Sandbox"] == "The sandbox run took 7.7 s (3.1 s of CPU time) and was stopped: a cell used up its CPU time."
     assert said["Training"] == "Trained on GPUs, 2 replicas, with MirroredStrategy, full training (base is trainable), in 6.3 s."
     assert dict(wording.provenance({"sandbox": False, "seconds": 1})) == {
         "Sandbox": "The student's code ran without a sandbox (--no-sandbox).", "Grader": "Grading took 1.0 s."}

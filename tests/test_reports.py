@@ -53,8 +53,10 @@ def parse(path):
 def injection_folder(graded):
     from conftest import INJECTION_NAME
 
+    from conftest import attempt
+
     result = next(r for r in graded[0].values() if r.file == f"{INJECTION_NAME}.ipynb")
-    return result, os.path.join(graded[2], result.submission)
+    return result, attempt(graded[2], result.submission)
 
 
 def test_student_payloads_render_as_text(graded):
@@ -88,22 +90,32 @@ def test_gradescope_export_has_the_documented_fields(graded, tmp_path):
     shutil.copytree(graded[2], copy)
     assert main(["export", "gradescope", str(copy)]) == 0
     files = glob.glob(str(copy / "exports" / "gradescope" / "*" / "results.json"))
-    assert len(files) == len(graded[0])
+    assert len(files) == len(os.listdir(copy / "submissions"))  # every student with a submission
     for path in files:
         data = json.load(open(path))
-        assert isinstance(data["score"], (int, float)) and data["tests"]
+        assert isinstance(data["score"], (int, float)) and data["visibility"] == "after_published"
+        if "tests" not in data:
+            continue
         for test in data["tests"]:
-            assert set(test) == {"name", "score", "max_score", "status", "output"}
+            assert set(test) == {"name", "score", "max_score", "status", "output", "visibility"}
             assert isinstance(test["name"], str) and isinstance(test["output"], str)
             assert test["status"] in ("passed", "failed") and 0 <= test["score"] <= test["max_score"]
         assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]))
 
 
-def test_canvas_export_maps_files_to_students(graded, tmp_path):
-    results = list(graded[0].values())
-    roster = {"solution.ipynb": {"file": "solution.ipynb", "student": "Ada Lovelace", "id": "101", "section": "A"}}
-    text, unmatched = exports.canvas_csv(results, roster, "Transfer learning (7)")
+def test_canvas_export_matches_students_by_their_canvas_id(graded, tmp_path):
+    from grader import classreport, classview, gradebook
+
+    copy = tmp_path / "copy"
+    shutil.copytree(graded[2], copy)
+    book = gradebook.Gradebook(str(copy / "gradebook.sqlite"))
+    facts = classreport.load_facts(str(copy))
+    book.set_students(facts.name, {"solution": {"id": "solution", "name": "Ada Lovelace", "canvas_id": "101", "section": "A"},
+                                   "not_a_notebook": {"id": "not_a_notebook", "name": "Ned", "canvas_id": "102"}})
+    view = classview.build(book, facts)
+    text, left_out = exports.canvas_csv(view, "Transfer learning (7)", points=20)
     lines = text.splitlines()
     assert lines[0] == "Student,ID,SIS User ID,SIS Login ID,Section,Transfer learning (7)"
-    assert "Ada Lovelace,101,,,A,100" in lines
-    assert "solution.ipynb" not in unmatched and len(unmatched) == len(results) - 1
+    assert "Ada Lovelace,101,,,A,20" in lines  # 100 of 100, scaled to the Canvas assignment's 20 points
+    assert "Ned,102,,,," in lines  # ungradable: blank, not 0
+    assert len(lines) == 3 and "syntax_error (not in the roster)" in left_out

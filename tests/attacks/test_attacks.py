@@ -19,6 +19,7 @@ import threading
 
 import pytest
 
+from conftest import attempt
 from grader import batch, cgroups, manifest as manifest_mod, rundisk, sandbox, scenarios
 from reference import weights
 
@@ -144,7 +145,7 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     host_folder.mkdir()
     (host_folder / "log.json").write_text(json.dumps([{"key": "model", "role": "answer", "status": "ok", "stdout": FORGED_BY_HOST}]))
     paths = {"source": os.path.join(manifest.directory, "source.ipynb"), "record": str(out / ".grader" / "solution.ipynb"),
-             "other": str(folder / "solution.ipynb"), "forge": str(out / "solution" / "result.json"), "port": listener.getsockname()[1],
+             "other": str(folder / "solution.ipynb"), "forge": str(out / "submissions" / "solution" / "solution" / "result.json"), "port": listener.getsockname()[1],
              "host_folder": str(host_folder)}
     for name, source in attacks(solution, paths).items():
         (folder / f"attack_{name}.ipynb").write_bytes(scenarios.with_answer(playground, "model", source))
@@ -166,7 +167,7 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     os.environ["GRADER_TEST_SECRET"] = SECRET
     os.environ["TMPDIR"], tempfile.tempdir = str(runs), None  # the workers are spawned: they read TMPDIR
     try:
-        results, paths_out = batch.grade(
+        graded = batch.grade(
             manifest_mod.load(str(assignment)), [str(folder), str(twin)],
             batch.Options(out_dir=str(out), quiet=True, jobs=2, cache_dir=str(work / "cache")),
         )
@@ -178,7 +179,7 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     after = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work)))),
              "leftovers": leftovers(str(runs))}
-    return {r.submission: r for r in results}, out, before, after, connections, staged, weights.resolve(None)
+    return {r.submission: r for r in graded.results}, out, before, after, connections, staged, weights.resolve(None), graded.view
 
 
 def nbjson_with_output(playground, size: int) -> bytes:
@@ -198,8 +199,8 @@ def test_the_batch_finished_and_every_attack_has_a_scorecard(attacked):
     results, out = attacked[0], attacked[1]
     for name in [*SAYS, "flood_stdout_1gb", "kill_parent", "read_proc_and_environment", "handwritten_artifact", "forge_result_in_scratch",
                  "nested_3000_folders", "read_mount_table"]:
-        assert os.path.isfile(out / f"attack_{name}" / "scorecard.html"), name
-        assert os.path.isfile(out / f"attack_{name}" / "result.json"), name
+        assert os.path.isfile(os.path.join(attempt(out, f"attack_{name}"), "scorecard.html")), name
+        assert os.path.isfile(os.path.join(attempt(out, f"attack_{name}"), "result.json")), name
 
 
 @pytest.mark.parametrize("name", sorted(SAYS))
@@ -224,7 +225,7 @@ def test_the_host_is_unchanged(attacked):
     assert after["leftovers"] == {"folders": [], "mounts": [], "cgroups": [], "processes": []}
     assert sha(staged) == sha(demo.path)  # the weights cache is not poisoned
     assert connections == []  # the listener on 127.0.0.1 was never reached
-    forged = json.load(open(out / "solution" / "result.json"))
+    forged = json.load(open(out / "submissions" / "solution" / "solution" / "result.json"))
     assert forged.get("submission") == "solution" and forged["score"] == results["solution"].score
 
 
@@ -259,13 +260,14 @@ def test_kill_parent_is_contained(attacked):
 
 
 def test_path_tricks_and_twins_stay_inside_the_output_folder(attacked):
-    results, out = attacked[0], attacked[1]
-    names = [r.submission for r in results.values()]
-    assert "solution" in names and "solution-2" in names  # same file name twice: both graded
-    assert results["solution-2"].score == results["solution"].score
-    for result in results.values():
-        folder = os.path.realpath(out / result.submission)
-        assert folder.startswith(os.path.realpath(out) + os.sep) and ".." not in result.submission
+    results, out, view = attacked[0], attacked[1], attacked[7]
+    twins = next(row for row in view.rows if row.student == "solution")
+    assert len(twins.attempts) == 2 and all(a.result is not None for a in twins.attempts)  # same name twice: both graded
+    assert sum(a.counts for a in twins.attempts) == 1 and {a.result.score for a in twins.attempts} == {results["solution"].score}
+    for row in view.rows:
+        for graded_attempt in row.attempts:
+            folder = os.path.realpath(out / graded_attempt.folder)
+            assert folder.startswith(os.path.realpath(out / "submissions") + os.sep) and os.path.isdir(folder), graded_attempt.folder
 
 
 def test_links_out_of_the_run_are_not_followed(attacked):

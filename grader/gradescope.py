@@ -1,0 +1,127 @@
+"""Grade inside Gradescope: an autograder bundle, and what it runs for each submission.
+
+Gradescope reads only the file its own `run_autograder` writes inside its container:
+`/autograder/results/results.json`. `bundle` writes the zip an instructor uploads as
+the assignment's autograder:
+
+    setup.sh         installs bubblewrap and the grader (with TensorFlow) into /autograder/venv
+    run_autograder   grades the notebook in /autograder/submission and writes results.json
+    project/         this grader's source, installed by setup.sh
+    assignment/      the assignment (manifest, source notebook, its data and weights if not the demo's)
+
+`run` is what run_autograder calls: it grades the one notebook with the same pipeline as
+`grader grade` (the preflight first) and writes results.json in Gradescope's format
+(score, execution_time, output, visibility, tests). Where bubblewrap cannot make a
+sandbox (Gradescope's container may forbid user namespaces), the notebook runs without
+one: each submission already has a container of its own there, and the scorecard says so.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+
+from grader.manifest import Manifest
+from grader.storage import write_atomic
+
+SETUP = """#!/usr/bin/env bash
+# Gradescope runs this once, when the autograder image is built.
+set -euo pipefail
+apt-get update
+DEBIAN_FRONTEND=noninteractive apt-get install -y bubblewrap python3 python3-venv python3-pip
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install --upgrade pip
+/autograder/venv/bin/pip install /autograder/source/project
+"""
+
+RUN = """#!/usr/bin/env bash
+# Gradescope runs this for every submission; it must write /autograder/results/results.json.
+set -euo pipefail
+cd /autograder/source
+exec "${GRADER_VENV:-/autograder/venv}/bin/python" -m grader gradescope-run /autograder/source/assignment \\
+    --submission /autograder/submission --results /autograder/results/results.json
+"""
+
+PROJECT_FILES = ("pyproject.toml", "README.md", "SECURITY.md")
+PROJECT_PACKAGES = ("grader", "reference", "assignments")
+
+
+def bundle(manifest: Manifest, zip_path: str) -> str:
+    """Write the autograder zip for `manifest`'s assignment."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.makedirs(os.path.dirname(zip_path) or ".", exist_ok=True)
+    partial = zip_path + ".partial"
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        _add_text(archive, "setup.sh", SETUP)
+        _add_text(archive, "run_autograder", RUN)
+        for name in PROJECT_FILES:
+            archive.write(os.path.join(root, name), f"project/{name}")
+        for package in PROJECT_PACKAGES:
+            for path in sorted(glob.glob(os.path.join(root, package, "**", "*"), recursive=True)):
+                if os.path.isfile(path) and "__pycache__" not in path:
+                    archive.write(path, f"project/{os.path.relpath(path, root)}")
+        for name, data in assignment_files(manifest).items():
+            archive.writestr(f"assignment/{name}", data)
+    os.replace(partial, zip_path)
+    return zip_path
+
+
+def _add_text(archive: zipfile.ZipFile, name: str, text: str) -> None:
+    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    info.external_attr = 0o755 << 16  # executable, as Gradescope runs them
+    archive.writestr(info, text)
+
+
+def assignment_files(manifest: Manifest) -> dict[str, bytes]:
+    """The assignment folder as the bundle holds it: its data and weights copied in, when
+    they are not the demo's, and the manifest pointing at the copies."""
+    files: dict[str, bytes] = {}
+    toml = open(os.path.join(manifest.directory, "assignment.toml"), encoding="utf-8").read()
+    with open(manifest.notebook_path, "rb") as handle:
+        files[manifest.notebook] = handle.read()
+    if manifest.data_pattern != "demo":
+        pattern = manifest.data_pattern if os.path.isabs(manifest.data_pattern) else os.path.join(manifest.directory, manifest.data_pattern)
+        for path in sorted(glob.glob(pattern)):
+            with open(path, "rb") as handle:
+                files[f"data/{os.path.basename(path)}"] = handle.read()
+        toml = re.sub(r'(?m)^(\s*pattern\s*=\s*)".*"', lambda m: f'{m.group(1)}"data/{os.path.basename(pattern)}"', toml, count=1)
+    if manifest.weights_file != "demo":
+        weights = manifest.weights_file if os.path.isabs(manifest.weights_file) else os.path.join(manifest.directory, manifest.weights_file)
+        with open(weights, "rb") as handle:
+            files[f"weights/{os.path.basename(weights)}"] = handle.read()
+        toml = re.sub(r'(?m)^(\s*file\s*=\s*)".*"', lambda m: f'{m.group(1)}"weights/{os.path.basename(weights)}"', toml, count=1)
+    files["assignment.toml"] = toml.encode("utf-8")
+    return files
+
+
+def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
+    """Grade the submitted notebook; write and return results.json's content."""
+    from grader import batch, exports, sandbox
+
+    started = time.monotonic()
+    notebooks = sorted(glob.glob(os.path.join(submission_dir, "**", "*.ipynb"), recursive=True))
+    if not notebooks:
+        payload = {"score": 0, "execution_time": 0, "visibility": manifest.rules.visibility,
+                   "output": "No .ipynb file was submitted: upload your notebook (File > Download > Download .ipynb)."}
+    else:
+        with tempfile.TemporaryDirectory(prefix="grader-gradescope-") as work:
+            folder = os.path.join(work, "submissions", "student")
+            os.makedirs(folder)
+            shutil.copy(notebooks[0], folder)
+            options = batch.Options(out_dir=os.path.join(work, "out"), quiet=True, jobs=1,
+                                    allow_unsandboxed=sandbox.bubblewrap_problem() is not None,
+                                    cache_dir=os.path.join(work, "cache"))
+            graded = batch.grade(manifest, [os.path.join(work, "submissions")], options)
+            row = next(r for r in graded.view.rows if r.student == "student")
+            payload = exports.gradescope(row, manifest.rules.visibility)
+            if len(notebooks) > 1:
+                payload["output"] = f"Graded {os.path.basename(notebooks[0])} (of {len(notebooks)} notebooks submitted). " + payload["output"]
+    payload["execution_time"] = round(time.monotonic() - started, 2)
+    write_atomic(results_path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return payload
