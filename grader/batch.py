@@ -197,11 +197,15 @@ def _grade_todo(pool, todo, context: Context, book: gradebook.Gradebook, folders
         else:
             failed_in_a_row += 1
             if failed_in_a_row >= GIVE_UP_AFTER:
-                raise GraderError(
-                    f"the grader failed on {failed_in_a_row} notebooks in a row ({result.reason}); "
-                    "the batch stops rather than give the rest of the class that scorecard",
-                    hint="the results so far are kept; fix the cause and run again: what is done is not graded twice",
-                )
+                # Broken sandbox, or notebooks that make themselves ungradable? Ask the solution.
+                problem = preflight.sandbox_problem(context)
+                if problem:
+                    raise GraderError(
+                        f"the grader failed on {failed_in_a_row} notebooks in a row, and the sandbox no longer runs "
+                        f"the lab's own solution: {problem}",
+                        hint="the results so far are kept; fix the cause and run again: what is done is not graded twice",
+                    )
+                failed_in_a_row = 0
         for submitted in todo[work.key]:
             folder = os.path.join(options.out_dir, folders[submitted.path])
             _write_notebook(submitted.path, folder)

@@ -18,6 +18,7 @@ one: each submission already has a container of its own there, and the scorecard
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -105,6 +106,8 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
     from grader import batch, exports, sandbox
 
     started = time.monotonic()
+    # Gradescope applies its own due date and late policy to what the autograder scores.
+    manifest = dataclasses.replace(manifest, rules=dataclasses.replace(manifest.rules, due=None))
     notebooks = sorted(glob.glob(os.path.join(submission_dir, "**", "*.ipynb"), recursive=True))
     if not notebooks:
         payload = {"score": 0, "execution_time": 0, "visibility": manifest.rules.visibility,

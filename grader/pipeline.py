@@ -163,11 +163,13 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
     found, base = started.found, started.base
     outcome = started.pending.outcome()
     try:
-        if getattr(outcome, "host_fault", ""):
+        if outcome.host_fault:
             raise GraderFault(outcome.host_fault)
+        made = artifact.read(outcome.out_dir)
+        _assignment_cells_ran(outcome, made, found)
         given = {key: batch.release.cell(key).given for key in batch.release.answer_keys}
         setting = dataclasses.replace(batch.setting, max_parameters=batch.max_parameters) if batch.max_parameters else batch.setting
-        evidence = Evidence(setting, found, outcome, artifact.read(outcome.out_dir), given)
+        evidence = Evidence(setting, found, outcome, made, given)
         results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
         return dataclasses.replace(
             base,
@@ -181,6 +183,25 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
         )
     finally:
         outcome.remove()
+
+
+def _assignment_cells_ran(outcome, made, found) -> None:
+    """The cells before the first answer are the assignment's, the same for everyone: if the
+    run ended before any of them ran, or one of them failed, the sandbox or the assignment is
+    at fault, never the student (who has not run a line yet)."""
+    if outcome.stopped_by:
+        return
+    if not made.log:
+        last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:] or ["no message"]
+        raise GraderFault(f"the sandbox run ended before any cell ran (exit code {outcome.exit_code}: {last[0][-300:]})")
+    first = {cell.key for cell in found.student_cells}
+    for entry in made.log:
+        if entry.get("key") in first or entry.get("role") != "locked":
+            return
+        if entry.get("status") == "error":
+            error = entry.get("error") or {}
+            raise GraderFault(f"the assignment's own cell {entry.get('key')!r} failed in the sandbox: "
+                              f"{error.get('name', 'an error')}: {str(error.get('message', ''))[:200]}")
 
 
 def _base_result(context: Context, name: str, path: str, digest: str) -> SubmissionResult:

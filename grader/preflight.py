@@ -71,6 +71,34 @@ def run(context: Context, pool_of, book: gradebook.Gradebook, out_dir: str, regr
     return found
 
 
+def sandbox_problem(context: Context) -> str:
+    """Run the lab's solution cells in a sandbox, as a submission's run would, without
+    grading: "" if every cell ran, else what went wrong (the sandbox, not a notebook)."""
+    from grader import cells, match, sandbox
+
+    release = context.release
+    sections = {key: (match.RunCell(key, "answer", release.cell(key).source),) for key in release.answer_keys}
+    found = match.Match("ids", sections, ())
+    warm = tuple(dict.fromkeys(name for c in release.cells if c.kind == "locked" for name in cells.imported_modules(c.source)))
+    manifest = context.manifest
+    plan = sandbox.Plan(context.mounts, manifest.limits, manifest.image_size, manifest.batch_size, context.sandboxed, warm)
+    outcome = sandbox.Runner(plan).run(match.run_cells(release, found))
+    try:
+        if outcome.stopped_by:
+            return outcome.limit_message
+        from grader import artifact
+
+        log = artifact.read(outcome.out_dir).log
+        failed = [entry for entry in log if entry.get("status") != "ok"]
+        if not log or failed:
+            last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:] or ["no message"]
+            which = f"cell {failed[0].get('key')!r} failed" if failed else "no cell ran"
+            return f"{which} in a run of the lab's own solution (exit code {outcome.exit_code}: {last[0][-300:]})"
+        return ""
+    finally:
+        outcome.remove()
+
+
 def _judge(found: Preflight) -> None:
     solution, playground = found.solution, found.playground
     if solution.status != "graded" or solution.score < solution.max_score:

@@ -100,7 +100,9 @@ def bubblewrap_problem() -> str | None:
     binary = shutil.which("bwrap")
     if binary is None:
         return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-    probe = [binary, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    # The namespaces and mounts a run needs (a container may allow namespaces but not a new /proc).
+    probe = [binary, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+             "--tmpfs", "/tmp", "true"]
     try:
         result = subprocess.run(probe, capture_output=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as error:

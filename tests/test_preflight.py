@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from grader import preflight
 from grader.cli import main
 from conftest import ROOT
 
@@ -87,3 +88,13 @@ def test_a_sandbox_that_cannot_start_stops_the_run(tiny, submissions, tmp_path, 
     err = capsys.readouterr().err
     assert "the lab's own solution gets 0/1" in err and "processes" in err
     assert nothing_graded(out)
+
+
+def test_the_sandbox_probe_says_whether_the_solution_still_runs(tiny, tmp_path):
+    from grader import context, manifest
+
+    working = context.resolve(manifest.load(str(tiny)), str(tmp_path / "a"))
+    assert preflight.sandbox_problem(working) == ""
+    edit(tiny / "assignment.toml", "run_timeout = 60", "run_timeout = 60\nmax_processes = 1")
+    broken = context.resolve(manifest.load(str(tiny)), str(tmp_path / "b"))
+    assert "processes" in preflight.sandbox_problem(broken)
