@@ -153,6 +153,10 @@ class _Workers:
         if self.pool is not None:
             self.pool.__exit__(None, None, None)
 
+    @property
+    def peak_bytes(self) -> int:
+        return self.pool.peak_bytes if self.pool is not None else 0
+
 
 def _grade_class(context: Context, chosen: list[submissions.Submission], found, options: Options, book: gradebook.Gradebook) -> Graded:
     manifest = context.manifest
@@ -180,6 +184,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
     finally:
         progress.close()
         workers.close()
+    _save_run_facts(options.out_dir, workers.peak_bytes, sum(len(v) for v in todo.values()))
     classreport.save_facts(facts, options.out_dir)
     view = classview.build(book, facts)
     paths = classreport.write(view, options.out_dir, reference)
@@ -221,6 +226,19 @@ def _folders(book: gradebook.Gradebook, facts: classview.ClassFacts, chosen, roo
     view = classview.build(book, facts)
     by_key = {(row.student, attempt.stored.path): attempt.folder for row in view.rows for attempt in row.attempts}
     return {s.path: by_key[(s.student, os.path.relpath(s.path, roots[s.path]))] for s in chosen}
+
+
+def _save_run_facts(out_dir: str, worker_peak: int, graded: int) -> None:
+    """What this run cost: kept beside the pages (the attack suite bounds the memory)."""
+    import json
+    import resource
+
+    from grader.context import STATE
+    from grader.storage import write_atomic
+
+    facts = {"graded": graded, "worker_peak_rss_mb": round(worker_peak / 2**20),
+             "parent_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    write_atomic(os.path.join(out_dir, STATE, "batch.json"), json.dumps(facts, sort_keys=True) + "\n")
 
 
 def _write_notebook(path: str, folder: str) -> None:

@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import resource
 import signal
 import traceback
 from typing import Callable, Iterable, Iterator
@@ -98,6 +99,10 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
         if started is not None and not isinstance(started[1], Exception):
             started[1].cancel()
         batch.close()
+        try:  # what this worker's own process needed at its peak (its sandboxes are not counted)
+            connection.send(("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+        except OSError:
+            pass
 
 
 class _Worker:
@@ -124,10 +129,17 @@ class _Worker:
             return f"a grading worker was killed by {signal.Signals(-code).name}"
         return f"a grading worker exited with code {code}"
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Stop the worker; returns its peak memory in bytes (0 if it did not say)."""
+        peak = 0
         try:
             self.send("stop")
-        except (OSError, ValueError):
+            while self.connection.poll(30):
+                message = self.connection.recv()
+                if message[0] == "peak":
+                    peak = message[1]
+                    break
+        except (OSError, ValueError, EOFError):
             pass
         self.process.join(timeout=30)
         if self.process.is_alive():
@@ -136,6 +148,7 @@ class _Worker:
         self.connection.close()
         if self.group is not None:
             self.group.destroy()
+        return peak
 
 
 class LocalPool:
@@ -146,6 +159,7 @@ class LocalPool:
         self.context, self.jobs, self.attempts, self.memory_mb, self.worker = context, max(1, jobs), max(1, attempts), memory_mb, worker
         self.workers: list[_Worker] = []
         self.facts: dict[str, object] = {}
+        self.peak_bytes = 0  # the largest of the workers' own peak memory
         self._failed_starts = 0
 
     def __enter__(self) -> "LocalPool":
@@ -154,7 +168,7 @@ class LocalPool:
 
     def __exit__(self, *exc) -> None:
         for worker in self.workers:
-            worker.close()
+            self.peak_bytes = max(self.peak_bytes, worker.close())
         self.workers = []
 
     def set(self, name: str, value) -> None:

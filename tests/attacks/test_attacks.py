@@ -73,7 +73,25 @@ def attacks(solution: str, paths: dict) -> dict[str, str]:
         "nested_3000_folders": "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nos.chdir('/scratch')\n" + solution,
         "create_400k_files": "for i in range(400_000):\n    open(f'/scratch/f{i}', 'w').close()",
         "read_mount_table": "print(open('/proc/self/mountinfo').read())\n" + solution,
+        # the run's own files, written by the answer, which then ends the run before the export
+        "weights_declare_1gib": solution + "\nimport h5py\nmodel.save_weights('/scratch/out/model.weights.h5')\n"
+        "with h5py.File('/scratch/out/model.weights.h5', 'a') as f:\n"
+        "    f.create_dataset('layers/dense/vars/9', shape=(2**28,), dtype='float32', fillvalue=1.0)\n" + HANDWRITTEN.format(config="model.to_json()", compile="model.get_compile_config()"),
+        "huge_head_without_weights": solution + "\nbig = tf.keras.Sequential([pretrained_model, tf.keras.layers.Flatten(), tf.keras.layers.Dense(16384), "
+        "tf.keras.layers.Dense(5, activation='softmax')])\n" + HANDWRITTEN.format(config="big.to_json()", compile="model.get_compile_config()"),
+        "activation_is_a_layer": solution + "\nmodel.save_weights('/scratch/out/model.weights.h5')\nconfig = json.loads(model.to_json())\n"
+        "config['config']['layers'][-1]['config']['activation'] = " + repr(LAMBDA) + "\n" + HANDWRITTEN.format(config="json.dumps(config)", compile="model.get_compile_config()"),
+        "optimizer_holds_a_layer": solution + "\nmodel.save_weights('/scratch/out/model.weights.h5')\ncompiled = model.get_compile_config()\n"
+        "compiled['optimizer']['config']['learning_rate'] = " + repr(LAMBDA) + "\n" + HANDWRITTEN.format(config="model.to_json()", compile="compiled"),
     }
+
+
+LAMBDA = {"module": "keras.layers", "class_name": "Lambda", "config": {"name": "x", "function": "print"}, "registered_name": None}
+HANDWRITTEN = """import json, os
+open('/scratch/out/model.json', 'w').write({config})
+json.dump({compile}, open('/scratch/out/compile.json', 'w'))
+json.dump({{'found': True}}, open('/scratch/out/export.json', 'w'))
+os._exit(0)"""
 
 
 # What each attacker's scorecard must say (a fragment of a check's message or the reason).
@@ -103,8 +121,18 @@ SAYS = {
     "out_folder_links_to_host": "/scratch/out is a link or not a folder",
     "model_json_is_a_link": "/scratch/out/model.json is a link",
     "create_400k_files": "filled its disk",
+    "weights_declare_1gib": "none of the model's variables",
+    "huge_head_without_weights": "more than the",
+    "activation_is_a_layer": "uses Lambda",
+    "optimizer_holds_a_layer": "compile settings uses Lambda",
 }
+# Notebooks named like the grader's own files, and one a spreadsheet would run.
+NAMES = ("gradebook.sqlite", "index.html", "grades.csv", "exports", ".grader", '=HYPERLINK("http:x","y")')
+XSS = "1 src=x onerror=alert(document.domain)//"
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="  # 1x1
 FORGED_BY_HOST = "forged-log-in-a-host-folder-0815"
+WORKER_RSS_BOUND_MB = 3072
+PARENT_RSS_BOUND_MB = 1024
 
 
 def sha(path):
@@ -155,6 +183,11 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     (folder / "attack_invalid_utf8.ipynb").write_bytes(b'{"cells": [], "x": "\xff\xfe\xfa"}')
     (folder / "..ipynb").write_bytes(scenarios.solution(playground, "model", solution))
     (folder / "..%2F..%2Fescape.ipynb").write_bytes(scenarios.solution(playground, "model", solution))
+    for name in NAMES:
+        (folder / f"{name}.ipynb").write_bytes(scenarios.solution(playground, "model", solution))
+    (folder / "attack_image_width_xss.ipynb").write_bytes(with_output(playground, solution, {"image/png": PNG, "text/plain": "<Figure>"}, {"image/png": {"width": XSS}}))
+    (folder / "attack_60000_markdown_cells.ipynb").write_bytes(with_markdown(playground, solution, ["note %d" % n for n in range(60_000)]))
+    (folder / "attack_quadratic_markdown.ipynb").write_bytes(with_markdown(playground, solution, ["![" * 24_000]))
     twin = work / "elsewhere"
     twin.mkdir()
     (twin / "solution.ipynb").write_bytes(scenarios.solution(playground, "model", solution).replace(b"model.summary()", b"model.summary()  # twin"))
@@ -180,6 +213,23 @@ def attacked(manifest, released, submissions, tmp_path_factory):
              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work)))),
              "leftovers": leftovers(str(runs))}
     return {r.submission: r for r in graded.results}, out, before, after, connections, staged, weights.resolve(None), graded.view
+
+
+def with_output(playground, solution, data, metadata) -> bytes:
+    import nbformat
+
+    notebook = nbformat.reads(scenarios.solution(playground, "model", solution).decode(), 4)
+    cell = next(c for c in notebook.cells if c.get("id") == "model")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=data, metadata=metadata)]
+    return nbformat.writes(notebook).encode()
+
+
+def with_markdown(playground, solution, texts) -> bytes:
+    import nbformat
+
+    notebook = nbformat.reads(scenarios.solution(playground, "model", solution).decode(), 4)
+    notebook.cells += [nbformat.v4.new_markdown_cell(text) for text in texts]
+    return nbformat.writes(notebook).encode()
 
 
 def nbjson_with_output(playground, size: int) -> bytes:
@@ -257,6 +307,38 @@ def test_stdout_flood_is_cut_and_the_rest_still_graded(attacked):
 def test_kill_parent_is_contained(attacked):
     result = attacked[0]["attack_kill_parent"]
     assert result.status == "graded"
+
+
+def test_names_of_the_graders_own_files_are_just_students(attacked):
+    results, out, view = attacked[0], attacked[1], attacked[7]
+    for name in NAMES:
+        assert results[name].score == results["solution"].score, name
+    assert os.path.isfile(out / "gradebook.sqlite") and os.path.isfile(out / "index.html") and os.path.isfile(out / "grades.csv")
+    assert os.path.isdir(out / ".grader") and not os.path.exists(out / "exports" / "scorecard.html")
+    lines = open(out / "grades.csv", encoding="utf-8").read().splitlines()
+    assert any(line.startswith('"\'=HYPERLINK(') for line in lines) and not any(line.startswith(("=", '"=')) for line in lines)
+
+
+def test_notebook_pages_have_no_live_markup_and_a_budget(attacked):
+    from test_reports import parse
+
+    out = attacked[1]
+    page = parse(os.path.join(attempt(out, "attack_image_width_xss"), "notebook.html"))
+    assert page.handlers == [] and page.scripts == []
+    assert "onerror" not in open(os.path.join(attempt(out, "attack_image_width_xss"), "notebook.html")).read()
+    for name in ("attack_60000_markdown_cells", "attack_quadratic_markdown"):
+        text = open(os.path.join(attempt(out, name), "notebook.html")).read()
+        assert "plain text" in text, name  # over the rendering budget: shown as text, with a note
+        assert attacked[0][name].score == attacked[0]["solution"].score
+
+
+def test_the_graders_own_memory_stays_bounded(attacked):
+    facts = json.load(open(attacked[1] / ".grader" / "batch.json"))
+    # Each grading worker holds TensorFlow, the reference base, the feature cache, the last
+    # two rebuilt models and what it trains; the bound is what that needs at the demo's size
+    # with room to spare (a weights bomb or a huge head would each have cost gigabytes).
+    assert 0 < facts["worker_peak_rss_mb"] < WORKER_RSS_BOUND_MB, facts
+    assert facts["parent_peak_rss_mb"] < PARENT_RSS_BOUND_MB, facts
 
 
 def test_path_tricks_and_twins_stay_inside_the_output_folder(attacked):

@@ -1,0 +1,33 @@
+"""A busy host costs time, never points: honest notebooks keep their scores while other
+processes keep both cores busy (the sandbox's limits count the run's CPU time)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from grader import scenarios
+from conftest import grade_all
+
+pytestmark = pytest.mark.slow
+HONEST = ("solution.ipynb", "global_pooling.ipynb", "no_softmax.ipynb", "syntax_error.ipynb")
+
+
+def test_honest_notebooks_keep_their_scores_on_a_busy_host(manifest, released, graded, tmp_path):
+    record, playground = released
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    for name, content in scenarios.make(record, playground, list(HONEST)).items():
+        (folder / name).write_bytes(content)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]  # both cores, at our priority
+    try:
+        busy = grade_all(manifest, folder, tmp_path / "out", cache_dir=str(tmp_path / "cache"))[0]
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    alone = graded[0]
+    for name in HONEST:
+        student = name[: -len(".ipynb")]
+        assert busy[student].score == alone[student].score, (student, [(c.id, c.message) for c in busy[student].checks])
+        assert [c.status for c in busy[student].checks] == [c.status for c in alone[student].checks], student
