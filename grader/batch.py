@@ -165,7 +165,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
     todo: dict[str, list[submissions.Submission]] = {}  # sha256 -> its submissions, graded once per content
     for submitted in chosen:
         digest = file_sha256(submitted.path)
-        relative = os.path.relpath(submitted.path, roots[submitted.path])
+        relative = _relative(submitted.path, roots[submitted.path])
         book.record(manifest.name, gradebook.Stored(submitted.student, relative, digest, submitted.submitted_at, submitted.how, submitted.known))
         fresh = options.regrade or options.student is not None
         if fresh or book.get(manifest.name, manifest.version, context.fingerprint, digest) is None:
@@ -173,6 +173,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
     folders = _folders(book, facts, chosen, roots)
     workers = _Workers(context, min(options.jobs or default_jobs(), max(1, len(todo))), options.worker)
     progress = tqdm.tqdm(total=sum(len(v) for v in todo.values()), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
+    failed: list[SubmissionResult] = []
     try:
         reference = preflight.run(context, workers.get, book, options.out_dir, options.regrade).solution
         report.save_reference(reference, options.out_dir)
@@ -180,7 +181,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
             budget = manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
             pool = workers.get()
             pool.set("max_parameters", budget)
-            _grade_todo(pool, todo, context, book, folders, options, progress)
+            failed = _grade_todo(pool, todo, context, book, folders, options, progress)
     finally:
         progress.close()
         workers.close()
@@ -188,12 +189,23 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
     classreport.save_facts(facts, options.out_dir)
     view = classview.build(book, facts)
     paths = classreport.write(view, options.out_dir, reference)
-    counted = [classreport.shown(row, row.counted) for row in view.rows if row.counted is not None and row.counted.result is not None]
-    return Graded(counted, paths, view.notes(), view)
+    return _graded(view, paths, failed)
 
 
-def _grade_todo(pool, todo, context: Context, book: gradebook.Gradebook, folders, options: Options, progress) -> None:
-    failed_in_a_row = 0
+def _graded(view: classview.ClassView, paths: dict, failed: list[SubmissionResult]) -> Graded:
+    """The run's outcome: each student's counted result, and this run's results the grader
+    failed on (shown on their scorecards, never stored), and what to look at."""
+    counted = {row.student: classreport.shown(row, row.counted) for row in view.rows if row.counted is not None and row.counted.result is not None}
+    counted.update({result.submission: result for result in failed if result.submission not in counted})
+    notes = view.notes()
+    if failed:
+        notes.append(f"the grader failed on these (not stored; run again to grade them): {', '.join(sorted({r.submission for r in failed}))}")
+    return Graded([counted[name] for name in sorted(counted)], paths, notes, view)
+
+
+def _grade_todo(pool, todo, context: Context, book: gradebook.Gradebook, folders, options: Options, progress) -> list[SubmissionResult]:
+    """Grade what is new; returns the results the grader failed on (shown, never stored)."""
+    failed_in_a_row, failed = 0, []
     works = (Work(digest, places[0].path, places[0].student) for digest, places in todo.items())
     for work, result in pool.grade(works):
         if not result.provenance.get("grader_error"):
@@ -216,16 +228,25 @@ def _grade_todo(pool, todo, context: Context, book: gradebook.Gradebook, folders
             _write_notebook(submitted.path, folder)
             shown = dataclasses.replace(result, submission=submitted.student, file=submitted.file)
             report.write_submission(shown, folder, None)  # rewritten with the class's facts at the end
+            if result.provenance.get("grader_error"):
+                failed.append(shown)
             progress.update(1)
         said = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else "ungradable"
         progress.set_postfix_str(f"{work.name}: {said}")
+    return failed
 
 
 def _folders(book: gradebook.Gradebook, facts: classview.ClassFacts, chosen, roots: dict) -> dict[str, str]:
     """Each file of this run -> the folder of its pages, as the class view names it."""
     view = classview.build(book, facts)
     by_key = {(row.student, attempt.stored.path): attempt.folder for row in view.rows for attempt in row.attempts}
-    return {s.path: by_key[(s.student, os.path.relpath(s.path, roots[s.path]))] for s in chosen}
+    return {s.path: by_key[(s.student, _relative(s.path, roots[s.path]))] for s in chosen}
+
+
+def _relative(path: str, root: str) -> str:
+    """Where a submission was found, as the gradebook keeps it: under the folder given,
+    that folder's own name included (two folders given may hold files of one name)."""
+    return os.path.relpath(path, os.path.dirname(os.path.abspath(root)))
 
 
 def _save_run_facts(out_dir: str, worker_peak: int, graded: int) -> None:
@@ -259,5 +280,4 @@ def rerender(out_dir: str) -> Graded:
     finally:
         book.close()
     paths = classreport.write(view, out_dir, report.load_reference(out_dir))
-    counted = [classreport.shown(row, row.counted) for row in view.rows if row.counted is not None and row.counted.result is not None]
-    return Graded(counted, paths, view.notes(), view)
+    return _graded(view, paths, [])

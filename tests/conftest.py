@@ -64,7 +64,9 @@ def attempt(out, student: str) -> str:
     """The folder of a student's one graded submission's pages."""
     import glob
 
-    found = sorted(glob.glob(os.path.join(str(out), "submissions", student, "*", "result.json")))
+    from grader.submissions import folder_name
+
+    found = sorted(glob.glob(os.path.join(str(out), "submissions", folder_name(student, set()), "*", "result.json")))
     assert len(found) == 1, (student, found)
     return os.path.dirname(found[0])
 

@@ -69,8 +69,8 @@ def test_class_report_in_chromium_sorts_by_score(browser, graded):
     errors, requests = visit(browser, os.path.join(graded[2], "index.html"), "index.png")
     assert errors == [] and requests == []
     assert browser.find_elements(By.CSS_SELECTOR, "#failures tbody tr")
-    browser.find_element(By.CSS_SELECTOR, "#submissions th:nth-child(2)").click()
-    scores = [float(td.get_attribute("data-value")) for td in browser.find_elements(By.CSS_SELECTOR, "#submissions tbody td:nth-child(2)")]
+    browser.find_element(By.CSS_SELECTOR, "#submissions th:nth-child(4)").click()
+    scores = [float(td.get_attribute("data-value")) for td in browser.find_elements(By.CSS_SELECTOR, "#submissions tbody td:nth-child(4)")]
     assert scores == sorted(scores, reverse=True) and scores[0] == 100
 
 
@@ -98,6 +98,6 @@ def test_the_policy_blocks_an_injected_script_and_remote_image(browser, graded, 
     violations = " ".join(e["message"] for e in errors if "Content Security Policy" in e["message"])
     assert browser.title != "injected ran" and "script-src" in violations and "img-src" in violations
     assert browser.execute_script("return document.getElementById('remote').naturalWidth") == 0
-    browser.find_element(By.CSS_SELECTOR, "#submissions th:nth-child(2)").click()  # the report's own script still runs
-    scores = [float(td.get_attribute("data-value")) for td in browser.find_elements(By.CSS_SELECTOR, "#submissions tbody td:nth-child(2)")]
+    browser.find_element(By.CSS_SELECTOR, "#submissions th:nth-child(4)").click()  # the report's own script still runs
+    scores = [float(td.get_attribute("data-value")) for td in browser.find_elements(By.CSS_SELECTOR, "#submissions tbody td:nth-child(4)")]
     assert scores == sorted(scores, reverse=True)

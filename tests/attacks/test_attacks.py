@@ -268,7 +268,7 @@ def test_samples_get_exactly_the_scores_they_get_alone(attacked, graded):
 
 
 def test_the_host_is_unchanged(attacked):
-    results, out, before, after, connections, staged, demo = attacked
+    results, out, before, after, connections, staged, demo, _ = attacked
     assert before["assignment"] == after["assignment"]  # nothing written into the assignment
     assert set(after["work"]) - set(before["work"]) <= {"cache", "out"} and set(after["parent"]) == set(before["parent"])
     # every run's folder, mount, cgroup and process is gone (found by the batch's own marks)
