@@ -224,14 +224,9 @@ def rebuild(model_json: str, weights_path: str | None, max_parameters: int = 0):
     key = hashlib.sha256(model_json.encode("utf-8", errors="replace")).hexdigest()
     model = REBUILT.take(key) if weights_path is not None else None
     if model is None:
-        model = _from_config(model_json)
+        model = _from_config(model_json, max_parameters)
         REBUILT.keep(key, model)
-    parameters = sum(_size(w) for w in model.weights)
-    if max_parameters and parameters > max_parameters:
-        raise Refused(
-            f"the model has {parameters:,} parameters, more than the {max_parameters:,} this assignment allows: "
-            "the lab's head is small (a Flatten or pooling layer and a Dense layer per class)"
-        )
+    _over_budget(model, max_parameters)
     if model.weights and weights_path is None:
         raise Refused("the run saved no weights for the model, so its base cannot be checked: keep model.save_weights-able layers and let the cell finish")
     if weights_path is not None and model.weights:
@@ -275,8 +270,22 @@ def _check_weights_file(path: str, model) -> None:
         raise Refused(f"the weights file declares {len(found)} arrays and {total:,} bytes, far more than the model has")
 
 
-def _from_config(model_json: str):
+def _over_budget(model, max_parameters: int) -> None:
+    parameters = sum(_size(w) for w in model.weights)
+    if max_parameters and parameters > max_parameters:
+        raise Refused(
+            f"the model has {parameters:,} parameters, more than the {max_parameters:,} this assignment allows: "
+            "the lab's head is small (a Flatten or pooling layer and a Dense layer per class)"
+        )
+
+
+def _from_config(model_json: str, max_parameters: int = 0):
+    """The model of a vetted config, its variables made only once its size is within
+    `max_parameters`: the layers are built in a scope that records each variable's shape
+    and defers its memory, so a config declaring a huge layer costs nothing to refuse."""
     import keras
+    from keras.src.backend.common import global_state
+    from keras.src.backend.common.variables import initialize_all_variables
 
     try:
         config = json.loads(model_json)
@@ -285,7 +294,15 @@ def _from_config(model_json: str):
     if isinstance(config, dict):
         config.pop("compile_config", None)  # the compile settings are read, and vetted, from compile.json
     config = vetted(config, "model")
+    global_state.set_global_attribute("uninitialized_variables", [])
     try:
-        return keras.saving.deserialize_keras_object(config, safe_mode=True)
-    except Exception as error:
-        raise Refused(f"the model cannot be rebuilt from its config: {type(error).__name__}: {str(error)[:500]}") from None
+        try:
+            with keras.StatelessScope(initialize_variables=False):
+                model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        except Exception as error:
+            raise Refused(f"the model cannot be rebuilt from its config: {type(error).__name__}: {str(error)[:500]}") from None
+        _over_budget(model, max_parameters)
+        initialize_all_variables()
+        return model
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", [])

@@ -109,3 +109,38 @@ def test_a_model_over_the_parameter_budget_is_refused(keras, tmp_path):
     assert artifact.rebuild(config, path, max_parameters=15)
     with pytest.raises(artifact.Refused, match="has 15 parameters, more than the 14"):
         artifact.rebuild(config, path, max_parameters=14)
+
+
+HUGE_HEAD = """
+import json, resource, sys
+import keras
+from grader import artifact
+
+with keras.StatelessScope(initialize_variables=False):  # the config alone, without its memory
+    model = keras.Sequential([keras.Input((3, 3, 1280)), keras.layers.Flatten(), keras.layers.Dense(16384), keras.layers.Dense(5)])
+    config = model.to_json()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    artifact.rebuild(config, None, max_parameters=10_000_000)
+except artifact.Refused as refused:
+    print(json.dumps({"refused": str(refused), "grew_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before}))
+"""
+
+
+def test_a_huge_layer_is_refused_before_its_memory_is_taken():
+    import json
+    import subprocess
+    import sys
+
+    # 188 million parameters: 755 MB of float32 had the layers been built for real
+    done = subprocess.run([sys.executable, "-c", HUGE_HEAD], capture_output=True, text=True, timeout=300)
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "has 188,841,989 parameters" in facts["refused"]
+    assert facts["grew_kb"] < 100 * 1024, facts
+
+
+def test_a_model_within_the_budget_has_its_variables_made(keras, tmp_path):
+    config, path = saved(keras, tmp_path, "made", 1.0)
+    model = artifact.rebuild(config, path, max_parameters=15)
+    assert all(np.all(w.numpy() == 1.0) for w in model.weights)
+    assert model.predict(np.ones((1, 4), "float32"), verbose=0).shape[0] == 1

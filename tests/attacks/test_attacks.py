@@ -79,7 +79,7 @@ def attacks(solution: str, paths: dict) -> dict[str, str]:
         "    f.create_dataset('layers/dense/vars/9', shape=(2**28,), dtype='float32', fillvalue=1.0)\n" + HANDWRITTEN.format(config="model.to_json()", compile="model.get_compile_config()"),
         "huge_head_without_weights": solution + "\nbig = tf.keras.Sequential([pretrained_model, tf.keras.layers.Flatten(), tf.keras.layers.Dense(16384), "
         "tf.keras.layers.Dense(5, activation='softmax')])\n" + HANDWRITTEN.format(config="big.to_json()", compile="model.get_compile_config()"),
-        "activation_is_a_layer": solution + "\nmodel.save_weights('/scratch/out/model.weights.h5')\nconfig = json.loads(model.to_json())\n"
+        "activation_is_a_layer": solution + "\nimport json\nmodel.save_weights('/scratch/out/model.weights.h5')\nconfig = json.loads(model.to_json())\n"
         "config['config']['layers'][-1]['config']['activation'] = " + repr(LAMBDA) + "\n" + HANDWRITTEN.format(config="json.dumps(config)", compile="model.get_compile_config()"),
         "optimizer_holds_a_layer": solution + "\nmodel.save_weights('/scratch/out/model.weights.h5')\ncompiled = model.get_compile_config()\n"
         "compiled['optimizer']['config']['learning_rate'] = " + repr(LAMBDA) + "\n" + HANDWRITTEN.format(config="model.to_json()", compile="compiled"),
@@ -312,6 +312,9 @@ def test_kill_parent_is_contained(attacked):
 def test_names_of_the_graders_own_files_are_just_students(attacked):
     results, out, view = attacked[0], attacked[1], attacked[7]
     for name in NAMES:
+        if name.startswith("."):  # hidden, like an editor's checkpoints: not a submission, and no harm to .grader/
+            assert name not in results, name
+            continue
         assert results[name].score == results["solution"].score, name
     assert os.path.isfile(out / "gradebook.sqlite") and os.path.isfile(out / "index.html") and os.path.isfile(out / "grades.csv")
     assert os.path.isdir(out / ".grader") and not os.path.exists(out / "exports" / "scorecard.html")
