@@ -32,7 +32,9 @@ sys.path.insert(0, ROOT)
 
 from grader import batch, context, manifest as manifest_mod, release, scenarios  # noqa: E402
 from grader.pipeline import Batch, grade_all, grade_submission  # noqa: E402
-from reference import data, weights  # noqa: E402
+from grader import labs  # noqa: E402
+from labs import flowers  # noqa: E402
+from reference import weights  # noqa: E402
 
 SCALES = {"full": dict(count=3670, size=192, epochs=10), "ci": dict(count=320, size=96, epochs=2)}
 ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
@@ -124,9 +126,10 @@ def main(argv=None) -> int:
     data_dir = os.path.join(args.work, f"flowers-{scale['count']}-{scale['size']}")
     if not os.path.isdir(data_dir):
         print(f"making {scale['count']} synthetic flowers at {scale['size']}x{scale['size']} ...", flush=True)
-        data.make_synthetic_flowers(data_dir, scale["size"], scale["count"])
+        flowers.make_synthetic_flowers(data_dir, scale["size"], scale["count"])
     keras_home = os.path.join(args.work, "keras")
-    weights.stage(weights.resolve(None), keras_home, scale["size"])
+    demo = manifest_mod.load(ASSIGNMENT)
+    weights.stage(context.weights_for(demo, None), keras_home, demo.lab.base, scale["size"])
     epochs = scale["epochs"]
     figures = {}
 
@@ -176,7 +179,7 @@ def batch_of_30(work: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     for variant in range(3):
-        for name, content in scenarios.make(built, playground).items():
+        for name, content in scenarios.make(built, playground, table=labs.scenarios(demo)).items():
             # a trailing comment makes each copy a distinct submission (content-hashed)
             text = content.decode("utf-8", errors="replace") if name != "not_a_notebook.ipynb" else content.decode()
             body = text.replace("model.summary()", f"model.summary()  # copy {variant}") if variant else text

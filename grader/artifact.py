@@ -116,7 +116,7 @@ ALLOWED_OBJECTS = ALLOWED_LAYERS | frozenset(
     Accuracy SparseCategoricalAccuracy CategoricalAccuracy BinaryAccuracy TopKCategoricalAccuracy
     SparseTopKCategoricalAccuracy Mean MeanMetricWrapper""".split()
 )
-MAX_DEPTH = 64  # nesting of a config; MobileNetV2 inside a Sequential needs about 12
+MAX_DEPTH = 64  # nesting of a config; a keras.applications base inside a Sequential needs about 12
 
 # Activations given as TensorFlow functions (`tf.nn.softmax`) are saved by Keras as
 # {"class_name": "function", "config": <the function's name>}; these are the Keras
@@ -185,7 +185,7 @@ class _Rebuilt:
     """The last few models rebuilt from their configs, by the config's hash.
 
     Most of a class submits the same config (same layers, same names: every run is a
-    fresh interpreter), and building MobileNetV2 from its config takes about a second.
+    fresh interpreter), and building a pretrained base from its config takes about a second.
     A model taken from here is zeroed before the next submission's weights are loaded
     into it, so nothing of an earlier submission can remain in it."""
 

@@ -136,9 +136,13 @@ class ModelStructure(Check):
     """The model's layers, in order, follow the rule (see structure.py)."""
 
     layers: tuple
+    parameters: tuple = ()  # (at least, at most) parameters of the whole model, if bounded
 
-    def __init__(self, layers):
+    def __init__(self, layers, parameters=()):
+        if parameters and (len(parameters) != 2 or not all(isinstance(p, int) and p >= 0 for p in parameters)):
+            raise ValueError(f"parameters must be [at least, at most], got {parameters!r}")
         object.__setattr__(self, "layers", tuple(layers))
+        object.__setattr__(self, "parameters", tuple(parameters))
         object.__setattr__(self, "_patterns", parse_rule(list(layers)))
 
     def __call__(self, evidence: Evidence) -> Verdict:
@@ -149,6 +153,13 @@ class ModelStructure(Check):
         facts = {"layers": [str(f) for f in found], "expected": list(self._patterns.texts), "differs_at": verdict.differs_at}
         if verdict.ok and base_size and base_size != expected_size:
             return Verdict("failed", f"the pretrained model's input is {base_size}; build it with input_shape=[*IMAGE_SIZE, 3] ({expected_size})", evidence=facts)
+        if verdict.ok and self.parameters:
+            count = evidence.model().count_params()
+            low, high = self.parameters
+            facts["parameters"] = count
+            if not low <= count <= high:
+                bound = f"at most {high:,}" if count > high else f"at least {low:,}"
+                return Verdict("failed", f"the model has {count:,} parameters; the lab asks for {bound}", evidence=facts)
         return Verdict("passed" if verdict.ok else "failed", verdict.message, evidence=facts)
 
 
@@ -167,7 +178,7 @@ class FrozenBase(Check):
             return Verdict(
                 "failed",
                 f"{len(trainable)} weight tensors of the pretrained base {base.name} would change in training{example}: "
-                "set pretrained_model.trainable = False before building the model",
+                + evidence.setting.lab.hint("freeze", "set the base's trainable to False before building the model"),
             )
         if not evidence.base_is_pretrained:
             return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: keep the default weights='imagenet'")

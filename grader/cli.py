@@ -69,6 +69,15 @@ def parser() -> argparse.ArgumentParser:
     feedback.add_argument("out", help="the --out folder of a grading run")
     feedback.add_argument("--zip", action="store_true", help="one zip file per student instead of a folder")
 
+    new = commands.add_parser("new", help="make an assignment from a codelab's playground and solution notebooks")
+    new.add_argument("folder", help="the new assignment's folder")
+    new.add_argument("--playground", required=True, help="the codelab's playground notebook")
+    new.add_argument("--solution", required=True, help="the codelab's solution notebook")
+    new.add_argument("--data", help="a glob of the lab's data files (default: \"demo\", which needs a lab module)")
+    new.add_argument("--weights", help="the pretrained base's weights file (default: \"demo\")")
+    new.add_argument("--image-size", type=_positive_int, help="the data's image size (default: read off the notebook)")
+    new.add_argument("--threshold", type=float, default=0.5, help="the accuracy threshold to start from (calibrate it)")
+
     cache = commands.add_parser("cache", help="show or clear the feature cache of the fast path")
     cache.add_argument("--cache-dir", help="the cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
     cache.add_argument("--clear", action="store_true", help="delete every cached entry")
@@ -82,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _grading_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--data", help="glob of the flowers .tfrec files (default: the manifest's [data] pattern)")
-    command.add_argument("--weights", help="MobileNetV2 no-top weights file, e.g. the real ImageNet one (default: the manifest's)")
+    command.add_argument("--weights", help="the pretrained base's no-top weights file, e.g. the real ImageNet one (default: the manifest's)")
     command.add_argument("--no-sandbox", action="store_true", help="run student code without isolation if bubblewrap cannot (scorecards say so)")
     command.add_argument("--quiet", action="store_true", help="no progress lines")
     command.add_argument("--cache-dir", help="feature cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
@@ -177,7 +186,7 @@ def _grade(args) -> int:
 
 
 def _demo(args) -> int:
-    from grader import batch, manifest, release, scenarios
+    from grader import batch, labs, manifest, release, scenarios
     from grader.storage import write_atomic
 
     loaded = manifest.load(args.assignment)
@@ -185,9 +194,10 @@ def _demo(args) -> int:
     out = os.path.abspath(args.out)
     release.write(built, playground, os.path.join(out, "release"))
     folder = os.path.join(out, "submissions")
-    for name, content in scenarios.make(built, playground).items():
+    made = scenarios.make(built, playground, table=labs.scenarios(loaded))
+    for name, content in made.items():
         write_atomic(os.path.join(folder, name), content)
-    print(f"released {loaded.name} to {os.path.join(out, 'release')}; grading {len(scenarios.SCENARIOS)} sample submissions from {folder}", flush=True)
+    print(f"released {loaded.name} to {os.path.join(out, 'release')}; grading {len(made)} sample submissions from {folder}", flush=True)
     _summarise(batch.grade(loaded, [folder], _options(argparse.Namespace(**{**vars(args), "out": os.path.join(out, "graded")}))))
     return 0
 
@@ -282,6 +292,16 @@ def _feedback(args) -> int:
     return 0
 
 
+def _new(args) -> int:
+    from grader import importer
+
+    made = importer.new(args.folder, args.playground, args.solution, data=args.data, weights=args.weights,
+                        image_size=args.image_size, threshold=args.threshold)
+    print("\n".join(made.lines()))
+    print(f"next: grader check {args.folder}")
+    return 0
+
+
 def _gradescope_autograder(args) -> int:
     from grader import gradescope, manifest
 
@@ -315,6 +335,6 @@ def _cache(args) -> int:
 
 COMMANDS = {
     "release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report,
-    "export": _export, "override": _override, "feedback": _feedback,
+    "export": _export, "override": _override, "feedback": _feedback, "new": _new,
     "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run,
 }

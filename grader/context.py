@@ -14,14 +14,13 @@ import hashlib
 import os
 
 import grader
-from grader import gradebook, release as release_mod, sandbox
+from grader import gradebook, labs, release as release_mod, sandbox
 from grader.errors import AssetError, ManifestError
 from grader.manifest import Manifest
 from grader.release import Release
-from reference import data as flower_data
+from reference import data as data_mod
 from reference import weights as weights_mod
 from reference.hashing import file_sha256
-from reference.make_assets import DEMO_FLOWERS
 
 STATE = ".grader"  # the output folder's own folder: staged weights, the solution notebook, class facts
 
@@ -32,17 +31,31 @@ class Context:
 
     manifest: Manifest
     release: Release
-    dataset: flower_data.FlowerData
-    weights: weights_mod.Weights
-    keras_models: str  # the staged weights' folder, mounted read-only in the sandbox
+    dataset: data_mod.Dataset
+    weights: weights_mod.Weights | None  # None: the lab has no pretrained base
+    keras_models: str  # the staged weights' folder, mounted read-only in the sandbox (empty without a base)
     sandboxed: bool
     cache_dir: str | None  # the feature cache (None: every model trained in full)
     fingerprint: str  # a hash of all of the above and of the grader's own code
     max_parameters: int = 0  # largest model rebuilt (0: not known yet)
 
     @property
+    def lab(self):
+        return self.manifest.lab
+
+    @property
     def mounts(self) -> sandbox.Mounts:
-        return sandbox.Mounts(data_dir=os.path.dirname(self.dataset.files[0]), keras_models=self.keras_models)
+        return sandbox.Mounts(data_dir=self.dataset.folder, keras_models=self.keras_models)
+
+    def plan(self) -> sandbox.Plan:
+        """How a submission's run is made: mounts, limits, what its cells read, the modules
+        it imports while it waits for its cells (the assignment's locked cells' own)."""
+        from grader import cells
+
+        manifest = self.manifest
+        warm = [name for c in self.release.cells if c.kind == "locked" for name in cells.imported_modules(c.source)]
+        return sandbox.Plan(self.mounts, manifest.limits, manifest.image_size, manifest.batch_size, self.sandboxed,
+                            tuple(dict.fromkeys(warm)), self.lab.environment, self.lab.answer, self.lab.kind)
 
 
 def default_cache_dir() -> str:
@@ -55,28 +68,39 @@ def resolve(manifest: Manifest, out_dir: str, *, data: str | None = None, weight
             allow_unsandboxed: bool = False, cache_dir: str | None = None, use_cache: bool = True) -> Context:
     """Check and stage everything the assignment needs; raise a GraderError for what is missing."""
     sandboxed = sandbox.require_sandbox(allow_unsandboxed)
+    labs.load(manifest)  # its checks register themselves; a broken module stops the run here
     release, _ = release_mod.build(manifest)
     dataset = dataset_for(manifest, data)
     chosen = weights_for(manifest, weights)
-    keras_models = weights_mod.stage(chosen, os.path.join(out_dir, STATE, "keras"), manifest.image_size)
+    keras_models = os.path.join(out_dir, STATE, "keras", "models")
+    if chosen is not None:
+        keras_models = weights_mod.stage(chosen, os.path.join(out_dir, STATE, "keras"), manifest.lab.base, manifest.image_size)
+    else:
+        os.makedirs(keras_models, exist_ok=True)
     context = Context(manifest, release, dataset, chosen, keras_models, sandboxed,
                       (cache_dir or default_cache_dir()) if use_cache else None, "", manifest.grader.max_parameters)
     return dataclasses.replace(context, fingerprint=fingerprint(context))
 
 
-def dataset_for(manifest: Manifest, override: str | None) -> flower_data.FlowerData:
+def dataset_for(manifest: Manifest, override: str | None) -> data_mod.Dataset:
     pattern = override or manifest.data_pattern
     if pattern == "demo":
-        pattern = os.path.join(DEMO_FLOWERS, "*.tfrec")
+        pattern = labs.demo(manifest, "demo_data", manifest.data_format)
     elif not os.path.isabs(pattern) and override is None:
         pattern = os.path.join(manifest.directory, pattern)
     if os.path.isdir(pattern):
-        raise AssetError(f"{pattern} is a folder; name the files in it", hint=f"pass --data '{os.path.join(pattern, '*.tfrec')}'")
+        example = os.path.join(pattern, "*.tfrec" if manifest.data_format == "tfrecord" else "*/*.jpg")
+        raise AssetError(f"{pattern} is a folder; name the files in it", hint=f"pass --data '{example}'")
+    lab = manifest.lab
     try:
-        dataset = flower_data.split_files(pattern, manifest.image_size)
-    except flower_data.DataError as error:
+        dataset = data_mod.split_files(pattern, manifest.data_format, manifest.image_size, lab.classes, lab.validation_split,
+                                       manifest.image_feature, manifest.label_feature)
+    except data_mod.DataError as error:
         raise AssetError(str(error)) from None
-    if len({os.path.dirname(f) for f in dataset.files}) != 1:
+    folders = {os.path.dirname(f) for f in dataset.files}
+    if manifest.data_format == "folders":
+        folders = {os.path.dirname(folder) for folder in folders}
+    if len(folders) != 1:
         raise AssetError(f"the files of {pattern!r} must all be in one folder (it is mounted read-only in the sandbox)")
     return dataset
 
@@ -84,45 +108,46 @@ def dataset_for(manifest: Manifest, override: str | None) -> flower_data.FlowerD
 def check_assets(context: Context) -> None:
     """What takes TensorFlow to see: the data's format, the weights, the strategy."""
     _check_image_size(context.dataset)
-    check_weights(context.weights, context.manifest.image_size)
+    if context.weights is not None:
+        check_weights(context.lab.base, context.weights, context.manifest.image_size)
     check_strategy(context.manifest.strategy)
 
 
-def _check_image_size(dataset: flower_data.FlowerData) -> None:
-    import tensorflow as tf
-
-    record = next(iter(tf.data.TFRecordDataset(dataset.files[:1])), None)
-    if record is None:
-        raise AssetError(f"{dataset.files[0]} holds no records")
+def _check_image_size(dataset: data_mod.Dataset) -> None:
     try:
-        parsed = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})
-        shape = tuple(tf.io.decode_jpeg(parsed["image"], channels=3).shape)
-    except (tf.errors.OpError, ValueError) as error:
-        raise AssetError(f"{dataset.files[0]} is not in the lab's TFRecord format (image as JPEG bytes): {error}") from None
+        shape = data_mod.first_image_shape(dataset)
+    except data_mod.DataError as error:
+        raise AssetError(str(error)) from None
     if shape[:2] != (dataset.image_size, dataset.image_size):
         raise AssetError(
             f"the dataset's images are {shape[0]}x{shape[1]} but the manifest's image_size is {dataset.image_size}",
-            hint="set [data] image_size to the size of the images in the TFRecords",
+            hint="set [data] image_size to the size of the images",
         )
 
 
-def weights_for(manifest: Manifest, override: str | None) -> weights_mod.Weights:
-    chosen = override or (None if manifest.weights_file == "demo" else os.path.join(manifest.directory, manifest.weights_file))
+def weights_for(manifest: Manifest, override: str | None) -> weights_mod.Weights | None:
+    base = manifest.lab.base
+    if base is None:
+        return None
+    if override is None and manifest.weights_file == "demo":
+        path, kind = labs.demo(manifest, "demo_weights"), "demo"
+    else:
+        path, kind = override or os.path.join(manifest.directory, manifest.weights_file), "provided"
     try:
-        return weights_mod.resolve(chosen)
+        return weights_mod.resolve(path, kind, base)
     except weights_mod.WeightsError as error:
         raise AssetError(str(error)) from None
 
 
-def check_weights(weights: weights_mod.Weights, image_size: int) -> None:
+def check_weights(base: weights_mod.Base, weights: weights_mod.Weights, image_size: int) -> None:
     """The weights file loads into the base the lab builds (else every student would fail)."""
     try:
-        weights_mod.pretrained_base(weights, image_size)
+        weights_mod.pretrained_base(base, weights, image_size)
     except Exception as error:
         raise AssetError(
-            f"the weights file {weights.path} does not load into MobileNetV2(include_top=False) at "
+            f"the weights file {weights.path} does not load into {base.application}(include_top=False) at "
             f"{image_size}x{image_size}: {type(error).__name__}: {str(error)[:300]}",
-            hint="pass Keras's mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_<size>_no_top.h5, or \"demo\"",
+            hint=f"pass Keras's {base.keras_file.format(size='<size>')}, or \"demo\"",
         ) from None
 
 
@@ -137,10 +162,10 @@ def check_strategy(preference: str) -> None:
 
 
 def grader_code_hash() -> str:
-    """A hash of the grader's own Python code (grader/ and reference/): a change regrades."""
+    """A hash of the grader's own Python code (grader/, reference/, labs/): a change regrades."""
     digest = hashlib.sha256()
     root = os.path.dirname(os.path.dirname(os.path.abspath(grader.__file__)))
-    for package in ("grader", "reference"):
+    for package in ("grader", "reference", "labs"):
         for folder, dirs, files in sorted(os.walk(os.path.join(root, package))):
             dirs.sort()
             for name in sorted(files):
@@ -157,11 +182,14 @@ def fingerprint(context: Context) -> str:
     with open(os.path.join(manifest.directory, "assignment.toml"), "rb") as handle:
         manifest_hash = hashlib.sha256(handle.read()).hexdigest()
     release_hash = hashlib.sha256(repr(context.release).encode()).hexdigest()
+    module = os.path.join(manifest.directory, manifest.lab.module) if manifest.lab.module else ""
+    module_hash = file_sha256(module) if module else "no module"
     return gradebook.fingerprint(
         manifest_hash,
         release_hash,
-        flower_data.dataset_identity(context.dataset),
-        file_sha256(context.weights.path),
+        module_hash,
+        data_mod.dataset_identity(context.dataset),
+        file_sha256(context.weights.path) if context.weights is not None else "no base",
         grader.__version__,
         grader_code_hash(),
         str(context.sandboxed),

@@ -21,7 +21,7 @@ from grader.sandbox import Outcome
 from grader.structure import Found
 from reference import graph
 from reference import training as harness
-from reference.data import CLASSES, FlowerData
+from reference.data import Dataset
 from reference.strategy import Placement
 from reference.weights import Weights, pretrained_base
 
@@ -32,34 +32,66 @@ class Missing(Exception):
     """A fact a check needs is not there because of the submission; the message says why, for the student."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Setting:
-    """What is the same for every submission of a batch."""
+    """A worker's view of the grading context: what is the same for every submission, and
+    what it costs to compute once (the placement, the reference base's weights). The
+    model budget is learnt when the lab's solution is graded, and set then."""
 
-    image_size: int
-    training: harness.Settings
-    dataset: FlowerData
-    weights: Weights
-    placement_preference: str
+    context: object  # grader.context.Context
     cache: object = None  # a reference.cache.FeatureCache, or None for full training always
-    labels: str = "class_index"  # the lab's labels: "class_index" or "one_hot"
-    fit_labels_to_loss: bool = False  # forgive a loss that does not fit the lab's labels
     max_parameters: int = 0  # largest model rebuilt (0: no bound)
-    base_name: str = "MobileNetV2"
+
+    @property
+    def lab(self):
+        return self.context.manifest.lab
+
+    @property
+    def image_size(self) -> int:
+        return self.context.manifest.image_size
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.context.dataset
+
+    @property
+    def weights(self) -> Weights | None:
+        return self.context.weights
+
+    @property
+    def labels(self) -> str:
+        return self.context.manifest.labels
+
+    @property
+    def fit_labels_to_loss(self) -> bool:
+        return self.context.manifest.fit_labels_to_loss
+
+    @property
+    def base_name(self) -> str:
+        return self.lab.base.application if self.lab.base else ""
+
+    @functools.cached_property
+    def training(self) -> harness.Settings:
+        manifest = self.context.manifest
+        return harness.Settings(manifest.epochs, manifest.batch_size, manifest.seed, manifest.image_size)
 
     @functools.cached_property
     def placement(self) -> Placement:
         from reference.strategy import pick
 
-        return pick(self.placement_preference)
+        return pick(self.context.manifest.strategy)
 
     @functools.cached_property
     def pretrained_weights(self) -> list[np.ndarray]:
-        return [np.asarray(w) for w in pretrained_base(self.weights, self.image_size).get_weights()]
+        if self.weights is None:
+            return []
+        return [np.asarray(w) for w in pretrained_base(self.lab.base, self.weights, self.image_size).get_weights()]
 
     @functools.cached_property
     def is_base(self):
         """The one predicate of "the pretrained base", for checks, fast path and training alike."""
+        if self.weights is None:
+            return lambda layer: False
         return graph.base_by_shapes(self.pretrained_weights)
 
 
@@ -148,7 +180,8 @@ class Evidence:
         if self.chain.problem:
             raise Missing(self.chain.problem)
         if self.chain.base is None:
-            raise Missing(f"the model has no pretrained {self.setting.base_name} base: start the Sequential list with pretrained_model")
+            raise Missing(f"the model has no pretrained {self.setting.base_name} base: "
+                          + self.setting.lab.hint("add_base", f"put the pretrained {self.setting.base_name} first in the model"))
         return self.chain.base_layer
 
     def matches_pretrained(self, weights) -> bool:
@@ -163,7 +196,7 @@ class Evidence:
     @functools.cached_property
     def _applies(self) -> str:
         """Why the model cannot classify a batch of the lab's images ("" if it can)."""
-        size, classes = self.setting.image_size, len(CLASSES)
+        size, classes = self.setting.image_size, len(self.setting.dataset.classes)
         try:
             output = self.model()(np.zeros((2, size, size, 3), np.float32), training=False)
         except Exception as error:  # the student's model: shapes that do not fit
@@ -251,8 +284,14 @@ def describe(layer, index: int = -1) -> Found:
     activation = _activation_name(layer)
     if kind == "Dense":
         return Found("Dense", units=int(layer.units), activation=activation, name=layer.name, index=index)
-    if kind in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D"):
-        return Found(kind, units=getattr(layer, "filters", None), activation=activation, name=layer.name, index=index)
+    if kind in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Conv1D"):
+        options = (("kernel_size", _size(layer.kernel_size)), ("strides", _size(layer.strides)), ("padding", str(layer.padding)))
+        return Found(kind, units=getattr(layer, "filters", None), activation=activation, options=options, name=layer.name, index=index)
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        options = (("pool_size", _size(layer.pool_size)), ("strides", _size(layer.strides)), ("padding", str(layer.padding)))
+        return Found(kind, options=options, name=layer.name, index=index)
+    if kind in ("Dropout", "SpatialDropout2D"):
+        return Found(kind, options=(("rate", f"{float(layer.rate):g}"),), name=layer.name, index=index)
     if kind == "Softmax":
         return Found("Softmax", activation="softmax", name=layer.name, index=index)
     if kind == "ReLU":
@@ -264,6 +303,12 @@ def describe(layer, index: int = -1) -> Found:
         parameters = sum(int(np.prod(w.shape)) for w in layer.weights)
         return Found(kind, name=layer.name, index=index, note=f"a nested model '{layer.name}' of {parameters:,} parameters")
     return Found(kind, name=layer.name, index=index)
+
+
+def _size(value) -> str:
+    """A kernel, pool or stride size as a rule writes it: 3 for (3, 3), 3x5 otherwise."""
+    sizes = tuple(int(v) for v in (value if isinstance(value, (tuple, list)) else (value,)))
+    return str(sizes[0]) if len(set(sizes)) == 1 else "x".join(str(v) for v in sizes)
 
 
 def _activation_name(layer) -> str | None:

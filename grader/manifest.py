@@ -16,6 +16,7 @@ import tomllib
 from typing import Any, Callable
 
 from grader.errors import ManifestError
+from reference.weights import Base
 
 STRATEGIES = ("auto", "tpu", "gpu", "cpu")
 COUNTS = ("latest", "best")
@@ -36,7 +37,7 @@ class Key:
 
     def type_name(self) -> str:
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-        return " or ".join({"str": "string", "int": "integer", "float": "number", "list": "list", "bool": "boolean"}.get(k.__name__, k.__name__) for k in kinds)
+        return " or ".join({"str": "string", "int": "integer", "float": "number", "list": "list", "bool": "boolean", "dict": "table"}.get(k.__name__, k.__name__) for k in kinds)
 
 
 def _positive(value) -> str:
@@ -75,12 +76,29 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
         Key("notebook", str, REQUIRED, "The source notebook (with solution markers), relative to the assignment folder."),
         Key("answer_cells", list, REQUIRED, "Ids of the cells students answer; every other code cell is locked.", _ids),
     )),
-    "data": ("The dataset the grader trains and validates on.", (
-        Key("pattern", str, REQUIRED, '"demo" (the embedded synthetic flowers) or a glob of the lab\'s .tfrec files.'),
-        Key("image_size", int, REQUIRED, "Height and width of the images in pixels.", _positive),
+    "lab": ("What the lab is: what its answer defines, its classes, its base, what its cells read.", (
+        Key("answer", str, "model", "The name the answer cells define, which the grader checks (a Keras model, or a tf.data dataset)."),
+        Key("kind", str, "model", "What the answer is: model (a Keras model, trained by the grader) or dataset (a tf.data pipeline).",
+            _one_of(("model", "dataset"))),
+        Key("classes", list, [], "The class names, in the order of the labels' indices.",
+            lambda v: "" if all(isinstance(c, str) for c in v) else "must be a list of names"),
+        Key("validation_split", (int, float), 0.19, "The fraction of the data files (the first ones) that validates.", _fraction),
+        Key("module", str, "", "A trusted Python module of the assignment's (e.g. lab.py): its demo data and weights, scenarios, checks."),
+        Key("base", dict, {}, "The pretrained base, if any (see [lab.base])."),
+        Key("environment", dict, {}, "Environment variables the locked cells read, as templates of {data_dir}, "
+            "{image_size}, {batch_size}."),
+        Key("hints", dict, {}, "Texts the feedback uses, by name (freeze, add_base)."),
     )),
-    "weights": ("The pretrained base's weights.", (
-        Key("file", str, REQUIRED, '"demo" (the project\'s own) or the path of the Keras no-top weights file.'),
+    "data": ("The dataset the grader trains and validates on.", (
+        Key("pattern", str, REQUIRED, '"demo" (the lab\'s own demo data, from its module) or a glob of the lab\'s data files.'),
+        Key("image_size", int, REQUIRED, "Height and width of the images in pixels.", _positive),
+        Key("format", str, "tfrecord", "How the data is stored: tfrecord (JPEG bytes and class index per record) or folders "
+            "(JPEG files in one folder per class).", _one_of(("tfrecord", "folders"))),
+        Key("image_feature", str, "image", "tfrecord: the feature holding the JPEG bytes."),
+        Key("label_feature", str, "class", "tfrecord: the feature holding the class index."),
+    )),
+    "weights": ("The pretrained base's weights (for a lab with a base).", (
+        Key("file", str, "demo", '"demo" (the lab\'s own, from its module) or the path of the Keras no-top weights file.'),
     )),
     "training": ("The grader's own training run.", (
         Key("epochs", int, REQUIRED, "Epochs of training.", _positive),
@@ -117,6 +135,11 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
             "after_due_date or after_published.", _one_of(VISIBILITY)),
     )),
 }
+BASE_KEYS = (
+    Key("application", str, REQUIRED, "The name of the keras.applications model."),
+    Key("keras_file", str, REQUIRED, "The no-top weights file Keras fetches for it, with {size} for the input size."),
+    Key("keras_sizes", list, [], "Input sizes that have a file of their own; any other uses the largest."),
+)
 CHECK_KEYS = (
     Key("id", str, REQUIRED, "Unique id of the check (a column of grades.csv)."),
     Key("check", str, REQUIRED, "The registered check to run (see the list of checks)."),
@@ -167,6 +190,23 @@ class ClassRules:
 
 
 @dataclasses.dataclass(frozen=True)
+class Lab:
+    """What the lab is ([lab]): the core knows no lab but through this."""
+
+    answer: str = "model"
+    kind: str = "model"
+    classes: tuple[str, ...] = ()
+    validation_split: float = 0.19
+    module: str = ""  # the assignment's trusted module, relative to its folder
+    base: Base | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    hints: tuple[tuple[str, str], ...] = ()
+
+    def hint(self, name: str, default: str) -> str:
+        return dict(self.hints).get(name, default)
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     directory: str
     name: str
@@ -187,6 +227,10 @@ class Manifest:
     fit_labels_to_loss: bool = False
     grader: GraderLimits = GraderLimits()
     rules: ClassRules = ClassRules()
+    lab: Lab = Lab()
+    data_format: str = "tfrecord"
+    image_feature: str = "image"
+    label_feature: str = "class"
 
     @property
     def notebook_path(self) -> str:
@@ -242,12 +286,29 @@ def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
         ),
         grader=GraderLimits(**grader),
         rules=_rules(values["class"]),
+        lab=_lab(values["lab"], path),
+        data_format=values["data"]["format"],
+        image_feature=values["data"]["image_feature"],
+        label_feature=values["data"]["label_feature"],
         checks=_checks(raw.get("checks", []), path),
     )
     ids = [check.id for check in manifest.checks]
     if len(set(ids)) != len(ids):
         raise ManifestError.at(path, "[[checks]]", f"check ids must be unique, got {ids}")
     return manifest
+
+
+def _lab(values: dict[str, Any], path: str) -> Lab:
+    base = None
+    if values["base"]:
+        found = _values(values["base"], BASE_KEYS, path, "[lab.base]")
+        base = Base(found["application"], found["keras_file"], tuple(found["keras_sizes"]))
+    for table in ("environment", "hints"):
+        for key, value in values[table].items():
+            if not isinstance(value, str):
+                raise ManifestError.at(path, f"[lab.{table}] {key}", f"must be a string, got {value!r}")
+    return Lab(values["answer"], values["kind"], tuple(values["classes"]), float(values["validation_split"]), values["module"],
+               base, tuple(sorted(values["environment"].items())), tuple(sorted(values["hints"].items())))
 
 
 def _rules(values: dict[str, Any]) -> ClassRules:
@@ -317,6 +378,7 @@ def reference() -> str:
     lines = ["# `assignment.toml` reference", "", "Generated by `python -m grader.manifest` from the declarations in",
              "`grader/manifest.py`; an unknown table or key is an error.", ""]
     tables = [(f"[{name}]", entry) for name, entry in TABLES.items()]
+    tables.insert(2, ("[lab.base]", ("The lab's pretrained base, if it has one.", BASE_KEYS)))
     tables.append(("[[checks]]", ("One table per check; its other keys are the check's parameters (see the checks).", CHECK_KEYS)))
     for heading, (about, keys) in tables:
         lines += [f"## {heading}", "", about, "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]

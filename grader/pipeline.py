@@ -20,9 +20,7 @@ from grader.context import Context
 from grader.evidence import Evidence, Missing, Setting, model_summary
 from grader.faults import GraderFault
 from grader.results import CheckResult, SubmissionResult
-from reference import training
 from reference.cache import FeatureCache
-from reference.data import CLASSES
 from reference.hashing import file_sha256
 
 
@@ -34,24 +32,22 @@ class Batch:
         manifest = context.manifest
         self.context = context
         self.checks = tuple((spec, checks.build(spec)) for spec in manifest.checks)
-        self.setting = Setting(
-            image_size=manifest.image_size,
-            training=training.Settings(manifest.epochs, manifest.batch_size, manifest.seed, manifest.image_size),
-            dataset=context.dataset,
-            weights=context.weights,
-            placement_preference=manifest.strategy,
-            cache=FeatureCache(context.cache_dir) if context.cache_dir else None,
-            labels=manifest.labels,
-            fit_labels_to_loss=manifest.fit_labels_to_loss,
-        )
-        warm = [name for c in context.release.cells if c.kind == "locked" for name in cells_mod.imported_modules(c.source)]
-        plan = sandbox.Plan(context.mounts, manifest.limits, manifest.image_size, manifest.batch_size, context.sandboxed, tuple(dict.fromkeys(warm)))
+        self.setting = Setting(context, FeatureCache(context.cache_dir) if context.cache_dir else None)
+        plan = context.plan()
         self.runner = sandbox.Runner(plan, ahead)
-        self.max_parameters = context.max_parameters  # set once the lab's solution is graded
+        self.setting.max_parameters = context.max_parameters  # set again once the lab's solution is graded
 
     @property
     def manifest(self):
         return self.context.manifest
+
+    @property
+    def max_parameters(self) -> int:
+        return self.setting.max_parameters
+
+    @max_parameters.setter
+    def max_parameters(self, value: int) -> None:
+        self.setting.max_parameters = value
 
     @property
     def release(self):
@@ -168,8 +164,7 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
         made = artifact.read(outcome.out_dir)
         _assignment_cells_ran(outcome, made, found)
         given = {key: batch.release.cell(key).given for key in batch.release.answer_keys}
-        setting = dataclasses.replace(batch.setting, max_parameters=batch.max_parameters) if batch.max_parameters else batch.setting
-        evidence = Evidence(setting, found, outcome, made, given)
+        evidence = Evidence(batch.setting, found, outcome, made, given)
         results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
         return dataclasses.replace(
             base,
@@ -241,7 +236,7 @@ def _training(evidence: Evidence) -> dict:
         "val_accuracy": run.val_accuracy,
         "history": run.history,
         "confusion": run.confusion,
-        "classes": list(CLASSES),
+        "classes": list(evidence.setting.dataset.classes),
         "misclassified": list(run.misclassified),
         "seconds": run.seconds,
     }
@@ -271,7 +266,7 @@ def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict
     setting = batch.setting
     facts = {
         "grader_version": grader.__version__,
-        "weights": setting.weights.identity,
+        "weights": setting.weights.identity if setting.weights is not None else "none (the lab has no pretrained base)",
         "dataset": f"{setting.dataset.pattern} ({len(setting.dataset.files)} files)",
         "image_size": setting.image_size,
         "epochs": setting.training.epochs,

@@ -74,15 +74,12 @@ def run(context: Context, pool_of, book: gradebook.Gradebook, out_dir: str, regr
 def sandbox_problem(context: Context) -> str:
     """Run the lab's solution cells in a sandbox, as a submission's run would, without
     grading: "" if every cell ran, else what went wrong (the sandbox, not a notebook)."""
-    from grader import cells, match, sandbox
+    from grader import match, sandbox
 
     release = context.release
     sections = {key: (match.RunCell(key, "answer", release.cell(key).source),) for key in release.answer_keys}
     found = match.Match("ids", sections, ())
-    warm = tuple(dict.fromkeys(name for c in release.cells if c.kind == "locked" for name in cells.imported_modules(c.source)))
-    manifest = context.manifest
-    plan = sandbox.Plan(context.mounts, manifest.limits, manifest.image_size, manifest.batch_size, context.sandboxed, warm)
-    outcome = sandbox.Runner(plan).run(match.run_cells(release, found))
+    outcome = sandbox.Runner(context.plan()).run(match.run_cells(release, found))
     try:
         if outcome.stopped_by:
             return outcome.limit_message

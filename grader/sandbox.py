@@ -223,16 +223,16 @@ def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) ->
     return command
 
 
-def sandbox_env(image_size: int, batch_size: int, home: str, data: str, keras_home: str, python: str = sys.executable, library_path: str = "") -> dict[str, str]:
-    """The whole environment of the run: nothing of the host's is passed on."""
+def sandbox_env(plan: "Plan", home: str, data: str, keras_home: str, python: str = sys.executable, library_path: str = "") -> dict[str, str]:
+    """The whole environment of the run: nothing of the host's is passed on. The lab's own
+    variables (what its locked cells read) are its templates, filled in for this run."""
+    values = {"data_dir": data, "data": data, "image_size": str(plan.image_size), "batch_size": str(plan.batch_size)}
     env = {
         "PATH": f"{os.path.dirname(python)}:/usr/bin:/bin",
         "HOME": home,
         "TMPDIR": "/tmp",
         "KERAS_HOME": keras_home,
-        "FLOWERS_TFREC": os.path.join(data, "*.tfrec"),
-        "FLOWERS_IMAGE_SIZE": str(image_size),
-        "FLOWERS_BATCH_SIZE": str(batch_size),
+        **{key: template.format(**values) for key, template in plan.environment},
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -372,6 +372,9 @@ class Plan:
     batch_size: int
     sandboxed: bool
     warm: tuple[str, ...] = ()  # modules the run imports before its cells are known (the assignment's own)
+    environment: tuple[tuple[str, str], ...] = ()  # the lab's variables: name -> template (see sandbox_env)
+    answer: str = "model"  # the name the answer defines, exported after the cells run
+    kind: str = "model"  # what it is: "model" or "dataset"
 
 
 @dataclasses.dataclass
@@ -524,7 +527,7 @@ def _start(plan: Plan, folder: str, nice: int, lock: int) -> _Launch:
             os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
         inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER, "python": sys.executable}
     library_path = python.library_path if plan.sandboxed else ""
-    env = sandbox_env(plan.image_size, plan.batch_size, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
+    env = sandbox_env(plan, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
     command = [inside["python"], inside["runner"], os.path.join(inside["scratch"], "job.json"), ",".join(plan.warm)]
     if plan.sandboxed:
         command = bwrap_command(places, env, files) + command
@@ -564,6 +567,8 @@ class Pending:
             # a model whose first layer knows no input shape (a nested augmentation model)
             # is built for the lab's images before it is saved, as training would
             "input_shape": [self.plan.image_size, self.plan.image_size, 3],
+            "answer": self.plan.answer,
+            "kind": self.plan.kind,
         }
         # Nothing but the runner's own warm-up has run in the sandbox yet: its scratch
         # folder is as the grader made it.

@@ -129,18 +129,65 @@ def run_cells(shell, job, out, progress):
     return log
 
 
-def export_model(namespace, out, input_shape=None):
+def export(namespace, out, job):
+    """Write what the answer defined as data: a model, or a sample of a dataset."""
+    name = job.get("answer", "model")
+    value = namespace.get(name)
+    if value is None:
+        write_json(os.path.join(out, "export.json"), {"found": False, "problem": f"no variable named `{name}` after the answer cells ran"})
+    elif job.get("kind") == "dataset":
+        export_dataset(value, name, out, job.get("sample", SAMPLE))
+    else:
+        export_model(value, name, out, job.get("input_shape"))
+
+
+SAMPLE = 24  # elements of a dataset exported
+
+
+def export_dataset(dataset, name, out, count):
+    """Write a sample of what the dataset yields, as data: each element's parts with their
+    dtype, shape, a hash of their bytes, and (strings, small arrays) their values."""
+    import hashlib
+
+    import tensorflow as tf
+
+    facts = {"found": True}
+    if not isinstance(dataset, tf.data.Dataset):
+        facts["problem"] = f"`{name}` is a {type(dataset).__name__}, not a tf.data.Dataset"
+        write_json(os.path.join(out, "export.json"), facts)
+        return
+
+    def describe(value):
+        array = value.numpy()
+        serialized = tf.io.serialize_tensor(value).numpy()  # dtype, shape and content: equal tensors, equal hashes
+        part = {"dtype": value.dtype.name, "shape": list(array.shape), "sha256": hashlib.sha256(serialized).hexdigest()}
+        if value.dtype == tf.string:
+            items = array.ravel().tolist() if array.ndim else [array.item()]
+            part["value"] = [item.decode("utf-8", errors="replace")[:200] for item in items[:16]]
+        elif array.size <= 16:
+            part["value"] = array.ravel().tolist()
+        return part
+
+    try:
+        facts["element_spec"] = str(dataset.element_spec)[:2000]
+        elements = []
+        for element in dataset.take(count):
+            parts = element if isinstance(element, (tuple, list)) else (element,)
+            elements.append([describe(part) for part in parts if isinstance(part, tf.Tensor)])
+        facts["sample"] = elements
+    except Exception as error:  # the student's pipeline may fail when iterated
+        facts["problem"] = f"`{name}` fails when it is read: {type(error).__name__}: {str(error)[:500]}"
+    write_json(os.path.join(out, "export.json"), facts)
+
+
+def export_model(model, name, out, input_shape=None):
     """Write the model as data: Keras config JSON, compile config, weights (HDF5).
     A model not built yet (no layer knows its input's shape) is built for `input_shape`."""
-    model = namespace.get("model")
-    facts = {"found": model is not None}
-    if model is None:
-        write_json(os.path.join(out, "export.json"), dict(facts, problem="no variable named `model` after the answer cells ran"))
-        return
+    facts = {"found": True}
     import keras
 
     if not isinstance(model, keras.Model):
-        facts["problem"] = f"`model` is a {type(model).__name__}, not a Keras model"
+        facts["problem"] = f"`{name}` is a {type(model).__name__}, not a Keras model"
     else:
         facts["layers"] = len(model.layers)
         facts["built"] = bool(model.built)
@@ -190,7 +237,7 @@ def main(job_path, modules=""):
     run_cells(shell, job, out, progress)
     progress.started("(export)")
     try:
-        export_model(shell.user_ns, out, job.get("input_shape"))
+        export(shell.user_ns, out, job)
     except Exception:
         write_json(os.path.join(out, "export.json"), {"found": False, "problem": traceback.format_exc(limit=3)[-2000:]})
 

@@ -1,13 +1,15 @@
-"""Typical submissions, made from a release: the demo grades them, the tests pin their verdicts.
+"""Sample submissions, made from a release: the demo grades them, the preflight and the
+tests pin their verdicts.
 
-Each factory takes the playground notebook and the solution source of the answer cell
-and returns the bytes of a submitted file. They are the mistakes instructors see most.
+Each factory takes the playground notebook, the answer cell's key and the solution's
+source of that cell, and returns the bytes of a submitted file. The ones here fit any
+lab (its solution, its untouched playground, a file that is no notebook); a lab's own
+mistakes come from its module's SCENARIOS (see grader/labs.py).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 
 import nbformat
 
@@ -23,7 +25,9 @@ def with_answer(playground, key: str, source: str) -> bytes:
     return nbformat.writes(notebook).encode()
 
 
-def _edit(old: str, new: str):
+def edit(old: str, new: str):
+    """A factory: the solution with `old` replaced by `new` (a typical mistake)."""
+
     def make(playground, key, solution) -> bytes:
         if old not in solution:
             raise ValueError(f"the solution has no {old!r} to change")
@@ -40,72 +44,22 @@ def untouched_playground(playground, key, solution) -> bytes:
     return nbformat.writes(playground).encode()
 
 
-def fake_accuracy(playground, key, solution) -> bytes:
-    """A model that cannot learn (learning rate 0) and a printout that claims it did."""
-    source = solution.replace("optimizer='adam'", "optimizer=tf.keras.optimizers.Adam(learning_rate=0.0)")
-    source += "\nprint('Epoch 10/10 - loss: 0.0100 - accuracy: 0.9990 - val_loss: 0.0100 - val_accuracy: 0.9990')"
-    return with_answer(playground, key, source)
-
-
-def syntax_error(playground, key, solution) -> bytes:
-    return with_answer(playground, key, solution.replace("activation='softmax')", "activation='softmax'))"))
-
-
 def not_a_notebook(playground, key, solution) -> bytes:
-    return b"I could not download my notebook, here is my model:\nmodel = Sequential([...])\n"
+    return b"I could not download my notebook, here is my answer:\nmodel = Sequential([...])\n"
 
 
-def colab_download(playground, key, solution) -> bytes:
-    """Laid out like the codelab's own notebook downloaded from Colab: nbformat 4.0 with
-    ids in metadata.id, colab metadata, outputs, older TF idioms, the solution heading."""
-    answer = solution.replace("model = tf.keras.Sequential([", "### QUESTION 1.\nmodel = tf.keras.Sequential([", 1)
-
-    def cell(kind, source, cell_id, outputs=None):
-        entry = {"cell_type": kind, "metadata": {"id": cell_id, "colab_type": "text" if kind == "markdown" else "code"}, "source": source}
-        if kind == "code":
-            entry.update(execution_count=1, outputs=outputs or [])
-            entry["metadata"]["colab"] = {}
-        return entry
-
-    stream = {"output_type": "stream", "name": "stdout", "text": "Tensorflow version 2.15.0\n"}
-    image = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" + "A" * 4000, "text/plain": "<Figure>"}, "metadata": {}}
-    notebook = {
-        "nbformat": 4,
-        "nbformat_minor": 0,
-        "metadata": {"colab": {"name": "keras_flowers_transfer_learning_solution.ipynb", "provenance": []}, "kernelspec": {"name": "python3", "display_name": "Python 3"}, "accelerator": "TPU"},
-        "cells": [
-            cell("markdown", "## Imports", "VaFAh0Pq1Jx7"),
-            cell("code", "import os, math\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\nAUTO = tf.data.experimental.AUTOTUNE", "89B27-TGiDNB", [stream]),
-            cell("markdown", "## Configuration", "w9S3uKC_iXY5"),
-            cell("code", "GCS_PATTERN = 'gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec'\nIMAGE_SIZE = [192, 192]\nBATCH_SIZE = 64", "M3G-2aUBQJ-H"),
-            cell("code", "display_9_images_from_dataset(training_dataset)", "qs3dFfK4Z2ST", [image]),
-            cell("markdown", "## Model [WORK WAS REQUIRED HERE]\nUse the pretrained MobileNetV2.", "KIkkKFmOH6n0"),
-            cell("code", answer, "XLJNVGwHUDy1", [stream]),
-            cell("markdown", "## Training", "dMfenMQcxAAb"),
-            cell("code", "history = model.fit(training_dataset, steps_per_epoch=steps_per_epoch, epochs=10,\n                    validation_data=validation_dataset, validation_steps=validation_steps)", "M-ID7vP5mIKs", [stream]),
-        ],
-    }
-    return json.dumps(notebook, indent=1).encode()
-
-
-# file name -> (factory, what it shows)
-SCENARIOS = {
+GENERIC = {
     "solution.ipynb": (solution, "the lab's solution"),
     "untouched_playground.ipynb": (untouched_playground, "the playground as released, nothing written"),
-    "unfrozen_base.ipynb": (_edit("pretrained_model.trainable = False", "pretrained_model.trainable = True"), "the base left trainable"),
-    "global_pooling.ipynb": (_edit("Flatten()", "GlobalAveragePooling2D()"), "GlobalAveragePooling2D instead of Flatten"),
-    "categorical_loss.ipynb": (_edit("'sparse_categorical_crossentropy'", "'categorical_crossentropy'"), "categorical_crossentropy instead of the sparse loss"),
-    "no_softmax.ipynb": (_edit("Dense(5, activation='softmax')", "Dense(5)"), "a head without softmax"),
-    "fake_accuracy.ipynb": (fake_accuracy, "prints a fake val_accuracy; learning rate 0"),
-    "syntax_error.ipynb": (syntax_error, "a syntax error in the model cell"),
     "not_a_notebook.ipynb": (not_a_notebook, "a text file, not a notebook"),
-    "colab_download.ipynb": (colab_download, "the codelab's own Colab layout"),
 }
 
 
-def make(release: Release, playground, names=None) -> dict[str, bytes]:
-    """The scenario files by name (all of them, or those in `names`)."""
+def make(release: Release, playground, names=None, table: dict | None = None) -> dict[str, bytes]:
+    """The scenario files by name (all of them, or those in `names`), from the generic
+    ones and `table` (a lab's SCENARIOS)."""
+    known = {**GENERIC, **(table or {})}
     key = release.answer_keys[0]
     answer = next(c.source for c in release.cells if c.key == key)
-    chosen = names or list(SCENARIOS)
-    return {name: SCENARIOS[name][0](playground, key, answer) for name in chosen}
+    chosen = names or list(known)
+    return {name: known[name][0](playground, key, answer) for name in chosen}

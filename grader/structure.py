@@ -1,7 +1,7 @@
 """Structure rules written like the lab's instructions, and feedback on where a model differs.
 
 A rule is a list of steps, each a layer pattern, e.g.
-    ["preprocessing*", "pretrained MobileNetV2(include_top=False)",
+    ["preprocessing*", "pretrained <Base>(include_top=False)",
      "Flatten | GlobalAveragePooling2D", "(Dense(relu) | dropout)*", "Dense(5, softmax)"]
 
 - `A | B`: either; `( ... )`: a group, whose items may be a sequence (`(Conv2D, MaxPooling2D)`).
@@ -39,7 +39,7 @@ class RuleError(ValueError):
 
 
 def _layer_text(kind: str, units, activation, options) -> str:
-    """'Dense(5, softmax)', 'MobileNetV2(include_top=False)', 'Flatten'."""
+    """'Dense(5, softmax)', '<Base>(include_top=False)', 'Flatten'."""
     parts = [str(units)] if units is not None else []
     parts += [activation] if activation else []
     parts += [f"{k}={v}" for k, v in options]

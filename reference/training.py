@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from reference import data as flower_data
+from reference import data as data_mod
 from reference.strategy import Placement
 
 CROSS_ENTROPIES = {
@@ -145,7 +145,7 @@ def _deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train(chain, choices: CompileChoices, dataset: flower_data.FlowerData, settings: Settings, placement: Placement,
+def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: Settings, placement: Placement,
           cache=None, base_weights=None):
     """Train a fresh copy of `chain` (a reference.graph.Chain); returns (TrainingRun, trained model).
 
@@ -194,7 +194,7 @@ def train(chain, choices: CompileChoices, dataset: flower_data.FlowerData, setti
         steps = STEPS_PER_CALL if placement.replicas == 1 else 1
         trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps)
     if cut.fast:
-        batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas)
+        batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas, len(dataset.classes))
     else:
         batches = _image_batches(dataset, choices, settings, settings.batch_size * placement.replicas)
 
@@ -212,13 +212,14 @@ def train(chain, choices: CompileChoices, dataset: flower_data.FlowerData, setti
     labels, predictions = np.concatenate(labels), np.concatenate(predictions)
     if choices.one_hot:
         labels = labels.argmax(axis=-1)
-    classes = len(flower_data.CLASSES)
+    names = dataset.classes
+    classes = len(names)
     confusion = np.zeros((classes, classes), dtype=int)
     np.add.at(confusion, (labels, predictions), 1)
     wrong = [int(i) for i in np.flatnonzero(predictions != labels)[:MISCLASSIFIED_SHOWN]]
-    jpegs = flower_data.jpeg_records(dataset.validation_files, wrong)
+    jpegs = data_mod.original_images(dataset, dataset.validation_files, wrong)
     misclassified = tuple(
-        {"index": i, "true": flower_data.CLASSES[labels[i]], "predicted": flower_data.CLASSES[predictions[i]],
+        {"index": i, "true": names[labels[i]], "predicted": names[predictions[i]],
          "jpeg_base64": base64.b64encode(jpegs[i]).decode("ascii")}
         for i in wrong if i in jpegs
     )
@@ -263,19 +264,19 @@ def _image_batches(dataset, choices, settings, global_batch):
 
     def batches(split: str, whole_batches: bool):
         files = dataset.train_files if split == "train" else dataset.validation_files
-        pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=choices.one_hot)
+        pipeline = data_mod.read_labeled(dataset, files, one_hot=choices.one_hot)
         return pipeline.cache().batch(global_batch, drop_remainder=whole_batches).prefetch(tf.data.AUTOTUNE)
 
     return batches
 
 
-def _feature_batches(tensors, choices, global_batch):
+def _feature_batches(tensors, choices, global_batch, classes: int):
     import tensorflow as tf
 
     def batches(split: str, whole_batches: bool):
         images, labels = tensors[split], tensors[f"{split}_labels"]
         if choices.one_hot:
-            labels = tf.one_hot(labels, len(flower_data.CLASSES), dtype=tf.float32)
+            labels = tf.one_hot(labels, classes, dtype=tf.float32)
         count = images.shape[0] // global_batch if whole_batches else -(-images.shape[0] // global_batch)
         # Slicing whole batches out of the cached array: the same batches as .batch(), one copy fewer.
         return tf.data.Dataset.range(count).map(
@@ -291,13 +292,13 @@ def _cached_features(cache, chain, base_weights, dataset, settings):
 
     from reference import cache as cache_mod
 
-    key = cache_mod.prefix_key(chain.layers[: chain.base + 1], base_weights, flower_data.dataset_identity(dataset), settings.image_size)
+    key = cache_mod.prefix_key(chain.layers[: chain.base + 1], base_weights, data_mod.dataset_identity(dataset), settings.image_size)
 
     def build():
         prefix = _fresh_prefix(chain, base_weights)
         arrays = {}
         for split, files in (("train", dataset.train_files), ("validation", dataset.validation_files)):
-            pipeline = flower_data.read_labeled_tfrecords(files, settings.image_size, one_hot=False).batch(32)
+            pipeline = data_mod.read_labeled(dataset, files, one_hot=False).batch(32)
             arrays[split] = cache_mod.compute_features(prefix, (images for images, _ in pipeline))
             arrays[f"{split}_labels"] = np.concatenate([np.asarray(labels) for _, labels in pipeline])
         return arrays

@@ -15,6 +15,12 @@ def manifest():
     return manifest.load(ASSIGNMENT)
 
 
+def lab_scenarios(manifest) -> dict:
+    from grader import labs
+
+    return labs.scenarios(manifest)
+
+
 @pytest.fixture(scope="session")
 def released(manifest):
     """(Release, playground notebook) of the lab's assignment."""
@@ -26,10 +32,10 @@ def released(manifest):
 # --- one graded batch of every scenario, shared by the slow tests ----------------------
 
 @pytest.fixture(scope="session")
-def submissions(released, tmp_path_factory):
+def submissions(manifest, released, tmp_path_factory):
     record, playground = released
     folder = tmp_path_factory.mktemp("submissions")
-    for name, content in scenarios.make(record, playground).items():
+    for name, content in scenarios.make(record, playground, table=lab_scenarios(manifest)).items():
         (folder / name).write_bytes(content)
     answer = next(c.source for c in record.cells if c.key == "model")
     prefit = answer + "\nmodel.fit(validation_dataset, epochs=5)  # fitted to the validation files, then submitted"

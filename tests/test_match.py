@@ -3,6 +3,13 @@ import json
 import nbformat
 
 from grader import match, notebook, scenarios
+from conftest import ASSIGNMENT, lab_scenarios
+
+
+def manifest_of():
+    from grader import manifest
+
+    return manifest.load(ASSIGNMENT)
 
 
 def load(content: bytes):
@@ -19,7 +26,7 @@ def test_by_ids(released):
 
 def test_colab_layout_by_headings(released):
     record, playground = released
-    files = scenarios.make(record, playground, ["colab_download.ipynb"])
+    files = scenarios.make(record, playground, ["colab_download.ipynb"], lab_scenarios(manifest_of()))
     found = match.match(load(files["colab_download.ipynb"]), record)
     assert found.how == "headings"
     assert "### QUESTION 1." in found.answers["model"]
@@ -93,7 +100,7 @@ def test_cells_the_student_added_to_the_answer_run_with_it_in_order(released):
 
 def test_an_added_cell_in_a_colab_download_ends_at_the_next_heading(released):
     record, playground = released
-    nb = load(scenarios.make(record, playground, ["colab_download.ipynb"])["colab_download.ipynb"])
+    nb = load(scenarios.make(record, playground, ["colab_download.ipynb"], lab_scenarios(manifest_of()))["colab_download.ipynb"])
     at = next(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("id") == "XLJNVGwHUDy1")
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell("model.summary()"))
     section = match.match(nb, record).sections["model"]

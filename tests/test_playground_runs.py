@@ -16,7 +16,7 @@ def test_every_cell_before_the_model_cell_runs(manifest, released, tmp_path, mon
     _, playground = released
     dataset = context.dataset_for(manifest, None)
     keras_home = tmp_path / "keras"
-    weights.stage(weights.resolve(None), str(keras_home), manifest.image_size)
+    weights.stage(context.weights_for(manifest, None), str(keras_home), manifest.lab.base, manifest.image_size)
     monkeypatch.setenv("FLOWERS_TFREC", os.path.join(os.path.dirname(dataset.files[0]), "*.tfrec"))
     monkeypatch.setenv("FLOWERS_IMAGE_SIZE", str(manifest.image_size))
     monkeypatch.setenv("KERAS_HOME", str(keras_home))

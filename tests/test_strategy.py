@@ -20,7 +20,7 @@ loaded = manifest.load(sys.argv[1])
 dataset = context.dataset_for(loaded, None)
 placement = strategy.pick("auto")
 def build():
-    base = weights.pretrained_base(weights.resolve(None), loaded.image_size)
+    base = weights.pretrained_base(loaded.lab.base, context.weights_for(loaded, None), loaded.image_size)
     base.trainable = False
     model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")])
     return graph.chain(model, graph.base_by_shapes(base.weights))

@@ -79,3 +79,13 @@ def test_groups_hold_sequences_and_bad_rules_say_why():
     for bad in (["(Dense | Flatten"], ["Dense(5, softmax) Flatten)"], ["hidden*"]):
         with pytest.raises(RuleError, match="cannot read"):
             parse_rule(bad)
+
+
+def test_layer_options_are_matched_as_written():
+    rule = parse_rule(["(Conv2D(relu, kernel_size=3) | MaxPooling2D(pool_size=2))+", "GlobalAveragePooling2D", "Dense(5, softmax)"])
+    conv = Found("Conv2D", 16, "relu", (("kernel_size", "3"), ("strides", "1"), ("padding", "same")))
+    pool = Found("MaxPooling2D", options=(("pool_size", "2"), ("strides", "2"), ("padding", "valid")))
+    head = [Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]
+    assert compare(rule, [conv, conv, pool, *head]).ok
+    wide = Found("Conv2D", 16, "relu", (("kernel_size", "5"), ("strides", "1"), ("padding", "same")))
+    assert "found Conv2D(16, relu, kernel_size=5, strides=1, padding=same): it needs kernel_size=3" in compare(rule, [conv, wide, pool, *head]).message

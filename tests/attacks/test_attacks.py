@@ -20,8 +20,7 @@ import threading
 import pytest
 
 from conftest import attempt
-from grader import batch, cgroups, manifest as manifest_mod, rundisk, sandbox, scenarios
-from reference import weights
+from grader import batch, cgroups, context, manifest as manifest_mod, rundisk, sandbox, scenarios
 
 pytestmark = pytest.mark.slow
 SECRET = "grader-host-secret-4711"
@@ -31,7 +30,7 @@ LIMITS = "[sandbox]\ncell_timeout = 20\nrun_timeout = 120\nmemory_mb = 6144\nmax
 def attacks(solution: str, paths: dict) -> dict[str, str]:
     """Answer-cell sources, by attack name. Many end with the lab's solution so that
     only the attack, not a missing model, can cost the attacker points."""
-    keras_file = weights.keras_file_name(96)
+    keras_file = paths["keras_file"]
     return {
         "read_source_notebook": f"print(open({paths['source']!r}).read())",
         "read_release_record": f"print(open({paths['record']!r}).read())",
@@ -174,7 +173,7 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     (host_folder / "log.json").write_text(json.dumps([{"key": "model", "role": "answer", "status": "ok", "stdout": FORGED_BY_HOST}]))
     paths = {"source": os.path.join(manifest.directory, "source.ipynb"), "record": str(out / ".grader" / "solution.ipynb"),
              "other": str(folder / "solution.ipynb"), "forge": str(out / "submissions" / "solution" / "solution" / "result.json"), "port": listener.getsockname()[1],
-             "host_folder": str(host_folder)}
+             "host_folder": str(host_folder), "keras_file": manifest.lab.base.file_name(96)}
     for name, source in attacks(solution, paths).items():
         (folder / f"attack_{name}.ipynb").write_bytes(scenarios.with_answer(playground, "model", source))
     big = nbjson_with_output(playground, 200 * 2**20)
@@ -192,7 +191,7 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     twin.mkdir()
     (twin / "solution.ipynb").write_bytes(scenarios.solution(playground, "model", solution).replace(b"model.summary()", b"model.summary()  # twin"))
 
-    staged = os.path.join(str(out), ".grader", "keras", "models", weights.keras_file_name(96))
+    staged = os.path.join(str(out), ".grader", "keras", "models", manifest.lab.base.file_name(96))
     runs = work / "runs"  # the batch's temporary folder: its runs' folders, and the mark of their cgroups
     runs.mkdir()
     before = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
@@ -212,7 +211,7 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     after = {"assignment": {p: sha(os.path.join(manifest.directory, p)) for p in os.listdir(manifest.directory)},
              "work": sorted(os.listdir(work)), "parent": sorted(os.listdir(os.path.dirname(str(work)))),
              "leftovers": leftovers(str(runs))}
-    return {r.submission: r for r in graded.results}, out, before, after, connections, staged, weights.resolve(None), graded.view
+    return {r.submission: r for r in graded.results}, out, before, after, connections, staged, context.weights_for(manifest, None), graded.view
 
 
 def with_output(playground, solution, data, metadata) -> bytes:

@@ -1,0 +1,75 @@
+"""`grader new` on a codelab-shaped pair of notebooks makes an assignment that grades like
+the hand-made one."""
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from grader import cells, importer, manifest as manifest_mod, release, scenarios
+from grader.cli import main
+from conftest import ASSIGNMENT, grade_all, lab_scenarios
+
+
+def colab_pair(tmp_path):
+    """The transfer lab as the codelab ships it: a playground and a solution, nbformat 4.0,
+    ids in metadata.id, the solution's headings saying [WORK WAS REQUIRED HERE]."""
+    source = nbformat.read(os.path.join(ASSIGNMENT, "source.ipynb"), as_version=4)
+    _, playground = release.build(manifest_mod.load(ASSIGNMENT))
+    made = {}
+    for name, notebook in (("playground", playground), ("solution", source)):
+        data = json.loads(nbformat.writes(notebook))
+        data["nbformat_minor"] = 0
+        for index, cell in enumerate(data["cells"]):
+            cell.pop("id", None)
+            cell["metadata"] = {"id": f"colab{index:03d}xyz", "colab_type": "text" if cell["cell_type"] == "markdown" else "code"}
+            text = "".join(cell["source"])
+            if name == "solution":
+                text = cells.solution_code(text).replace("[WORK REQUIRED]", "[WORK WAS REQUIRED HERE]")
+            cell["source"] = text
+        made[name] = tmp_path / f"{name}.ipynb"
+        made[name].write_text(json.dumps(data))
+    return made
+
+
+def test_the_answer_is_marked_so_that_release_gives_back_the_playground(tmp_path):
+    pair = colab_pair(tmp_path)
+    folder = tmp_path / "imported"
+    from labs import flowers
+
+    made = importer.new(str(folder), str(pair["playground"]), str(pair["solution"]), data=flowers.demo_data("tfrecord"),
+                        weights=flowers.demo_weights(), image_size=96)
+    assert made.answers == ["colab009xyz"]
+    loaded = manifest_mod.load(str(folder))
+    assert loaded.lab.classes == ("daisy", "dandelion", "roses", "sunflowers", "tulips") and loaded.lab.base.application == "MobileNetV2"
+    assert dict(loaded.lab.environment) == {"FLOWERS_TFREC": "{data_dir}/*.tfrec", "FLOWERS_IMAGE_SIZE": "{image_size}", "FLOWERS_BATCH_SIZE": "{batch_size}"}
+    assert [c.check for c in loaded.checks] == ["answer_cells_run", "model_structure", "frozen_base", "compile_settings", "validation_accuracy"]
+    record, playground = release.build(loaded)
+    original = nbformat.read(str(pair["playground"]), as_version=4)
+    answer = next(c for c in playground.cells if cells.cell_key(c) == "colab009xyz")
+    assert cells.source_of(answer) == cells.source_of(original.cells[9])
+    assert any("calibrate" in line for line in made.undecided)
+
+
+@pytest.mark.slow
+def test_it_grades_like_the_hand_made_assignment(tmp_path, manifest, released, graded):
+    pair = colab_pair(tmp_path)
+    folder = tmp_path / "imported"
+    from labs import flowers
+
+    assert main(["new", str(folder), "--playground", str(pair["playground"]), "--solution", str(pair["solution"]),
+                 "--data", flowers.demo_data("tfrecord"), "--weights", flowers.demo_weights(), "--image-size", "96"]) == 0
+    imported = manifest_mod.load(str(folder))
+    record, playground = released
+    names = ["solution.ipynb", "untouched_playground.ipynb", "unfrozen_base.ipynb", "no_softmax.ipynb", "global_pooling.ipynb", "syntax_error.ipynb"]
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, content in scenarios.make(record, playground, names, lab_scenarios(manifest)).items():
+        (subs / name).write_bytes(content)
+    results = grade_all(imported, subs, tmp_path / "out", cache_dir=str(tmp_path / "cache"))[0]
+    hand_made = graded[0]
+    for name in names:
+        student = name[: -len(".ipynb")]
+        assert [c.status for c in results[student].checks] == [c.status for c in hand_made[student].checks], (
+            student, [(c.id, c.message) for c in results[student].checks])
