@@ -62,7 +62,7 @@ def test_it_grades_like_the_hand_made_assignment(tmp_path, manifest, released, g
                  "--data", flowers.demo_data("tfrecord"), "--weights", flowers.demo_weights(), "--image-size", "96"]) == 0
     imported = manifest_mod.load(str(folder))
     record, playground = released
-    names = ["solution.ipynb", "untouched_playground.ipynb", "unfrozen_base.ipynb", "no_softmax.ipynb", "global_pooling.ipynb", "syntax_error.ipynb"]
+    names = ["solution.ipynb", "untouched_playground.ipynb", "no_softmax.ipynb", "syntax_error.ipynb"]
     subs = tmp_path / "subs"
     subs.mkdir()
     for name, content in scenarios.make(record, playground, names, lab_scenarios(manifest)).items():

@@ -27,8 +27,8 @@ from grader import batch, cgroups, context, manifest as manifest_mod, rundisk, s
 pytestmark = pytest.mark.slow
 SECRET = "grader-host-secret-4711"
 # honest submissions graded among the attacks (names in the session's `submissions`)
-SAMPLES = ("solution", "untouched_playground", "no_softmax", "unfrozen_base", "not_a_notebook")
-LIMITS = "[sandbox]\ncell_timeout = 20\nrun_timeout = 120\nmemory_mb = 6144\nmax_processes = 128\n"
+SAMPLES = ("solution", "untouched_playground", "no_softmax", "syntax_error", "not_a_notebook")
+LIMITS = "[sandbox]\ncell_timeout = 12\nrun_timeout = 120\nmemory_mb = 6144\nmax_processes = 128\n"
 
 
 def attacks(solution: str, paths: dict) -> dict[str, str]:
@@ -108,9 +108,9 @@ SAYS = {
     "fork_bomb": "more than 128 processes",
     "allocate_30gb": "MemoryError",
     "fill_memory": "memory limit (6 GiB) was reached",
-    "infinite_loop": "used more than 20 s of CPU time",
-    "sleep_past_limit": "waited more than 20 s without computing",
-    "ignore_sigterm": "used more than 20 s of CPU time",
+    "infinite_loop": "used more than 12 s of CPU time",
+    "sleep_past_limit": "waited more than 12 s without computing",
+    "ignore_sigterm": "used more than 12 s of CPU time",
     "write_10gb_file": "File too large",
     "exit_mid_cell": "the run ended in the middle of the answer cell",
     "poison_weights_cache": "Read-only file system",
@@ -120,7 +120,7 @@ SAYS = {
     "outputs_200mb": "over the 100 MiB limit",
     "nested_10000_levels": "nested too deeply",
     "invalid_utf8": "not UTF-8",
-    "fifo_as_progress": "waited more than 20 s without computing",
+    "fifo_as_progress": "waited more than 12 s without computing",
     "out_folder_links_to_host": "/scratch/out is a link or not a folder",
     "model_json_is_a_link": "/scratch/out/model.json is a link",
     "create_400k_files": "filled its disk",
