@@ -139,13 +139,14 @@ def start_submission(path: str, name: str, batch: Batch) -> Started:
         submitted = notebook.read_submission(path)
     except (notebook.Unreadable, OSError) as error:
         return Started(base, clock, _ungradable(base, batch.context, str(error), "submit the notebook file (.ipynb) of the assignment", clock))
-    found = match.match(submitted, batch.release)
+    answer = batch.context.lab.answer
+    found = match.match(submitted, batch.release, answer)
     if not found.found:
         return Started(base, clock, _ungradable(
             base,
             batch.context,
             "no answer cell found: no cell has the assignment's ids, no heading is marked [WORK REQUIRED], "
-            "and no cell assigns `model`",
+            f"and no cell assigns `{answer}`",
             "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
             clock,
         ))
