@@ -96,3 +96,24 @@ def test_scorecard_shows_the_sample(tfdata_graded):
     assert 'id="sample"' in page and "What your dataset yields" in page
     stored = json.load(open(os.path.join(attempt(out, "not_decoded"), "result.json")))
     assert stored["model"]["what"] == "dataset" and len(stored["model"]["sample"]) == 24
+
+
+# --- `grader new` on the lab's pair, as the codelab ships it ---------------------------
+
+
+def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, tfdata_graded):
+    from test_importer import imported_tfdata
+
+    _, loaded = imported_tfdata(tmp_path)
+    hand_made = manifest_mod.load(TFDATA)
+    record, playground = release.build(hand_made)
+    names = ["solution.ipynb", "untouched_playground.ipynb", "file_name_label.ipynb", "not_decoded.ipynb", "index_labels.ipynb"]
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, content in scenarios.make(record, playground, names, labs.scenarios(hand_made)).items():
+        (subs / name).write_bytes(content)
+    results = grade_all(loaded, subs, tmp_path / "out", use_cache=False)[0]
+    for name in names:
+        student = name[: -len(".ipynb")]
+        assert [c.status for c in results[student].checks] == [c.status for c in tfdata_graded[0][student].checks], (
+            student, [(c.id, c.message) for c in results[student].checks])
