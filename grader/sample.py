@@ -106,10 +106,10 @@ def read_hint(problem: str) -> str:
     if "no variable named" in problem:
         return ": the lab's next cells read the dataset by that name, so assign your final dataset to it"
     if "not a tf.data.Dataset" in problem:
-        return ": build it with tf.data (filenames_dataset.map(...) gives a tf.data.Dataset)"
+        return ": build it with tf.data (mapping a function over a dataset of file names gives one)"
     if "fails when it is read" in problem:
         return ("; the function you map runs when the dataset is read, so its errors show only then: "
-                "try it on one file name, e.g. decode_jpeg_and_label(next(iter(filenames_dataset)))")
+                "call it on one file name to see the error where it happens")
     return ""
 
 
@@ -120,7 +120,7 @@ def element_problem(element, labels: str) -> str:
         only = element[0]
         if only.is_string and only.rank == 0 and is_path(only.text):
             return (f"the dataset yields file names ({only.text!r}), not (picture, label) pairs: map your decoding "
-                    "function over the file names (dataset = filenames_dataset.map(...))")
+                    "function over the file names (.map(...))")
         if only.is_number and only.rank == 3:
             return "the dataset yields pictures without their labels: return image, label from the function you map"
     if len(element) != 2:
@@ -159,10 +159,10 @@ def label_form_problem(label: Part, labels: str) -> str:
     expected = LABELS[labels]
     if labels == "name" and (label.kind == "RaggedTensor" or (label.is_string and label.rank == 1)):
         return (f"the label is {label}, a list of strings (the split path?); the lab's labels are {expected}: keep one "
-                "part, the name of the folder that holds the file (split(...)[-2])")
+                "part, the name of the folder that holds the file")
     fix = {
         "name": "return the folder's name itself, the string, without turning it into a number",
-        "index": "turn the class name into its index in CLASSES",
+        "index": "turn the class name into its index in the list of classes",
         "one_hot": "turn the class into a one-hot vector (tf.one_hot)",
     }[labels]
     return f"the label is {label}; the lab's labels are {expected}: {fix}"
