@@ -352,6 +352,9 @@ class DatasetLabels(Check):
             if len(element) != 2:
                 return Verdict("failed", f"an element is {sample_mod.describe(element)}, with no label beside its picture: "
                                "return image, label from the function you map")
+            if sample_mod.batched(element):  # the elements' mistake, not the labels': as below
+                return Verdict("partial", "the elements come in batches, so no label can be checked against its picture: "
+                               "leave batching for later (see the elements' check)", 0.5)
             picture = pictures.get(element[0].sha256)
             said = sample_mod.class_of(element[1], classes)
             if said is not None and (picture is None or classes[picture.label] == said):

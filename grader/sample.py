@@ -56,6 +56,8 @@ class Part:
             return f"a {self.kind}" + (f" of {self.dtype} {shape}" if self.dtype else "")
         if self.is_string and self.rank == 0:
             return f"string {self.text[:60]!r}"
+        if self.rank == 0 and self.values:
+            return f"{self.dtype} {self.values[0]}"
         if self.values and len(self.values) <= 5:
             return f"{self.dtype} {shape} {list(self.values)}"
         return f"{self.dtype} {shape}"
@@ -125,11 +127,16 @@ def element_problem(element, labels: str) -> str:
             return "the dataset yields pictures without their labels: return image, label from the function you map"
     if len(element) != 2:
         return f"each element has {len(element)} part(s), {describe(element)}; the lab's elements are (picture, label) pairs"
-    image, label = element
-    if image.rank == 4 or (image.rank == 1 and label.rank == 1):
+    if batched(element):
         return (f"the elements come in batches ({describe(element)}): this step yields one picture per element, so "
                 "leave batching for later")
-    return label_form_problem(label, labels)
+    return label_form_problem(element[1], labels)
+
+
+def batched(element) -> bool:
+    """A pair whose picture is a batch of pictures (or whose two parts are lists alike)."""
+    image, label = element
+    return image.rank == 4 or (image.rank == 1 and label.rank == 1)
 
 
 def image_form_problem(image: Part, image_dtype: str) -> str:

@@ -40,6 +40,7 @@ def test_element_forms():
     split = sample.element_problem((IMAGE, part("string", (3,), ["data", "b", "one.jpg"])), "name")
     assert "a list of strings (the split path?)" in split
     assert "turn the class name into its index" in sample.element_problem((IMAGE, name), "index")
+    assert str(part("int64", (), [2])) == "int64 2" and str(part("float32", (3,), [0, 1, 0])) == "float32 [3] [0, 1, 0]"
 
 
 def test_image_forms():

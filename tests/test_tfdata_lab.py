@@ -86,8 +86,9 @@ def test_float_pictures_and_batches(tfdata_graded):
     assert failing(graded["float_pictures"]) == ["pictures", "labels"]
     assert checks(graded["float_pictures"])["labels"].status == "partial"  # cannot be told until the pictures are the files'
     assert "the images are float32; the lab's are uint8" in checks(graded["float_pictures"])["pictures"].message
-    assert "elements" in failing(graded["batched"])
+    assert failing(graded["batched"]) == ["elements", "pictures", "labels"]
     assert "leave batching for later" in checks(graded["batched"])["elements"].message
+    assert checks(graded["batched"])["labels"].status == "partial"
 
 
 def test_scorecard_shows_the_sample(tfdata_graded):
