@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument("assignment", help="folder with assignment.toml and the source notebook")
     release.add_argument("--out", required=True, help="folder to write the playground and release.json to")
     release.add_argument("--no-check", action="store_true", help="write them without grading the solution and the playground first")
+    release.add_argument("--server", default="", help="the URL of the `grader serve` students submit to: the playground ends with how to")
     _grading_flags(release)
 
     check = commands.add_parser("check", help="preflight: the manifest, data, weights, strategy and sandbox work, the solution gets full marks and the playground does not")
@@ -145,7 +146,7 @@ def _release(args) -> int:
     built, playground = release.build(loaded)
     if not args.no_check:
         _preflight(loaded, args)
-    paths = release.write(built, playground, args.out)
+    paths = release.write(built, playground, args.out, server=args.server)
     print(f"playground: {paths['playground']}\nrelease record: {paths['record']}")
     return 0
 

@@ -104,6 +104,7 @@ class Server:
         self.upload_limit = RateLimit(settings.uploads_per_minute, 60)
         self.join_limit = RateLimit(20, 60)  # per client address: joins and wrong codes
         self._register = threading.Lock()
+        self._rendered: dict[str, tuple] = {}  # the projector's live part, by template: ((version, base), text)
 
     def app(self) -> "SecurityHeaders":
         routes = [
@@ -398,11 +399,24 @@ class Server:
     # --- shared ----------------------------------------------------------------------
 
     async def _live_part(self, request: Request, template: str, part, **context) -> Response:
+        """A live part, or 204 if the page's version (?v=) is the current one. Made in a
+        worker thread; the projector's part is made once per version for every projector."""
         if request.query_params.get("v") == self.live.version:
             return Response(status_code=204)
-        snapshot = await run_in_threadpool(self.live.snapshot)
-        text = report.fragment(template, version=snapshot.version, **context, **part(snapshot))
-        return HTMLResponse(text, headers={"x-version": snapshot.version, "content-security-policy": STRICT})
+
+        def render() -> tuple[str, str]:
+            snapshot = self.live.snapshot()
+            shared = template == "_admin_live.html.j2"
+            cached = self._rendered.get(template) if shared else None
+            if cached is not None and cached[0] == (snapshot.version, context.get("base")):
+                return snapshot.version, cached[1]
+            text = report.fragment(template, version=snapshot.version, **context, **part(snapshot))
+            if shared:
+                self._rendered[template] = ((snapshot.version, context.get("base")), text)
+            return snapshot.version, text
+
+        version, text = await run_in_threadpool(render)
+        return HTMLResponse(text, headers={"x-version": version, "content-security-policy": STRICT})
 
     async def _attempt_file(self, upload: uploads.Upload, name: str) -> Response:
         snapshot = await run_in_threadpool(self.live.snapshot)
