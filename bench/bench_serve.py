@@ -162,7 +162,8 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def idle_latency(server: Served, count: int) -> list[float]:
+def idle_latency(server: Served, count: int, grading: list[float]) -> list[float]:
+    """Upload -> scorecard, one at a time; `grading` gets each result's own grading time."""
     seconds = []
     for n, data in enumerate(notebooks(count, 1000, FULL)):
         student = f"s{n:03d}"
@@ -173,7 +174,9 @@ def idle_latency(server: Served, count: int) -> list[float]:
             time.sleep(0.2)
         page = server.http.get(f"/s/{server.tokens[student]}/a/{name}/scorecard.html")
         seconds.append(time.perf_counter() - started)
-        print(f"  idle upload {n + 1}/{count}: {seconds[-1]:.1f} s ({page.status_code})", flush=True)
+        graded = server.http.get(f"/s/{server.tokens[student]}/a/{name}/result.json").json()["provenance"]["seconds"]
+        grading.append(graded)
+        print(f"  idle upload {n + 1}/{count}: {seconds[-1]:.1f} s ({page.status_code}); the grading itself {graded:.1f} s", flush=True)
     return seconds
 
 
@@ -277,10 +280,13 @@ def main() -> int:
     server = Served(work, args.idle + args.burst, args.jobs, cache)
     print(f"server ready (preflight included) in {time.perf_counter() - started:.0f} s", flush=True)
     try:
-        seconds = idle_latency(server, args.idle) if args.idle else []
+        grading: list[float] = []
+        seconds = idle_latency(server, args.idle, grading) if args.idle else []
         if seconds:
             print(f"idle latency, upload -> scorecard, {len(seconds)} uploads: median {statistics.median(seconds):.1f} s, "
-                  f"95th percentile {percentile(seconds, 0.95):.1f} s (max {max(seconds):.1f} s)", flush=True)
+                  f"95th percentile {percentile(seconds, 0.95):.1f} s (max {max(seconds):.1f} s); the server's own part "
+                  f"(latency less the grading's own time): median {statistics.median(a - b for a, b in zip(seconds, grading)):.1f} s",
+                  flush=True)
         found = burst(server, args.burst, args.clients, args.pollers, args.idle) if args.burst else None
     finally:
         server.stop()

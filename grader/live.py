@@ -79,7 +79,7 @@ def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: i
         attempt = attempts.get(f"{upload.name}.ipynb")
         shown.append({
             "upload": upload,
-            "ahead": place.get(upload.id, 0) if upload.state == uploads.WAITING else None,
+            "ahead": place.get(upload.id, 0) if upload.state in (uploads.WAITING, uploads.GRADING) else None,
             "wait": _wait(place.get(upload.id, 0), snapshot.seconds_per_upload, jobs) if upload.state == uploads.WAITING else None,
             "attempt": attempt,
             "scorecard": upload.state in (uploads.DONE, uploads.FAILED),

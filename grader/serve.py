@@ -126,7 +126,7 @@ class Server:
         nonce = request.cookies.get(JOIN_COOKIE) or tokens.new_secret()[:32]
         response = self._page("join.html.j2", title=self.manifest.title, roster_mode=self.roster_mode,
                               csrf=tokens.form_token(self.secret, f"join:{nonce}"), error="")
-        response.set_cookie(JOIN_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/join")
+        response.set_cookie(JOIN_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
 
     async def join(self, request: Request) -> Response:

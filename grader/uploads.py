@@ -185,12 +185,19 @@ class Queue:
         return {WAITING: 0, GRADING: 0, DONE: 0, FAILED: 0, REPLACED: 0, **dict(rows)}
 
     def seconds_per_upload(self, last: int = 20) -> float | None:
-        """The mean time from start of grading to result of the last uploads graded."""
-        row = self._db().execute(
-            "SELECT AVG(finished_at - started_at) FROM (SELECT finished_at, started_at FROM uploads "
-            "WHERE state=? AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?)", (DONE, last)
-        ).fetchone()
-        return row[0]
+        """How long an upload takes, from the last ones graded: the smaller of their mean
+        time in grading (right when they came one at a time) and the mean time between
+        their results (right when they came at once, and waited for each other)."""
+        rows = self._db().execute(
+            "SELECT started_at, finished_at FROM uploads WHERE state=? AND started_at IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT ?", (DONE, last)
+        ).fetchall()
+        if not rows:
+            return None
+        figures = [sum(end - start for start, end in rows) / len(rows)]
+        if len(rows) > 1:
+            figures.append((rows[0][1] - rows[-1][1]) / (len(rows) - 1))
+        return min(figures)
 
     def sweep_orphans(self) -> int:
         """Remove files under uploads/ that no queued upload names (a server killed while

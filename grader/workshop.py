@@ -4,8 +4,8 @@
         -> gradebook.put -> that student's pages -> queue (done)
 
 One thread takes the oldest waiting uploads from the durable queue, a few at a time
-(as many as the workers hold at once, so the next sandbox runs while the last model
-trains), and grades them with the same context, preflight, warm pool and pipeline as
+(what is waiting, up to a few per worker, so that the next sandbox runs while the last
+model trains), and grades them with the same context, preflight, warm pool and pipeline as
 `grader grade`, into the same gradebook. For each result it writes that student's
 pages (the same sanitised pages the batch writes, each attempt's "counts" and late
 penalty from the class view) and only then marks the upload done. An upload whose
@@ -30,6 +30,9 @@ from grader.manifest import Manifest
 from grader.results import SubmissionResult
 
 log = logging.getLogger("grader.workshop")
+TAKE = 4  # uploads taken from the queue at once, per notebook a worker holds: the pool finishes each
+# take before the next, so every boundary costs one sandbox run that overlaps no training; a take
+# also keeps its uploads from being replaced by a newer one, so it stays small (one when idle)
 IDLE_WAIT = 1.0  # seconds the grading thread sleeps when the queue is empty (an upload wakes it at once)
 HOW = "upload"  # how an upload's student is known, as the gradebook keeps it
 
@@ -117,7 +120,7 @@ class Workshop:
             self.book.close()
 
     def _serve_queue(self) -> None:
-        claim = AHEAD * self.jobs  # what the workers hold at once
+        claim = TAKE * AHEAD * self.jobs
         while not self._stop.is_set():
             claimed = self.queue.claim(claim)
             if not claimed:

@@ -382,3 +382,26 @@ def test_a_student_in_chromium_uploads_watches_and_reads_while_the_projector_fol
 
 def server_out(tmp_path) -> str:
     return str(tmp_path / "served")
+
+
+def test_the_links_command_renews_a_students_link_and_the_instructors(tmp_path, capsys):
+    from grader import classreport, gradebook
+    from grader.cli import main
+
+    manifest = manifest_mod.load(TINY)
+    classreport.save_facts(classview.ClassFacts.of(manifest, "test"), str(tmp_path))
+    book = gradebook.Gradebook(str(tmp_path / "gradebook.sqlite"))
+    book.set_students(manifest.name, {"s1": {"name": "Ada"}, "s2": {"name": "Bob"}})
+    book.close()
+    queue = uploads.Queue(str(tmp_path))
+    old = queue.issue_link("s1")
+    links = str(tmp_path / "links.csv")
+    assert main(["links", str(tmp_path), "--url", "https://grader.example.org", "--file", links]) == 0
+    assert [r["student"] for r in csv.DictReader(open(links))] == ["s2"]  # only who had none
+    assert main(["links", str(tmp_path), "--url", "https://grader.example.org", "--file", links, "--student", "s1"]) == 0
+    (row,) = csv.DictReader(open(links))
+    assert queue.holder(old) is None and queue.holder(row["link"].rsplit("/s/", 1)[1]) == "s1"
+    assert main(["links", str(tmp_path), "--url", "https://grader.example.org", "--admin"]) == 0
+    admin = re.search(r"/a/(\S+)", capsys.readouterr().out).group(1)
+    assert queue.holder(admin, uploads.ADMIN) == "instructor"
+    assert main(["links", str(tmp_path), "--url", "https://x", "--student", "nobody"]) == 2
