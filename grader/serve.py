@@ -123,9 +123,14 @@ class Server:
     # --- joining ---------------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
+        return self._join_page(request)
+
+    def _join_page(self, request: Request, refused: Refused | None = None) -> Response:
+        """The join form, its CSRF token made from the browser's nonce cookie (set if missing)."""
         nonce = request.cookies.get(JOIN_COOKIE) or tokens.new_secret()[:32]
-        response = self._page("join.html.j2", title=self.manifest.title, roster_mode=self.roster_mode,
-                              csrf=tokens.form_token(self.secret, f"join:{nonce}"), error="")
+        response = self._page("join.html.j2", status=refused.status if refused else 200, title=self.manifest.title,
+                              roster_mode=self.roster_mode, csrf=tokens.form_token(self.secret, f"join:{nonce}"),
+                              error=refused.message if refused else "")
         response.set_cookie(JOIN_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
 
@@ -147,8 +152,7 @@ class Server:
             if not 0 < len(name) <= 60 or not name.isprintable():
                 raise Refused(400, "give a name of 1 to 60 characters: the instructor sees it beside your score")
         except Refused as refused:
-            return self._page("join.html.j2", status=refused.status, title=self.manifest.title, roster_mode=self.roster_mode,
-                              csrf=tokens.form_token(self.secret, f"join:{request.cookies.get(JOIN_COOKIE, '')}"), error=refused.message)
+            return self._join_page(request, refused)
         token = await run_in_threadpool(self._join, name)
         return RedirectResponse(f"/s/{token}", status_code=303)
 
