@@ -405,3 +405,23 @@ def test_the_links_command_renews_a_students_link_and_the_instructors(tmp_path, 
     admin = re.search(r"/a/(\S+)", capsys.readouterr().out).group(1)
     assert queue.holder(admin, uploads.ADMIN) == "instructor"
     assert main(["links", str(tmp_path), "--url", "https://x", "--student", "nobody"]) == 2
+
+
+def test_an_upload_after_the_deadline_is_taken_and_said_late(tmp_path):
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    assignment = tmp_path / "tiny"
+    shutil.copytree(TINY, assignment)
+    with open(assignment / "assignment.toml", "a") as toml:
+        toml.write('\n[class]\ndue = "2020-01-01T00:00:00+00:00"\nlate_penalty_per_day = 0.1\n')
+    manifest = manifest_mod.load(str(assignment))
+    queue = uploads.Queue(str(tmp_path / "out"))
+    pages = live.Live(queue, str(tmp_path / "out" / "gradebook.sqlite"), classview.ClassFacts.of(manifest, "test"), 1)
+    server = serve.Server(manifest, serve.Settings(code="ABC123"), queue, pages, None, False)
+    with TestClient(server.app(), follow_redirects=False) as client:
+        token = join(client, "Ada")
+        assert "due 2020-01-01 00:00 UTC" in client.get(f"/s/{token}").text
+        sent = upload(client, token, tiny_notebook())
+    assert sent.status_code == 200 and "after the deadline (2020-01-01 00:00 UTC): the late policy applies" in sent.json()["message"]
