@@ -375,7 +375,9 @@ def test_a_student_in_chromium_uploads_watches_and_reads_while_the_projector_fol
         WebDriverWait(driver, 30, poll_frequency=0.2).until(lambda d: "100 / 100" in d.find_element(By.ID, "submissions").text)
         assert driver.execute_script("return window.notReloaded") is True
         assert driver.find_element(By.ID, "count-done").text == "1"
-        driver.save_screenshot(os.path.join(os.environ.get("GRADER_TEST_OUTPUT", os.path.join(ROOT, "test-output")), "serve-projector.png"))
+        shots = os.environ.get("GRADER_TEST_OUTPUT", os.path.join(ROOT, "test-output"))
+        os.makedirs(shots, exist_ok=True)
+        driver.save_screenshot(os.path.join(shots, "serve-projector.png"))
     finally:
         server.stop()
         driver.quit()
