@@ -47,7 +47,7 @@ import nbformat
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from grader import manifest as manifest_mod, release, scenarios  # noqa: E402
+from grader import labs, manifest as manifest_mod, release, scenarios  # noqa: E402
 
 ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
 PYTHON = sys.executable
@@ -62,9 +62,10 @@ def notebooks(count: int, offset: int = 0, full_training: bool = False) -> list[
     """`count` distinct submissions: the demo's scenarios in turn (not the non-notebook,
     which the server refuses; not the unfrozen base unless `full_training`), each with a
     markdown cell naming its student."""
-    built, playground = release.build(manifest_mod.load(ASSIGNMENT))
+    loaded = manifest_mod.load(ASSIGNMENT)
+    built, playground = release.build(loaded)
     left_out = LEFT_OUT if full_training else LEFT_OUT | {FULL_TRAINING}
-    made = [content for name, content in scenarios.make(built, playground).items() if name not in left_out]
+    made = [content for name, content in scenarios.make(built, playground, table=labs.scenarios(loaded)).items() if name not in left_out]
     out = []
     for n in range(offset, offset + count):
         notebook = nbformat.reads(made[n % len(made)].decode(), as_version=4)
