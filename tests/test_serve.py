@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ASSIGNMENT, ROOT, chromium
+from conftest import ROOT, chromium
 from grader import classview, live, manifest as manifest_mod, notebook, serve, uploads
 
 TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
@@ -341,7 +341,7 @@ def test_a_student_in_chromium_uploads_watches_and_reads_while_the_projector_fol
 
     driver = chromium(tmp_path / "chromium", "1200,1600", {"browser": "ALL"})
     roster, links = roster_of(tmp_path, ["ada", "bob"])
-    server = Running(ASSIGNMENT, tmp_path / "served", roster, links)
+    server = Running(TINY, tmp_path / "served", roster, links)  # the same pages as the flowers lab's, graded in seconds
     try:
         admin = re.search(r"/a/(\S+)", server.log).group(1)
         base = f"http://127.0.0.1:{server.port}"
@@ -366,15 +366,17 @@ def test_a_student_in_chromium_uploads_watches_and_reads_while_the_projector_fol
         assert driver.execute_script("return window.notReloaded") is True  # the status changed in place
         assert "grading" in seen or "waiting" in seen
         assert "Received" in driver.find_element(By.ID, "message").text
-        assert "100 / 100" in driver.find_element(By.ID, "state").text
+        assert "1 / 1" in driver.find_element(By.ID, "state").text
         driver.find_element(By.ID, "scorecard-link").click()
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#checks tbody tr")) == 5
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#checks tbody tr")) == 1
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]]
         assert errors == []
         driver.switch_to.window(projector)
-        WebDriverWait(driver, 30, poll_frequency=0.2).until(lambda d: "100 / 100" in d.find_element(By.ID, "submissions").text)
+        # The row's score can show a moment before the queue's count (the gradebook is
+        # written first); the next poll brings both.
+        WebDriverWait(driver, 30, poll_frequency=0.2).until(
+            lambda d: "1 / 1" in d.find_element(By.ID, "submissions").text and d.find_element(By.ID, "count-done").text == "1")
         assert driver.execute_script("return window.notReloaded") is True
-        assert driver.find_element(By.ID, "count-done").text == "1"
         shots = os.environ.get("GRADER_TEST_OUTPUT", os.path.join(ROOT, "test-output"))
         os.makedirs(shots, exist_ok=True)
         driver.save_screenshot(os.path.join(shots, "serve-projector.png"))
