@@ -130,6 +130,9 @@ def _check_image_size(dataset: data_mod.Dataset, sized: bool = True) -> None:
 def weights_for(manifest: Manifest, override: str | None) -> weights_mod.Weights | None:
     base = manifest.lab.base
     if base is None:
+        if override is not None:  # the instructor meant another lab, or another manifest
+            raise AssetError(f"--weights {override}: the lab {manifest.name} has no pretrained base ([lab.base]) to load weights into",
+                             hint="leave out --weights, or declare the base in [lab.base]")
         return None
     if override is None and manifest.weights_file == "demo":
         path, kind = labs.demo(manifest, "demo_weights"), "demo"

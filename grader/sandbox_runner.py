@@ -150,10 +150,10 @@ def export_dataset(dataset, name, out, count):
     dtype, shape, a hash of their bytes, and (strings, small arrays) their values."""
     import hashlib
 
-    import tensorflow as tf
+    tf = sys.modules.get("tensorflow")  # not imported by the run: the value cannot be a dataset
 
     facts = {"found": True}
-    if not isinstance(dataset, tf.data.Dataset):
+    if tf is None or not isinstance(dataset, tf.data.Dataset):
         facts["problem"] = f"`{name}` is a {type(dataset).__name__}, not a tf.data.Dataset"
         write_json(os.path.join(out, "export.json"), facts)
         return
@@ -190,9 +190,9 @@ def export_model(model, name, out, input_shape=None):
     """Write the model as data: Keras config JSON, compile config, weights (HDF5).
     A model not built yet (no layer knows its input's shape) is built for `input_shape`."""
     facts = {"found": True}
-    import keras
+    keras = sys.modules.get("keras")  # not imported by the run: the value cannot be a Keras model
 
-    if not isinstance(model, keras.Model):
+    if keras is None or not isinstance(model, keras.Model):
         facts["problem"] = f"`{name}` is a {type(model).__name__}, not a Keras model"
     else:
         facts["layers"] = len(model.layers)

@@ -98,9 +98,16 @@ def attempt(out, student: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def graded(manifest, submissions, tmp_path_factory):
-    """Graded on the fast path (a fresh feature cache)."""
-    return grade_all(manifest, submissions, tmp_path_factory.mktemp("graded"), cache_dir=str(tmp_path_factory.mktemp("cache")))
+def feature_cache(tmp_path_factory) -> str:
+    """The fast path's feature cache, shared by the session's batches as a class's batches
+    share theirs: the base's outputs on the lab's data are computed once."""
+    return str(tmp_path_factory.mktemp("features"))
+
+
+@pytest.fixture(scope="session")
+def graded(manifest, submissions, feature_cache, tmp_path_factory):
+    """Graded on the fast path (the session's feature cache, built here)."""
+    return grade_all(manifest, submissions, tmp_path_factory.mktemp("graded"), cache_dir=feature_cache)
 
 
 # submissions trained both ways: the two heads of the lab, on the fast path and in full (a

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 HONEST = ("solution.ipynb", "no_softmax.ipynb")  # one trained to full marks, one that fails a check
 
 
-def test_honest_notebooks_keep_their_scores_on_a_busy_host(manifest, released, graded, tmp_path):
+def test_honest_notebooks_keep_their_scores_on_a_busy_host(manifest, released, graded, feature_cache, tmp_path):
     record, playground = released
     folder = tmp_path / "subs"
     folder.mkdir()
@@ -21,7 +21,7 @@ def test_honest_notebooks_keep_their_scores_on_a_busy_host(manifest, released, g
         (folder / name).write_bytes(content)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]  # both cores, at our priority
     try:
-        busy = grade_all(manifest, folder, tmp_path / "out", cache_dir=str(tmp_path / "cache"))[0]
+        busy = grade_all(manifest, folder, tmp_path / "out", cache_dir=feature_cache)[0]
     finally:
         for burner in burners:
             burner.kill()

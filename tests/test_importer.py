@@ -56,7 +56,7 @@ def test_the_answer_is_marked_so_that_release_gives_back_the_playground(tmp_path
 
 
 @pytest.mark.slow
-def test_it_grades_like_the_hand_made_assignment(tmp_path, manifest, released, graded):
+def test_it_grades_like_the_hand_made_assignment(tmp_path, manifest, released, graded, feature_cache):
     pair = colab_pair(tmp_path)
     folder = tmp_path / "imported"
     from labs import flowers
@@ -70,7 +70,7 @@ def test_it_grades_like_the_hand_made_assignment(tmp_path, manifest, released, g
     subs.mkdir()
     for name, content in scenarios.make(record, playground, names, lab_scenarios(manifest)).items():
         (subs / name).write_bytes(content)
-    results = grade_all(imported, subs, tmp_path / "out", cache_dir=str(tmp_path / "cache"))[0]
+    results = grade_all(imported, subs, tmp_path / "out", cache_dir=feature_cache)[0]
     hand_made = graded[0]
     for name in names:
         student = name[: -len(".ipynb")]

@@ -63,6 +63,10 @@ def _keras_weights_of_another_model(path):
     (_keras_weights_of_another_model, "does not load into MobileNetV2"),
 ])
 def test_weights_that_do_not_fit_stop_the_run(tiny, submissions, tmp_path, capsys, make, fragment):
+    # the tiny lab trains nothing and has no base: here it is given the flowers lab's
+    base = open(os.path.join(ROOT, "assignments", "keras_flowers_transfer", "assignment.toml")).read().split("[lab.base]")[1].split("\n\n")[0]
+    (tiny / "assignment.toml").write_text((tiny / "assignment.toml").read_text() + "\n[lab.base]" + base + "\n")
+    (tiny / "lab.py").write_text((tiny / "lab.py").read_text() + "from labs.flowers import demo_weights  # noqa: F401\n")
     weights = tmp_path / "weights.h5"
     make(weights)
     out = tmp_path / "out"
@@ -98,3 +102,12 @@ def test_the_sandbox_probe_says_whether_the_solution_still_runs(tiny, tmp_path):
     edit(tiny / "assignment.toml", "run_timeout = 60", "run_timeout = 60\nmax_processes = 1")
     broken = context.resolve(manifest.load(str(tiny)), str(tmp_path / "b"))
     assert "processes" in preflight.sandbox_problem(broken)
+
+
+def test_weights_for_a_lab_without_a_base_stop_the_run(tiny, submissions, tmp_path, capsys):
+    weights = tmp_path / "weights.h5"
+    weights.write_text("meant for another lab")
+    out = tmp_path / "out"
+    assert main(["grade", str(tiny), str(submissions), "--out", str(out), "--weights", str(weights)]) == 2
+    assert "has no pretrained base" in capsys.readouterr().err
+    assert nothing_graded(out)

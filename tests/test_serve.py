@@ -340,8 +340,12 @@ def test_kill_9_mid_queue_then_a_restart_grades_each_upload_exactly_once(tmp_pat
 
 @pytest.mark.slow
 def test_a_student_in_chromium_uploads_watches_and_reads_while_the_projector_follows(tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait as Wait
+
+    def WebDriverWait(driver, timeout, poll_frequency):  # the live parts are replaced at each poll: an element may go stale
+        return Wait(driver, timeout, poll_frequency=poll_frequency, ignored_exceptions=(StaleElementReferenceException,))
 
     driver = chromium(tmp_path / "chromium", "1200,1600", {"browser": "ALL"})
     roster, links = roster_of(tmp_path, ["ada", "bob"])
@@ -352,7 +356,7 @@ def test_a_student_in_chromium_uploads_watches_and_reads_while_the_projector_fol
         driver.get(f"{base}/a/{admin}")
         projector = driver.current_window_handle
         driver.execute_script("window.notReloaded = true")
-        assert "ada" in driver.find_element(By.ID, "submissions").text and "no upload" in driver.find_element(By.ID, "submissions").text
+        WebDriverWait(driver, 30, poll_frequency=0.2).until(lambda d: all(word in d.find_element(By.ID, "submissions").text for word in ("ada", "no upload")))
         driver.switch_to.new_window("tab")
         driver.get(f"{base}/s/{tokens_in(links)['ada']}")
         driver.execute_script("window.notReloaded = true")

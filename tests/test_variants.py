@@ -283,14 +283,14 @@ def notebook_of(variant: Variant, playground) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def variant_results(manifest, released, tmp_path_factory):
-    """Every variant graded once, in one batch (fast path, a fresh feature cache)."""
+def variant_results(manifest, released, feature_cache, tmp_path_factory):
+    """Every variant graded once, in one batch (fast path, the session's feature cache)."""
     _, playground = released
     folder = tmp_path_factory.mktemp("variants")
     for variant in VARIANTS:
         (folder / f"{variant.name}.ipynb").write_bytes(notebook_of(variant, playground))
-    out, cache = tmp_path_factory.mktemp("variants-graded"), tmp_path_factory.mktemp("variants-cache")
-    return grade_all(manifest, folder, out, cache_dir=str(cache), jobs=2)[0]
+    out = tmp_path_factory.mktemp("variants-graded")
+    return grade_all(manifest, folder, out, cache_dir=feature_cache, jobs=2)[0]
 
 
 def test_the_table_names_the_manifests_checks(manifest):
