@@ -148,15 +148,12 @@ class DaskPool:
     def _admit(self) -> None:
         """Look at workers not yet ready: stage what they lack, note those that refuse.
         Raise if no worker can grade."""
-        workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
-        if not workers:
-            self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)  # raises TimeoutError
-            workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        workers = self._workers()
         self.ready &= workers
         unsettled = sorted(workers - self.ready - set(self.refused))
         if unsettled:
             for address, status in self.client.run(dask_worker.status, self.plugin, workers=unsettled, on_error="return").items():
-                self._note(address, self._staged(address, status) if "missing" in status else status)
+                self._note(address, self._staged(address, status) if isinstance(status, dict) and "missing" in status else status)
         if not self.ready and workers <= set(self.refused):
             raise ClusterError(
                 "no worker of the cluster can grade this batch: "
@@ -165,17 +162,31 @@ class DaskPool:
                 "or run the workers from the same grader version as this command",
             )
 
-    def _staged(self, address: str, status: dict) -> dict:
+    def _workers(self) -> set[str]:
+        """The addresses of the cluster's workers, waiting a while for a first one."""
+        workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
+            try:
+                self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
+            except TimeoutError:
+                raise ClusterError(f"the Dask scheduler at {self.address} has had no worker for {WAIT_FOR_WORKERS} s",
+                                   hint=f"start workers: dask worker {self.address} --nthreads 1 (README: Grading on a cluster)") from None
+            workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        return workers
+
+    def _staged(self, address: str, status: dict):
         """Send a worker the files it lacks (each checked by its hash there); its new status."""
         for sha256 in status["missing"]:
             with open(self.assets[sha256].path, "rb") as handle:
                 content = handle.read()
-            status = self.client.run(dask_worker.receive, self.plugin, sha256, content, workers=[address])[address]
+            status = self.client.run(dask_worker.receive, self.plugin, sha256, content, workers=[address], on_error="return")[address]
+            if not isinstance(status, dict):
+                break  # the worker died, or the file arrived damaged: noted as a refusal
         return status
 
     def _note(self, address: str, status) -> None:
         if isinstance(status, Exception):
-            self.notify(f"cannot ask the worker at {address} whether it can grade: {type(status).__name__}: {status}")
+            self.notify(f"the worker at {address} could not be made ready to grade: {type(status).__name__}: {status}")
             self.refused[address] = f"{type(status).__name__}: {status}"
         elif "refused" in status:
             self.notify(f"the worker at {address} refuses to grade: {status['refused']}")

@@ -16,7 +16,8 @@ import pytest
 from grader import batch, dask_worker, gradebook, manifest as manifest_mod
 from grader.cli import main
 from grader.cluster import ClusterError, check_address, dask_settings
-from conftest import ROOT, grade_all
+from conftest import grade_all
+from reference.hashing import file_sha256
 from test_gradebook import TINY, make_submissions, rows
 
 NO_BWRAP = {"PATH": "/nonexistent"}  # a worker whose PATH has no bwrap: the real check finds none
@@ -214,3 +215,37 @@ def test_a_batch_started_on_the_cluster_is_finished_locally(tmp_path, monkeypatc
     after = rows(str(out))
     assert len(after) == 6 + 2 and all(after[sha] == at for sha, at in before.items())  # nothing graded twice
     assert [(r.status, r.score) for r in results] == [("graded", 1.0)] * 6
+
+
+@pytest.mark.slow
+def test_a_worker_that_does_not_see_the_clients_files_is_sent_them_once(tmp_path, manifest):
+    """The worker's view of the client's data folder is a folder that does not exist (as
+    on a cluster without a shared file system); the client sends each file, checked there."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from grader import context as context_mod
+
+    context = context_mod.resolve(manifest, str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
+    real = dask_worker.assets_of(context)
+    unseen = lambda a: dask_worker.Asset(str(tmp_path / "elsewhere" / os.path.basename(a.path)), a.sha256)  # noqa: E731
+    assets = dask_worker.Assets(tuple(map(unseen, real.data)), unseen(real.weights), real.code)
+    with dask.config.set(dask_settings(3)):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR,
+                               env={"GRADER_STAGING": str(tmp_path / "staged")})
+    try:
+        with Client(cluster) as client:
+            client.register_plugin(dask_worker.GradingPlugin(context, assets, "r"), name="p")
+            (status,) = client.run(dask_worker.status, "p").values()
+            assert sorted(status["missing"]) == sorted(a.sha256 for a in real.all())
+            first = real.data[0]
+            with pytest.raises(Exception, match="arrived damaged"):
+                client.run(dask_worker.receive, "p", first.sha256, b"not the file")
+            for item in real.all():
+                (status,) = client.run(dask_worker.receive, "p", item.sha256, open(item.path, "rb").read()).values()
+            assert "missing" not in status
+            staged = [os.path.join(folder, name) for folder, _, names in os.walk(tmp_path / "staged") for name in names if name.endswith(".tfrec")]
+            assert len(staged) == len(real.data) and {file_sha256(p) for p in staged} == {a.sha256 for a in real.data}
+    finally:
+        cluster.close()
+    assert no_dask_children()
