@@ -173,7 +173,7 @@ class GradingPlugin(WorkerPlugin):
     async def ready_if_complete(self) -> None:
         """Once nothing is missing: warm up in a thread, and offer to grade."""
         if self.refused is None and not self.missing and self.warm is None:
-            self.warm = self._threads.submit(warm_batch, self.local_context())
+            self.warm = self._threads.submit(lambda: warm_batch(self.local_context()))  # off the event loop: it copies and imports
             await self.worker.set_resources(**{self.resource: 1})
             self.offered = True
 
