@@ -174,17 +174,7 @@ def main(argv=None) -> int:
 def batch_of_30(work: str) -> None:
     """30 distinct demo submissions (the ten scenarios, three variants each), warm cache."""
     demo = manifest_mod.load(ASSIGNMENT)
-    built, playground = release.build(demo)
-    folder = os.path.join(work, "batch30")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    for variant in range(3):
-        for name, content in scenarios.make(built, playground, table=labs.scenarios(demo)).items():
-            # a trailing comment makes each copy a distinct submission (content-hashed)
-            text = content.decode("utf-8", errors="replace") if name != "not_a_notebook.ipynb" else content.decode()
-            body = text.replace("model.summary()", f"model.summary()  # copy {variant}") if variant else text
-            with open(os.path.join(folder, f"v{variant}-{name}"), "w") as handle:
-                handle.write(body if body != text or variant == 0 else text + f"\n# copy {variant}\n")
+    folder = make_batch_of_30(demo, os.path.join(work, "batch30"))
     cache_dir = os.path.join(work, "cache-demo")
     batch.grade(demo, [folder], batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache_dir, jobs=1))  # warm the cache
     results = {}
@@ -195,6 +185,21 @@ def batch_of_30(work: str) -> None:
         results[jobs] = (seconds, {r.submission: r.score for r in graded})
         print(f"batch of {len(graded)} with --jobs {jobs}: {seconds:.1f} s ({seconds / len(graded):.1f} s per submission)", flush=True)
     print(f"  speed-up --jobs 2 over --jobs 1: {results[1][0] / results[2][0]:.2f}x; same scores: {results[1][1] == results[2][1]}")
+
+
+def make_batch_of_30(demo, folder: str) -> str:
+    """Write 30 distinct demo submissions (the ten scenarios, three variants each) to `folder`."""
+    built, playground = release.build(demo)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for variant in range(3):
+        for name, content in scenarios.make(built, playground, table=labs.scenarios(demo)).items():
+            # a trailing comment makes each copy a distinct submission (content-hashed)
+            text = content.decode("utf-8", errors="replace") if name != "not_a_notebook.ipynb" else content.decode()
+            body = text.replace("model.summary()", f"model.summary()  # copy {variant}") if variant else text
+            with open(os.path.join(folder, f"v{variant}-{name}"), "w") as handle:
+                handle.write(body if body != text or variant == 0 else text + f"\n# copy {variant}\n")
+    return folder
 
 
 if __name__ == "__main__":
