@@ -71,6 +71,7 @@ class DaskPool:
         self.ready: set[str] = set()
         self.refused: dict[str, str] = {}
         self.cluster = self.client = None
+        self.peak_bytes = 0  # the largest of the workers' own peak memory, known once closed
         self._numbers = itertools.count()
 
     def __enter__(self) -> "DaskPool":
@@ -91,6 +92,11 @@ class DaskPool:
 
     def __exit__(self, *exc) -> None:
         if self.client is not None:
+            try:
+                peaks = self.client.run(dask_worker.peak_bytes, on_error="return").values()
+                self.peak_bytes = max([p for p in peaks if isinstance(p, int)], default=0)
+            except Exception:  # noqa: BLE001 - a figure for the run's facts, not worth a failed batch
+                pass
             try:
                 self.client.unregister_worker_plugin(self.plugin)  # frees each worker's warm context
             except Exception:  # noqa: BLE001 - a cluster going away has nothing left to free

@@ -7,10 +7,10 @@ whether the worker may grade:
 - its grader code must be the client's (the gradebook keys every grade by its hash);
 - it must be able to make the sandbox (bubblewrap) on its own host, unless the batch
   was started with --no-sandbox: a worker that cannot refuses work, and says why;
-- the data and weights must be on it: at the client's paths when the cluster shares a
-  file system, else in the worker's staging folder, where the client sends each file
-  once (`receive`). Either way each file is checked by its content hash, never trusted
-  by its name.
+- the data, the weights and the lab's module must be on it: at the client's paths when
+  the cluster shares a file system, else in the worker's staging folder, where the
+  client sends each file once (`receive`). Either way each file is checked by its
+  content hash, never trusted by its name.
 
 A worker that may grade offers the batch's resource (one unit), which every grading
 task asks for: tasks go only to such workers, one at a time each. It then warms a
@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import resource
 import tempfile
 import time
 
@@ -44,10 +45,16 @@ from reference.hashing import file_sha256
 
 @dataclasses.dataclass(frozen=True)
 class Asset:
-    """A file grading needs: where the client has it, and its content hash."""
+    """A file grading needs: where the client has it, its content hash, and its path
+    within its group's folder (the data's class folders; default: its base name)."""
 
     path: str
     sha256: str
+    within: str = ""
+
+    @property
+    def relative(self) -> str:
+        return self.within or os.path.basename(self.path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +62,26 @@ class Assets:
     """What a worker must hold before it grades, as the client has it."""
 
     data: tuple[Asset, ...]  # the dataset's files (one folder, mounted at /data in the sandbox)
-    weights: Asset
+    weights: tuple[Asset, ...]  # the pretrained base's weights file (none: the lab has no base)
     code: str  # the client's grader_code_hash()
+    lab: tuple[Asset, ...] = ()  # the assignment's own module (none: it has none)
 
     def all(self) -> tuple[Asset, ...]:
-        return (*self.data, self.weights)
+        return (*self.data, *self.weights, *self.lab)
+
+    def groups(self) -> dict[str, tuple[Asset, ...]]:
+        return {"data": self.data, "weights": self.weights, "lab": self.lab}
 
 
 def assets_of(context: Context) -> Assets:
     """The client's side: hash every file a worker needs."""
-    data = tuple(Asset(path, file_sha256(path)) for path in context.dataset.files)
-    weights = Asset(context.weights.path, file_sha256(context.weights.path))
-    return Assets(data, weights, context_mod.grader_code_hash())
+    folder = context.dataset.folder
+    data = tuple(Asset(path, file_sha256(path), os.path.relpath(path, folder)) for path in context.dataset.files)
+    weights = (Asset(context.weights.path, file_sha256(context.weights.path)),) if context.weights is not None else ()
+    manifest = context.manifest
+    module = os.path.join(manifest.directory, manifest.lab.module) if manifest.lab.module else None
+    lab = (Asset(module, file_sha256(module)),) if module else ()
+    return Assets(data, weights, context_mod.grader_code_hash(), lab)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +101,7 @@ def staging_dir() -> str:
 
 def _group_folder(kind: str, assets: tuple[Asset, ...]) -> str:
     """A staged group's folder, named by the content of every file in it."""
-    digest = hashlib.sha256("".join(f"{os.path.basename(a.path)}:{a.sha256}\n" for a in assets).encode())
+    digest = hashlib.sha256("".join(f"{a.relative}:{a.sha256}\n" for a in assets).encode())
     return os.path.join(staging_dir(), f"{kind}-{digest.hexdigest()[:16]}")
 
 
@@ -97,13 +112,14 @@ def _holds(path: str, asset: Asset) -> bool:
 def locate(group: tuple[Asset, ...], kind: str) -> tuple[dict[Asset, str], tuple[Asset, ...]]:
     """Where each file of a group is on this worker, and which the client must send.
 
-    A group (the dataset's files, which share one folder; or the weights) is used at the
-    client's paths only if every file there has the right content (a shared file system);
-    otherwise from this worker's staging folder."""
+    A group (the dataset's files, which share one folder; the weights; the lab's module)
+    is used at the client's paths only if every file there has the right content (a
+    shared file system); otherwise from this worker's staging folder, laid out as the
+    client's folder is."""
     if all(_holds(a.path, a) for a in group):
         return {a: a.path for a in group}, ()
     folder = _group_folder(kind, group)
-    places = {a: os.path.join(folder, os.path.basename(a.path)) for a in group}
+    places = {a: os.path.join(folder, a.relative) for a in group}
     return places, tuple(a for a in group if not _holds(places[a], a))
 
 
@@ -147,9 +163,10 @@ class GradingPlugin(WorkerPlugin):
         if self.refused is None:
             cgroups.sweep_stale()
             sandbox.sweep_stale_runs()
-            data, missing_data = locate(self.assets.data, "data")
-            weights, missing_weights = locate((self.assets.weights,), "weights")
-            self.places, self.missing = {**data, **weights}, missing_data + missing_weights
+            self.places, self.missing = {}, ()
+            for kind, group in self.assets.groups().items():
+                places, missing = locate(group, kind)
+                self.places, self.missing = {**self.places, **places}, self.missing + missing
 
     def status(self) -> dict:
         """What the client needs to know: refused (and why), files missing, or ready."""
@@ -178,19 +195,25 @@ class GradingPlugin(WorkerPlugin):
             self.offered = True
 
     def local_context(self) -> Context:
-        """The client's context, with this worker's paths for the data, weights and cache."""
+        """The client's context, with this worker's paths for the data, weights, lab module and cache."""
         from reference import weights as weights_mod
 
-        context = self.context
+        context, place = self.context, {a.path: self.places[a] for a in self.assets.all()}.get
         dataset = dataclasses.replace(
             context.dataset,  # the pattern stays the client's: it names the data on the scorecards
-            train_files=tuple(self.places[a] for a in self.assets.data if a.path in context.dataset.train_files),
-            validation_files=tuple(self.places[a] for a in self.assets.data if a.path in context.dataset.validation_files),
+            train_files=tuple(map(place, context.dataset.train_files)),
+            validation_files=tuple(map(place, context.dataset.validation_files)),
         )
-        weights = dataclasses.replace(context.weights, path=self.places[self.assets.weights])
-        keras_home = os.path.join(staging_dir(), f"keras-{self.assets.weights.sha256[:16]}")
-        keras_models = weights_mod.stage(weights, keras_home, context.manifest.image_size)
-        return dataclasses.replace(context, dataset=dataset, weights=weights, keras_models=keras_models,
+        manifest = context.manifest
+        if self.assets.lab:  # the module is looked for in the assignment's folder
+            manifest = dataclasses.replace(manifest, directory=os.path.dirname(place(self.assets.lab[0].path)))
+        weights, keras_models = None, os.path.join(staging_dir(), "keras-no-base", "models")
+        if context.weights is not None:
+            weights = dataclasses.replace(context.weights, path=place(context.weights.path))
+            keras_home = os.path.join(staging_dir(), f"keras-{self.assets.weights[0].sha256[:16]}")
+            keras_models = weights_mod.stage(weights, keras_home, context.lab.base, manifest.image_size)
+        os.makedirs(keras_models, exist_ok=True)
+        return dataclasses.replace(context, manifest=manifest, dataset=dataset, weights=weights, keras_models=keras_models,
                                    cache_dir=_cache_dir(context.cache_dir))
 
     def grade(self, notebook: Notebook, facts: dict) -> str:
@@ -223,10 +246,11 @@ class GradingPlugin(WorkerPlugin):
 
 def warm_batch(context: Context):
     """What each worker holds for its tasks (in a thread: it imports TensorFlow)."""
-    from grader import pipeline
+    from grader import labs, pipeline
     from reference.training import quiet_tensorflow
 
     quiet_tensorflow()
+    labs.load(context.manifest)  # the lab's own checks register themselves
     context_mod.check_assets(context)
     return pipeline.Batch(context, ahead=True)
 
@@ -281,6 +305,11 @@ def schedule_waiting(address: str, dask_scheduler) -> int:
     waiting = dask_scheduler.bulk_schedule_unrunnable_after_adding_worker(worker)
     dask_scheduler.transitions(waiting, stimulus_id=f"grader-offers-{address}-{time.time()}")
     return len(waiting)
+
+
+def peak_bytes() -> int:
+    """What this worker's own process needed at its peak (its sandboxes are not counted)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def grade(notebook: Notebook, facts: dict, name: str) -> str:

@@ -55,6 +55,8 @@ class WorkersFailed(GraderError):
 class Executor(Protocol):
     """What the batch and the preflight grade through: a context manager that grades notebooks."""
 
+    peak_bytes: int  # the largest of the workers' own peak memory, once closed
+
     def __enter__(self) -> "Executor": ...
 
     def __exit__(self, *exc) -> None: ...

@@ -24,8 +24,7 @@ NO_BWRAP = {"PATH": "/nonexistent"}  # a worker whose PATH has no bwrap: the rea
 
 
 def grade_tiny(folder, out, **options):
-    results, _ = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options))
-    return results
+    return batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options)).results
 
 
 def verdicts(results):
@@ -76,7 +75,7 @@ def test_staged_files_are_checked_by_their_hash(tmp_path, monkeypatch):
     (tmp_path / "client").mkdir()
     weights = asset(tmp_path / "client", "w.h5", b"weights")
     os.remove(weights.path)  # the worker cannot see the client's file
-    plugin = dask_worker.GradingPlugin(None, dask_worker.Assets((), weights, ""), "r")
+    plugin = dask_worker.GradingPlugin(None, dask_worker.Assets((), (weights,), ""), "r")
     plugin.places, plugin.missing = dask_worker.locate((weights,), "weights")
     assert plugin.status() == {"missing": [weights.sha256]}
     with pytest.raises(Exception, match="arrived damaged"):
@@ -228,8 +227,8 @@ def test_a_worker_that_does_not_see_the_clients_files_is_sent_them_once(tmp_path
 
     context = context_mod.resolve(manifest, str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
     real = dask_worker.assets_of(context)
-    unseen = lambda a: dask_worker.Asset(str(tmp_path / "elsewhere" / os.path.basename(a.path)), a.sha256)  # noqa: E731
-    assets = dask_worker.Assets(tuple(map(unseen, real.data)), unseen(real.weights), real.code)
+    unseen = lambda a: dask_worker.Asset(str(tmp_path / "elsewhere" / a.relative), a.sha256, a.within)  # noqa: E731
+    assets = dask_worker.Assets(*(tuple(map(unseen, group)) for group in (real.data, real.weights)), real.code, tuple(map(unseen, real.lab)))
     with dask.config.set(dask_settings(3)):
         cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR,
                                env={"GRADER_STAGING": str(tmp_path / "staged")})
