@@ -17,6 +17,8 @@ WORKDIR /opt/grader
 COPY pyproject.toml README.md ./
 COPY grader grader
 COPY reference reference
+COPY labs labs
+COPY assignments assignments
 RUN pip install --no-cache-dir . \
     && useradd --create-home --uid 1000 grader
 

@@ -42,8 +42,8 @@ OUT = {"--jobs 1": "out-jobs1", "--cluster local:1": "out-local1", "--cluster lo
 def grade(manifest, folder: str, out: str, cache_dir: str, **options) -> tuple[float, dict, float]:
     """(wall seconds, {submission: score}, steady seconds per notebook) of one batch."""
     shutil.rmtree(out, ignore_errors=True)
-    seconds, (results, _) = timed(batch.grade, manifest, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, **options))
-    return seconds, {r.submission: r.score for r in results}, steady_rate(out)
+    seconds, graded = timed(batch.grade, manifest, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, **options))
+    return seconds, {r.submission: r.score for r in graded.results}, steady_rate(out)
 
 
 def steady_rate(out: str) -> float:
@@ -60,10 +60,10 @@ def slowest(out: str, count: int) -> list[float]:
     import json
 
     seconds = []
-    for name in os.listdir(out):
-        path = os.path.join(out, name, "result.json")
-        if os.path.isfile(path):
-            seconds.append(json.load(open(path))["provenance"].get("seconds", 0.0))
+    for folder, _, names in os.walk(os.path.join(out, "submissions")):
+        if "result.json" in names:
+            with open(os.path.join(folder, "result.json")) as handle:
+                seconds.append(json.load(handle)["provenance"].get("seconds", 0.0))
     return sorted(seconds, reverse=True)[:count]
 
 
@@ -94,16 +94,22 @@ def demo_batches(work: str) -> str:
     return folder
 
 
-def client_cost(folder: str, out: str, work: str) -> None:
-    """What the client does per result whatever the number of workers: the gradebook row,
-    the scorecard and the student's notebook as HTML (in its budgeted child process)."""
+def client_cost(folder: str, work: str) -> None:
+    """What the client does per result whatever the number of workers: the scorecard and
+    the student's notebook as HTML (in its budgeted child process), as the batch writes them."""
     from grader import report
 
-    reference = report.load_reference(out)
-    results = [r for r in report.load_results(out) if os.path.isfile(os.path.join(folder, r.file))]
+    graded = batch.rerender(os.path.join(work, OUT["--cluster local:2"]))
+    results = [r for r in graded.results if os.path.isfile(os.path.join(folder, r.file))]
     scratch = os.path.join(work, "out-client-cost")
     shutil.rmtree(scratch, ignore_errors=True)
-    seconds, _ = timed(lambda: [batch._write_reports(r, os.path.join(folder, r.file), scratch, reference) for r in results])
+
+    def write(result) -> None:
+        page_folder = os.path.join(scratch, result.submission)
+        batch._write_notebook(os.path.join(folder, result.file), page_folder)
+        report.write_submission(result, page_folder, None)
+
+    seconds, _ = timed(lambda: [write(r) for r in results])
     print(f"(5) the client's own work per result (scorecard and notebook.html): {seconds / len(results):.2f} s "
           f"({len(results)} results in {seconds:.1f} s), a ceiling of {len(results) / seconds * 3600:.0f} notebooks an hour "
           "for one client, however many workers", flush=True)
@@ -127,13 +133,13 @@ def scheduler_overhead(folder: str) -> None:
 
 def codelab(work: str, count: int) -> None:
     """Seconds per notebook of one Dask worker at the codelab's scale, warm cache."""
-    from reference import data
+    from labs import flowers
 
     scale = SCALES["full"]
     data_dir = os.path.join(work, f"flowers-{scale['count']}-{scale['size']}")
     if not os.path.isdir(data_dir):
         print(f"making {scale['count']} synthetic flowers at {scale['size']}x{scale['size']} ...", flush=True)
-        data.make_synthetic_flowers(data_dir, scale["size"], scale["count"])
+        flowers.make_synthetic_flowers(data_dir, scale["size"], scale["count"])
     manifest = assignment_at(scale, data_dir, scale["epochs"], work)
     solution = open(solution_file(manifest, work)).read()
     folder = os.path.join(work, "codelab-notebooks")
@@ -160,7 +166,7 @@ def main(argv=None) -> int:
     os.makedirs(args.work, exist_ok=True)
     folder = demo_batches(args.work)
     scheduler_overhead(folder)
-    client_cost(folder, os.path.join(args.work, OUT["--cluster local:2"]), args.work)
+    client_cost(folder, args.work)
     if args.codelab:
         codelab(args.work, args.codelab)
     return 0

@@ -181,7 +181,7 @@ def batch_of_30(work: str) -> None:
     for jobs in (1, 2):
         out = os.path.join(work, f"batch30-jobs{jobs}")
         shutil.rmtree(out, ignore_errors=True)
-        seconds, (graded, _) = timed(batch.grade, demo, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=jobs))
+        seconds, graded = timed(lambda: batch.grade(demo, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=jobs)).results)
         results[jobs] = (seconds, {r.submission: r.score for r in graded})
         print(f"batch of {len(graded)} with --jobs {jobs}: {seconds:.1f} s ({seconds / len(graded):.1f} s per submission)", flush=True)
     print(f"  speed-up --jobs 2 over --jobs 1: {results[1][0] / results[2][0]:.2f}x; same scores: {results[1][1] == results[2][1]}")
