@@ -5,6 +5,7 @@ cannot sandbox refuses and the batch says why, and the gradebook is shared with 
 Every cluster here is started by the test (a LocalCluster through `--cluster local:N`, or
 one the test makes) and closed by it."""
 
+import functools
 import hashlib
 import logging
 import multiprocessing
@@ -15,6 +16,7 @@ import pytest
 
 from grader import batch, dask_worker, gradebook, manifest as manifest_mod
 from grader.cli import main
+from grader import cluster as cluster_mod
 from grader.cluster import ClusterError, check_address, dask_settings
 from conftest import grade_all
 from reference.hashing import file_sha256
@@ -34,6 +36,21 @@ def verdicts(results):
 def no_dask_children() -> bool:
     """No worker process of a cluster this test process started is left (our own children only)."""
     return not [p for p in multiprocessing.active_children() if "Dask" in p.name]
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    """A LocalCluster of two workers with the settings --cluster local:N uses, shared by the
+    tests below that only need a cluster's address: each batch sets up its own grading
+    plugin on it, and a worker a test kills is restarted by its nanny."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(dask_settings(3)):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR)
+    yield cluster.scheduler_address
+    cluster.close()
+    assert no_dask_children()
 
 
 # --- without a cluster ------------------------------------------------------------------
@@ -97,7 +114,7 @@ def cluster_without_bwrap():
         cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR, env=NO_BWRAP)
     yield cluster
     cluster.close()
-    assert no_dask_children()
+    assert cluster.status.name == "closed"
 
 
 def test_a_worker_without_bubblewrap_refuses_and_the_batch_says_why(tmp_path, cluster_without_bwrap, capsys):
@@ -122,44 +139,51 @@ def mixed_cluster():
         cluster = SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}, silence_logs=logging.ERROR)
     yield cluster
     cluster.close()
-    assert no_dask_children()
+    assert cluster.status.name == "closed"
 
 
 @pytest.mark.slow
 def test_the_workers_that_can_sandbox_grade_and_the_others_are_named(tmp_path, mixed_cluster, capsys):
-    folder = make_submissions(tmp_path / "subs", 3)
+    folder = make_submissions(tmp_path / "subs", 2)
     results = grade_tiny(folder, tmp_path / "out", cluster=mixed_cluster.scheduler_address)
-    assert [(r.status, r.score, r.provenance["sandbox"]) for r in results] == [("graded", 1.0, True)] * 3
+    assert [(r.status, r.score, r.provenance["sandbox"]) for r in results] == [("graded", 1.0, True)] * 2
     assert "refuses to grade: it cannot run student code in a sandbox: bubblewrap (bwrap) is not installed" in capsys.readouterr().err
 
 
 # --- the same grades as the local pool ------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_two_cluster_workers_give_the_grades_of_one_local_worker(tmp_path):
-    folder = make_submissions(tmp_path / "subs", 4)
-    local = grade_tiny(folder, tmp_path / "local", jobs=1)
-    cluster = grade_tiny(folder, tmp_path / "cluster", cluster="local:2")
-    assert verdicts(cluster) == verdicts(local)
-    assert len(rows(str(tmp_path / "cluster"))) == 4 + 2  # the students, the solution and the playground
-    assert no_dask_children()
+# The scenarios that take different paths through the grader: graded on the fast path, a
+# wrong answer, a crash in the student's cell, not a notebook, the codelab's own layout.
+# (unfrozen_base, which trains in full, is left out for time: it is the local pool's test.)
+SCENARIOS = ("global_pooling.ipynb", "fake_accuracy.ipynb", "syntax_error.ipynb", "not_a_notebook.ipynb", "colab_download.ipynb")
 
 
 @pytest.mark.slow
-def test_the_labs_scenarios_get_the_same_grades_on_a_cluster(manifest, submissions, graded, tmp_path):
-    on_cluster, _, _ = grade_all(manifest, submissions, tmp_path / "out", cache_dir=str(tmp_path / "cache"), cluster="local:2")
-    assert {n: verdicts([r]) for n, r in on_cluster.items()} == {n: verdicts([r]) for n, r in graded[0].items()}
-    assert no_dask_children()
+def test_the_scenarios_get_the_grades_of_jobs_1_on_two_cluster_workers(manifest, submissions, tmp_path, two_workers):
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for name in SCENARIOS:
+        (folder / name).write_bytes((submissions / name).read_bytes())
+    cache = str(tmp_path / "cache")
+    local, _, _ = grade_all(manifest, folder, tmp_path / "local", cache_dir=cache, jobs=1)
+    on_cluster, _, _ = grade_all(manifest, folder, tmp_path / "cluster", cache_dir=cache, cluster=two_workers)
+    assert len(local) == len(SCENARIOS) and {r.status for r in local.values()} == {"graded", "ungradable"}
+    assert {n: verdicts([r]) for n, r in on_cluster.items()} == {n: verdicts([r]) for n, r in local.items()}
+    assert {n: r.checks for n, r in on_cluster.items()} == {n: r.checks for n, r in local.items()}  # messages and evidence too
 
 
 # --- a worker that dies ---------------------------------------------------------------------
 
 
-def dying_task(notebook, facts, name):
+def dying_task(target: str, mode: str, marker: str):
     """The grading task, except that the worker dies (as by the OOM killer) on the notebook
-    named in $GRADER_TEST_KILL ("name:once|always:marker file")."""
-    target, mode, marker = os.environ["GRADER_TEST_KILL"].split(":")
+    named `target`: once (the first time, noted in the file `marker`) or always. The
+    instruction travels with each task: the cluster's workers were started before the test."""
+    return functools.partial(_die_on, target, mode, str(marker))
+
+
+def _die_on(target, mode, marker, notebook, facts, name):
     if notebook.name == target and (mode == "always" or not os.path.exists(marker)):
         open(marker, "a").close()
         os.kill(os.getpid(), signal.SIGKILL)
@@ -167,21 +191,19 @@ def dying_task(notebook, facts, name):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_batch_costs_nothing_every_notebook_graded_once(tmp_path, monkeypatch):
-    folder = make_submissions(tmp_path / "subs", 4)
-    monkeypatch.setenv("GRADER_TEST_KILL", f"student01:once:{tmp_path / 'killed'}")
-    results = grade_tiny(folder, tmp_path / "out", cluster="local:2", worker=dying_task)
+def test_a_worker_killed_mid_batch_costs_nothing_every_notebook_graded_once(tmp_path, two_workers):
+    folder = make_submissions(tmp_path / "subs", 3)
+    results = grade_tiny(folder, tmp_path / "out", cluster=two_workers, worker=dying_task("student01", "once", tmp_path / "killed"))
     assert os.path.exists(tmp_path / "killed")  # a worker did die, mid-task
-    assert [(r.submission, r.status, r.score) for r in results] == [(f"student0{i}", "graded", 1.0) for i in range(4)]
-    assert len(rows(str(tmp_path / "out"))) == 4 + 2  # each once
-    assert no_dask_children()
+    assert [(r.submission, r.status, r.score) for r in results] == [(f"student0{i}", "graded", 1.0) for i in range(3)]
+    assert len(rows(str(tmp_path / "out"))) == 3 + 2  # each once
 
 
 @pytest.mark.slow
-def test_a_notebook_that_keeps_killing_workers_gets_a_grader_fault_scorecard(tmp_path, monkeypatch):
+def test_a_notebook_that_keeps_killing_workers_gets_a_grader_fault_scorecard(tmp_path, two_workers):
     folder = make_submissions(tmp_path / "subs", 3)
-    monkeypatch.setenv("GRADER_TEST_KILL", f"student01:always:{tmp_path / 'killed'}")
-    by_name = {r.submission: r for r in grade_tiny(folder, tmp_path / "out", cluster="local:2", worker=dying_task)}
+    always = dying_task("student01", "always", tmp_path / "killed")
+    by_name = {r.submission: r for r in grade_tiny(folder, tmp_path / "out", cluster=two_workers, worker=always)}
     assert by_name["student01"].status == "ungradable" and "worker died while checking it, on 3 workers" in by_name["student01"].reason
     assert "grader's fault" in by_name["student01"].fix
     assert by_name["student00"].status == by_name["student02"].status == "graded"
@@ -193,27 +215,35 @@ def test_a_notebook_that_keeps_killing_workers_gets_a_grader_fault_scorecard(tmp
 
 @pytest.mark.slow
 def test_a_batch_started_on_the_cluster_is_finished_locally(tmp_path, monkeypatch):
-    folder = make_submissions(tmp_path / "subs", 6)
+    folder = make_submissions(tmp_path / "subs", 4)
     out = tmp_path / "out"
     real_put, stored = gradebook.Gradebook.put, []
 
-    def put_then_stop(book, setting, result):  # the instructor presses Ctrl-C after five results
+    def put_then_stop(book, setting, result):  # the instructor presses Ctrl-C after four results
         real_put(book, setting, result)
         stored.append(result.submission)
-        if len(stored) == 2 + 3:
+        if len(stored) == 2 + 2:
             raise KeyboardInterrupt
 
+    started = []  # the LocalCluster that --cluster local:2 starts
+
+    def recorded(*args):
+        started.append(real_local_cluster(*args))
+        return started[-1]
+
+    real_local_cluster = cluster_mod.local_cluster
     monkeypatch.setattr(gradebook.Gradebook, "put", put_then_stop)
+    monkeypatch.setattr(cluster_mod, "local_cluster", recorded)
     with pytest.raises(KeyboardInterrupt):
         grade_tiny(folder, out, cluster="local:2")
     monkeypatch.undo()
-    assert no_dask_children()  # the interrupted batch closed its cluster
+    assert len(started) == 1 and started[0].status.name == "closed"  # the interrupted batch closed its cluster
     before = rows(str(out))
-    assert len(before) == 5
+    assert len(before) == 4
     results = grade_tiny(folder, out, jobs=1)
     after = rows(str(out))
-    assert len(after) == 6 + 2 and all(after[sha] == at for sha, at in before.items())  # nothing graded twice
-    assert [(r.status, r.score) for r in results] == [("graded", 1.0)] * 6
+    assert len(after) == 4 + 2 and all(after[sha] == at for sha, at in before.items())  # nothing graded twice
+    assert [(r.status, r.score) for r in results] == [("graded", 1.0)] * 4
 
 
 @pytest.mark.slow
@@ -247,4 +277,4 @@ def test_a_worker_that_does_not_see_the_clients_files_is_sent_them_once(tmp_path
             assert len(staged) == len(real.data) and {file_sha256(p) for p in staged} == {a.sha256 for a in real.data}
     finally:
         cluster.close()
-    assert no_dask_children()
+    assert cluster.status.name == "closed"
