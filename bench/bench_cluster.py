@@ -1,17 +1,19 @@
 """Grading on a Dask cluster, measured on this machine with LocalClusters.
 
-    python bench/bench_cluster.py               # the demo's scale: the 30 demo notebooks
-    python bench/bench_cluster.py --codelab 8   # also 8 notebooks at the codelab's scale on one worker
+    python bench/bench_cluster.py                 # the demo's scale: the 30 demo notebooks
+    python bench/bench_cluster.py --notebooks 10  # the ten scenarios once (a busy machine)
+    python bench/bench_cluster.py --codelab 8     # also 8 notebooks at the codelab's scale on one worker
 
-(1) the 30 demo notebooks of bench_grading.py graded with --jobs 1, then with
+(1) the 30 demo notebooks of bench_grading.py (or the first N: the ten scenarios, then
+    their copies) graded with --jobs 1, then with
     --cluster local:1 and local:2, all with the same warm feature cache: the wall time of
     each batch, the steady rate between the first and the last student's result (from
     the gradebook's timestamps: start-up and preflight left out), and whether every
     score equals --jobs 1's;
 (2) the scheduler's overhead per task: tasks that do nothing but carry a demo notebook's
     bytes, one at a time and 200 at once, through the same kind of LocalCluster;
-(3) the feature cache on a cluster: local:2 with an empty cache folder (each worker
-    builds the features it needs) against the warm shared folder of (1);
+(3) with --cold-cache, the feature cache on a cluster: local:2 with an empty cache
+    folder (each worker builds the features it needs) against the warm shared folder of (1);
 (4) with --codelab N: N distinct notebooks at the codelab's scale (3,670 images at
     192x192, 10 epochs, the solution) on local:1 with a warm cache: the seconds per
     notebook one Dask worker needs, the figure the README's throughput model uses.
@@ -67,22 +69,32 @@ def slowest(out: str, count: int) -> list[float]:
     return sorted(seconds, reverse=True)[:count]
 
 
-def demo_batches(work: str) -> str:
+def demo_batches(work: str, count: int, cold_cache: bool) -> str:
     demo = manifest_mod.load(ASSIGNMENT)
-    folder = make_batch_of_30(demo, os.path.join(work, "batch30"))
+    every = make_batch_of_30(demo, os.path.join(work, "batch30"))
+    folder = os.path.join(work, f"batch{count}")
+    if folder != every:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        for name in sorted(os.listdir(every))[:count]:  # v0-*: the ten scenarios, then their copies
+            shutil.copy(os.path.join(every, name), folder)
     cache = os.path.join(work, "cache-demo")
-    batch.grade(demo, [folder], batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache, jobs=1))  # warm the cache
+    shutil.rmtree(os.path.join(work, "warmup"), ignore_errors=True)
+    batch.check(demo, batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache, jobs=1))  # the preflight warms the cache
+    print(f"grading {len(os.listdir(folder))} demo notebooks; load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     runs = {"--jobs 1": dict(jobs=1), "--cluster local:1": dict(cluster="local:1"), "--cluster local:2": dict(cluster="local:2")}
     figures = {}
     for label, options in runs.items():
         figures[label] = grade(demo, folder, os.path.join(work, OUT[label]), cache, **options)
         seconds, scores, steady = figures[label]
         same = scores == figures["--jobs 1"][1]
-        print(f"(1) 30 demo notebooks, {label:18} {seconds:6.1f} s in all ({len(scores) / seconds * 60:5.1f} per minute); "
+        print(f"(1) {len(scores)} demo notebooks, {label:18} {seconds:6.1f} s in all ({len(scores) / seconds * 60:5.1f} per minute); "
               f"steady {steady:4.2f} s per notebook; scores identical to --jobs 1: {same}", flush=True)
     one, two = figures["--cluster local:1"], figures["--cluster local:2"]
-    print(f"    local:2 over local:1: {one[0] / two[0]:.2f}x in all, {one[2] / two[2]:.2f}x steady")
-
+    print(f"    local:2 over local:1: {one[0] / two[0]:.2f}x in all, {one[2] / two[2]:.2f}x steady; "
+          f"load average now: {os.getloadavg()[0]:.1f}", flush=True)
+    if not cold_cache:
+        return folder
     cold_cache = os.path.join(work, "cache-cold")
     shutil.rmtree(cold_cache, ignore_errors=True)
     cold_out = os.path.join(work, "out-cold-cache")
@@ -161,10 +173,12 @@ def codelab(work: str, count: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "grader-bench"))
+    parser.add_argument("--notebooks", type=int, default=30, choices=range(1, 31), metavar="N", help="grade the first N of the 30 demo notebooks")
+    parser.add_argument("--cold-cache", action="store_true", help="also grade on local:2 with an empty feature cache")
     parser.add_argument("--codelab", type=int, default=0, metavar="N", help="also grade N notebooks at the codelab's scale")
     args = parser.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
-    folder = demo_batches(args.work)
+    folder = demo_batches(args.work, args.notebooks, args.cold_cache)
     scheduler_overhead(folder)
     client_cost(folder, args.work)
     if args.codelab:
