@@ -91,19 +91,24 @@ def grade(manifest: Manifest, paths: list[str], options: Options) -> Graded:
     prepare_output(options.out_dir)
     book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
     try:
-        roster = _roster(book, manifest, options)
+        roster = roster_of(book, manifest, options)
         chosen = submissions.identify(found, roster, options.identify)
         if options.student is not None:
             chosen = [s for s in chosen if s.student == options.student]
             if not chosen:
                 raise GraderError(f"no submission of {options.student!r} in {', '.join(paths)}",
                                   hint="pass the class's submissions folder and a student id as the roster or folder names it")
-        cgroups.sweep_stale()
-        sandbox.sweep_stale_runs()
-        context = _resolve(manifest, options)
+        context = start(manifest, options)
         return _grade_class(context, chosen, found, options, book)
     finally:
         book.close()
+
+
+def start(manifest: Manifest, options: Options) -> Context:
+    """Sweep what a killed grader left, then resolve the assignment (see grader/context.py)."""
+    cgroups.sweep_stale()
+    sandbox.sweep_stale_runs()
+    return _resolve(manifest, options)
 
 
 def _resolve(manifest: Manifest, options: Options) -> Context:
@@ -113,7 +118,7 @@ def _resolve(manifest: Manifest, options: Options) -> Context:
     )
 
 
-def _roster(book: gradebook.Gradebook, manifest: Manifest, options: Options) -> submissions.Roster:
+def roster_of(book: gradebook.Gradebook, manifest: Manifest, options: Options) -> submissions.Roster:
     """The roster given (and keep it), else the one the gradebook kept from an earlier run."""
     if options.roster:
         roster = submissions.read_roster(options.roster)
@@ -185,9 +190,8 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
         reference = preflight.run(context, workers.get, book, options.out_dir, options.regrade).solution
         report.save_reference(reference, options.out_dir)
         if todo:
-            budget = manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
             pool = workers.get()
-            pool.set("max_parameters", budget)
+            pool.set("max_parameters", model_budget(manifest, reference))
             failed = _grade_todo(pool, todo, context, book, folders, options, progress)
     finally:
         progress.close()
@@ -210,29 +214,46 @@ def _graded(view: classview.ClassView, paths: dict, failed: list[SubmissionResul
     return Graded([counted[name] for name in sorted(counted)], paths, notes, view)
 
 
+def model_budget(manifest: Manifest, reference: SubmissionResult) -> int:
+    """The largest model the workers rebuild: the manifest's, else a multiple of the solution's."""
+    return manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
+
+
+class Failures:
+    """Watches the grader's own failures: after GIVE_UP_AFTER notebooks in a row, it asks
+    the lab's solution whether the sandbox still works, and raises if it does not."""
+
+    def __init__(self, context: Context):
+        self.context, self.in_a_row = context, 0
+
+    def saw(self, result: SubmissionResult) -> None:
+        if not result.provenance.get("grader_error"):
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        if self.in_a_row >= GIVE_UP_AFTER:
+            # Broken sandbox, or notebooks that make themselves ungradable? Ask the solution.
+            problem = preflight.sandbox_problem(self.context)
+            if problem:
+                raise GraderError(
+                    f"the grader failed on {self.in_a_row} notebooks in a row, and the sandbox no longer runs "
+                    f"the lab's own solution: {problem}",
+                    hint="the results so far are kept; fix the cause and run again: what is done is not graded twice",
+                )
+            self.in_a_row = 0
+
+
 def _grade_todo(pool, todo, context: Context, book: gradebook.Gradebook, folders, options: Options, progress) -> list[SubmissionResult]:
     """Grade what is new; returns the results the grader failed on (shown, never stored)."""
-    failed_in_a_row, failed = 0, []
+    failures, failed = Failures(context), []
     works = (Work(digest, places[0].path, places[0].student) for digest, places in todo.items())
     for work, result in pool.grade(works):
+        failures.saw(result)
         if not result.provenance.get("grader_error"):
             book.put(context.fingerprint, result)
-            failed_in_a_row = 0
-        else:
-            failed_in_a_row += 1
-            if failed_in_a_row >= GIVE_UP_AFTER:
-                # Broken sandbox, or notebooks that make themselves ungradable? Ask the solution.
-                problem = preflight.sandbox_problem(context)
-                if problem:
-                    raise GraderError(
-                        f"the grader failed on {failed_in_a_row} notebooks in a row, and the sandbox no longer runs "
-                        f"the lab's own solution: {problem}",
-                        hint="the results so far are kept; fix the cause and run again: what is done is not graded twice",
-                    )
-                failed_in_a_row = 0
         for submitted in todo[work.key]:
             folder = os.path.join(options.out_dir, folders[submitted.path])
-            _write_notebook(submitted.path, folder)
+            write_notebook(submitted.path, folder)
             shown = dataclasses.replace(result, submission=submitted.student, file=submitted.file)
             report.write_submission(shown, folder, None)  # rewritten with the class's facts at the end
             if result.provenance.get("grader_error"):
@@ -269,9 +290,10 @@ def _save_run_facts(out_dir: str, worker_peak: int, graded: int) -> None:
     write_atomic(os.path.join(out_dir, STATE, "batch.json"), json.dumps(facts, sort_keys=True) + "\n")
 
 
-def _write_notebook(path: str, folder: str) -> None:
+def write_notebook(path: str, folder: str, title: str | None = None) -> None:
+    """The submitted notebook's page beside its scorecard (nothing for an unreadable one)."""
     try:
-        report.write_notebook(notebook.read_submission(path), folder, os.path.basename(path))
+        report.write_notebook(notebook.read_submission(path), folder, title or os.path.basename(path))
     except notebook.Unreadable:
         pass  # the scorecard says why
     except Exception as error:  # rendering a strange notebook must not stop the batch

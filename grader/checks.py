@@ -12,6 +12,7 @@ import difflib
 from typing import Callable
 
 from grader import cells
+from grader import sample as sample_mod
 from grader.errors import ManifestError
 from grader.evidence import Evidence, Missing
 from grader.faults import GraderFault
@@ -267,3 +268,101 @@ def _accuracy_hint(evidence: Evidence) -> str:
     if base is not None and base.trainable_weights:
         return "; training the whole pretrained base on this little data spoils its features: freeze it"
     return ""
+
+
+# --- a dataset (a tf.data lab: see grader/sample.py) ----------------------------------
+
+
+def _sample_or_empty(evidence: Evidence):
+    """The run's sample, or a failed verdict when the dataset yielded nothing."""
+    sample = evidence.sample()
+    if not sample.elements:
+        return None, Verdict("failed", f"`{evidence.setting.lab.answer}` yields no element: check that the pattern "
+                             "you list matches the data's files, and that no filter drops everything")
+    return sample, None
+
+
+@register("dataset_elements")
+@dataclasses.dataclass(frozen=True)
+class DatasetElements(Check):
+    """Every sampled element is one (image, label) pair, not batched, its label of the lab's form."""
+
+    labels: str = "name"  # name, index or one_hot (see grader/sample.py)
+
+    def __post_init__(self):
+        if self.labels not in sample_mod.LABELS:
+            raise ValueError(f"labels must be one of {', '.join(sample_mod.LABELS)}, got {self.labels!r}")
+
+    def __call__(self, evidence: Evidence) -> Verdict:
+        sample, empty = _sample_or_empty(evidence)
+        if empty is not None:
+            return empty
+        for element in sample.elements:
+            problem = sample_mod.element_problem(element, self.labels)
+            if problem:
+                return Verdict("failed", problem)
+        return Verdict("passed", f"{len(sample.elements)} elements read, each a (picture, label) pair with "
+                       f"{sample_mod.LABELS[self.labels]}, e.g. {sample_mod.describe(sample.elements[0])}")
+
+
+@register("dataset_pictures")
+@dataclasses.dataclass(frozen=True)
+class DatasetPictures(Check):
+    """Every sampled image is one of the data's pictures as the reference pipeline decodes it
+    (same pixels, shape and dtype), and the sample holds no picture twice."""
+
+    dtype: str = "uint8"
+
+    def __call__(self, evidence: Evidence) -> Verdict:
+        sample, empty = _sample_or_empty(evidence)
+        if empty is not None:
+            return empty
+        pictures, seen = evidence.setting.pictures, {}
+        for element in sample.elements:
+            image = element[0]
+            problem = sample_mod.image_form_problem(image, self.dtype)
+            picture = pictures.get(image.sha256)
+            if not problem and picture is None:
+                problem = sample_mod.image_mismatch(image, pictures, self.dtype)
+            if problem:
+                return Verdict("failed", problem)
+            seen.setdefault(picture.source, 0)
+            seen[picture.source] += 1
+        twice = [source for source, count in seen.items() if count > 1]
+        if twice:
+            return Verdict("failed", f"{twice[0]} comes {seen[twice[0]]} times in the first {len(sample.elements)} elements: "
+                           "list each file once (no repeat() in this step)")
+        return Verdict("passed", f"the {len(sample.elements)} pictures read are {len(seen)} different files of the data, "
+                       "decoded as they are")
+
+
+@register("dataset_labels")
+@dataclasses.dataclass(frozen=True)
+class DatasetLabels(Check):
+    """Every sampled label names the class of its picture (the folder its file is in),
+    in whichever form the label has (its form is dataset_elements' to judge)."""
+
+    def __call__(self, evidence: Evidence) -> Verdict:
+        sample, empty = _sample_or_empty(evidence)
+        if empty is not None:
+            return empty
+        pictures, classes = evidence.setting.pictures, evidence.setting.dataset.classes
+        checked = 0
+        for element in sample.elements:
+            if len(element) != 2:
+                return Verdict("failed", f"an element is {sample_mod.describe(element)}, with no label beside its picture: "
+                               "return image, label from the function you map")
+            if sample_mod.batched(element):  # the elements' mistake, not the labels': as below
+                return Verdict("partial", "the elements come in batches, so no label can be checked against its picture: "
+                               "leave batching for later (see the elements' check)", 0.5)
+            picture = pictures.get(element[0].sha256)
+            said = sample_mod.class_of(element[1], classes)
+            if said is not None and (picture is None or classes[picture.label] == said):
+                checked += picture is not None
+                continue
+            return Verdict("failed", sample_mod.label_mismatch(element[1], said, picture, classes))
+        if not checked:  # the pictures' mistake, not the labels': half the points until they can be told
+            return Verdict("partial", "every label is one of the classes, but no picture is one of the data's files, so "
+                           "no label can be checked against its file's folder: fix the pictures (see their check)", 0.5)
+        return Verdict("passed", f"each of the {len(sample.elements)} labels names its picture's folder "
+                       f"({checked} checked against the file they came from)")

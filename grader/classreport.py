@@ -41,6 +41,11 @@ def write(view: ClassView, out_dir: str, reference: SubmissionResult | None) -> 
         for attempt in row.attempts:
             if attempt.result is not None:
                 write_attempt(row, attempt, out_dir, reference)
+    return write_class(view, out_dir)
+
+
+def write_class(view: ClassView, out_dir: str) -> dict[str, str]:
+    """index.html and grades.csv alone (each submission's pages are written when it is graded)."""
     paths = {"index": os.path.join(out_dir, "index.html"), "grades": os.path.join(out_dir, "grades.csv")}
     write_atomic(paths["index"], render_index(view))
     write_atomic(paths["grades"], grades_csv(view))
@@ -89,7 +94,9 @@ def when(stamp: float) -> str:
     return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_index(view: ClassView) -> str:
+def summary(view: ClassView) -> dict:
+    """What the class pages show about the class as a whole: each check's pass rate, the
+    score distribution (a chart, None before anyone is graded), where the class is stuck."""
     graded = [row for row in view.rows if row.final is not None]
     counted = [row.counted.result for row in graded]
     pass_rates = {
@@ -99,10 +106,13 @@ def render_index(view: ClassView) -> str:
     max_score = max((row.max_score for row in view.rows), default=0.0)
     chart = charts.histogram("scores", [row.final for row in graded], max_score) if graded else None
     failures = report.common_failures([shown(row, row.counted) for row in graded])
+    return {"pass_rates": pass_rates, "chart": chart, "failures": failures}
+
+
+def render_index(view: ClassView) -> str:
     return report.page(
         "index.html.j2", (report.SORT_SCRIPT,), sort_script=report.SORT_SCRIPT,
-        title=view.title, rows=view.rows, check_ids=view.check_ids, pass_rates=pass_rates, chart=chart, failures=failures,
-        notes=view.notes(), when=when,
+        title=view.title, rows=view.rows, check_ids=view.check_ids, notes=view.notes(), when=when, **summary(view),
     )
 
 

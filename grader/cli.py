@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument("assignment", help="folder with assignment.toml and the source notebook")
     release.add_argument("--out", required=True, help="folder to write the playground and release.json to")
     release.add_argument("--no-check", action="store_true", help="write them without grading the solution and the playground first")
+    release.add_argument("--server", default="", help="the URL of the `grader serve` students submit to: the playground ends with how to")
     _grading_flags(release)
 
     check = commands.add_parser("check", help="preflight: the manifest, data, weights, strategy and sandbox work, the solution gets full marks and the playground does not")
@@ -37,6 +38,28 @@ def parser() -> argparse.ArgumentParser:
                        help="how a file's student is found: its folder, the roster's file column, or its name (default: auto)")
     grade.add_argument("--student", help="grade again only this student's submissions (the class pages stay whole)")
     _grading_flags(grade)
+
+    serve = commands.add_parser("serve", help="serve a live workshop: students upload in a browser, scorecards within seconds, the class on one page")
+    serve.add_argument("assignment", help="folder with assignment.toml and the source notebook")
+    serve.add_argument("--out", default="served", help="folder for the gradebook, the queue, uploads and pages (default: served)")
+    serve.add_argument("--roster", help="the class (CSV, as for grade): students get personal links; without one, a workshop code and a name")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; put a TLS proxy in front for a class)")
+    serve.add_argument("--port", type=_positive_int, default=8000, help="port to listen on (default: 8000)")
+    serve.add_argument("--url", default="", help="the address students use, e.g. https://grader.example.org (default: http://HOST:PORT)")
+    serve.add_argument("--links", help="write the personal links of roster students who have none to this CSV")
+    serve.add_argument("--code", default="", help="the workshop code students join with (default: made at the first start and kept)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest notebook taken, in MiB (default: 20)")
+    serve.add_argument("--uploads-per-minute", type=_positive_int, default=4, help="uploads a student may send per minute (default: 4)")
+    serve.add_argument("--trusted-proxies", default="127.0.0.1", help="addresses whose X-Forwarded-* headers are believed (default: 127.0.0.1)")
+    _grading_flags(serve)
+
+    links = commands.add_parser("links", help="write students' personal links for `grader serve` as a CSV, or a new instructor's link")
+    links.add_argument("out", help="the --out folder of `grader serve`")
+    links.add_argument("--url", required=True, help="the address students use, e.g. https://grader.example.org")
+    links.add_argument("--file", default="links.csv", help="the CSV to write (default: links.csv; readable by you only)")
+    links.add_argument("--student", action="append", default=[], help="a new link for this student (the old one stops working); repeatable")
+    links.add_argument("--all", action="store_true", help="new links for every student (every old one stops working)")
+    links.add_argument("--admin", action="store_true", help="print a new instructor's link instead (the old one stops working)")
 
     report = commands.add_parser("report", help="render every page again from the gradebook, without grading")
     report.add_argument("out", help="the --out folder of a grading run")
@@ -125,7 +148,7 @@ def _release(args) -> int:
     built, playground = release.build(loaded)
     if not args.no_check:
         _preflight(loaded, args)
-    paths = release.write(built, playground, args.out)
+    paths = release.write(built, playground, args.out, server=args.server)
     print(f"playground: {paths['playground']}\nrelease record: {paths['record']}")
     return 0
 
@@ -226,6 +249,42 @@ def _summarise(graded) -> None:
     for note in graded.notes:
         print(f"note: {note}")
     print(f"class report: {graded.paths['index']}\ngrades: {graded.paths['grades']}")
+
+
+def _serve(args) -> int:
+    from grader import manifest, serve
+
+    settings = serve.Settings(
+        host=args.host, port=args.port, url=args.url, max_upload_mb=args.max_upload_mb, uploads_per_minute=args.uploads_per_minute,
+        code=args.code, links=args.links, trusted_proxies=args.trusted_proxies,
+    )
+    serve.run(manifest.load(args.assignment), _options(args), settings)
+    return 0
+
+
+def _links(args) -> int:
+    from grader import classreport, gradebook, serve, uploads
+
+    out = os.path.abspath(args.out)
+    if not os.path.isfile(os.path.join(out, uploads.DATABASE)):
+        raise GraderError(f"{out} is not the folder of a `grader serve`", hint="pass the --out folder the server was started with")
+    queue = uploads.Queue(out)
+    if args.admin:
+        print(f"the instructor's page (the old link stops working): {args.url.rstrip('/')}/a/{queue.issue_link('instructor', uploads.ADMIN)}")
+        return 0
+    facts = classreport.load_facts(out)
+    book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))
+    try:
+        students = book.students(facts.name)
+    finally:
+        book.close()
+    unknown = [s for s in args.student if s not in students]
+    if unknown:
+        raise GraderError(f"not in the roster: {', '.join(unknown)}", hint="pass the roster to `grader serve --roster` first")
+    renew = set(students) if args.all else (set(args.student) or None)
+    count = serve.write_links(queue, students, args.url, args.file, renew)
+    print(f"wrote {count} personal link(s) to {args.file}" + ("" if count else " (every student has one: --student ID or --all makes new ones)"))
+    return 0
 
 
 def _report(args) -> int:
@@ -347,6 +406,6 @@ def _cache(args) -> int:
 
 COMMANDS = {
     "release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report,
-    "export": _export, "override": _override, "feedback": _feedback, "new": _new,
+    "export": _export, "override": _override, "serve": _serve, "links": _links, "feedback": _feedback, "new": _new,
     "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run,
 }

@@ -112,18 +112,20 @@ def dataset_for(manifest: Manifest, override: str | None) -> data_mod.Dataset:
 
 def check_assets(context: Context) -> None:
     """What takes TensorFlow to see: the data's format, the weights, the strategy."""
-    _check_image_size(context.dataset)
+    _check_image_size(context.dataset, sized=context.lab.kind == "model")
     if context.weights is not None:
         check_weights(context.lab.base, context.weights, context.manifest.image_size)
     check_strategy(context.manifest.strategy)
 
 
-def _check_image_size(dataset: data_mod.Dataset) -> None:
+def _check_image_size(dataset: data_mod.Dataset, sized: bool = True) -> None:
+    """The data's pictures decode, and (`sized`: for a model the grader trains) have the
+    manifest's size; a dataset lab decodes pictures of any size, as they are."""
     try:
         shape = data_mod.first_image_shape(dataset)
     except data_mod.DataError as error:
         raise AssetError(str(error)) from None
-    if shape[:2] != (dataset.image_size, dataset.image_size):
+    if sized and shape[:2] != (dataset.image_size, dataset.image_size):
         raise AssetError(
             f"the dataset's images are {shape[0]}x{shape[1]} but the manifest's image_size is {dataset.image_size}",
             hint="set [data] image_size to the size of the images",

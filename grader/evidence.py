@@ -16,16 +16,18 @@ import numpy as np
 
 from grader import artifact as artifact_mod
 from grader.artifact import Artifact, Refused
+from grader import sample as sample_mod
 from grader.match import Match
 from grader.sandbox import Outcome
 from grader.structure import Found
 from reference import graph
 from reference import training as harness
-from reference.data import Dataset
+from reference.data import Dataset, Picture, decoded_pictures
 from reference.strategy import Placement
 from reference.weights import Weights, pretrained_base
 
 ACTIVATION_LAYERS = {"Activation", "Softmax", "ReLU"}
+EXPORT_STEP = "(export)"  # what the sandbox runner calls its export step in its progress (a cell's key otherwise)
 
 
 class Missing(Exception):
@@ -88,6 +90,11 @@ class Setting:
         return [np.asarray(w) for w in pretrained_base(self.lab.base, self.weights, self.image_size).get_weights()]
 
     @functools.cached_property
+    def pictures(self) -> dict[str, Picture]:
+        """The data's pictures by the hash of their decoded tensor (what a tf.data lab's sample is compared with)."""
+        return decoded_pictures(self.dataset)
+
+    @functools.cached_property
     def is_base(self):
         """The one predicate of "the pretrained base", for checks, fast path and training alike."""
         if self.weights is None:
@@ -109,7 +116,7 @@ class Evidence:
         if not self.artifact.log:
             last = [line for line in self.outcome.stderr_tail.splitlines() if line.strip()][-1:] or ["no message"]
             return f"the run stopped before any cell ran (exit code {self.outcome.exit_code}: {last[0][-300:]})"
-        return "the run ended before the model could be saved (the answer cell failed, or the run crashed)"
+        return f"the run ended before the {self.setting.lab.kind} could be exported (the answer cell failed, or the run crashed)"
 
     def answer_failure(self) -> str:
         """If a cell of the answer raised, say so: it is the cause of whatever is missing after it."""
@@ -117,7 +124,7 @@ class Evidence:
             error = (self.artifact.cell(cell.key) or {}).get("error")
             if isinstance(error, dict):
                 which = "the answer cell" if cell.role == "answer" else "a cell you added to the answer"
-                return f"{which} raised {error.get('name', 'an error')}, so there is no model to check: fix the error first"
+                return f"{which} raised {error.get('name', 'an error')}, so there is no {self.setting.lab.kind} to check: fix the error first"
         return ""
 
     def stopped_message(self) -> str:
@@ -125,6 +132,30 @@ class Evidence:
             where = f" (in cell {self.outcome.stopped_cell})" if self.outcome.stopped_cell else ""
             return f"{self.outcome.limit_message}{where}"
         return ""
+
+    # --- a dataset (a tf.data lab) -------------------------------------------------
+
+    @functools.cached_property
+    def _sample(self):
+        export, name = self.artifact.export, self.setting.lab.answer
+        if export.get("found") and "sample" in export:
+            try:
+                return sample_mod.read(export), None
+            except ValueError as error:
+                return None, f"the run's sample of `{name}` cannot be read ({error})"
+        if self.outcome.stopped_by and self.outcome.stopped_cell == EXPORT_STEP:
+            return None, (f"reading the first elements of `{name}` did not finish: {self.outcome.limit_message}. The pipeline "
+                          "never ends or does too much per element (a repeat() before a filter that keeps nothing, a huge "
+                          "shuffle buffer, very large elements)")
+        problem = self.answer_failure() or export.get("problem") or self.why_not_run()
+        return None, problem + sample_mod.read_hint(problem)
+
+    def sample(self) -> sample_mod.Sample:
+        """The first elements the answer's dataset yielded in the sandbox."""
+        found, problem = self._sample
+        if found is None:
+            raise Missing(problem)
+        return found
 
     # --- the model -------------------------------------------------------------------
 

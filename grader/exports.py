@@ -55,13 +55,19 @@ def gradescope(row: Row, visibility: str) -> dict:
 
 def write_gradescope(view: ClassView, out_dir: str) -> list[str]:
     paths = []
-    for row in view.rows:
-        if row.status == "missing":
-            continue
-        path = os.path.join(out_dir, "exports", "gradescope", _safe(row.student), "results.json")
-        write_atomic(path, json.dumps(gradescope(row, view.rules.visibility), indent=2, sort_keys=True) + "\n")
+    for name, text in gradescope_files(view).items():
+        path = os.path.join(out_dir, "exports", "gradescope", name)
+        write_atomic(path, text)
         paths.append(path)
     return paths
+
+
+def gradescope_files(view: ClassView) -> dict[str, str]:
+    """`<student>/results.json` -> its text, for every student with a submission."""
+    return {
+        f"{_safe(row.student)}/results.json": json.dumps(gradescope(row, view.rules.visibility), indent=2, sort_keys=True) + "\n"
+        for row in view.rows if row.status != "missing"
+    }
 
 
 def _safe(student: str) -> str:

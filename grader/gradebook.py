@@ -137,6 +137,12 @@ class Gradebook:
                 [(assignment, key, json.dumps(fields, sort_keys=True)) for key, fields in students.items()],
             )
 
+    def add_student(self, assignment: str, student: str, fields: dict) -> None:
+        """Add one student to the roster kept (or change their fields)."""
+        with self.connection:
+            self.connection.execute("INSERT OR REPLACE INTO students VALUES (?, ?, ?)",
+                                    (assignment, student, json.dumps(fields, sort_keys=True)))
+
     def set_files(self, assignment: str, files: dict[str, tuple[str, str]]) -> None:
         """Keep the roster's mapping of files to students (file -> (student, submitted_at))."""
         with self.connection:

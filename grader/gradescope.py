@@ -7,7 +7,7 @@ the assignment's autograder:
     setup.sh         installs bubblewrap and the grader (with TensorFlow) into /autograder/venv
     run_autograder   grades the notebook in /autograder/submission and writes results.json
     project/         this grader's source, installed by setup.sh
-    assignment/      the assignment (manifest, source notebook, its data and weights if not the demo's)
+    assignment/      the assignment (manifest, source notebook, its lab module, its data and weights if not the demo's)
 
 `run` is what run_autograder calls: it grades the one notebook with the same pipeline as
 `grader grade` (the preflight first) and writes results.json in Gradescope's format
@@ -50,7 +50,7 @@ exec "${GRADER_VENV:-/autograder/venv}/bin/python" -m grader gradescope-run /aut
 """
 
 PROJECT_FILES = ("pyproject.toml", "README.md", "SECURITY.md")
-PROJECT_PACKAGES = ("grader", "reference", "assignments")
+PROJECT_PACKAGES = ("grader", "reference", "labs", "assignments")
 
 
 def bundle(manifest: Manifest, zip_path: str) -> str:
@@ -86,6 +86,9 @@ def assignment_files(manifest: Manifest) -> dict[str, bytes]:
     toml = open(os.path.join(manifest.directory, "assignment.toml"), encoding="utf-8").read()
     with open(manifest.notebook_path, "rb") as handle:
         files[manifest.notebook] = handle.read()
+    if manifest.lab.module:  # the assignment's trusted module: its demo data, scenarios and checks
+        with open(os.path.join(manifest.directory, manifest.lab.module), "rb") as handle:
+            files[manifest.lab.module] = handle.read()
     if manifest.data_pattern != "demo":
         pattern = manifest.data_pattern if os.path.isabs(manifest.data_pattern) else os.path.join(manifest.directory, manifest.data_pattern)
         for path in sorted(glob.glob(pattern)):

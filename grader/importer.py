@@ -28,7 +28,7 @@ from grader.errors import GraderError
 from grader.notebook import Unreadable, read_submission
 from grader.storage import write_atomic
 
-PLACEHOLDER = re.compile(r"^\s*#\s*YOUR .* HERE\s*$")
+PLACEHOLDER = re.compile(r"^\s*#\s*YOUR [A-Z ]*HERE\b.*$")  # "# YOUR CODE HERE", or with a hint after it
 LAYER = re.compile(r"layers\.(?P<kind>[A-Z][A-Za-z0-9]*)\((?P<args>[^()]*(?:\([^()]*\)[^()]*)*)\)")
 APPLICATION = re.compile(r"applications\.(?P<name>[A-Z][A-Za-z0-9]*)\(")
 ENVIRONMENT = re.compile(r"os\.environ\.get\(\s*['\"](?P<name>[A-Z0-9_]+)['\"]\s*,\s*['\"](?P<default>[^'\"]*)['\"]")
@@ -194,7 +194,8 @@ def skeleton(name: str, source, answers: list[str], data, weights, image_size, t
             undecided.append('[weights] file: "demo" needs a lab module; or give the weights file')
     one_hot = "categorical_crossentropy" in answer_code and "sparse_categorical_crossentropy" not in answer_code
     lines += ["[training]", "epochs = 6", "batch_size = 32", "seed = 42", f'labels = "{"one_hot" if one_hot else "class_index"}"', ""]
-    undecided.append("[training] epochs and batch_size: set what the grader trains with")
+    if kind == "model":
+        undecided.append("[training] epochs and batch_size: set what the grader trains with")
     lines += _checks(answer_code, locked_code, base.group("name") if base else "", kind, threshold, undecided)
     return "\n".join(lines) + "\n", decided, undecided
 
@@ -246,7 +247,12 @@ def _checks(answer_code: str, locked_code: str, base: str, kind: str, threshold:
         tables.append(("accuracy", "validation_accuracy", "Validation accuracy after training in the grader", 30, [f"threshold = {threshold}"]))
         undecided.append(f"[[checks]] accuracy: threshold {threshold} is a guess; calibrate it on your data (docs/authoring.md)")
     else:
-        undecided.append("[[checks]]: add the checks of a dataset lab (see the tf.data assignment)")
+        labels = "one_hot" if "one_hot(" in answer_code else "name"
+        tables += [("elements", "dataset_elements", "Each element is a (picture, label) pair", 30, [f'labels = "{labels}"']),
+                   ("pictures", "dataset_pictures", "The pictures are the data's files, decoded as they are", 30, []),
+                   ("labels", "dataset_labels", "Each picture is labelled with its class", 30, [])]
+        undecided.append(f'[[checks]] elements: labels = "{labels}" is read off the solution; say "index" if the lab '
+                         "asks for class indices (docs/authoring.md)")
     lines = []
     for check_id, check, title, points, params in tables:
         lines += ["[[checks]]", f'id = "{check_id}"', f'check = "{check}"', f"title = {json.dumps(title)}", f"points = {points}", *params, ""]

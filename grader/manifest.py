@@ -91,7 +91,8 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
     )),
     "data": ("The dataset the grader trains and validates on.", (
         Key("pattern", str, REQUIRED, '"demo" (the lab\'s own demo data, from its module) or a glob of the lab\'s data files.'),
-        Key("image_size", int, REQUIRED, "Height and width of the images in pixels.", _positive),
+        Key("image_size", int, REQUIRED, "Height and width of the images in pixels (a dataset lab's pictures may have any "
+            "size: there it only fills {image_size}).", _positive),
         Key("format", str, "tfrecord", "How the data is stored: tfrecord (JPEG bytes and class index per record) or folders "
             "(JPEG files in one folder per class).", _one_of(("tfrecord", "folders"))),
         Key("image_feature", str, "image", "tfrecord: the feature holding the JPEG bytes."),

@@ -1,7 +1,8 @@
 """Find a submission's answer cells and build the list of cells the sandbox runs.
 
 Answer cells are found by the ids the release recorded, else by the codelab's heading
-markers, else by what the code defines (the cell that assigns `model`). Each answer
+markers, else by what the code defines (the cell that assigns the lab's answer, e.g.
+`model` or `dataset`). Each answer
 has a *section*: the code cells the student wrote there, in notebook order — the
 answer cell itself and any cell they inserted between the cell before the answer and
 the next locked cell (a helper function above it, a `model.compile(...)` below it).
@@ -45,9 +46,10 @@ class Match:
         return tuple(cell for section in self.sections.values() for cell in section)
 
 
-def match(notebook, release: Release) -> Match:
+def match(notebook, release: Release, answer: str = "model") -> Match:
+    """`answer`: the name the lab's answer defines ([lab] answer)."""
     for how, finder in (("ids", _by_ids), ("headings", _by_headings), ("code", _by_code)):
-        sections = finder(notebook.cells, release)
+        sections = finder(notebook.cells, release, answer)
         if sections:
             return Match(how, sections, _changed_locked(notebook.cells, release))
     return Match("none", {}, ())
@@ -77,7 +79,7 @@ def _section(notebook_cells, at: int, start: int, end: int, key: str) -> tuple[R
     return tuple(section)
 
 
-def _by_ids(notebook_cells, release: Release) -> dict[str, tuple[RunCell, ...]]:
+def _by_ids(notebook_cells, release: Release, answer: str) -> dict[str, tuple[RunCell, ...]]:
     keys = [cells.cell_key(c) for c in notebook_cells]
     wanted = release.answer_keys
     if not all(key in keys for key in wanted):
@@ -95,9 +97,9 @@ def _by_ids(notebook_cells, release: Release) -> dict[str, tuple[RunCell, ...]]:
     return sections
 
 
-def _by_headings(notebook_cells, release: Release) -> dict[str, tuple[RunCell, ...]]:
+def _by_headings(notebook_cells, release: Release, answer: str) -> dict[str, tuple[RunCell, ...]]:
     """The i-th marked heading's section runs to the next markdown heading or locked cell;
-    its answer is the code cell that builds `model`, else its first code cell."""
+    its answer is the code cell that assigns `answer`, else its first code cell."""
     found = []
     for start in (i for i, c in enumerate(notebook_cells) if cells.is_work_heading(c)):
         end = next(
@@ -107,7 +109,7 @@ def _by_headings(notebook_cells, release: Release) -> dict[str, tuple[RunCell, .
         )
         code = [i for i in range(start + 1, end) if cells.is_code(notebook_cells[i])]
         if code:
-            at = next((i for i in code if cells.assigns_name(cells.source_of(notebook_cells[i]), "model")), code[0])
+            at = next((i for i in code if cells.assigns_name(cells.source_of(notebook_cells[i]), answer)), code[0])
             found.append((at, start + 1, end))
     wanted = release.answer_keys
     if len(found) != len(wanted):
@@ -115,11 +117,11 @@ def _by_headings(notebook_cells, release: Release) -> dict[str, tuple[RunCell, .
     return {key: _section(notebook_cells, at, start, end, key) for key, (at, start, end) in zip(wanted, found)}
 
 
-def _by_code(notebook_cells, release: Release) -> dict[str, tuple[RunCell, ...]]:
+def _by_code(notebook_cells, release: Release, answer: str) -> dict[str, tuple[RunCell, ...]]:
     wanted = release.answer_keys
     if len(wanted) != 1:
         return {}
-    builders = [i for i, c in enumerate(notebook_cells) if cells.is_code(c) and cells.assigns_name(cells.source_of(c), "model")]
+    builders = [i for i, c in enumerate(notebook_cells) if cells.is_code(c) and cells.assigns_name(cells.source_of(c), answer)]
     return {wanted[0]: _section(notebook_cells, builders[0], builders[0], builders[0] + 1, wanted[0])} if builders else {}
 
 

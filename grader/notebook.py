@@ -23,10 +23,7 @@ def read_submission(path: str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.
     """Parse a submitted .ipynb; raise `Unreadable` with a student-facing reason."""
     size = os.path.getsize(path)
     if size > max_bytes:
-        raise Unreadable(
-            f"the file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
-            "clear the outputs (Edit > Clear all outputs) and submit again"
-        )
+        raise Unreadable(too_large(size, max_bytes))
     with open(path, "rb") as handle:
         raw = handle.read()
     try:
@@ -46,6 +43,12 @@ def read_submission(path: str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.
             "itself, downloaded with File > Download > Download .ipynb"
         ) from None
     return from_json(data)
+
+
+def too_large(size: int, max_bytes: int) -> str:
+    """Why a file of `size` bytes is refused, and what to do."""
+    return (f"the file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
+            "clear the outputs (Edit > Clear all outputs) and submit again")
 
 
 def from_json(data) -> nbformat.NotebookNode:

@@ -15,6 +15,7 @@ import time
 
 import grader
 from grader import artifact, checks, match, notebook, sandbox
+from grader import sample as sample_mod
 from grader import cells as cells_mod
 from grader.context import Context
 from grader.evidence import Evidence, Missing, Setting, model_summary
@@ -145,13 +146,14 @@ def start_submission(path: str, name: str, batch: Batch) -> Started:
         submitted = notebook.read_submission(path)
     except (notebook.Unreadable, OSError) as error:
         return Started(base, clock, _ungradable(base, batch.context, str(error), "submit the notebook file (.ipynb) of the assignment", clock))
-    found = match.match(submitted, batch.release)
+    answer = batch.context.lab.answer
+    found = match.match(submitted, batch.release, answer)
     if not found.found:
         return Started(base, clock, _ungradable(
             base,
             batch.context,
             "no answer cell found: no cell has the assignment's ids, no heading is marked [WORK REQUIRED], "
-            "and no cell assigns `model`",
+            f"and no cell assigns `{answer}`",
             "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
             clock,
         ))
@@ -229,10 +231,22 @@ def _ungradable(base: SubmissionResult, context: Context, reason: str, fix: str,
 
 
 def _summary(evidence: Evidence) -> dict:
+    if evidence.setting.lab.kind == "dataset":
+        return _sample_summary(evidence)
     try:
         return model_summary(evidence.model(), evidence.chain, evidence.setting.base_name)
     except Missing as missing:
         return {"problem": str(missing)}
+
+
+def _sample_summary(evidence: Evidence) -> dict:
+    """A dataset lab's answer as the scorecard shows it: the elements its dataset yielded."""
+    try:
+        sample = evidence.sample()
+    except Missing as missing:
+        return {"problem": str(missing), "what": "dataset"}
+    return {"what": "dataset", "sample": sample_mod.rows(sample, evidence.setting.pictures, evidence.setting.dataset.classes),
+            "element_spec": sample.element_spec}
 
 
 def _training(evidence: Evidence) -> dict:

@@ -108,8 +108,25 @@ def _mark_heading_above(notebook_cells, index: int) -> None:
             return
 
 
-def write(release: Release, playground: nbformat.NotebookNode, out_dir: str) -> dict[str, str]:
-    """Write `<name>.ipynb` (the playground) and `release.json`; return their paths."""
+def submit_cell(assignment: str, server: str) -> nbformat.NotebookNode:
+    """The playground's last cell when a workshop server takes the uploads: how to submit."""
+    url = server.rstrip("/")
+    return nbformat.v4.new_markdown_cell(
+        "## Submit your notebook\n\n"
+        "When you are done: **File > Download > Download .ipynb**, then upload that file on your page of the "
+        f"grading server, {url}/ (open the personal link your instructor sent you, or join with the workshop code "
+        "shown in class). Your scorecard appears there within a minute, and you may upload again.\n\n"
+        "From a terminal, in the folder of the downloaded file (your page shows this line with your own key):\n\n"
+        f"    curl -sS -H \"Authorization: Bearer YOUR-KEY\" -F \"notebook=@{assignment}.ipynb\" {url}/api/upload"
+    )
+
+
+def write(release: Release, playground: nbformat.NotebookNode, out_dir: str, server: str = "") -> dict[str, str]:
+    """Write `<name>.ipynb` (the playground; with a last cell saying how to submit to
+    `server`, a `grader serve` URL, if given) and `release.json`; return their paths."""
+    if server:
+        playground = copy.deepcopy(playground)
+        playground.cells.append(submit_cell(release.assignment, server))
     os.makedirs(out_dir, exist_ok=True)
     paths = {
         "playground": os.path.join(out_dir, f"{release.assignment}.ipynb"),

@@ -31,20 +31,32 @@ _ENV = jinja2.Environment(
 SORT_SCRIPT = _ENV.loader.get_source(_ENV, "sort.js")[0]  # the class report's only script
 
 
-def content_security_policy(scripts: tuple[str, ...] = ()) -> str:
+def content_security_policy(scripts: tuple[str, ...] = (), live: bool = False) -> str:
     """The policy every page carries: nothing is fetched, framed or submitted; images only
-    from data: URLs; styles inline; scripts only the `scripts` given, each allowed by its hash."""
+    from data: URLs; styles inline; scripts only the `scripts` given, each allowed by its hash.
+    A `live` page (the workshop server's) may also fetch from and post forms to its own server."""
     hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
     script_src = " ".join(hashes) or "'none'"
+    own = "'self'" if live else "'none'"
     return (
         f"default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; img-src data:; "
-        "base-uri 'none'; form-action 'none'; frame-src 'none'"
+        f"connect-src {own}; base-uri 'none'; form-action {own}; frame-src 'none'"
     )
 
 
-def page(template: str, scripts: tuple[str, ...] = (), **context) -> str:
+def page(template: str, scripts: tuple[str, ...] = (), live: bool = False, **context) -> str:
     """A page rendered from `template`, with its Content-Security-Policy."""
-    return _ENV.get_template(template).render(csp=content_security_policy(scripts), **context)
+    return _ENV.get_template(template).render(csp=content_security_policy(scripts, live), **context)
+
+
+def fragment(template: str, **context) -> str:
+    """A part of a page (a live page's part, fetched by its script), without a page's policy."""
+    return _ENV.get_template(template).render(**context)
+
+
+def template_text(name: str) -> str:
+    """A file of the templates folder as it is (a page's script, to inline and hash)."""
+    return _ENV.loader.get_source(_ENV, name)[0]
 
 
 def write_submission(result: SubmissionResult, folder: str, reference: SubmissionResult | None = None, about: dict | None = None) -> str:

@@ -142,6 +142,7 @@ def export(namespace, out, job):
 
 
 SAMPLE = 24  # elements of a dataset exported
+PARTS = 16  # parts of an element exported
 
 
 def export_dataset(dataset, name, out, count):
@@ -158,25 +159,30 @@ def export_dataset(dataset, name, out, count):
         return
 
     def describe(value):
-        array = value.numpy()
+        if not isinstance(value, tf.Tensor):  # a ragged or sparse tensor, a dict, a nested tuple: its kind
+            shape = getattr(value, "shape", None)
+            return {"kind": type(value).__name__, "dtype": str(getattr(getattr(value, "dtype", None), "name", "")),
+                    "shape": None if getattr(shape, "rank", None) is None else [None if d is None else int(d) for d in shape]}
+        shape = [int(d) for d in value.shape]
         serialized = tf.io.serialize_tensor(value).numpy()  # dtype, shape and content: equal tensors, equal hashes
-        part = {"dtype": value.dtype.name, "shape": list(array.shape), "sha256": hashlib.sha256(serialized).hexdigest()}
-        if value.dtype == tf.string:
-            items = array.ravel().tolist() if array.ndim else [array.item()]
-            part["value"] = [item.decode("utf-8", errors="replace")[:200] for item in items[:16]]
-        elif array.size <= 16:
-            part["value"] = array.ravel().tolist()
+        part = {"dtype": value.dtype.name, "shape": shape, "sha256": hashlib.sha256(serialized).hexdigest()}
+        if value.dtype == tf.string:  # a scalar's numpy() is bytes, not an array
+            items = tf.reshape(value, [-1])[:16].numpy().tolist()
+            part["value"] = [item.decode("utf-8", errors="replace")[:200] for item in items]
+        elif value.shape.num_elements() <= 16:
+            part["value"] = tf.reshape(value, [-1]).numpy().tolist()
         return part
 
+    facts["element_spec"] = str(dataset.element_spec)[:2000]
+    facts["cardinality"] = int(dataset.cardinality().numpy())  # -1: infinite, -2: not known
+    elements = []
     try:
-        facts["element_spec"] = str(dataset.element_spec)[:2000]
-        elements = []
         for element in dataset.take(count):
-            parts = element if isinstance(element, (tuple, list)) else (element,)
-            elements.append([describe(part) for part in parts if isinstance(part, tf.Tensor)])
-        facts["sample"] = elements
+            elements.append(element if isinstance(element, (tuple, list)) else (element,))
     except Exception as error:  # the student's pipeline may fail when iterated
         facts["problem"] = f"`{name}` fails when it is read: {type(error).__name__}: {str(error)[:500]}"
+    else:  # describing them is the runner's own work: its failure is not the student's
+        facts["sample"] = [[describe(part) for part in parts[:PARTS]] for parts in elements]
     write_json(os.path.join(out, "export.json"), facts)
 
 

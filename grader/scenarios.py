@@ -36,6 +36,16 @@ def edit(old: str, new: str):
     return make
 
 
+def colab_cell(kind: str, source: str, cell_id: str, outputs=None) -> dict:
+    """A cell as Colab downloads it (nbformat 4.0): its id in metadata.id only, Colab's own
+    metadata, code cells with their outputs."""
+    entry = {"cell_type": kind, "metadata": {"id": cell_id, "colab_type": "text" if kind == "markdown" else "code"}, "source": source}
+    if kind == "code":
+        entry.update(execution_count=1, outputs=outputs or [])
+        entry["metadata"]["colab"] = {}
+    return entry
+
+
 def solution(playground, key, solution) -> bytes:
     return with_answer(playground, key, solution)
 

@@ -144,6 +144,53 @@ def first_image_shape(data: Dataset) -> tuple[int, ...]:
         raise DataError(f"{data.files[0]} does not hold JPEG images in the lab's format: {error}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class Picture:
+    """One picture of the data, as a pipeline that decodes it yields it."""
+
+    label: int  # its class's index
+    source: str  # its file, relative to the data's folder (a record: `file#index`)
+    shape: tuple[int, ...]  # () for the file's undecoded bytes
+
+
+def decoded_pictures(data: Dataset) -> dict[str, Picture]:
+    """The reference pipeline's pictures: every picture of the data decoded by
+    `tf.io.decode_jpeg` (uint8, with the file's own channels, and with channels=3 where
+    that differs), by the sha256 of the decoded tensor serialized with
+    `tf.io.serialize_tensor`, the way the sandbox hashes what a student's pipeline yields.
+    The file's undecoded bytes are known too (as a string picture of shape ()), so that a
+    label can be checked even when its picture was not decoded."""
+    import tensorflow as tf
+
+    found: dict[str, Picture] = {}
+
+    def add(tensor, label, source):
+        digest = hashlib.sha256(tf.io.serialize_tensor(tensor).numpy()).hexdigest()
+        found.setdefault(digest, Picture(label, source, tuple(int(d) for d in tensor.shape)))
+
+    for source, jpeg, label in _jpegs(data):
+        for channels in (0, 3):
+            add(tf.io.decode_jpeg(jpeg, channels=channels), label, source)
+        add(tf.constant(jpeg), label, source)
+    return found
+
+
+def _jpegs(data: Dataset):
+    """(source, JPEG bytes, class index) of every picture, in file order."""
+    import tensorflow as tf
+
+    for path in data.files:
+        name = os.path.relpath(path, data.folder)
+        if data.format == "folders":
+            with open(path, "rb") as handle:
+                yield name, handle.read(), data.classes.index(os.path.basename(os.path.dirname(path)))
+            continue
+        features = {data.image_feature: tf.io.FixedLenFeature([], tf.string), data.label_feature: tf.io.FixedLenFeature([], tf.int64)}
+        for index, record in enumerate(tf.data.TFRecordDataset([path])):
+            parsed = tf.io.parse_single_example(record, features)
+            yield f"{name}#{index}", parsed[data.image_feature].numpy(), int(parsed[data.label_feature].numpy())
+
+
 def load_arrays(data: Dataset, files) -> tuple[np.ndarray, np.ndarray]:
     """All images and integer labels of `files`, in order, as numpy arrays."""
     images, labels = [], []

@@ -2,11 +2,10 @@
 no network, no Content-Security-Policy violation; the policy really blocks what it should."""
 
 import os
-import shutil
 
 import pytest
 
-from conftest import ROOT, attempt
+from conftest import ROOT, attempt, chromium
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = os.environ.get("GRADER_TEST_OUTPUT", os.path.join(ROOT, "test-output"))
@@ -14,19 +13,7 @@ SCREENSHOTS = os.environ.get("GRADER_TEST_OUTPUT", os.path.join(ROOT, "test-outp
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("chromium and chromedriver are not installed (./dev test installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1000,1600", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = chromium(tmp_path_factory.mktemp("chromium"))
     yield driver
     driver.quit()
 

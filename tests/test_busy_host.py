@@ -10,7 +10,7 @@ from grader import scenarios
 from conftest import grade_all, lab_scenarios
 
 pytestmark = pytest.mark.slow
-HONEST = ("solution.ipynb", "global_pooling.ipynb", "no_softmax.ipynb", "syntax_error.ipynb")
+HONEST = ("solution.ipynb", "no_softmax.ipynb")  # one trained to full marks, one that fails a check
 
 
 def test_honest_notebooks_keep_their_scores_on_a_busy_host(manifest, released, graded, tmp_path):

@@ -9,14 +9,17 @@ import pytest
 
 from grader import cells, importer, manifest as manifest_mod, release, scenarios
 from grader.cli import main
-from conftest import ASSIGNMENT, grade_all, lab_scenarios
+from conftest import ASSIGNMENT, ROOT, grade_all, lab_scenarios
+
+TFDATA = os.path.join(ROOT, "assignments", "keras_flowers_tfdata")
 
 
-def colab_pair(tmp_path):
-    """The transfer lab as the codelab ships it: a playground and a solution, nbformat 4.0,
-    ids in metadata.id, the solution's headings saying [WORK WAS REQUIRED HERE]."""
-    source = nbformat.read(os.path.join(ASSIGNMENT, "source.ipynb"), as_version=4)
-    _, playground = release.build(manifest_mod.load(ASSIGNMENT))
+def colab_pair(tmp_path, assignment=ASSIGNMENT):
+    """A lab (the transfer lab by default) as the codelab ships it: a playground and a
+    solution, nbformat 4.0, ids in metadata.id, the solution's headings saying [WORK WAS
+    REQUIRED HERE]."""
+    source = nbformat.read(os.path.join(assignment, "source.ipynb"), as_version=4)
+    _, playground = release.build(manifest_mod.load(assignment))
     made = {}
     for name, notebook in (("playground", playground), ("solution", source)):
         data = json.loads(nbformat.writes(notebook))
@@ -62,7 +65,7 @@ def test_it_grades_like_the_hand_made_assignment(tmp_path, manifest, released, g
                  "--data", flowers.demo_data("tfrecord"), "--weights", flowers.demo_weights(), "--image-size", "96"]) == 0
     imported = manifest_mod.load(str(folder))
     record, playground = released
-    names = ["solution.ipynb", "untouched_playground.ipynb", "unfrozen_base.ipynb", "no_softmax.ipynb", "global_pooling.ipynb", "syntax_error.ipynb"]
+    names = ["solution.ipynb", "untouched_playground.ipynb", "no_softmax.ipynb", "syntax_error.ipynb"]
     subs = tmp_path / "subs"
     subs.mkdir()
     for name, content in scenarios.make(record, playground, names, lab_scenarios(manifest)).items():
@@ -73,3 +76,26 @@ def test_it_grades_like_the_hand_made_assignment(tmp_path, manifest, released, g
         student = name[: -len(".ipynb")]
         assert [c.status for c in results[student].checks] == [c.status for c in hand_made[student].checks], (
             student, [(c.id, c.message) for c in results[student].checks])
+
+
+def imported_tfdata(tmp_path):
+    """`grader new` on the tf.data lab's pair: (what it printed, the manifest it wrote)."""
+    from labs import flowers
+
+    pair = colab_pair(tmp_path, TFDATA)
+    folder = tmp_path / "imported"
+    made = importer.new(str(folder), str(pair["playground"]), str(pair["solution"]), data=flowers.demo_data("folders"))
+    return made, manifest_mod.load(str(folder))
+
+
+def test_a_dataset_lab_is_read_off_its_pair(tmp_path):
+    made, loaded = imported_tfdata(tmp_path)
+    assert made.answers == ["colab008xyz"]
+    assert (loaded.lab.answer, loaded.lab.kind, loaded.data_format) == ("dataset", "dataset", "folders")
+    assert dict(loaded.lab.environment) == {"FLOWERS_JPEG": "{data_dir}/*/*.jpg"}
+    assert [c.check for c in loaded.checks] == ["answer_cells_run", "dataset_elements", "dataset_pictures", "dataset_labels"]
+    assert loaded.checks[1].params == {"labels": "name"}
+    assert not any("[training]" in line for line in made.undecided)  # nothing is trained
+    _, playground = release.build(loaded)
+    given = nbformat.read(str(tmp_path / "playground.ipynb"), as_version=4)
+    assert cells.source_of(playground.cells[8]) == cells.source_of(given.cells[8])

@@ -41,6 +41,23 @@ def test_by_code_when_no_ids_or_headings(released):
     assert found.how == "code" and found.answers["model"] == "model = tf.keras.Sequential([])"
 
 
+def test_by_code_finds_the_labs_own_answer_name():
+    """A dataset lab's answer cell is the one that assigns `dataset`, not `model`."""
+    import os
+
+    from grader import manifest, release
+    from conftest import ROOT
+
+    record, _ = release.build(manifest.load(os.path.join(ROOT, "assignments", "keras_flowers_tfdata")))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import tensorflow as tf"),
+                                         nbformat.v4.new_code_cell("dataset = tf.data.Dataset.list_files('*/*.jpg')")])
+    for cell in nb.cells:
+        del cell["id"]
+    assert not match.match(nb, record).found
+    found = match.match(nb, record, "dataset")
+    assert found.how == "code" and found.answers == {record.answer_keys[0]: "dataset = tf.data.Dataset.list_files('*/*.jpg')"}
+
+
 def test_nothing_found(released):
     record, _ = released
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("hello")])

@@ -39,3 +39,18 @@ def test_unknown_answer_cell_is_a_manifest_error(manifest):
 def test_answer_cell_without_markers_is_a_manifest_error(manifest):
     with pytest.raises(ManifestError, match="BEGIN SOLUTION"):
         release.build(dataclasses.replace(manifest, answer_cells=("imports",)))
+
+
+def test_a_server_url_adds_how_to_submit_as_the_last_cell(manifest, tmp_path):
+    import nbformat
+
+    from grader import match
+
+    record, playground = release.build(manifest)
+    paths = release.write(record, playground, str(tmp_path), server="https://grader.example.org/")
+    written = nbformat.read(paths["playground"], as_version=4)
+    last = written.cells[-1]
+    assert last.cell_type == "markdown" and "Download .ipynb" in last.source
+    assert "https://grader.example.org/api/upload" in last.source and f"notebook=@{manifest.name}.ipynb" in last.source
+    assert len(written.cells) == len(playground.cells) + 1  # the playground given is left as it was
+    assert match.match(written, record).found  # the added cell changes nothing a grade depends on

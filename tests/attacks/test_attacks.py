@@ -1,9 +1,11 @@
-"""Attacks on the grader, graded in one batch with the demo's sample submissions.
+"""Attacks on the grader, graded in one batch with honest sample submissions.
 
 Each attack is a notebook (built below from its answer cell, or a hostile file) and
 asserts two things: the grader contained it (the batch finished, the samples got the
 scores they get alone, the host is unchanged) and the attacker's scorecard says what
-happened. The samples-alone scores come from the session's `graded` batch.
+happened. The samples-alone scores come from the session's `graded` batch; the batch
+holds a few of them, of each kind of verdict (full marks, a wrong answer, nothing
+written, not a notebook, payloads in the pages), not all of them.
 """
 
 import hashlib
@@ -19,12 +21,14 @@ import threading
 
 import pytest
 
-from conftest import attempt
+from conftest import INJECTION_NAME, attempt
 from grader import batch, cgroups, context, manifest as manifest_mod, rundisk, sandbox, scenarios
 
 pytestmark = pytest.mark.slow
 SECRET = "grader-host-secret-4711"
-LIMITS = "[sandbox]\ncell_timeout = 20\nrun_timeout = 120\nmemory_mb = 6144\nmax_processes = 128\n"
+# honest submissions graded among the attacks (names in the session's `submissions`)
+SAMPLES = ("solution", "untouched_playground", "no_softmax", "syntax_error", "not_a_notebook")
+LIMITS = "[sandbox]\ncell_timeout = 12\nrun_timeout = 120\nmemory_mb = 6144\nmax_processes = 128\n"
 
 
 def attacks(solution: str, paths: dict) -> dict[str, str]:
@@ -104,9 +108,9 @@ SAYS = {
     "fork_bomb": "more than 128 processes",
     "allocate_30gb": "MemoryError",
     "fill_memory": "memory limit (6 GiB) was reached",
-    "infinite_loop": "used more than 20 s of CPU time",
-    "sleep_past_limit": "waited more than 20 s without computing",
-    "ignore_sigterm": "used more than 20 s of CPU time",
+    "infinite_loop": "used more than 12 s of CPU time",
+    "sleep_past_limit": "waited more than 12 s without computing",
+    "ignore_sigterm": "used more than 12 s of CPU time",
     "write_10gb_file": "File too large",
     "exit_mid_cell": "the run ended in the middle of the answer cell",
     "poison_weights_cache": "Read-only file system",
@@ -116,7 +120,7 @@ SAYS = {
     "outputs_200mb": "over the 100 MiB limit",
     "nested_10000_levels": "nested too deeply",
     "invalid_utf8": "not UTF-8",
-    "fifo_as_progress": "waited more than 20 s without computing",
+    "fifo_as_progress": "waited more than 12 s without computing",
     "out_folder_links_to_host": "/scratch/out is a link or not a folder",
     "model_json_is_a_link": "/scratch/out/model.json is a link",
     "create_400k_files": "filled its disk",
@@ -159,7 +163,9 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     (assignment / "assignment.toml").write_text(toml[: toml.index("[sandbox]")] + LIMITS + toml[toml.index("[[checks]]"):])
     out = work / "out"
     folder = work / "submissions"
-    shutil.copytree(submissions, folder)  # the demo samples (and the other test scenarios)
+    folder.mkdir()
+    for name in (*SAMPLES, INJECTION_NAME):
+        shutil.copy(submissions / f"{name}.ipynb", folder / f"{name}.ipynb")
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -261,7 +267,8 @@ def test_the_attackers_scorecard_says_what_happened(attacked, name):
 
 def test_samples_get_exactly_the_scores_they_get_alone(attacked, graded):
     mixed, alone = attacked[0], graded[0]
-    for name, result in alone.items():
+    for name in (*SAMPLES, INJECTION_NAME):
+        result = alone[name]
         assert mixed[name].score == result.score, name
         assert [c.status for c in mixed[name].checks] == [c.status for c in result.checks], name
 

@@ -1,0 +1,120 @@
+"""The tf.data lab (part 1): no model; the sandbox exports a sample of what the student's
+dataset yields, and the trusted checks compare it with the data's own pictures.
+One batch of the lab's scenarios, graded once (no training: a minute or so)."""
+
+import json
+import os
+
+import pytest
+
+from grader import labs, manifest as manifest_mod, release, scenarios
+from conftest import ROOT, attempt, grade_all
+
+TFDATA = os.path.join(ROOT, "assignments", "keras_flowers_tfdata")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tfdata_graded(tmp_path_factory):
+    loaded = manifest_mod.load(TFDATA)
+    record, playground = release.build(loaded)
+    folder = tmp_path_factory.mktemp("tfdata-submissions")
+    for name, content in scenarios.make(record, playground, table=labs.scenarios(loaded)).items():
+        (folder / name).write_bytes(content)
+    return grade_all(loaded, folder, tmp_path_factory.mktemp("tfdata-graded"), use_cache=False)
+
+
+def checks(result):
+    return {c.id: c for c in result.checks}
+
+
+def failing(result):
+    return [c.id for c in result.checks if c.status != "passed"]
+
+
+@pytest.mark.parametrize("name", ["solution", "colab_download"])
+def test_full_marks(tfdata_graded, name):
+    result = tfdata_graded[0][name]
+    assert result.status == "graded"
+    assert result.score == result.max_score == 100, [(c.id, c.status, c.message) for c in result.checks]
+
+
+def test_colab_download_is_matched_by_its_heading(tfdata_graded):
+    assert tfdata_graded[0]["colab_download"].provenance["matched_by"] == "headings"
+
+
+def test_solution_sample_is_shown_as_data(tfdata_graded):
+    result = tfdata_graded[0]["solution"]
+    rows = result.model["sample"]
+    assert len(rows) == 24
+    assert all(row["element"].startswith("(uint8 [96, 96, 3], string '") for row in rows)
+    assert all(row["picture"].endswith(")") and "none of" not in row["picture"] for row in rows)
+    assert result.training == {} and result.provenance["training"] == "not trained"
+
+
+def test_untouched_playground_gets_nothing(tfdata_graded):
+    result = tfdata_graded[0]["untouched_playground"]
+    assert result.score == 0
+    found = checks(result)
+    assert "placeholder" in found["runs"].message
+    assert "no variable named `dataset`" in found["elements"].message or "raised NameError" in found["elements"].message
+
+
+def test_label_from_the_file_name_fails_the_labels_check(tfdata_graded):
+    result = tfdata_graded[0]["file_name_label"]
+    assert failing(result) == ["labels"]
+    message = checks(result)["labels"].message
+    assert "the labels are file names" in message and "take the name of the folder that holds the file" in message
+
+
+def test_bytes_never_decoded_fail_the_pictures_check(tfdata_graded):
+    result = tfdata_graded[0]["not_decoded"]
+    assert failing(result) == ["pictures"]
+    assert "not decoded): decode it with tf.io.decode_jpeg" in checks(result)["pictures"].message
+
+
+def test_class_index_where_the_name_is_asked_fails_the_elements_check(tfdata_graded):
+    result = tfdata_graded[0]["index_labels"]
+    assert failing(result) == ["elements"]  # the index is its picture's class: the labels check passes
+    message = checks(result)["elements"].message
+    assert "the lab's labels are class names" in message and "return the folder's name itself" in message
+
+
+def test_float_pictures_and_batches(tfdata_graded):
+    graded = tfdata_graded[0]
+    assert failing(graded["float_pictures"]) == ["pictures", "labels"]
+    assert checks(graded["float_pictures"])["labels"].status == "partial"  # cannot be told until the pictures are the files'
+    assert "the images are float32; the lab's are uint8" in checks(graded["float_pictures"])["pictures"].message
+    assert failing(graded["batched"]) == ["elements", "pictures", "labels"]
+    assert "leave batching for later" in checks(graded["batched"])["elements"].message
+    assert checks(graded["batched"])["labels"].status == "partial"
+
+
+def test_scorecard_shows_the_sample(tfdata_graded):
+    results, _, out = tfdata_graded
+    page = open(os.path.join(attempt(out, "solution"), "scorecard.html"), encoding="utf-8").read()
+    assert 'id="sample"' in page and "What your dataset yields" in page
+    stored = json.load(open(os.path.join(attempt(out, "not_decoded"), "result.json")))
+    assert stored["model"]["what"] == "dataset" and len(stored["model"]["sample"]) == 24
+
+
+# --- `grader new` on the lab's pair, as the codelab ships it ---------------------------
+
+
+def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, tfdata_graded):
+    from test_importer import imported_tfdata
+
+    _, loaded = imported_tfdata(tmp_path)
+    hand_made = manifest_mod.load(TFDATA)
+    record, playground = release.build(hand_made)
+    names = ["solution.ipynb", "untouched_playground.ipynb", "file_name_label.ipynb", "not_decoded.ipynb", "index_labels.ipynb"]
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, content in scenarios.make(record, playground, names, labs.scenarios(hand_made)).items():
+        (subs / name).write_bytes(content)
+    results = grade_all(loaded, subs, tmp_path / "out", use_cache=False)[0]
+    for name in names:
+        student = name[: -len(".ipynb")]
+        assert [c.status for c in results[student].checks] == [c.status for c in tfdata_graded[0][student].checks], (
+            student, [(c.id, c.message) for c in results[student].checks])
