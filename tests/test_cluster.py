@@ -160,14 +160,15 @@ SCENARIOS = ("global_pooling.ipynb", "fake_accuracy.ipynb", "syntax_error.ipynb"
 
 
 @pytest.mark.slow
-def test_the_scenarios_get_the_grades_of_jobs_1_on_two_cluster_workers(manifest, submissions, tmp_path, two_workers):
+def test_the_scenarios_get_the_grades_of_the_local_pool_on_two_cluster_workers(manifest, submissions, graded, tmp_path, two_workers):
+    # `graded` is the session's batch of every scenario in the local pool (whose scores are
+    # those of --jobs 1: tests/test_gradebook.py); here the same files on the cluster
     folder = tmp_path / "scenarios"
     folder.mkdir()
     for name in SCENARIOS:
         (folder / name).write_bytes((submissions / name).read_bytes())
-    cache = str(tmp_path / "cache")
-    local, _, _ = grade_all(manifest, folder, tmp_path / "local", cache_dir=cache, jobs=1)
-    on_cluster, _, _ = grade_all(manifest, folder, tmp_path / "cluster", cache_dir=cache, cluster=two_workers)
+    on_cluster, _, _ = grade_all(manifest, folder, tmp_path / "cluster", cache_dir=str(tmp_path / "cache"), cluster=two_workers)
+    local = {n: r for n, r in graded[0].items() if f"{n}.ipynb" in SCENARIOS}
     assert len(local) == len(SCENARIOS) and {r.status for r in local.values()} == {"graded", "ungradable"}
     assert {n: verdicts([r]) for n, r in on_cluster.items()} == {n: verdicts([r]) for n, r in local.items()}
     assert {n: r.checks for n, r in on_cluster.items()} == {n: r.checks for n, r in local.items()}  # messages and evidence too
