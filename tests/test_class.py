@@ -189,6 +189,9 @@ def test_the_gradescope_autograder_runs_in_a_gradescope_shaped_directory(lms, tm
         if entry in ("dev", "proc", "tmp", "autograder"):
             continue
         command += ["--symlink", os.readlink(path), path] if os.path.islink(path) else ["--ro-bind", path, path]
+    for path in sorted({os.path.realpath(sys.prefix), ROOT}):  # a clone (and its venv) under /tmp, hidden by the tmpfs above
+        if path.startswith("/tmp/"):
+            command += ["--ro-bind", path, path]
     command += ["--bind", str(root), "/autograder", "--setenv", "GRADER_VENV", sys.prefix, "bash", "/autograder/source/run_autograder"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
