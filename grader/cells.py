@@ -83,14 +83,26 @@ def checksum(source: str) -> str:
 
 
 def assigns_name(source: str, name: str) -> bool:
-    """Does the code bind `name` at top level (`name = ...`)? Tolerates syntax errors."""
+    """Does the code bind `name` in the notebook's namespace (`name = ...` at top level, or
+    inside a `with`, `if`, `try` or loop there, as `with strategy.scope(): model = ...`)?
+    Tolerates syntax errors."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return re.search(rf"^{re.escape(name)}\s*=", source, re.MULTILINE) is not None
-    for node in tree.body:
+        return re.search(rf"^\s*{re.escape(name)}\s*=", source, re.MULTILINE) is not None
+    return _binds(tree.body, name)
+
+
+def _binds(statements: list, name: str) -> bool:
+    for node in statements:
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue  # their names are their own
+        blocks = [getattr(node, field, []) for field in ("body", "orelse", "finalbody")]
+        blocks += [handler.body for handler in getattr(node, "handlers", [])]
+        if any(_binds(block, name) for block in blocks if isinstance(block, list)):
             return True
     return False
 

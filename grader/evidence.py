@@ -248,7 +248,7 @@ class Evidence:
             return None, self.answer_failure()
         try:
             config = artifact_mod.vetted(self.artifact.compile_config, "compile settings") if self.artifact.compile_config else None
-            return harness.compile_choices(config), None
+            return harness.compile_choices(config, self.setting.labels == "one_hot"), None
         except (harness.CompileProblem, Refused) as problem:
             return None, str(problem)
 

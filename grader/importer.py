@@ -240,6 +240,8 @@ def _checks(answer_code: str, locked_code: str, base: str, kind: str, threshold:
         rule = _rule(answer_code, base)
         if rule:
             tables.append(("structure", "model_structure", "The model's layers", 30, [f"layers = {json.dumps(rule)}"]))
+            undecided.append("[[checks]] structure: the rule is the solution's layers, widened as the series allows; "
+                             "read it against the lab's text (the rule language: docs/authoring.md)")
         if base and "trainable = False" in answer_code + locked_code:
             tables.append(("frozen", "frozen_base", "The pretrained base is frozen", 20, []))
         if ".compile(" in answer_code:
@@ -261,24 +263,47 @@ def _checks(answer_code: str, locked_code: str, base: str, kind: str, threshold:
 
 def _rule(code: str, base: str) -> list[str]:
     """A structure rule from the solution's layers, widened as the series allows: any
-    preprocessing first, Flatten or global pooling alike, hidden relu layers before the output."""
+    preprocessing first; with a pretrained base, Flatten or global pooling alike; a stack
+    of convolutions as a first and a last convolution with any convolutions, pooling,
+    normalisation and dropout between; hidden relu layers before the output."""
     layers = [(m.group("kind"), m.group("args")) for m in LAYER.finditer(code)]
     if not layers and not base:
         return []
     rule = ["preprocessing*"]
     if base:
         rule.append(f"pretrained {base}(include_top=False)")
+    convolutions = [n for n, (kind, _) in enumerate(layers) if kind in CONVOLUTIONS]
     for position, (kind, args) in enumerate(layers):
         last = position == len(layers) - 1
+        if len(convolutions) > 1 and convolutions[0] < position <= convolutions[-1]:
+            if position == convolutions[-1]:
+                between = sorted({_step(k, a) for k, a in layers[convolutions[0]: position]} | {"MaxPooling2D", "BatchNormalization", "dropout"})
+                rule += [f"({' | '.join(between)})*", _step(kind, args)]
+            continue  # within the stack: the step above covers it
         if kind in ("Flatten", "GlobalAveragePooling2D"):
-            rule.append("Flatten | GlobalAveragePooling2D")
+            rule.append("Flatten | GlobalAveragePooling2D" if base else kind)
         elif kind == "Dense" and last:
             units = re.match(r"\s*(\d+)", args)
-            activation = re.search(r"activation\s*=\s*['\"](\w+)['\"]", args)
             rule.append("(Dense(relu) | dropout)*")
-            rule.append("Dense(" + ", ".join(filter(None, [units.group(1) if units else "", activation.group(1) if activation else ""])) + ")")
+            rule.append("Dense(" + ", ".join(filter(None, [units.group(1) if units else "", _activation(args)])) + ")")
         elif kind in ("Dropout",):
             rule.append("dropout?")
         else:
-            rule.append(kind)
+            rule.append(_step(kind, args))
     return rule
+
+
+CONVOLUTIONS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D")
+
+
+def _activation(args: str) -> str:
+    found = re.search(r"activation\s*=\s*['\"](\w+)['\"]", args)
+    return found.group(1) if found else ""
+
+
+def _step(kind: str, args: str) -> str:
+    """A layer of the solution as a rule's step: its kind, and its activation if it has one."""
+    if kind in ("Dropout", "SpatialDropout2D", "GaussianNoise"):
+        return "dropout"
+    activation = _activation(args) if kind in (*CONVOLUTIONS, "Dense") else ""
+    return f"{kind}({activation})" if activation else kind

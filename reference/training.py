@@ -47,8 +47,10 @@ class CompileChoices:
         return self.optimizer.get("config", {}).get("learning_rate")
 
 
-def compile_choices(config: dict | None) -> CompileChoices:
-    """Read the student's compile config (from `model.get_compile_config()`), as data."""
+def compile_choices(config: dict | None, one_hot_labels: bool = False) -> CompileChoices:
+    """Read the student's compile config (from `model.get_compile_config()`), as data;
+    `one_hot_labels`: the lab's labels are one-hot (the loss the fixes name)."""
+    fitting = "categorical_crossentropy" if one_hot_labels else "sparse_categorical_crossentropy"
     if not config:
         raise CompileProblem("the model is not compiled: call model.compile(optimizer='adam', loss=..., metrics=['accuracy'])")
     optimizer = config.get("optimizer")
@@ -57,16 +59,14 @@ def compile_choices(config: dict | None) -> CompileChoices:
     if not isinstance(optimizer, dict) or optimizer.get("class_name") not in OPTIMIZERS:
         name = optimizer.get("class_name") if isinstance(optimizer, dict) else optimizer
         raise CompileProblem(f"optimizer {name!r} is not one of Keras' built-in optimizers; use optimizer='adam'")
-    loss, from_logits = _loss_name(config.get("loss"))
+    loss, from_logits = _loss_name(config.get("loss"), fitting)
     if loss not in CROSS_ENTROPIES:
-        raise CompileProblem(
-            f"loss {loss!r} is not a cross-entropy for 5 classes; the labels are class indices, "
-            "so use loss='sparse_categorical_crossentropy' (or 'categorical_crossentropy' with one-hot labels)"
-        )
+        form = "one-hot vectors" if one_hot_labels else "class indices"
+        raise CompileProblem(f"loss {loss!r} is not a cross-entropy for a classifier; the labels are {form}, so use loss='{fitting}'")
     return CompileChoices(optimizer, loss, CROSS_ENTROPIES[loss], from_logits, tuple(_metric_names(config.get("metrics"))))
 
 
-def _loss_name(loss) -> tuple[str, bool]:
+def _loss_name(loss, fitting: str) -> tuple[str, bool]:
     if isinstance(loss, str):
         return loss, False
     if isinstance(loss, dict):
@@ -76,8 +76,8 @@ def _loss_name(loss) -> tuple[str, bool]:
         from_logits = bool(inner.get("from_logits")) if isinstance(inner, dict) else False
         return str(loss.get("class_name")), from_logits
     if loss is None:
-        raise CompileProblem("model.compile(...) has no loss: add loss='sparse_categorical_crossentropy'")
-    raise CompileProblem(f"the loss {type(loss).__name__} cannot be read; use loss='sparse_categorical_crossentropy'")
+        raise CompileProblem(f"model.compile(...) has no loss: add loss='{fitting}'")
+    raise CompileProblem(f"the loss {type(loss).__name__} cannot be read; use loss='{fitting}'")
 
 
 def _metric_names(metrics) -> list[str]:

@@ -38,6 +38,11 @@ def test_assigns_name_reads_code_and_survives_syntax_errors():
     assert cells.assigns_name("model = tf.keras.Sequential([])", "model")
     assert not cells.assigns_name("my_model = 3\nprint(model)", "model")
     assert cells.assigns_name("model = Sequential([\n  Flatten(,\n])", "model")
+    # the convnet lab builds its model inside the strategy's scope: still the notebook's `model`
+    assert cells.assigns_name("with strategy.scope():\n    model = tf.keras.Sequential([])\n    model.compile()", "model")
+    assert cells.assigns_name("with strategy.scope():\n    model = Sequential([\n      Flatten(,\n])", "model")
+    assert cells.assigns_name("try:\n    import x\nexcept ImportError:\n    model = None", "model")
+    assert not cells.assigns_name("def build():\n    model = Sequential()\n    return model", "model")
 
 
 def test_checksum_ignores_trailing_whitespace_only():

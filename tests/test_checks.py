@@ -36,3 +36,14 @@ def test_an_unknown_check_names_the_closest():
 
     with pytest.raises(ManifestError, match="did you mean 'frozen_base'"):
         checks.build(CheckSpec("f", "frozen_bse", "t", 1.0, {}))
+
+
+def test_a_compile_problem_names_the_loss_that_fits_the_labs_labels():
+    from reference.training import CompileProblem, compile_choices
+
+    for one_hot, fitting in ((False, "sparse_categorical_crossentropy"), (True, "categorical_crossentropy")):
+        with pytest.raises(CompileProblem, match=f"has no loss: add loss='{fitting}'"):
+            compile_choices({"optimizer": "adam", "loss": None}, one_hot_labels=one_hot)
+        with pytest.raises(CompileProblem, match=f"use loss='{fitting}'"):
+            compile_choices({"optimizer": "adam", "loss": "mse"}, one_hot_labels=one_hot)
+    assert compile_choices({"optimizer": "adam", "loss": "categorical_crossentropy"}, one_hot_labels=True).one_hot

@@ -89,3 +89,18 @@ def test_layer_options_are_matched_as_written():
     assert compare(rule, [conv, conv, pool, *head]).ok
     wide = Found("Conv2D", 16, "relu", (("kernel_size", "5"), ("strides", "1"), ("padding", "same")))
     assert "found Conv2D(16, relu, kernel_size=5, strides=1, padding=same): it needs kernel_size=3" in compare(rule, [conv, wide, pool, *head]).message
+
+
+CONVNET = parse_rule(["preprocessing*", "Conv2D(relu)", "(Conv2D(relu) | MaxPooling2D | BatchNormalization | dropout)*", "Conv2D(relu)",
+                      "GlobalAveragePooling2D", "(Dense(relu) | dropout)*", "Dense(5, softmax)"])
+
+
+def test_a_stack_of_convolutions_one_short_asks_for_another():
+    conv = Found("Conv2D", 16, "relu", options=(("kernel_size", "3"),))
+    verdict = compare(CONVNET, [conv, Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")])
+    assert not verdict.ok and verdict.message == "expected another Conv2D(relu) after Conv2D(16, relu, kernel_size=3); add one"
+    assert verdict.differs_at == 0
+    stack = [conv, Found("MaxPooling2D"), Found("Conv2D", 32, "relu"), Found("BatchNormalization"), Found("Conv2D", 48, "relu")]
+    assert compare(CONVNET, [*stack, Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]).ok
+    flatten = compare(CONVNET, [*stack, Found("Flatten"), Found("Dense", 5, "softmax")])
+    assert "expected GlobalAveragePooling2D as layer 6; found Flatten" in flatten.message
