@@ -86,6 +86,49 @@ def grade_all(manifest, folder, out, **options):
     return {r.submission: r for r in graded.results}, graded.paths, out
 
 
+def grade_lab(assignment: str, tmp_path_factory, leave_out=()):
+    """Every scenario of a lab (its own and the generic ones, but `leave_out`), graded in
+    one batch without the feature cache: ({student: result}, paths, output folder)."""
+    from grader import labs, manifest as manifest_mod, release, scenarios
+
+    loaded = manifest_mod.load(assignment)
+    record, playground = release.build(loaded)
+    name = os.path.basename(assignment)
+    folder = tmp_path_factory.mktemp(f"{name}-submissions")
+    for file_name, content in scenarios.make(record, playground, table=labs.scenarios(loaded)).items():
+        if file_name not in leave_out:
+            (folder / file_name).write_bytes(content)
+    return grade_all(loaded, folder, tmp_path_factory.mktemp(f"{name}-graded"), use_cache=False)
+
+
+def assert_grades_like(imported, assignment: str, names, reference: dict, tmp_path, **options):
+    """Grade the hand-made `assignment`'s scenarios `names` with the `imported` manifest:
+    each gets the same check verdicts as in `reference` (the hand-made batch's results)."""
+    from grader import labs, manifest as manifest_mod, release, scenarios
+
+    hand_made = manifest_mod.load(assignment)
+    record, playground = release.build(hand_made)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, content in scenarios.make(record, playground, names, labs.scenarios(hand_made)).items():
+        (subs / name).write_bytes(content)
+    results = grade_all(imported, subs, tmp_path / "out", **options)[0]
+    for name in names:
+        student = name[: -len(".ipynb")]
+        assert [(c.id, c.status) for c in results[student].checks] == [(c.id, c.status) for c in reference[student].checks], (
+            student, [(c.id, c.message) for c in results[student].checks])
+
+
+def checks(result):
+    """A result's checks by id."""
+    return {c.id: c for c in result.checks}
+
+
+def failing(result):
+    """The ids of a result's checks that did not pass."""
+    return [c.id for c in result.checks if c.status != "passed"]
+
+
 def attempt(out, student: str) -> str:
     """The folder of a student's one graded submission's pages."""
     import glob

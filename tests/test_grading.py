@@ -6,13 +6,9 @@ import os
 import pytest
 
 from grader import batch, scenarios
-from conftest import FULL_TRAINING, attempt
+from conftest import FULL_TRAINING, attempt, checks
 
 pytestmark = pytest.mark.slow
-
-
-def checks(result):
-    return {c.id: c for c in result.checks}
 
 
 @pytest.mark.parametrize("name", ["solution", "global_pooling", "colab_download"])

@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from grader import labs, manifest as manifest_mod, release, scenarios
-from conftest import ROOT, attempt, grade_all
+from conftest import ROOT, assert_grades_like, attempt, checks, failing, grade_lab
 
 TFDATA = os.path.join(ROOT, "assignments", "keras_flowers_tfdata")
 
@@ -17,20 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tfdata_graded(tmp_path_factory):
-    loaded = manifest_mod.load(TFDATA)
-    record, playground = release.build(loaded)
-    folder = tmp_path_factory.mktemp("tfdata-submissions")
-    for name, content in scenarios.make(record, playground, table=labs.scenarios(loaded)).items():
-        (folder / name).write_bytes(content)
-    return grade_all(loaded, folder, tmp_path_factory.mktemp("tfdata-graded"), use_cache=False)
-
-
-def checks(result):
-    return {c.id: c for c in result.checks}
-
-
-def failing(result):
-    return [c.id for c in result.checks if c.status != "passed"]
+    return grade_lab(TFDATA, tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", ["solution", "colab_download"])
@@ -106,15 +92,5 @@ def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, tfdata_
     from test_importer import imported_tfdata
 
     _, loaded = imported_tfdata(tmp_path)
-    hand_made = manifest_mod.load(TFDATA)
-    record, playground = release.build(hand_made)
     names = ["solution.ipynb", "untouched_playground.ipynb", "file_name_label.ipynb", "not_decoded.ipynb", "index_labels.ipynb"]
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    for name, content in scenarios.make(record, playground, names, labs.scenarios(hand_made)).items():
-        (subs / name).write_bytes(content)
-    results = grade_all(loaded, subs, tmp_path / "out", use_cache=False)[0]
-    for name in names:
-        student = name[: -len(".ipynb")]
-        assert [c.status for c in results[student].checks] == [c.status for c in tfdata_graded[0][student].checks], (
-            student, [(c.id, c.message) for c in results[student].checks])
+    assert_grades_like(loaded, TFDATA, names, tfdata_graded[0], tmp_path, use_cache=False)

@@ -4,9 +4,7 @@ and the tests pin."""
 
 from __future__ import annotations
 
-import json
-
-from grader.scenarios import colab_cell, edit, with_answer
+from grader.scenarios import colab_cell, colab_notebook, edit, with_answer
 from labs.flowers import demo_data  # noqa: F401 - what "demo" means for this lab's data
 
 DECODE = "image = tf.io.decode_jpeg(bits)"
@@ -29,25 +27,18 @@ def colab_download(playground, key, solution) -> bytes:
               .replace("num_parallel_calls=AUTOTUNE", "num_parallel_calls=AUTO"))
 
     printed = {"output_type": "stream", "name": "stdout", "text": "gs://flowers-public/tulips/100930342_92e8746431_n.jpg\n"}
-    notebook = {
-        "nbformat": 4,
-        "nbformat_minor": 0,
-        "metadata": {"colab": {"name": "keras_flowers_tfdata_solution.ipynb", "provenance": []},
-                     "kernelspec": {"name": "python3", "display_name": "Python 3"}, "accelerator": "TPU"},
-        "cells": [
-            colab_cell("markdown", "## Imports", "aP0dWq3Rz6Lk"),
-            colab_cell("code", "import os, time\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\n"
-                         "AUTO = tf.data.experimental.AUTOTUNE", "sE4hVb8Nm1Qc"),
-            colab_cell("markdown", "## Configuration", "nT7gYk2Cx9Fw"),
-            colab_cell("code", "GCS_PATTERN = 'gs://flowers-public/*/*.jpg'\nCLASSES = ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']",
-                 "hJ5mUe0Lr4Ds"),
-            colab_cell("markdown", "## Read pictures and labels [WORK WAS REQUIRED HERE]", "wB3kOp6Xy2Vn"),
-            colab_cell("code", answer, "cR9tIa1Gz7Hm", [printed]),
-            colab_cell("markdown", "## Have a look", "kF2sPn8Qb5Jx"),
-            colab_cell("code", "show_pictures(dataset)", "mD6yRw4Tc0Ea"),
-        ],
-    }
-    return json.dumps(notebook, indent=1).encode()
+    return colab_notebook("keras_flowers_tfdata_solution.ipynb", [
+        colab_cell("markdown", "## Imports", "aP0dWq3Rz6Lk"),
+        colab_cell("code", "import os, time\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\n"
+                     "AUTO = tf.data.experimental.AUTOTUNE", "sE4hVb8Nm1Qc"),
+        colab_cell("markdown", "## Configuration", "nT7gYk2Cx9Fw"),
+        colab_cell("code", "GCS_PATTERN = 'gs://flowers-public/*/*.jpg'\nCLASSES = ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']",
+             "hJ5mUe0Lr4Ds"),
+        colab_cell("markdown", "## Read pictures and labels [WORK WAS REQUIRED HERE]", "wB3kOp6Xy2Vn"),
+        colab_cell("code", answer, "cR9tIa1Gz7Hm", [printed]),
+        colab_cell("markdown", "## Have a look", "kF2sPn8Qb5Jx"),
+        colab_cell("code", "show_pictures(dataset)", "mD6yRw4Tc0Ea"),
+    ])
 
 
 def _replace(solution: str, old: str, new: str) -> str:

@@ -4,9 +4,7 @@ mistakes the demo grades and the tests pin."""
 
 from __future__ import annotations
 
-import json
-
-from grader.scenarios import colab_cell, edit, with_answer
+from grader.scenarios import colab_cell, colab_notebook, edit, with_answer
 from labs.flowers import demo_data, demo_weights  # noqa: F401 - what "demo" means for this lab
 
 
@@ -28,23 +26,17 @@ def colab_download(playground, key, solution) -> bytes:
 
     stream = {"output_type": "stream", "name": "stdout", "text": "Tensorflow version 2.15.0\n"}
     image = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" + "A" * 4000, "text/plain": "<Figure>"}, "metadata": {}}
-    notebook = {
-        "nbformat": 4,
-        "nbformat_minor": 0,
-        "metadata": {"colab": {"name": "keras_flowers_transfer_learning_solution.ipynb", "provenance": []}, "kernelspec": {"name": "python3", "display_name": "Python 3"}, "accelerator": "TPU"},
-        "cells": [
-            colab_cell("markdown", "## Imports", "VaFAh0Pq1Jx7"),
-            colab_cell("code", "import os, math\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\nAUTO = tf.data.experimental.AUTOTUNE", "89B27-TGiDNB", [stream]),
-            colab_cell("markdown", "## Configuration", "w9S3uKC_iXY5"),
-            colab_cell("code", "GCS_PATTERN = 'gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec'\nIMAGE_SIZE = [192, 192]\nBATCH_SIZE = 64", "M3G-2aUBQJ-H"),
-            colab_cell("code", "display_9_images_from_dataset(training_dataset)", "qs3dFfK4Z2ST", [image]),
-            colab_cell("markdown", "## Model [WORK WAS REQUIRED HERE]\nUse the pretrained MobileNetV2.", "KIkkKFmOH6n0"),
-            colab_cell("code", answer, "XLJNVGwHUDy1", [stream]),
-            colab_cell("markdown", "## Training", "dMfenMQcxAAb"),
-            colab_cell("code", "history = model.fit(training_dataset, steps_per_epoch=steps_per_epoch, epochs=10,\n                    validation_data=validation_dataset, validation_steps=validation_steps)", "M-ID7vP5mIKs", [stream]),
-        ],
-    }
-    return json.dumps(notebook, indent=1).encode()
+    return colab_notebook("keras_flowers_transfer_learning_solution.ipynb", [
+        colab_cell("markdown", "## Imports", "VaFAh0Pq1Jx7"),
+        colab_cell("code", "import os, math\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\nAUTO = tf.data.experimental.AUTOTUNE", "89B27-TGiDNB", [stream]),
+        colab_cell("markdown", "## Configuration", "w9S3uKC_iXY5"),
+        colab_cell("code", "GCS_PATTERN = 'gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec'\nIMAGE_SIZE = [192, 192]\nBATCH_SIZE = 64", "M3G-2aUBQJ-H"),
+        colab_cell("code", "display_9_images_from_dataset(training_dataset)", "qs3dFfK4Z2ST", [image]),
+        colab_cell("markdown", "## Model [WORK WAS REQUIRED HERE]\nUse the pretrained MobileNetV2.", "KIkkKFmOH6n0"),
+        colab_cell("code", answer, "XLJNVGwHUDy1", [stream]),
+        colab_cell("markdown", "## Training", "dMfenMQcxAAb"),
+        colab_cell("code", "history = model.fit(training_dataset, steps_per_epoch=steps_per_epoch, epochs=10,\n                    validation_data=validation_dataset, validation_steps=validation_steps)", "M-ID7vP5mIKs", [stream]),
+    ])
 
 
 # file name -> (factory, what it shows); the solution, the playground and a file that is no
