@@ -7,6 +7,26 @@ from grader import batch, scenarios
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
 
+# The suite runs on as many pytest workers as there are cores (pyproject: -n auto, at most
+# 4): one test file's tests stay on one worker, so a file's batch (a module fixture) is
+# graded once; the files that read the session's `graded` batch share one worker, so it too
+# is graded once. A worker grading a batch leaves a core idle now and then (the last
+# notebook of a batch, the preflight, a sandbox starting): the other worker fills it.
+SHARED_BATCH = "graded"
+
+
+@pytest.hookimpl(hookwrapper=True)  # marks the groups before xdist reads them
+def pytest_collection_modifyitems(config, items):
+    by_file: dict[str, list] = {}
+    for item in items:
+        by_file.setdefault(str(item.path), []).append(item)
+    for path, tests in by_file.items():
+        shares = any(SHARED_BATCH in item.fixturenames for item in tests)
+        group = SHARED_BATCH if shares else os.path.relpath(path, ROOT)
+        for item in tests:
+            item.add_marker(pytest.mark.xdist_group(group))
+    yield
+
 
 @pytest.fixture(scope="session")
 def manifest():
@@ -167,5 +187,6 @@ def graded_in_full(manifest, submissions, tmp_path_factory):
     for name in FULL_TRAINING:
         shutil.copy(submissions / f"{name}.ipynb", folder / f"{name}.ipynb")
     return grade_all(manifest, folder, tmp_path_factory.mktemp("full"), use_cache=False)
+
 
 

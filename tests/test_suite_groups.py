@@ -1,0 +1,23 @@
+"""The suite's own arrangement: on several pytest workers, each test file's tests stay on
+one worker and the files that read the session's `graded` batch share one (see
+tests/conftest.py), so no batch is graded twice."""
+
+import os
+
+import pytest
+
+
+def test_a_test_file_is_one_group_on_the_workers(request):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("the suite runs on one process here (-n 0)")
+    assert request.node.nodeid.endswith("@tests/test_suite_groups.py")
+
+
+def test_the_files_that_read_the_sessions_batch_are_one_group(request):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("the suite runs on one process here (-n 0)")
+    groups = {item.nodeid.split("::")[0]: item.nodeid.rsplit("@", 1)[-1] for item in request.session.items}
+    if "tests/test_grading.py" not in groups:
+        pytest.skip("only part of the suite was collected")
+    assert groups["tests/test_grading.py"] == groups["tests/test_reports.py"] == "graded"
+    assert groups["tests/test_sandbox.py"] == "tests/test_sandbox.py"
