@@ -438,3 +438,23 @@ def test_an_upload_after_the_deadline_is_taken_and_said_late(tmp_path):
         assert "due 2020-01-01 00:00 UTC" in client.get(f"/s/{token}").text
         sent = upload(client, token, tiny_notebook())
     assert sent.status_code == 200 and "after the deadline (2020-01-01 00:00 UTC): the late policy applies" in sent.json()["message"]
+
+
+def _write_priorities(path: str) -> None:
+    """In a grading worker's place: its own niceness, and that of a process it starts (as a sandbox)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.nice(0))"], capture_output=True, text=True, check=True)
+    with open(path, "w") as handle:
+        handle.write(f"{os.nice(0)} {child.stdout.strip()}")
+
+
+def test_the_servers_grading_workers_and_their_sandboxes_run_below_it(tmp_path):
+    import multiprocessing
+
+    from grader import executors, workshop
+
+    spawn = multiprocessing.get_context("spawn")  # as LocalPool starts its workers
+    process = spawn.Process(target=executors._at_priority, args=(workshop.WORKER_NICE, _write_priorities, str(tmp_path / "nice")))
+    process.start()
+    process.join(120)
+    worker, sandbox = map(int, (tmp_path / "nice").read_text().split())
+    assert workshop.WORKER_NICE > 0 and worker == min(19, os.nice(0) + workshop.WORKER_NICE) and sandbox == worker
