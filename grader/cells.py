@@ -85,26 +85,25 @@ def checksum(source: str) -> str:
 def assigns_name(source: str, name: str) -> bool:
     """Does the code bind `name` in the notebook's namespace (`name = ...` at top level, or
     inside a `with`, `if`, `try` or loop there, as `with strategy.scope(): model = ...`)?
-    Tolerates syntax errors."""
+    Tolerates syntax errors (then: a line `name = ...`, at the left or one level in)."""
     try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return re.search(rf"^\s*{re.escape(name)}\s*=", source, re.MULTILINE) is not None
-    return _binds(tree.body, name)
+        return any(_binds(node, name) for node in ast.parse(source).body)
+    except (SyntaxError, ValueError, RecursionError):
+        return re.search(rf"^(?:    )?{re.escape(name)}\s*=(?!=)", source, re.MULTILINE) is not None
 
 
-def _binds(statements: list, name: str) -> bool:
-    for node in statements:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-            return True
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue  # their names are their own
-        blocks = [getattr(node, field, []) for field in ("body", "orelse", "finalbody")]
-        blocks += [handler.body for handler in getattr(node, "handlers", [])]
-        if any(_binds(block, name) for block in blocks if isinstance(block, list)):
-            return True
-    return False
+def _binds(node, name: str) -> bool:
+    """Is `name` stored to in `node`, outside the scopes of its own (def, class, lambda,
+    comprehension)? Assignments of every form count (tuple targets, `with ... as`, `for`,
+    the walrus), an annotation without a value does not."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda,
+                         ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        return False
+    if isinstance(node, ast.AnnAssign) and node.value is None:
+        return False
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+        return True
+    return any(_binds(child, name) for child in ast.iter_child_nodes(node))
 
 
 def imported_modules(source: str) -> list[str]:

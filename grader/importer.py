@@ -265,21 +265,27 @@ def _rule(code: str, base: str) -> list[str]:
     """A structure rule from the solution's layers, widened as the series allows: any
     preprocessing first; with a pretrained base, Flatten or global pooling alike; a stack
     of convolutions as a first and a last convolution with any convolutions, pooling,
-    normalisation and dropout between; hidden relu layers before the output."""
-    layers = [(m.group("kind"), m.group("args")) for m in LAYER.finditer(code)]
+    normalisation and dropout between, and pooling, normalisation or dropout after; hidden
+    relu layers before the output."""
+    layers = _solution_layers(code)
     if not layers and not base:
         return []
     rule = ["preprocessing*"]
     if base:
         rule.append(f"pretrained {base}(include_top=False)")
     convolutions = [n for n, (kind, _) in enumerate(layers) if kind in CONVOLUTIONS]
+    stack_end = convolutions[-1] if len(convolutions) > 1 else -1
+    while 0 <= stack_end < len(layers) - 1 and layers[stack_end + 1][0] in BETWEEN:
+        stack_end += 1
     for position, (kind, args) in enumerate(layers):
         last = position == len(layers) - 1
-        if len(convolutions) > 1 and convolutions[0] < position <= convolutions[-1]:
+        if len(convolutions) > 1 and convolutions[0] < position <= stack_end:
             if position == convolutions[-1]:
-                between = sorted({_step(k, a) for k, a in layers[convolutions[0]: position]} | {"MaxPooling2D", "BatchNormalization", "dropout"})
-                rule += [f"({' | '.join(between)})*", _step(kind, args)]
-            continue  # within the stack: the step above covers it
+                between = {_step(k, a) for k, a in layers[convolutions[0]: position]} | {_step(k, "") for k in BETWEEN}
+                rule += [f"({' | '.join(sorted(between))})*", _step(kind, args)]
+            if position == stack_end and stack_end > convolutions[-1]:
+                rule.append(f"({' | '.join(sorted({_step(k, '') for k in BETWEEN}))})*")
+            continue  # within the stack: the steps above cover it
         if kind in ("Flatten", "GlobalAveragePooling2D"):
             rule.append("Flatten | GlobalAveragePooling2D" if base else kind)
         elif kind == "Dense" and last:
@@ -293,6 +299,24 @@ def _rule(code: str, base: str) -> list[str]:
     return rule
 
 
+def _solution_layers(code: str) -> list[tuple[str, str]]:
+    """The solution's layers as (kind, arguments), as the grader reads a model: no Input,
+    and an Activation folded into the layer before it."""
+    layers: list[tuple[str, str]] = []
+    for match in LAYER.finditer(code):
+        kind, args = match.group("kind"), match.group("args")
+        if kind in ("Input", "InputLayer"):
+            continue
+        if kind == "Activation" and layers and not _activation(layers[-1][1]):
+            name = re.match(r"\s*['\"](\w+)['\"]", args)
+            if name:
+                layers[-1] = (layers[-1][0], f"{layers[-1][1]}, activation='{name.group(1)}'")
+                continue
+        layers.append((kind, args))
+    return layers
+
+
+BETWEEN = ("MaxPooling2D", "AveragePooling2D", "BatchNormalization", "Dropout", "SpatialDropout2D")
 CONVOLUTIONS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D")
 
 

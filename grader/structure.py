@@ -361,21 +361,27 @@ def _one_change(rule: Rule, layers: list[Found]) -> Verdict | None:
         if _Matcher(rule, layers[:position] + layers[position + 1 :]).full():
             before = f" after {layers[position - 1]}" if position else " at the start"
             return Verdict(False, f"the model has an extra layer{before}: {layer}; remove it", layer.index)
-    if replacements:
-        position, spec = replacements[0]
-        return Verdict(False, f"expected {rule.alternatives(spec)}{_where(position, len(layers))}; found {layers[position]}", layers[position].index)
     insertions = [(position, spec) for position in range(len(layers) + 1) for spec in specs
                   if _Matcher(rule, layers[:position] + [Found(spec.kind)] + layers[position:], {position: spec}).full()]
-    # one more of a repeated kind reads best after the last of its kind ("add another")
-    repeated = [(p, spec) for p, spec in insertions if p and _same_kind(spec, layers[p - 1])]
+    # one more of a repeated step reads best after the last layer it already matches ("add another")
+    repeated = [(p, spec) for p, spec in insertions if p and spec.matches(layers[p - 1])]
     if repeated:
         position, spec = repeated[-1]
-        return Verdict(False, f"expected another {spec.describe()} after {layers[position - 1]}; add one", layers[position - 1].index)
+        words = spec.describe().removeprefix("a ")
+        return Verdict(False, f"expected another {words} after {layers[position - 1]}; add one", layers[position].index if position < len(layers) else layers[-1].index + 1)
+    # replacing a layer the rule allows somewhere is rarely the fix: those come last
+    replacements.sort(key=lambda r: any(spec.matches(layers[r[0]]) for spec in specs))
+    if replacements and not any(spec.matches(layers[replacements[0][0]]) for spec in specs):
+        position, spec = replacements[0]
+        return Verdict(False, f"expected {rule.alternatives(spec)}{_where(position, len(layers))}; found {layers[position]}", layers[position].index)
     for position, spec in insertions:
         if position == len(layers):
             return Verdict(False, f"expected {spec.describe()} at the end; the model stops after {layers[-1]}", layers[-1].index + 1)
         words = rule.alternatives(spec)
         return Verdict(False, f"expected {words} as layer {position + 1}, before {layers[position]}; add it", layers[position].index)
+    if replacements:
+        position, spec = replacements[0]
+        return Verdict(False, f"expected {rule.alternatives(spec)}{_where(position, len(layers))}; found {layers[position]}", layers[position].index)
     return None
 
 

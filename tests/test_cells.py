@@ -43,6 +43,11 @@ def test_assigns_name_reads_code_and_survives_syntax_errors():
     assert cells.assigns_name("with strategy.scope():\n    model = Sequential([\n      Flatten(,\n])", "model")
     assert cells.assigns_name("try:\n    import x\nexcept ImportError:\n    model = None", "model")
     assert not cells.assigns_name("def build():\n    model = Sequential()\n    return model", "model")
+    assert cells.assigns_name("with strategy.scope():\n    model, history = build(), None", "model")
+    assert cells.assigns_name("if (model := build()) is None:\n    pass", "model")
+    assert not cells.assigns_name("model: tf.keras.Model\nprint(1)", "model")
+    assert not cells.assigns_name("class Lab:\n    model = None\nlambda model=1: model", "model")
+    assert not cells.assigns_name("if model == None:\n    print(", "model")  # a comparison, in a cell that does not parse
 
 
 def test_checksum_ignores_trailing_whitespace_only():

@@ -2,7 +2,7 @@
 answer is built inside `strategy.scope()`; one-hot labels. One batch of the lab's
 scenarios, graded once (each trained for the lab's 12 epochs: about two minutes).
 
-The threshold (0.65) is calibrated on the demo data: the lab's solution reaches 0.78,
+The threshold (0.70) is calibrated on the demo data: the lab's solution reaches 0.78,
 the playground's starting model (one convolution) 0.53."""
 
 import os
@@ -29,10 +29,10 @@ def test_full_marks_trained_in_full(convnet_graded, name):
     assert result.status == "graded"
     assert result.score == result.max_score == 100, [(c.id, c.status, c.message) for c in result.checks]
     assert result.provenance["training"].startswith("full training")
-    assert result.training["val_accuracy"] >= 0.65
+    assert result.training["val_accuracy"] >= 0.70
 
 
-def test_the_codelab_download_is_matched_and_its_tpu_cell_replaced(convnet_graded):
+def test_the_codelab_download_is_matched_by_its_headings_and_grades_as_the_solution(convnet_graded):
     result = convnet_graded["colab_download"]
     assert result.provenance["matched_by"] == "headings"
     assert result.training["val_accuracy"] == convnet_graded["solution"].training["val_accuracy"]  # the same model
@@ -43,7 +43,7 @@ def test_the_starting_model_is_below_the_threshold_and_asked_for_more_convolutio
     assert failing(result) == ["runs", "structure", "accuracy"]
     found = checks(result)
     assert found["structure"].message.startswith("expected another Conv2D(relu) after Conv2D(16, relu")
-    assert "below the 0.65 the lab expects" in found["accuracy"].message
+    assert "below the 0.70 the lab expects" in found["accuracy"].message
     assert result.training["val_accuracy"] < 0.58  # not even the band's half points
 
 
@@ -88,7 +88,7 @@ def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, convnet
     # what the instructor does with the to-do it printed: the training and the threshold, calibrated
     toml = folder / "assignment.toml"
     text = toml.read_text().replace("epochs = 6", "epochs = 12").replace("batch_size = 32", "batch_size = 16")
-    toml.write_text(text.replace("threshold = 0.5", "threshold = 0.65"))
+    toml.write_text(text.replace("threshold = 0.5", "threshold = 0.70"))
     imported = manifest_mod.load(str(folder))
     assert imported.lab.base is None and imported.labels == "one_hot"
     names = ["solution.ipynb", "untouched_playground.ipynb", "flatten_head.ipynb", "sparse_loss.ipynb"]

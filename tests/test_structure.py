@@ -91,16 +91,58 @@ def test_layer_options_are_matched_as_written():
     assert "found Conv2D(16, relu, kernel_size=5, strides=1, padding=same): it needs kernel_size=3" in compare(rule, [conv, wide, pool, *head]).message
 
 
-CONVNET = parse_rule(["preprocessing*", "Conv2D(relu)", "(Conv2D(relu) | MaxPooling2D | BatchNormalization | dropout)*", "Conv2D(relu)",
-                      "GlobalAveragePooling2D", "(Dense(relu) | dropout)*", "Dense(5, softmax)"])
+def convnet_rule():
+    """The convnet lab's own rule, as its manifest states it."""
+    import os
+    import tomllib
+
+    from conftest import ROOT
+
+    with open(os.path.join(ROOT, "assignments", "keras_flowers_convnet", "assignment.toml"), "rb") as handle:
+        return parse_rule(next(c for c in tomllib.load(handle)["checks"] if c["id"] == "structure")["layers"])
 
 
-def test_a_stack_of_convolutions_one_short_asks_for_another():
-    conv = Found("Conv2D", 16, "relu", options=(("kernel_size", "3"),))
-    verdict = compare(CONVNET, [conv, Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")])
+def conv(filters):
+    return Found("Conv2D", filters, "relu", options=(("kernel_size", "3"),))
+
+
+HEAD = [Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]
+
+
+@pytest.mark.parametrize("layers", [
+    [conv(16), Found("MaxPooling2D"), conv(32), Found("MaxPooling2D"), *HEAD],  # conv-pool blocks, pooling last
+    [conv(16), conv(32), Found("MaxPooling2D"), conv(64), Found("BatchNormalization"), Found("Dropout"), *HEAD],
+    [Found("Rescaling"), Found("RandomFlip"), conv(16), Found("AveragePooling2D"), conv(32), *HEAD],
+    [conv(16), conv(32), Found("GlobalAveragePooling2D"), Found("Dense", 64, "relu"), Found("Dropout"), Found("Dense", 5, "softmax")],
+], ids=["conv_pool_blocks", "batch_norm_and_dropout", "preprocessing_first", "hidden_dense"])
+def test_the_convnet_labs_rule_takes_the_ways_students_stack_convolutions(layers):
+    verdict = compare(convnet_rule(), layers)
+    assert verdict.ok, verdict.message
+
+
+@pytest.mark.parametrize("layers", [
+    [conv(16), *HEAD],
+    [conv(16), Found("MaxPooling2D"), *HEAD],
+    [conv(16), Found("BatchNormalization"), *HEAD],
+    [Found("Rescaling"), conv(16), *HEAD],
+], ids=["alone", "then_pooling", "then_batch_norm", "after_rescaling"])
+def test_one_convolution_is_asked_for_another_after_it(layers):
+    verdict = compare(convnet_rule(), layers)
     assert not verdict.ok and verdict.message == "expected another Conv2D(relu) after Conv2D(16, relu, kernel_size=3); add one"
-    assert verdict.differs_at == 0
-    stack = [conv, Found("MaxPooling2D"), Found("Conv2D", 32, "relu"), Found("BatchNormalization"), Found("Conv2D", 48, "relu")]
-    assert compare(CONVNET, [*stack, Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]).ok
-    flatten = compare(CONVNET, [*stack, Found("Flatten"), Found("Dense", 5, "softmax")])
-    assert "expected GlobalAveragePooling2D as layer 6; found Flatten" in flatten.message
+    assert verdict.differs_at == [layer.kind for layer in layers].index("Conv2D") + 1  # where the new one goes
+
+
+def test_the_convnet_labs_rule_names_flatten_and_a_missing_stack():
+    flatten = compare(convnet_rule(), [conv(16), conv(32), Found("Flatten"), Found("Dense", 5, "softmax")])
+    assert flatten.message == "expected GlobalAveragePooling2D as layer 3; found Flatten"
+    assert compare(convnet_rule(), [Found("Flatten"), Found("Dense", 5, "softmax")]).message == "expected Conv2D(relu) as layer 1; found Flatten"
+
+
+def test_a_missing_output_is_not_called_another_hidden_layer():
+    rule = parse_rule(["Flatten", "Dense(128, relu)", "Dense(5, softmax)"])
+    verdict = compare(rule, [Found("Flatten"), Found("Dense", 128, "relu")])
+    assert verdict.message == "expected Dense with 5 units and softmax at the end; the model stops after Dense(128, relu)"
+    dropout = compare(parse_rule(["Flatten", "dropout+", "Dense(5, softmax)"]), [Found("Flatten"), Found("Dropout"), Found("Dense", 5, "softmax")])
+    assert dropout.ok
+    missing = compare(parse_rule(["Flatten", "dropout+", "Dropout", "Dense(5, softmax)"]), [Found("Flatten"), Found("Dropout"), Found("Dense", 5, "softmax")])
+    assert missing.message == "expected another Dropout after Dropout; add one"
