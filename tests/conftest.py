@@ -162,7 +162,7 @@ def attempt(out, student: str) -> str:
 
 @pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory) -> str:
-    """The fast path's feature cache, shared by the session's batches as a class's batches
+    """The fast path's feature cache, shared by the session's batches (on each pytest worker) as a class's batches
     share theirs: the base's outputs on the lab's data are computed once."""
     return str(tmp_path_factory.mktemp("features"))
 
