@@ -19,7 +19,6 @@ import collections
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
-import os
 import resource
 import signal
 import traceback
@@ -106,19 +105,12 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
             pass
 
 
-def _at_priority(nice: int, worker: Callable, *args) -> None:
-    """Run `worker` in this (new) process at a lower priority by `nice`; its sandboxes inherit it."""
-    if nice:
-        os.nice(nice)
-    worker(*args)
-
-
 class _Worker:
     def __init__(self, pool: "LocalPool"):
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
         self.connection, child = context.Pipe()
         self.group = cgroups.RunCgroup(WORKER_PROCESSES, pool.memory_mb * 2**20) if pool.memory_mb else None
-        self.process = context.Process(target=_at_priority, args=(pool.nice, pool.worker, child, pool.context, self.group), daemon=True)
+        self.process = context.Process(target=pool.worker, args=(child, pool.context, self.group), daemon=True)
         self.process.start()
         child.close()
         self.ready = False
@@ -163,11 +155,8 @@ class LocalPool:
     """`jobs` supervised worker processes grading in `context`."""
 
     def __init__(self, context: Context, jobs: int, attempts: int = 3, memory_mb: int = 0,
-                 worker: Callable = serve, nice: int = 0):
-        """`nice`: how much lower than this process the workers and their sandboxes run
-        (a server keeps its pages quick while its workers take every core)."""
+                 worker: Callable = serve):
         self.context, self.jobs, self.attempts, self.memory_mb, self.worker = context, max(1, jobs), max(1, attempts), memory_mb, worker
-        self.nice = nice
         self.workers: list[_Worker] = []
         self.facts: dict[str, object] = {}
         self.peak_bytes = 0  # the largest of the workers' own peak memory

@@ -35,15 +35,6 @@ TAKE = 4  # uploads taken from the queue at once, per notebook a worker holds: t
 # also keeps its uploads from being replaced by a newer one, so it stays small (one when idle)
 IDLE_WAIT = 1.0  # seconds the grading thread sleeps when the queue is empty (an upload wakes it at once)
 HOW = "upload"  # how an upload's student is known, as the gradebook keeps it
-# The grading workers (and their sandboxes) run this much below the server: pages and
-# uploads are answered first, grading takes what is left, which on a busy machine is most.
-WORKER_NICE = 10
-
-
-def grading_pool(context, jobs: int, limits, worker: Callable | None = None) -> LocalPool:
-    """The server's grading workers (not yet started): below the server by WORKER_NICE."""
-    extra = {"worker": worker} if worker else {}
-    return LocalPool(context, jobs, limits.attempts, limits.memory_mb, nice=WORKER_NICE, **extra)
 
 
 class Workshop:
@@ -73,7 +64,9 @@ class Workshop:
             self.context = batch.start(self.manifest, self.options)
             self.facts = classview.ClassFacts.of(self.manifest, self.context.fingerprint)
             classreport.save_facts(self.facts, self.out_dir)
-            self.pool = grading_pool(self.context, self.jobs, self.manifest.grader, self.options.worker).__enter__()
+            limits = self.manifest.grader
+            extra = {"worker": self.options.worker} if self.options.worker else {}
+            self.pool = LocalPool(self.context, self.jobs, limits.attempts, limits.memory_mb, **extra).__enter__()
             found = preflight.run(self.context, lambda: self.pool, book, self.out_dir, self.options.regrade)
         except BaseException:
             if self.pool is not None:
