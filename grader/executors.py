@@ -79,6 +79,7 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
             message = connection.recv()
             if message[0] == "grade":
                 work = message[1]
+                batch.runner.expect_more(True)
                 try:
                     begun = pipeline.start_submission(work.path, work.name, batch)
                 except Exception as error:  # noqa: BLE001 - the grader's fault, reported as a result
@@ -86,9 +87,12 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
                 previous, started = started, (work, begun)
                 if previous is not None:
                     finish(previous)
-            elif message[0] == "flush" and started is not None:
-                previous, started = started, None
-                finish(previous)
+            elif message[0] == "flush":
+                if len(message) > 1 and message[1] == "end":  # the batch's queue is empty for good
+                    batch.runner.expect_more(False)
+                if started is not None:
+                    previous, started = started, None
+                    finish(previous)
             elif message[0] == "set":
                 setattr(batch, message[1], message[2])
             elif message[0] == "stop":
@@ -155,8 +159,11 @@ class LocalPool:
     """`jobs` supervised worker processes grading in `context`."""
 
     def __init__(self, context: Context, jobs: int, attempts: int = 3, memory_mb: int = 0,
-                 worker: Callable = serve):
+                 worker: Callable = serve, final: bool = True):
         self.context, self.jobs, self.attempts, self.memory_mb, self.worker = context, max(1, jobs), max(1, attempts), memory_mb, worker
+        # a batch's queue, once empty, stays empty: its workers need no sandbox ahead then;
+        # a server's (final=False) may get an upload any moment, and keeps one warm for it
+        self.final = final
         self.workers: list[_Worker] = []
         self.facts: dict[str, object] = {}
         self.peak_bytes = 0  # the largest of the workers' own peak memory
@@ -216,7 +223,7 @@ class LocalPool:
                 worker.send("grade", work)
             if not queue and len(worker.given) == 1 and not worker.flushed:
                 worker.flushed = True
-                worker.send("flush")
+                worker.send("flush", "end" if self.final else "pause")
 
     def _received(self, worker: _Worker, message, queue, by_key, tried):
         kind = message[0]

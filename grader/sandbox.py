@@ -435,6 +435,7 @@ class Runner:
 
     def __init__(self, plan: Plan, ahead: bool = False):
         self.plan, self.ahead = plan, ahead
+        self.last = False  # the run under way is the last one expected (see expect_more)
         self._standby: _Launch | None = None
 
     def run(self, cells, folder: str | None = None) -> Outcome:
@@ -452,8 +453,16 @@ class Runner:
         return Pending(launch, cells, self)
 
     def _ended(self) -> None:
-        if self.ahead and self._standby is None:
+        if self.ahead and not self.last and self._standby is None:
             self._standby = _launch(self.plan, tempfile.mkdtemp(prefix=RUN_PREFIX), nice=STANDBY_NICE)
+
+    def expect_more(self, more: bool) -> None:
+        """Whether another run is coming (a batch's last notebook: no). Without one, no
+        sandbox is started ahead, and one already waiting is stopped: a batch would
+        otherwise end by importing TensorFlow in a sandbox nobody uses."""
+        self.last = not more
+        if self.last:
+            self.close()
 
     def _take(self) -> _Launch | None:
         standby, self._standby = self._standby, None
@@ -622,6 +631,8 @@ class Pending:
         launch, plan, watched = self.launch, self.plan, self._watched
         # A cgroup limit explains a run better than the timeout it may also have caused.
         reached = _limit_reached(launch.process.returncode, launch.group)
+        if reached is None and watched.stopped_by in ("cell_timeout", "run_timeout") and launch.group.memory_at_limit():
+            reached = "memory"  # its CPU time went in reclaiming memory at the limit: the memory is what it lacked
         launch.group.destroy()  # nothing of the run may still be writing while its files are copied
         if reached is None and watched.stopped_by is None and launch.capped and rundisk.is_full(launch.scratch):
             reached = "disk_full"  # the run filled its disk and ended before the watcher looked
@@ -713,7 +724,7 @@ def _limit_reached(returncode: int | None, group: RunCgroup) -> str | None:
     if group.memory_exhausted():
         return "memory"
     if returncode == -signal.SIGXCPU:
-        return "cpu"
+        return "memory" if group.memory_at_limit() else "cpu"
     return None
 
 

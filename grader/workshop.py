@@ -66,7 +66,7 @@ class Workshop:
             classreport.save_facts(self.facts, self.out_dir)
             limits = self.manifest.grader
             extra = {"worker": self.options.worker} if self.options.worker else {}
-            self.pool = LocalPool(self.context, self.jobs, limits.attempts, limits.memory_mb, **extra).__enter__()
+            self.pool = LocalPool(self.context, self.jobs, limits.attempts, limits.memory_mb, final=False, **extra).__enter__()
             found = preflight.run(self.context, lambda: self.pool, book, self.out_dir, self.options.regrade)
         except BaseException:
             if self.pool is not None:

@@ -310,3 +310,45 @@ def test_a_runs_cgroups_are_named_after_its_temporary_folder(tmp_path):
         assert group.name.startswith(f"grader-{sandbox.cgroup_tag(str(tmp_path))}-")
     finally:
         group.destroy()
+
+
+def test_no_sandbox_is_started_ahead_of_a_batchs_end(monkeypatch):
+    """A batch's workers hear that the queue is empty for good: the last run starts no
+    sandbox ahead (that would import TensorFlow for nobody), and one waiting is stopped."""
+    launched, stopped = [], []
+
+    class Waiting:
+        def discard(self):
+            stopped.append(self)
+
+    monkeypatch.setattr(sandbox, "_launch", lambda plan, folder, nice=0: launched.append(folder) or Waiting())
+    runner = sandbox.Runner(plan=None, ahead=True)
+    runner.expect_more(True)
+    runner._ended()  # a run ended, more to come: one sandbox ahead
+    assert len(launched) == 1 and not stopped
+    runner.expect_more(False)  # the queue is empty for good: the one waiting is stopped
+    assert len(stopped) == 1
+    runner._ended()  # the last run ended: none started
+    assert len(launched) == 1
+    runner.expect_more(True)  # a server's queue: a new upload, and ahead again
+    runner._ended()
+    assert len(launched) == 2
+    for folder in launched:
+        os.rmdir(folder)
+
+
+@pytest.mark.parametrize("files, at_limit", [
+    ({"memory.limit_in_bytes": "1000", "memory.max_usage_in_bytes": "995", "memory.failcnt": "40"}, True),  # v1, reclaiming at the limit
+    ({"memory.limit_in_bytes": "1000", "memory.max_usage_in_bytes": "995", "memory.failcnt": "0"}, False),  # close, never hit
+    ({"memory.limit_in_bytes": "1000", "memory.max_usage_in_bytes": "600", "memory.failcnt": "3"}, False),  # page cache trimmed, far below
+    ({"memory.max": "1000", "memory.peak": "990", "memory.events": "low 0\nhigh 0\nmax 7\noom 0\noom_kill 0"}, True),  # v2
+    ({"memory.max": "max", "memory.events": "max 0"}, False),  # no limit
+], ids=["v1_at_limit", "v1_never_hit", "v1_far_below", "v2_at_limit", "no_limit"])
+def test_a_run_stopped_while_reclaiming_at_its_memory_limit_is_said_to_lack_memory(tmp_path, files, at_limit):
+    from grader.cgroups import RunCgroup
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    group = RunCgroup.__new__(RunCgroup)
+    group.paths = {"memory": str(tmp_path)}
+    assert group.memory_at_limit() is at_limit
