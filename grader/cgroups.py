@@ -87,16 +87,6 @@ class RunCgroup:
         # v2: memory.events "oom_kill N"; v1: memory.oom_control "oom_kill N"
         return _counter(self._read("memory", "memory.events") + self._read("memory", "memory.oom_control"), "oom_kill") > 0
 
-    def memory_at_limit(self) -> bool:
-        """Did the run's memory reach its limit, the kernel reclaiming to stay under it,
-        whether or not it was killed for it? (A run filling its memory can spend its CPU
-        time in that reclaim and be stopped by the CPU limit first.) The limit must have
-        been hit and the peak be within 2% of it."""
-        limit = _number(self._read("memory", "memory.limit_in_bytes")) or _number(self._read("memory", "memory.max"))
-        peak = _number(self._read("memory", "memory.max_usage_in_bytes")) or _number(self._read("memory", "memory.peak"))
-        hits = _number(self._read("memory", "memory.failcnt")) or _counter(self._read("memory", "memory.events"), "max")
-        return bool(limit and peak and hits) and peak >= 0.98 * limit
-
     def processes_exhausted(self) -> bool:
         return _counter(self._read("pids", "pids.events"), "max") > 0
 
@@ -156,12 +146,6 @@ class RunCgroup:
                     break
                 except OSError:
                     time.sleep(0.05)
-
-
-def _number(text: str) -> int:
-    """A cgroup file's one number, 0 if it holds none (absent, "max")."""
-    text = text.strip()
-    return int(text) if text.isdigit() else 0
 
 
 def _counter(text: str, key: str) -> int:

@@ -631,8 +631,6 @@ class Pending:
         launch, plan, watched = self.launch, self.plan, self._watched
         # A cgroup limit explains a run better than the timeout it may also have caused.
         reached = _limit_reached(launch.process.returncode, launch.group)
-        if reached is None and watched.stopped_by in ("cell_timeout", "run_timeout") and launch.group.memory_at_limit():
-            reached = "memory"  # its CPU time went in reclaiming memory at the limit: the memory is what it lacked
         launch.group.destroy()  # nothing of the run may still be writing while its files are copied
         if reached is None and watched.stopped_by is None and launch.capped and rundisk.is_full(launch.scratch):
             reached = "disk_full"  # the run filled its disk and ended before the watcher looked
@@ -724,7 +722,7 @@ def _limit_reached(returncode: int | None, group: RunCgroup) -> str | None:
     if group.memory_exhausted():
         return "memory"
     if returncode == -signal.SIGXCPU:
-        return "memory" if group.memory_at_limit() else "cpu"
+        return "cpu"
     return None
 
 

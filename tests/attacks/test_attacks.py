@@ -107,7 +107,10 @@ SAYS = {
     "resolve_host_name": "gaierror",
     "fork_bomb": "more than 128 processes",
     "allocate_30gb": "MemoryError",
-    "fill_memory": "memory limit (6 GiB) was reached",
+    # its own memory limit, or, when the host is short of memory (both test workers grading),
+    # the CPU limit: the kernel's reclaim is charged to the bomb's CPU time. Either costs only
+    # its own points; the limit itself is pinned in tests/test_sandbox.py.
+    "fill_memory": ("memory limit (6 GiB) was reached", "used more than 12 s of CPU time"),
     "infinite_loop": "used more than 12 s of CPU time",
     "sleep_past_limit": "waited more than 12 s without computing",
     "ignore_sigterm": "used more than 12 s of CPU time",
@@ -261,7 +264,8 @@ def test_the_batch_finished_and_every_attack_has_a_scorecard(attacked):
 @pytest.mark.parametrize("name", sorted(SAYS))
 def test_the_attackers_scorecard_says_what_happened(attacked, name):
     result = attacked[0][f"attack_{name}"]
-    assert SAYS[name] in said(result), said(result)
+    expected = SAYS[name] if isinstance(SAYS[name], tuple) else (SAYS[name],)
+    assert any(text in said(result) for text in expected), said(result)
     assert result.score < result.max_score
 
 
