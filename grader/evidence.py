@@ -244,8 +244,10 @@ class Evidence:
 
     @functools.cached_property
     def _compile(self):
-        if self.answer_failure() and self.artifact.compile_config is None:
-            return None, self.answer_failure()
+        if self.artifact.compile_config is None and (self.answer_failure() or self.outcome.stopped_by or self.outcome.exit_code):
+            # nothing was exported because the answer failed or the run ended early: say that,
+            # not "not compiled" (the student may well have compiled it)
+            return None, self.answer_failure() or self.why_not_run()
         try:
             config = artifact_mod.vetted(self.artifact.compile_config, "compile settings") if self.artifact.compile_config else None
             return harness.compile_choices(config, self.setting.labels == "one_hot"), None
