@@ -253,6 +253,7 @@ def _training(evidence: Evidence) -> dict:
         "classes": list(evidence.setting.dataset.classes),
         "misclassified": list(run.misclassified),
         "seconds": run.seconds,
+        **({"batch_norm_settled": True} if run.batch_norm_settled else {}),
     }
 
 

@@ -24,13 +24,23 @@ def convnet_graded(tmp_path_factory):
     return grade_lab(CONVNET, tmp_path_factory, leave_out=("not_a_notebook.ipynb", "dense_only.ipynb"))[0]
 
 
-@pytest.mark.parametrize("name", ["solution", "colab_download"])
+@pytest.mark.parametrize("name", ["solution", "colab_download", "batch_norm_loop"])
 def test_full_marks_trained_in_full(convnet_graded, name):
     result = convnet_graded[name]
     assert result.status == "graded"
     assert result.score == result.max_score == 100, [(c.id, c.status, c.message) for c in result.checks]
     assert result.provenance["training"].startswith("full training")
     assert result.training["val_accuracy"] >= 0.70
+
+
+def test_batch_normalisation_after_every_convolution_settles_before_it_is_measured(convnet_graded):
+    # Before its statistics were re-estimated, this model learned its training images
+    # perfectly and answered one class for every validation image: 0.20, half the points.
+    result = convnet_graded["batch_norm_loop"]
+    assert result.score == result.max_score == 100, [(c.id, c.status, c.message) for c in result.checks]
+    assert result.training["batch_norm_settled"] is True
+    assert "batch-normalisation statistics then re-estimated" in result.provenance["training"]
+    assert "batch_norm_settled" not in convnet_graded["solution"].training  # nothing to settle there
 
 
 def test_the_codelab_download_is_matched_by_its_headings_and_grades_as_the_solution(convnet_graded):

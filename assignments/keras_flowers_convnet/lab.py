@@ -13,6 +13,26 @@ def dense_only(playground, key, solution) -> bytes:
     return with_answer(playground, key, solution[:start] + "        tf.keras.layers.Flatten(),\n" + solution[end + len("        tf.keras.layers.GlobalAveragePooling2D(),\n"):])
 
 
+def batch_norm_loop(playground, key, solution) -> bytes:
+    """Built with model.add in a loop, a batch normalisation after every convolution: a
+    correct answer whose running statistics the grader's short run must let settle."""
+    return with_answer(playground, key, """with strategy.scope():
+    model = tf.keras.Sequential()
+    model.add(tf.keras.Input(shape=[*IMAGE_SIZE, 3]))
+    for filters in [16, 24, 32, 48]:
+        model.add(tf.keras.layers.Conv2D(kernel_size=3, filters=filters, padding='same', activation='relu'))
+        model.add(tf.keras.layers.BatchNormalization())
+        if filters != 48:  # no pooling after the last one
+            model.add(tf.keras.layers.MaxPooling2D(pool_size=2))
+    model.add(tf.keras.layers.GlobalAveragePooling2D())
+    model.add(tf.keras.layers.Dense(5, activation='softmax'))
+
+    model.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy'])
+
+model.summary()
+""")
+
+
 def colab_download(playground, key, solution) -> bytes:
     """Laid out like the codelab's own solution downloaded from Colab: nbformat 4.0 with ids
     in metadata.id only, Colab metadata, outputs, the codelab's own cells (a TPU asked for
@@ -46,6 +66,7 @@ def colab_download(playground, key, solution) -> bytes:
 # file name -> (factory, what it shows); the solution, the playground and a file that is no
 # notebook come from grader/scenarios.py
 SCENARIOS = {
+    "batch_norm_loop.ipynb": (batch_norm_loop, "model.add in a loop, batch normalisation after every convolution"),
     "dense_only.ipynb": (dense_only, "no convolution at all: Flatten, then Dense(5, softmax)"),
     "flatten_head.ipynb": (edit("GlobalAveragePooling2D()", "Flatten()"), "Flatten where the lab asks for global pooling"),
     "sparse_loss.ipynb": (edit("'categorical_crossentropy'", "'sparse_categorical_crossentropy'"), "a sparse loss on one-hot labels"),
