@@ -1,21 +1,25 @@
 """What the workshop server's live pages show, computed from the queue and the gradebook.
 
 The class view (one build of every student's row) is made once per change of the
-queue or the gradebook and shared by every page asked for until the next change, so a
-projector and a class of students polling cost one build per change, not one per
-request. Values only: the templates (`_student_live.html.j2`, `_admin_live.html.j2`)
-format them.
+gradebook, in a thread of its own or by the grading thread that changed it, and shared
+by every page asked for until the next change: a projector and a class of students
+polling cost no build at all on their requests. Values only: the templates
+(`_student_live.html.j2`, `_admin_live.html.j2`) format them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import logging
 import os
 import secrets
 import threading
+import time
 
 from grader import classreport, classview, gradebook, uploads
+from grader.errors import GraderError
+
+log = logging.getLogger("grader.live")
 
 RECENT = 12  # finished uploads listed on the admin page
 
@@ -36,36 +40,92 @@ class Snapshot:
 
 
 class Live:
-    """The current snapshot, made again after `changed()`; safe to use from any thread."""
+    """The current snapshot, made again after `changed()` in a thread of its own; safe to
+    use from any thread.
+
+    A request never builds the class view: the live parts take the last snapshot made
+    (`snapshot()`), and a change is shown once its snapshot is ready, a fraction of a
+    second later. Changes that come while one is made are shown together by the next.
+    A whole page (`snapshot(fresh=True)`) waits for the snapshot that shows every change
+    made before it was asked for, so that a page opened right after an upload or a join
+    shows it. `changed(view)` hands over a class view its caller built after the change
+    (the grading thread builds one for each result anyway); `changed(book=False)` says
+    that only the queue changed, so the last class view still holds."""
+
+    WAIT = 30.0  # seconds a page waits for its snapshot before the server says it is busy
 
     def __init__(self, queue: uploads.Queue, book_path: str, facts: classview.ClassFacts, jobs: int):
         self.queue, self.book_path, self.facts, self.jobs = queue, book_path, facts, jobs
         self._boot = secrets.token_hex(4)  # a restarted server's versions never match an old page's
-        self._counter = itertools.count(1)
-        self._version = f"{self._boot}-0"
-        self._lock = threading.Lock()
+        self._ready = threading.Condition()
+        self._wanted = 1  # changes asked for so far; the first snapshot covers the start
+        self._given: classview.ClassView | None = None  # the newest view handed over by `changed(view)`
+        self._stale = True  # the gradebook changed since the last view was built (or handed over)
         self._snapshot: Snapshot | None = None
+        self._covers = 0  # the changes the published snapshot shows
+        self._made: list = []  # called with each snapshot before it is published
         self._local = threading.local()
+        threading.Thread(target=self._refresh, name="grader-live", daemon=True).start()
 
     @property
     def version(self) -> str:
-        return self._version
+        """The version of the snapshot the live parts show now."""
+        snapshot = self._snapshot
+        return snapshot.version if snapshot is not None else f"{self._boot}-0"
 
-    def changed(self) -> None:
-        self._version = f"{self._boot}-{next(self._counter)}"
+    def changed(self, view: classview.ClassView | None = None, book: bool = True) -> None:
+        """Something the live pages show changed: `view`, a class view built after the
+        change; `book=False`, only the queue changed."""
+        with self._ready:
+            self._wanted += 1
+            if view is not None:
+                self._given = view
+            elif book:
+                self._stale = True
+            self._ready.notify_all()
 
-    def snapshot(self) -> Snapshot:
-        with self._lock:  # one build per version, whichever request comes first
-            version = self._version
-            if self._snapshot is None or self._snapshot.version != version:
-                self._snapshot = self._build(version)
+    def on_snapshot(self, call) -> None:
+        """Call `call(snapshot)` for each new snapshot, before it is shown (e.g. to render a
+        part every projector asks for); it runs in the snapshot's thread."""
+        self._made.append(call)
+
+    def snapshot(self, fresh: bool = False) -> Snapshot:
+        """The last snapshot made; with `fresh`, one that shows every change made so far."""
+        with self._ready:
+            wanted = self._wanted if fresh else 1
+            if not self._ready.wait_for(lambda: self._covers >= wanted, self.WAIT) and self._snapshot is None:
+                raise GraderError("the class's live view is not ready yet; try again in a moment")
             return self._snapshot
 
-    def _build(self, version: str) -> Snapshot:
-        book = getattr(self._local, "book", None)
-        if book is None:
-            book = self._local.book = gradebook.Gradebook(self.book_path)
-        return Snapshot(version, classview.build(book, self.facts), tuple(self.queue.in_line()), self.queue.counts(),
+    def _refresh(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._wanted > self._covers)
+                covers, given, stale = self._wanted, self._given, self._stale
+                self._given, self._stale = None, False
+            last = self._snapshot
+            view = None if stale or last is None else given or last.view  # None: build one
+            try:
+                snapshot = self._build(f"{self._boot}-{covers}", view)
+                for call in self._made:
+                    call(snapshot)
+            except Exception:  # noqa: BLE001 - the pages keep the last snapshot; the next try builds anew
+                log.exception("could not make the live pages' snapshot")
+                with self._ready:
+                    self._stale = True
+                time.sleep(1.0)
+                continue
+            with self._ready:
+                self._snapshot, self._covers = snapshot, covers
+                self._ready.notify_all()
+
+    def _build(self, version: str, view: classview.ClassView | None) -> Snapshot:
+        if view is None:
+            book = getattr(self._local, "book", None)
+            if book is None:
+                book = self._local.book = gradebook.Gradebook(self.book_path)
+            view = classview.build(book, self.facts)
+        return Snapshot(version, view, tuple(self.queue.in_line()), self.queue.counts(),
                         tuple(self.queue.recent(RECENT)), self.queue.seconds_per_upload())
 
 
@@ -82,7 +142,8 @@ def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: i
             "ahead": place.get(upload.id, 0) if upload.state in (uploads.WAITING, uploads.GRADING) else None,
             "wait": _wait(place.get(upload.id, 0), snapshot.seconds_per_upload, jobs) if upload.state == uploads.WAITING else None,
             "attempt": attempt,
-            "scorecard": upload.state in (uploads.DONE, uploads.FAILED),
+            # linked once the snapshot holds its attempt (the queue is read fresh, the snapshot may lag)
+            "scorecard": upload.state in (uploads.DONE, uploads.FAILED) and attempt is not None,
             "submitted": classreport.when(upload.submitted_at),
         })
     return {"uploads": shown, "row": row, "latest": shown[0] if shown else None}

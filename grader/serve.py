@@ -27,6 +27,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import zipfile
 
 from starlette.applications import Starlette
@@ -43,6 +44,8 @@ from grader.ratelimit import RateLimit
 from grader.workshop import Workshop
 
 log = logging.getLogger("grader.serve")
+ADMIN_PART = "_admin_live.html.j2"  # the projector's live part: the same for every projector
+PROJECTOR_WATCHING = 300.0  # seconds after a projector last asked that its part is still made ahead
 SCRIPT = report.template_text("live.js")  # the only script of the server's pages, allowed by its hash
 FORM_SLACK = 64 * 1024  # bytes of a multipart body besides the file (boundaries, headers, the CSRF field)
 DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many times the cap, so the client reads the refusal
@@ -105,6 +108,8 @@ class Server:
         self.join_limit = RateLimit(20, 60)  # per client address: joins and wrong codes
         self._register = threading.Lock()
         self._rendered: dict[str, tuple] = {}  # the projector's live part, by template: ((version, base), text)
+        self._projector = ("", 0.0)  # the admin live part's base, when it was last asked for
+        live_pages.on_snapshot(self._prerender)
 
     def app(self) -> "SecurityHeaders":
         routes = [
@@ -190,7 +195,7 @@ class Server:
             student, token = self._student_of(request)
         except Refused as refused:
             return self._message(refused)
-        snapshot = await run_in_threadpool(self.live.snapshot)
+        snapshot = await run_in_threadpool(self.live.snapshot, True)
         row = snapshot.row(student)
         selector = tokens.split(token)[0]
         rules = self.manifest.rules
@@ -305,7 +310,7 @@ class Server:
             raise Refused(422, f"{shown} was not queued: {refusal}")
         if self.workshop is not None:
             self.workshop.wake()
-        self.live.changed()
+        self.live.changed(book=False)  # queued: the gradebook has it once it is claimed
         ahead = self.queue.ahead_of(upload)
         said = [f"Received {shown} ({upload.name}): {ahead} upload(s) ahead of yours."]
         if replaced:
@@ -341,7 +346,7 @@ class Server:
             self._admin(request)
         except Refused as refused:
             return self._message(refused)
-        snapshot = await run_in_threadpool(self.live.snapshot)
+        snapshot = await run_in_threadpool(self.live.snapshot, True)
         base = request.url.path
         return self._page(
             "admin.html.j2", live=True, scripts=(SCRIPT,), script=SCRIPT, title=self.manifest.title, base=base,
@@ -354,9 +359,8 @@ class Server:
             self._admin(request)
         except Refused as refused:
             return self._message(refused)
-        base = request.url.path.rsplit("/", 1)[0]
-        return await self._live_part(request, "_admin_live.html.j2", base=base, problem=self.workshop.problem if self.workshop else "",
-                                     part=live.admin_page)
+        self._projector = (request.url.path.rsplit("/", 1)[0], time.monotonic())
+        return await self._live_part(request, ADMIN_PART, base=self._projector[0], part=live.admin_page)
 
     async def admin_file(self, request: Request) -> Response:
         try:
@@ -387,7 +391,7 @@ class Server:
     async def _download(self, request: Request, name: str, kind: str, make) -> Response:
         try:
             self._admin(request)
-            snapshot = await run_in_threadpool(self.live.snapshot)
+            snapshot = await run_in_threadpool(self.live.snapshot, True)
             body = await run_in_threadpool(make, snapshot.view)
         except Refused as refused:
             return self._message(refused)
@@ -404,23 +408,37 @@ class Server:
 
     async def _live_part(self, request: Request, template: str, part, **context) -> Response:
         """A live part, or 204 if the page's version (?v=) is the current one. Made in a
-        worker thread; the projector's part is made once per version for every projector."""
+        worker thread from the last snapshot; the projector's part is made once per
+        version for every projector, usually before it is asked for (`_prerender`)."""
         if request.query_params.get("v") == self.live.version:
             return Response(status_code=204)
 
         def render() -> tuple[str, str]:
             snapshot = self.live.snapshot()
-            shared = template == "_admin_live.html.j2"
-            cached = self._rendered.get(template) if shared else None
-            if cached is not None and cached[0] == (snapshot.version, context.get("base")):
-                return snapshot.version, cached[1]
-            text = report.fragment(template, version=snapshot.version, **context, **part(snapshot))
-            if shared:
-                self._rendered[template] = ((snapshot.version, context.get("base")), text)
-            return snapshot.version, text
+            return snapshot.version, self._part(template, snapshot, part, context)
 
         version, text = await run_in_threadpool(render)
         return HTMLResponse(text, headers={"x-version": version, "content-security-policy": STRICT})
+
+    def _part(self, template: str, snapshot: live.Snapshot, part, context: dict) -> str:
+        shared = template == ADMIN_PART
+        key = (snapshot.version, context.get("base"))
+        cached = self._rendered.get(template) if shared else None
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if shared:
+            context = {**context, "problem": self.workshop.problem if self.workshop else ""}
+        text = report.fragment(template, version=snapshot.version, **context, **part(snapshot))
+        if shared:
+            self._rendered[template] = (key, text)
+        return text
+
+    def _prerender(self, snapshot: live.Snapshot) -> None:
+        """The projector's part of a new snapshot, made before the snapshot is shown (in its
+        thread, not a request's), while a projector has asked in the last minutes."""
+        base, asked = self._projector
+        if base and time.monotonic() - asked < PROJECTOR_WATCHING:
+            self._part(ADMIN_PART, snapshot, live.admin_page, {"base": base})
 
     async def _attempt_file(self, upload: uploads.Upload, name: str) -> Response:
         snapshot = await run_in_threadpool(self.live.snapshot)
@@ -528,7 +546,7 @@ def run(manifest: Manifest, options: batch.Options, settings: Settings) -> None:
 
     queue = uploads.Queue(options.out_dir)
     holder: dict = {}
-    workshop = Workshop(manifest, options, queue, on_change=lambda: holder["live"].changed() if "live" in holder else None)
+    workshop = Workshop(manifest, options, queue, on_change=lambda view=None: holder["live"].changed(view) if "live" in holder else None)
     found = workshop.open()
     try:
         print(f"preflight of {manifest.name}: passed", flush=True)

@@ -39,10 +39,11 @@ HOW = "upload"  # how an upload's student is known, as the gradebook keeps it
 
 class Workshop:
     """The grading side of `grader serve`: open() runs the preflight and starts grading;
-    wake() after each upload; close() stops. `on_change()` is called after each change
-    the live pages show."""
+    wake() after each upload; close() stops. `on_change(view)` is called after each change
+    the live pages show, with the class view built after it (or None)."""
 
-    def __init__(self, manifest: Manifest, options: batch.Options, queue: uploads.Queue, on_change: Callable[[], None] = lambda: None):
+    def __init__(self, manifest: Manifest, options: batch.Options, queue: uploads.Queue,
+                 on_change: Callable[..., None] = lambda view=None: None):
         self.manifest, self.options, self.queue, self.on_change = manifest, options, queue, on_change
         self.out_dir = options.out_dir
         self.jobs = options.jobs or batch.default_jobs()
@@ -129,7 +130,6 @@ class Workshop:
                 self._wake.wait(IDLE_WAIT)
                 self._wake.clear()
                 continue
-            self.on_change()
             try:
                 self._grade(claimed)
             except Exception as error:  # noqa: BLE001 - shown on the admin page; uploads stay queued
@@ -144,7 +144,8 @@ class Workshop:
         for upload in claimed:
             known = not self.roster or upload.student in self.roster.students
             self.book.record(name, gradebook.Stored(upload.student, f"{upload.name}.ipynb", upload.sha256, upload.submitted_at, HOW, known))
-        folders = self._folders()
+        folders, view = self._folders()
+        self.on_change(view)  # claimed and recorded: shown as being graded
         rendered = {
             upload.id: self._renderer.submit(batch.write_notebook, self.queue.file_of(upload), folders[upload.id], upload.shown_name)
             for upload in claimed
@@ -163,13 +164,13 @@ class Workshop:
             for upload in todo[work.key]:
                 self._finish(upload, result, folders[upload.id], rendered[upload.id])
 
-    def _folders(self) -> dict[int, str]:
-        """Each claimed upload's pages' folder (absolute), as the class view names it."""
+    def _folders(self) -> tuple[dict[int, str], classview.ClassView]:
+        """Each claimed upload's pages' folder (absolute), as the class view names it; the view."""
         view = classview.build(self.book, self.facts)
         return {
             int(attempt.stored.path.removeprefix("upload-").removesuffix(".ipynb")): os.path.join(self.out_dir, attempt.folder)
             for row in view.rows for attempt in row.attempts if attempt.stored.how == HOW
-        }
+        }, view
 
     def _finish(self, upload: uploads.Upload, result: SubmissionResult | None, folder: str, rendered) -> None:
         """Write the student's pages, then mark the upload done (`result` None: the
@@ -188,7 +189,7 @@ class Workshop:
             kept = next(a.result for a in row.attempts if a.stored.path == f"{upload.name}.ipynb")
             self.queue.finish(upload, uploads.DONE, kept.status, kept.score, kept.max_score, kept.reason)
         self._dirty = True
-        self.on_change()
+        self.on_change(view)  # built after the result was kept; the live pages need no other
 
     def _write_class(self) -> None:
         try:

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import ROOT, chromium
-from grader import classview, live, manifest as manifest_mod, notebook, serve, uploads
+from grader import classview, gradebook, live, manifest as manifest_mod, notebook, serve, uploads
 
 TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
 HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
@@ -152,6 +152,50 @@ def test_another_students_token_gets_a_404_and_never_sees_a_token(site):
     assert not any(ada in page or ada.split(".")[1] in page for page in pages)
     assert ada in client.get(f"/s/{ada}").text  # the curl line on their own page
     assert client.get("/s/" + ada.split(".")[0] + ".x" * 10).status_code == 404  # the right selector, a wrong verifier
+
+
+def test_live_parts_never_wait_for_the_class_view_but_a_page_shows_every_change_before_it(site, monkeypatch):
+    """The class view is built in the live pages' own thread: while a build is slow, a live
+    part is served at once from the last snapshot; a whole page waits for the snapshot
+    that shows the change made before it (a join), and a view handed over by the grading
+    thread is used as it is."""
+    import threading
+
+    server, client = site
+    admin = server.queue.issue_link("instructor", uploads.ADMIN)
+    ada = join(client, "Ada")
+    assert client.get(f"/a/{admin}/live").status_code == 200  # a projector is watching
+    before = server.live.version
+    builds, release, threads = [], threading.Event(), set()
+    real = classview.build
+
+    def slow(book, facts):
+        builds.append(1)
+        threads.add(threading.current_thread().name)
+        release.wait(30)
+        return real(book, facts)
+
+    monkeypatch.setattr(classview, "build", slow)
+    bob = join(client, "Bob")  # the gradebook changed: the next snapshot builds a view, slowly
+    assert client.get(f"/s/{ada}/live?v={before}").status_code == 204  # not held up by the build
+    assert client.get(f"/a/{admin}/live?v={before}").status_code == 204
+    shown = []
+    opened = threading.Thread(target=lambda: shown.append(client.get(f"/s/{bob}").text))
+    opened.start()
+    opened.join(1.0)
+    assert opened.is_alive() and not shown  # Bob's page waits for the snapshot that knows him
+    release.set()
+    opened.join(30)
+    assert "Bob" in shown[0]
+    assert threads == {"grader-live"} and len(builds) == 1
+    assert server.live.version != before
+    assert server._rendered["_admin_live.html.j2"][0][0] == server.live.version  # made before it was asked for
+
+    handed = real(gradebook.Gradebook(server.workshop_book), server.live.facts)
+    server.live.changed(handed)
+    assert server.live.snapshot(fresh=True).view is handed and len(builds) == 1
+    server.live.changed(book=False)  # only the queue changed: the last view still holds
+    assert server.live.snapshot(fresh=True).view is handed and len(builds) == 1
 
 
 def test_tokens_are_stored_hashed(site):
