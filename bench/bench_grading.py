@@ -174,8 +174,22 @@ def main(argv=None) -> int:
 def batch_of_30(work: str) -> None:
     """30 distinct demo submissions (the ten scenarios, three variants each), warm cache."""
     demo = manifest_mod.load(ASSIGNMENT)
+    folder = make_batch_of_30(demo, os.path.join(work, "batch30"))
+    cache_dir = os.path.join(work, "cache-demo")
+    batch.grade(demo, [folder], batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache_dir, jobs=1))  # warm the cache
+    results = {}
+    for jobs in (1, 2):
+        out = os.path.join(work, f"batch30-jobs{jobs}")
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, graded = timed(lambda: batch.grade(demo, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=jobs)).results)
+        results[jobs] = (seconds, {r.submission: r.score for r in graded})
+        print(f"batch of {len(graded)} with --jobs {jobs}: {seconds:.1f} s ({seconds / len(graded):.1f} s per submission)", flush=True)
+    print(f"  speed-up --jobs 2 over --jobs 1: {results[1][0] / results[2][0]:.2f}x; same scores: {results[1][1] == results[2][1]}")
+
+
+def make_batch_of_30(demo, folder: str) -> str:
+    """Write 30 distinct demo submissions (the ten scenarios, three variants each) to `folder`."""
     built, playground = release.build(demo)
-    folder = os.path.join(work, "batch30")
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     for variant in range(3):
@@ -185,16 +199,7 @@ def batch_of_30(work: str) -> None:
             body = text.replace("model.summary()", f"model.summary()  # copy {variant}") if variant else text
             with open(os.path.join(folder, f"v{variant}-{name}"), "w") as handle:
                 handle.write(body if body != text or variant == 0 else text + f"\n# copy {variant}\n")
-    cache_dir = os.path.join(work, "cache-demo")
-    batch.grade(demo, [folder], batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache_dir, jobs=1))  # warm the cache
-    results = {}
-    for jobs in (1, 2):
-        out = os.path.join(work, f"batch30-jobs{jobs}")
-        shutil.rmtree(out, ignore_errors=True)
-        seconds, (graded, _) = timed(batch.grade, demo, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=jobs))
-        results[jobs] = (seconds, {r.submission: r.score for r in graded})
-        print(f"batch of {len(graded)} with --jobs {jobs}: {seconds:.1f} s ({seconds / len(graded):.1f} s per submission)", flush=True)
-    print(f"  speed-up --jobs 2 over --jobs 1: {results[1][0] / results[2][0]:.2f}x; same scores: {results[1][1] == results[2][1]}")
+    return folder
 
 
 if __name__ == "__main__":

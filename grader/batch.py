@@ -22,7 +22,7 @@ from grader import cgroups, classreport, classview, gradebook, notebook, preflig
 from grader import context as context_mod
 from grader.context import Context
 from grader.errors import GraderError
-from grader.executors import LocalPool, Work
+from grader.executors import Executor, LocalPool, Work
 from grader.manifest import Manifest
 from grader.results import SubmissionResult
 from reference.hashing import file_sha256
@@ -46,6 +46,7 @@ class Options:
     identify: str = "auto"  # how a file's student is found (see grader/submissions.py)
     student: str | None = None  # grade again only this student's submissions
     worker: object = None  # the workers' main function (default: executors.serve; tests inject faults here)
+    cluster: str | None = None  # a Dask scheduler's address, or local:N (grader/cluster.py); None: worker processes here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +134,7 @@ def check(manifest: Manifest, options: Options) -> preflight.Preflight:
     prepare_output(options.out_dir)
     context = _resolve(manifest, options)
     book = gradebook.Gradebook(os.path.join(options.out_dir, "gradebook.sqlite"))
-    workers = _Workers(context, 1, options.worker)
+    workers = _Workers(context, 1, options.worker, options.cluster)
     try:
         return preflight.run(context, workers.get, book, options.out_dir, options.regrade)
     finally:
@@ -142,16 +143,22 @@ def check(manifest: Manifest, options: Options) -> preflight.Preflight:
 
 
 class _Workers:
-    """The pool, started only when something needs grading."""
+    """The pool (worker processes here, or a Dask cluster), started only when something needs grading."""
 
-    def __init__(self, context: Context, jobs: int, worker=None):
-        self.context, self.jobs, self.worker, self.pool = context, jobs, worker, None
+    def __init__(self, context: Context, jobs: int, worker=None, cluster: str | None = None):
+        self.context, self.jobs, self.worker, self.cluster, self.pool = context, jobs, worker, cluster, None
 
-    def get(self) -> LocalPool:
+    def get(self) -> Executor:
         if self.pool is None:
             limits = self.context.manifest.grader
             extra = {"worker": self.worker} if self.worker else {}
-            self.pool = LocalPool(self.context, self.jobs, limits.attempts, limits.memory_mb, **extra).__enter__()
+            if self.cluster:
+                from grader.cluster import DaskPool  # imports Dask only when it is asked for
+
+                pool = DaskPool(self.context, self.cluster, limits.attempts, limits.memory_mb, **extra)
+            else:
+                pool = LocalPool(self.context, self.jobs, limits.attempts, limits.memory_mb, **extra)
+            self.pool = pool.__enter__()
         return self.pool
 
     def close(self) -> None:
@@ -176,7 +183,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
         if fresh or book.get(manifest.name, manifest.version, context.fingerprint, digest) is None:
             todo.setdefault(digest, []).append(submitted)
     folders = _folders(book, facts, chosen, roots)
-    workers = _Workers(context, min(options.jobs or default_jobs(), max(1, len(todo))), options.worker)
+    workers = _Workers(context, min(options.jobs or default_jobs(), max(1, len(todo))), options.worker, options.cluster)
     progress = tqdm.tqdm(total=sum(len(v) for v in todo.values()), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
     failed: list[SubmissionResult] = []
     try:

@@ -122,6 +122,8 @@ def _grading_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--jobs", type=_positive_int, default=0, help="notebooks graded at once (default: from cores and memory)")
     command.add_argument("--regrade", action="store_true", help="grade again what the gradebook already holds")
     command.add_argument("--umask", type=lambda text: int(text, 8), help="the umask of the files written, e.g. 027 (default: the shell's, usually 022)")
+    command.add_argument("--cluster", type=_cluster_address, metavar="ADDRESS",
+                         help="grade on a Dask cluster: its scheduler's address (tcp://host:8786), or local:N for N worker processes here")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +169,7 @@ def _options(args):
         roster=getattr(args, "roster", None),
         identify=getattr(args, "identify", "auto"),
         student=getattr(args, "student", None),
+        cluster=args.cluster,
     )
 
 
@@ -199,6 +202,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def _cluster_address(text: str) -> str:
+    from grader.cluster import ClusterError, check_address
+
+    try:
+        return check_address(text)
+    except ClusterError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _grade(args) -> int:

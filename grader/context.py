@@ -58,10 +58,15 @@ class Context:
                             tuple(dict.fromkeys(warm)), self.lab.environment, self.lab.answer, self.lab.kind)
 
 
+def user_cache() -> str:
+    """The grader's folder in the user's cache ($XDG_CACHE_HOME or ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "keras-grader")
+
+
 def default_cache_dir() -> str:
     """$GRADER_CACHE, else the user's cache folder."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.environ.get("GRADER_CACHE") or os.path.join(base, "keras-grader", "features")
+    return os.environ.get("GRADER_CACHE") or os.path.join(user_cache(), "features")
 
 
 def resolve(manifest: Manifest, out_dir: str, *, data: str | None = None, weights: str | None = None,

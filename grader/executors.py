@@ -1,5 +1,9 @@
 """Grade notebooks in supervised worker processes: one seam for every way of grading.
 
+An `Executor` grades notebooks and yields each one's result, as data: `LocalPool` here
+(worker processes on this machine) and `cluster.DaskPool` (a Dask cluster) are its two
+implementations, and `Attempts` is the retry policy both share.
+
 `LocalPool.grade(works)` takes notebooks and yields each one's result, as data. Each
 worker process holds a warm `pipeline.Batch` (TensorFlow imported, the reference base
 and the feature cache loaded, a sandbox started ahead) and grades in a pipeline: it
@@ -22,7 +26,7 @@ import multiprocessing.connection
 import resource
 import signal
 import traceback
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 from grader import cgroups, faults
 from grader.context import Context
@@ -48,6 +52,49 @@ class WorkersFailed(GraderError):
     """The grading workers cannot start (the grader's or the machine's fault, not a student's)."""
 
 
+class Executor(Protocol):
+    """What the batch and the preflight grade through: a context manager that grades notebooks."""
+
+    peak_bytes: int  # the largest of the workers' own peak memory, once closed
+
+    def __enter__(self) -> "Executor": ...
+
+    def __exit__(self, *exc) -> None: ...
+
+    def set(self, name: str, value) -> None:
+        """Tell every worker, now and later, a fact learnt while grading (e.g. the model budget)."""
+
+    def grade(self, works: Iterable[Work]) -> Iterator[tuple[Work, SubmissionResult]]:
+        """(work, result) for every work, each exactly once, in the order they finish; a
+        result marked `grader_error` is one the grader gave up on (never a grade)."""
+
+
+class Attempts:
+    """The retry policy for the grader's own failures, the same for every executor: a
+    notebook is tried up to `limit` times, then gets an "ungradable: the grader's fault"
+    result."""
+
+    def __init__(self, context: Context, limit: int):
+        self.context, self.limit = context, max(1, limit)
+        self.tried: collections.Counter = collections.Counter()
+
+    def settle(self, work: Work, result: SubmissionResult) -> SubmissionResult | None:
+        """The result to hand on, or None: the grader failed on `work` and may try again."""
+        if not result.provenance.get("grader_error"):
+            return result
+        return _given_up(result, self.tried[work.key]) if self._spent(work) else None
+
+    def lost(self, work: Work, why: str) -> SubmissionResult | None:
+        """The grader lost `work` without a result (its worker died, its task raised): None
+        to try it again, or its result once it has no attempt left."""
+        return died_result(self.context, work, why, self.tried[work.key]) if self._spent(work) else None
+
+    def _spent(self, work: Work) -> bool:
+        """Count one more failure of the grader's on `work`; True once it has no attempt left."""
+        self.tried[work.key] += 1
+        return self.tried[work.key] >= self.limit
+
+
 def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None:
     """A worker: grade what the connection sends, report each result (see the module doc)."""
     if group is not None and group.active:
@@ -59,11 +106,8 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
     try:
         context_mod.check_assets(context)
         batch = pipeline.Batch(context, ahead=True)
-    except GraderError as error:  # the instructor's: the parent stops the batch with this message
-        connection.send(("failed", error.message, error.hint, error.exit_code))
-        return
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops the batch
-        connection.send(("failed", f"a grading worker could not start: {type(error).__name__}: {error}", traceback.format_exc(limit=5), 1))
+        connection.send(("failed", *start_failure(error)))
         return
     connection.send(("ready",))
     started = None  # (work, Started or the error that starting it raised)
@@ -80,11 +124,7 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
             if message[0] == "grade":
                 work = message[1]
                 batch.runner.expect_more(True)
-                try:
-                    begun = pipeline.start_submission(work.path, work.name, batch)
-                except Exception as error:  # noqa: BLE001 - the grader's fault, reported as a result
-                    begun = error
-                previous, started = started, (work, begun)
+                previous, started = started, (work, pipeline.start_safely(work.path, work.name, batch))
                 if previous is not None:
                     finish(previous)
             elif message[0] == "flush":
@@ -160,7 +200,8 @@ class LocalPool:
 
     def __init__(self, context: Context, jobs: int, attempts: int = 3, memory_mb: int = 0,
                  worker: Callable = serve, final: bool = True):
-        self.context, self.jobs, self.attempts, self.memory_mb, self.worker = context, max(1, jobs), max(1, attempts), memory_mb, worker
+        self.context, self.jobs, self.memory_mb, self.worker = context, max(1, jobs), memory_mb, worker
+        self.attempts = Attempts(context, attempts)
         # a batch's queue, once empty, stays empty: its workers need no sandbox ahead then;
         # a server's (final=False) may get an upload any moment, and keeps one warm for it
         self.final = final
@@ -189,7 +230,6 @@ class LocalPool:
         """(work, result) for every work, in the order they finish."""
         queue = collections.deque(works)
         by_key = {work.key: work for work in queue}
-        tried: collections.Counter = collections.Counter()
         remaining = len(queue)
         while remaining:
             self._feed(queue)
@@ -204,11 +244,11 @@ class LocalPool:
                     except (EOFError, OSError):
                         message = None
                     if message is not None:
-                        for done in self._received(worker, message, queue, by_key, tried):
+                        for done in self._received(worker, message, queue, by_key):
                             remaining -= 1
                             yield done
                         continue
-                for done in self._died(worker, queue, by_key, tried):
+                for done in self._died(worker, queue, by_key):
                     remaining -= 1
                     yield done
 
@@ -225,7 +265,7 @@ class LocalPool:
                 worker.flushed = True
                 worker.send("flush", "end" if self.final else "pause")
 
-    def _received(self, worker: _Worker, message, queue, by_key, tried):
+    def _received(self, worker: _Worker, message, queue, by_key):
         kind = message[0]
         if kind == "ready":
             worker.ready = True
@@ -233,25 +273,20 @@ class LocalPool:
             for name, value in self.facts.items():
                 worker.send("set", name, value)
         elif kind == "failed":
-            error = GraderError(message[1], hint=message[2])
-            error.exit_code = message[3]
-            raise error
+            raise worker_failed(*message[1:])
         elif kind == "finishing":
             worker.finishing = message[1]
         elif kind == "result":
             key = message[1]
             worker.given.remove(key)
             worker.finishing = None
-            result = result_from_json(message[2])
-            if result.provenance.get("grader_error"):
-                tried[key] += 1
-                if tried[key] < self.attempts:
-                    queue.appendleft(by_key[key])
-                    return
-                result = _given_up(result, tried[key])
+            result = self.attempts.settle(by_key[key], result_from_json(message[2]))
+            if result is None:
+                queue.appendleft(by_key[key])
+                return
             yield by_key[key], result
 
-    def _died(self, worker: _Worker, queue, by_key, tried):
+    def _died(self, worker: _Worker, queue, by_key):
         """A worker died: charge the notebook it was checking, requeue the rest, replace it."""
         why = worker.why_dead()
         if not worker.ready:
@@ -261,9 +296,9 @@ class LocalPool:
         culprit = worker.finishing or (worker.given[0] if worker.given else None)
         for key in reversed(worker.given):
             if key == culprit:
-                tried[key] += 1
-                if tried[key] >= self.attempts:
-                    yield by_key[key], _died_result(self.context, by_key[key], why, tried[key])
+                result = self.attempts.lost(by_key[key], why)
+                if result is not None:
+                    yield by_key[key], result
                     continue
             queue.appendleft(by_key[key])
         worker.given = []
@@ -271,12 +306,27 @@ class LocalPool:
         self.workers[self.workers.index(worker)] = _Worker(self)
 
 
+def start_failure(error: BaseException) -> tuple[str, str, int]:
+    """(message, hint, exit code) of a worker that could not start, as data for the parent."""
+    if isinstance(error, GraderError):  # the instructor's: the parent stops the batch with this message
+        return error.message, error.hint, error.exit_code
+    return f"a grading worker could not start: {type(error).__name__}: {error}", traceback.format_exc(limit=5), 1
+
+
+def worker_failed(message: str, hint: str, exit_code: int) -> GraderError:
+    """The error that stops the batch when a worker could not start (see start_failure)."""
+    error = GraderError(message, hint=hint)
+    error.exit_code = exit_code
+    return error
+
+
 def _given_up(result: SubmissionResult, attempts: int) -> SubmissionResult:
     reason, fix = faults.retry_message(attempts, result.reason)
     return dataclasses.replace(result, reason=reason, fix=fix)
 
 
-def _died_result(context: Context, work: Work, why: str, attempts: int) -> SubmissionResult:
+def died_result(context: Context, work: Work, why: str, attempts: int) -> SubmissionResult:
+    """The "ungradable: the grader's fault" result of a notebook that a worker died on, every time."""
     from grader import pipeline
 
     reason, fix = faults.retry_message(attempts, why)

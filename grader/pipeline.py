@@ -72,16 +72,22 @@ def grade_all(items, batch: Batch):
             previous, waiting = waiting, None
             if item is not None:
                 key, path, name = item
-                try:
-                    waiting = (key, path, name, start_submission(path, name, batch))
-                except Exception as error:  # noqa: BLE001
-                    waiting = (key, path, name, error)
+                waiting = (key, path, name, start_safely(path, name, batch))
             if previous is not None:
                 key, path, name, started = previous
                 yield key, finish_safely(path, name, started, batch)
     finally:
         if waiting is not None and isinstance(waiting[3], Started):
             waiting[3].cancel()
+
+
+def start_safely(path: str, name: str, batch: Batch) -> "Started | Exception":
+    """start_submission, except that a failure of the grader's own is returned, for
+    finish_safely to turn into a marked result."""
+    try:
+        return start_submission(path, name, batch)
+    except Exception as error:  # noqa: BLE001 - the grader's fault, reported as a result
+        return error
 
 
 def finish_safely(path: str, name: str, started, batch: Batch) -> SubmissionResult:
@@ -127,7 +133,8 @@ class Started:
 
 
 def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
-    return finish_safely(path, name, start_submission(path, name, batch), batch)
+    """One submission from file to result (a failure of the grader's own is a marked result)."""
+    return finish_safely(path, name, start_safely(path, name, batch), batch)
 
 
 def start_submission(path: str, name: str, batch: Batch) -> Started:
