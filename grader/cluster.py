@@ -39,6 +39,7 @@ LOCAL = re.compile(r"local:([1-9][0-9]*)")
 ADDRESS = re.compile(r"([a-z]+://)?[^\s/:]+(:[0-9]+)?")
 POLL_SECONDS = 5  # how often, while waiting for results, new workers are looked at
 WAIT_FOR_WORKERS = 120  # seconds a cluster may take to show its first worker
+FETCH_SECONDS = 30  # a finished task's result not fetched by then was lost with its worker
 AHEAD = 2  # tasks in flight per grading worker: one graded, the next one waiting on it
 
 
@@ -146,7 +147,15 @@ class DaskPool:
                 return executors.died_result(self.context, work, why, error.allowed_failures + 1)
             why = f"{type(error).__name__}: {str(error)[:300]}" if error is not None else f"the task was {future.status}"
             return self.attempts.lost(work, f"its grading task failed ({why})")
-        answer = json.loads(future.result())
+        try:
+            # The result lives on the worker that computed it: if that worker has died since
+            # (a notebook killed it), Dask must compute it again, which needs the waiting
+            # tasks offered to a ready worker (_admit, in this thread): never wait here for
+            # that. Grade it again instead.
+            answer = json.loads(future.result(timeout=FETCH_SECONDS))
+        except TimeoutError:
+            future.cancel()
+            return self.attempts.lost(work, "its result was lost with the worker that held it")
         if "failed" in answer:  # a worker could not warm up: the instructor's or the machine's
             raise executors.worker_failed(*answer["failed"])
         return self.attempts.settle(work, result_from_json(answer["result"]))

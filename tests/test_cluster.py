@@ -279,3 +279,27 @@ def test_a_worker_that_does_not_see_the_clients_files_is_sent_them_once(tmp_path
     finally:
         cluster.close()
     assert cluster.status.name == "closed"
+
+
+def test_a_result_lost_with_its_worker_is_graded_again_not_waited_for(monkeypatch):
+    """A task finished, then its worker died before the client fetched the result: fetching
+    would wait for Dask to compute it again, which needs this very thread (_admit). The
+    client gives up on the fetch and grades the notebook again, within its attempts."""
+    from grader.executors import Work
+
+    class Lost:
+        status, cancelled = "finished", False
+
+        def result(self, timeout=None):
+            assert timeout == cluster_mod.FETCH_SECONDS  # never waits without a bound
+            raise TimeoutError
+
+        def cancel(self):
+            Lost.cancelled = True
+
+    pool = cluster_mod.DaskPool.__new__(cluster_mod.DaskPool)
+    pool.attempts = cluster_mod.Attempts(None, 2)
+    work = Work("k" * 64, "student.ipynb", "student")
+    assert pool._settle(work, Lost()) is None and Lost.cancelled  # tried again
+    monkeypatch.setattr(cluster_mod.executors, "died_result", lambda context, work, why, tried: ("given up", why, tried))
+    assert pool._settle(work, Lost()) == ("given up", "its result was lost with the worker that held it", 2)
