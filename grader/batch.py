@@ -187,8 +187,15 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
     progress = tqdm.tqdm(total=sum(len(v) for v in todo.values()), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
     failed: list[SubmissionResult] = []
     try:
-        reference = preflight.run(context, workers.get, book, options.out_dir, options.regrade).solution
+        checked = preflight.run(context, workers.get, book, options.out_dir, options.regrade)
+        reference = checked.solution
         report.save_reference(reference, options.out_dir)
+        # The lab's solution or playground handed in as released: the preflight has just
+        # graded that very content, and the gradebook holds it; its pages come from there.
+        for digest in checked.graded & todo.keys():
+            for submitted in todo.pop(digest):
+                write_notebook(submitted.path, os.path.join(options.out_dir, folders[submitted.path]))
+                progress.update(1)
         if todo:
             pool = workers.get()
             pool.set("max_parameters", model_budget(manifest, reference))

@@ -32,6 +32,7 @@ class PreflightFailed(GraderError):
 class Preflight:
     solution: SubmissionResult
     playground: SubmissionResult
+    graded: frozenset = frozenset()  # the contents (sha256) graded by this run, not taken from the gradebook
 
     def lines(self) -> list[str]:
         """What was checked, one line each, for `grader check`."""
@@ -64,7 +65,7 @@ def run(context: Context, pool_of, book: gradebook.Gradebook, out_dir: str, regr
             raise PreflightFailed(f"the grader could not grade the lab's own {work.name.replace('-', ' ')}: {result.reason}",
                                   hint="nothing was graded; fix what the message says and run again")
         results[work.name] = result
-    found = Preflight(results[SOLUTION], results[PLAYGROUND])
+    found = Preflight(results[SOLUTION], results[PLAYGROUND], frozenset(work.key for work in todo))
     _judge(found)
     for work in todo:  # kept only once they are right: a rerun then skips them
         book.put(context.fingerprint, results[work.name])

@@ -168,3 +168,26 @@ def test_editing_a_locked_cell_grades_everything_again(tmp_path):
     batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)
     with sqlite3.connect(os.path.join(options.out_dir, "gradebook.sqlite")) as db:
         assert db.execute("SELECT COUNT(DISTINCT setting), COUNT(*) FROM results").fetchone() == (2, 8)  # all graded again
+
+
+@pytest.mark.slow
+def test_the_solution_handed_in_as_released_is_graded_once_by_the_preflight(tmp_path):
+    """A fresh batch grades the lab's solution and playground in its preflight; the same
+    files handed in (the demo's, a student's unchanged playground) take those results, with
+    their pages, instead of being graded a second time."""
+    from grader import scenarios
+
+    loaded = manifest_mod.load(TINY)
+    record, playground = release.build(loaded)
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    for name, content in scenarios.make(record, playground, ["solution.ipynb", "untouched_playground.ipynb"]).items():
+        (folder / name).write_bytes(content)
+    out = tmp_path / "out"
+    graded = batch.grade(loaded, [str(folder)], batch.Options(out_dir=str(out), quiet=True, jobs=1))
+    assert json.load(open(out / ".grader" / "batch.json"))["graded"] == 0
+    assert len(rows(str(out))) == 2  # the preflight's two results, nothing else
+    scores = {r.submission: (r.score, r.max_score) for r in graded.results}
+    assert scores["solution"][0] == scores["solution"][1] and scores["untouched_playground"][0] < scores["untouched_playground"][1]
+    for student in ("solution", "untouched_playground"):
+        assert {"scorecard.html", "notebook.html"} <= set(os.listdir(attempt(str(out), student)))
