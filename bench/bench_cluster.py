@@ -118,7 +118,7 @@ def client_cost(folder: str, work: str) -> None:
 
     def write(result) -> None:
         page_folder = os.path.join(scratch, result.submission)
-        batch._write_notebook(os.path.join(folder, result.file), page_folder)
+        batch.write_notebook(os.path.join(folder, result.file), page_folder)
         report.write_submission(result, page_folder, None)
 
     seconds, _ = timed(lambda: [write(r) for r in results])
