@@ -191,10 +191,14 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
         reference = checked.solution
         report.save_reference(reference, options.out_dir)
         # The lab's solution or playground handed in as released: the preflight has just
-        # graded that very content, and the gradebook holds it; its pages come from there.
+        # graded that very content (and the gradebook holds it), so it is not graded again.
+        by_digest = {result.sha256: result for result in (checked.solution, checked.playground)}
         for digest in checked.graded & todo.keys():
             for submitted in todo.pop(digest):
-                write_notebook(submitted.path, os.path.join(options.out_dir, folders[submitted.path]))
+                folder = os.path.join(options.out_dir, folders[submitted.path])
+                write_notebook(submitted.path, folder)
+                shown = dataclasses.replace(by_digest[digest], submission=submitted.student, file=submitted.file)
+                report.write_submission(shown, folder, None)  # rewritten with the class's facts at the end
                 progress.update(1)
         if todo:
             pool = workers.get()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 
 from grader.gradebook import Gradebook, Override, Stored
 from grader.manifest import ClassRules, Manifest
@@ -103,6 +104,8 @@ class ClassView:
     rows: tuple[Row, ...]
     check_ids: tuple[str, ...]
     rules: ClassRules
+    # time.monotonic() when its build began: it shows everything kept before then
+    began: float = dataclasses.field(default=0.0, compare=False)
 
     def notes(self) -> list[str]:
         """What the instructor should know: unknown students, students without a submission,
@@ -125,6 +128,7 @@ class ClassView:
 
 def build(book: Gradebook, facts: ClassFacts) -> ClassView:
     """The class now, from everything the gradebook keeps for the assignment."""
+    began = time.monotonic()
     roster = book.students(facts.name)
     overrides = book.overrides(facts.name)
     by_student: dict[str, list[Stored]] = {}
@@ -139,7 +143,7 @@ def build(book: Gradebook, facts: ClassFacts) -> ClassView:
         row = Row(student, roster.get(student, {}), student in roster or not roster, attempts,
                   tuple(overrides.get(student, ())), max_score)
         rows.append(_score(row, facts.rules))
-    return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules)
+    return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules, began)
 
 
 def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored]) -> tuple[Attempt, ...]:

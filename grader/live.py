@@ -104,17 +104,25 @@ class Live:
                 covers, given, stale = self._wanted, self._given, self._stale
                 self._given, self._stale = None, False
             last = self._snapshot
-            view = None if stale or last is None else given or last.view  # None: build one
+            if stale or last is None:
+                view = None  # build one
+            elif given is not None and given.began >= last.view.began:
+                view = given
+            else:  # nothing handed over, or a view begun before the last one (a join came between)
+                view = last.view
             try:
                 snapshot = self._build(f"{self._boot}-{covers}", view)
-                for call in self._made:
-                    call(snapshot)
             except Exception:  # noqa: BLE001 - the pages keep the last snapshot; the next try builds anew
                 log.exception("could not make the live pages' snapshot")
                 with self._ready:
                     self._stale = True
                 time.sleep(1.0)
                 continue
+            for call in self._made:
+                try:
+                    call(snapshot)
+                except Exception:  # noqa: BLE001 - a part made ahead is made on request instead
+                    log.exception("could not prepare a part of the live pages")
             with self._ready:
                 self._snapshot, self._covers = snapshot, covers
                 self._ready.notify_all()
@@ -137,13 +145,16 @@ def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: i
     shown = []
     for upload in queue.of_student(student):
         attempt = attempts.get(f"{upload.name}.ipynb")
+        # The queue is read fresh, the snapshot may lag a moment behind it: an upload is shown
+        # finished, with its scorecard's link, once the snapshot holds its attempt.
+        finished = upload.state in (uploads.DONE, uploads.FAILED)
         shown.append({
             "upload": upload,
             "ahead": place.get(upload.id, 0) if upload.state in (uploads.WAITING, uploads.GRADING) else None,
             "wait": _wait(place.get(upload.id, 0), snapshot.seconds_per_upload, jobs) if upload.state == uploads.WAITING else None,
             "attempt": attempt,
-            # linked once the snapshot holds its attempt (the queue is read fresh, the snapshot may lag)
-            "scorecard": upload.state in (uploads.DONE, uploads.FAILED) and attempt is not None,
+            "scorecard": finished and attempt is not None,
+            "state": upload.state if attempt is not None or not finished else uploads.GRADING,
             "submitted": classreport.when(upload.submitted_at),
         })
     return {"uploads": shown, "row": row, "latest": shown[0] if shown else None}

@@ -253,7 +253,8 @@ def _settle_batch_norm(model, batches) -> bool:
     predicts one class for every validation image. In the lab's own longer run the
     averages settle, so the grader lets them settle too. Frozen layers (a pretrained
     base's) keep theirs: they run in inference mode and are left out. No weight changes.
-    Returns whether the model has any such layer."""
+    Returns whether any statistics were re-estimated (a model without such a layer, or
+    fewer training images than one batch: none)."""
     import keras
 
     norms = [layer for layer in model._flatten_layers(include_self=False)
@@ -261,15 +262,17 @@ def _settle_batch_norm(model, batches) -> bool:
     if not norms:
         return False
     momenta = [layer.momentum for layer in norms]
+    seen = 0
     try:
-        for seen, (inputs, _) in enumerate(batches, start=1):
+        for inputs, _ in batches:
+            seen += 1
             for layer in norms:
                 layer.momentum = (seen - 1) / seen  # the n-th batch weighs 1/n: a plain average
             model(inputs, training=True)
     finally:
         for layer, momentum in zip(norms, momenta):
             layer.momentum = momentum
-    return True
+    return seen > 0
 
 
 def fresh_copy(layer):

@@ -196,6 +196,12 @@ def test_live_parts_never_wait_for_the_class_view_but_a_page_shows_every_change_
     assert server.live.snapshot(fresh=True).view is handed and len(builds) == 1
     server.live.changed(book=False)  # only the queue changed: the last view still holds
     assert server.live.snapshot(fresh=True).view is handed and len(builds) == 1
+    # A view the grading thread began before a join that has been shown since is older than
+    # the page: the live pages keep the newer one (Cy stays on the projector).
+    join(client, "Cy")
+    assert server.live.snapshot(fresh=True).row("cy") is not None and len(builds) == 2
+    server.live.changed(handed)
+    assert server.live.snapshot(fresh=True).row("cy") is not None and len(builds) == 2
 
 
 def test_tokens_are_stored_hashed(site):
