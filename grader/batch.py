@@ -195,10 +195,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
         by_digest = {result.sha256: result for result in (checked.solution, checked.playground)}
         for digest in checked.graded & todo.keys():
             for submitted in todo.pop(digest):
-                folder = os.path.join(options.out_dir, folders[submitted.path])
-                write_notebook(submitted.path, folder)
-                shown = dataclasses.replace(by_digest[digest], submission=submitted.student, file=submitted.file)
-                report.write_submission(shown, folder, None)  # rewritten with the class's facts at the end
+                _write_pages(submitted, by_digest[digest], os.path.join(options.out_dir, folders[submitted.path]))
                 progress.update(1)
         if todo:
             pool = workers.get()
@@ -263,16 +260,23 @@ def _grade_todo(pool, todo, context: Context, book: gradebook.Gradebook, folders
         if not result.provenance.get("grader_error"):
             book.put(context.fingerprint, result)
         for submitted in todo[work.key]:
-            folder = os.path.join(options.out_dir, folders[submitted.path])
-            write_notebook(submitted.path, folder)
-            shown = dataclasses.replace(result, submission=submitted.student, file=submitted.file)
-            report.write_submission(shown, folder, None)  # rewritten with the class's facts at the end
+            shown = _write_pages(submitted, result, os.path.join(options.out_dir, folders[submitted.path]))
             if result.provenance.get("grader_error"):
                 failed.append(shown)
             progress.update(1)
         said = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else "ungradable"
         progress.set_postfix_str(f"{work.name}: {said}")
     return failed
+
+
+def _write_pages(submitted: submissions.Submission, result: SubmissionResult, folder: str) -> SubmissionResult:
+    """A submission's notebook page and scorecard, as soon as its result is known (the
+    scorecard is written again with the class's facts at the end); returns its result as
+    that student's."""
+    write_notebook(submitted.path, folder)
+    shown = dataclasses.replace(result, submission=submitted.student, file=submitted.file)
+    report.write_submission(shown, folder, None)
+    return shown
 
 
 def _folders(book: gradebook.Gradebook, facts: classview.ClassFacts, chosen, roots: dict) -> dict[str, str]:
