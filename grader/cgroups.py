@@ -65,6 +65,12 @@ class RunCgroup:
             with open(os.path.join(path, "cgroup.procs"), "w") as handle:
                 handle.write(str(os.getpid()))
 
+    def adopt(self, pid: int) -> None:
+        """Move process `pid` into the cgroups (a run's child, before it runs a line of the run)."""
+        for path in self.paths.values():
+            with open(os.path.join(path, "cgroup.procs"), "w") as handle:
+                handle.write(str(pid))
+
     def processes(self) -> list[int]:
         """The processes in the cgroup now."""
         for path in self.paths.values():

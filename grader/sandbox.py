@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -186,6 +187,7 @@ class Places:
 
     scratch: str  # /scratch
     tmp: str | None  # /tmp (None: a sized tmpfs of bubblewrap's)
+    shm: str  # /dev/shm
     python: str | None  # the base installation (None: it is under /usr, already there)
     site: str | None  # the venv's site-packages (None: not in a venv)
     data: str  # /data
@@ -198,7 +200,7 @@ def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) ->
     python = python_layout()
     command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     command += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
-    command += ["--proc", "/proc", "--dev", "/dev"]
+    command += ["--proc", "/proc", "--dev", "/dev", "--bind", places.shm, "/dev/shm"]
     command += ["--bind", places.tmp, "/tmp"] if places.tmp else ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):
@@ -254,13 +256,11 @@ def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
     views = _mounted(folder, reads) if plan.sandboxed and _can_mount() else None
     capped, reads = views is not None, views or reads
     disk = os.path.join(folder, "disk")
-    scratch, tmp = os.path.join(disk, "scratch"), os.path.join(disk, "tmp")
-    os.makedirs(os.path.join(scratch, "out"), exist_ok=True)
-    os.makedirs(tmp, exist_ok=True)
-    os.chmod(scratch, 0o777)
-    os.chmod(os.path.join(scratch, "out"), 0o777)
-    os.chmod(tmp, 0o1777)
-    return Places(scratch, tmp if capped else None, reads["python"], reads["site"], reads["data"], reads["models"]), capped
+    scratch, tmp, shm = (os.path.join(disk, name) for name in ("scratch", "tmp", "shm"))
+    for path, mode in ((scratch, 0o777), (tmp, 0o1777), (shm, 0o1777)):
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, mode)
+    return Places(scratch, tmp if capped else None, shm, reads["python"], reads["site"], reads["data"], reads["models"]), capped
 
 
 def _mounted(folder: str, reads: dict[str, str | None]) -> dict[str, str | None] | None:
@@ -339,27 +339,23 @@ RUN_PREFIX = "grader-run-"
 STALE_RUN_AFTER = 24 * 3600  # seconds
 
 
-STANDBY_NICE = 10  # a sandbox started ahead imports at low priority, behind the grader's training
-
-
-def _limit_resources(limits: Limits, group: RunCgroup, nice: int = 0):
+def _limit_resources(limits: Limits, group: RunCgroup):
+    """The zygote's limits, inherited by each run's child (which adds its own CPU-time
+    limit: a per-process counter that starts again at each fork)."""
     def apply() -> None:
         if group.active:
             group.enter()
-        if nice:
-            os.nice(nice)
         # With a memory cgroup the address space only needs a backstop (TensorFlow reserves
         # far more address space than it touches); without one it is the memory limit.
         memory = limits.memory_mb * 2**20 * (4 if group.active else 1)
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        cpu = int(limits.run_timeout * 2) + 10
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         size = limits.artifact_mb * 2**20
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,66 +373,192 @@ class Plan:
     kind: str = "model"  # what it is: "model" or "dataset"
 
 
-@dataclasses.dataclass
-class _Launch:
-    """A started sandbox, waiting for (or running) its one submission."""
+class ZygoteLost(Exception):
+    """The zygote did not answer as it should (it died, or it hung): start another."""
 
-    folder: str  # holds the run's disk (scratch/, tmp/), its views, out/ and stderr.txt
-    process: subprocess.Popen
-    group: RunCgroup
-    inside_scratch: str
-    capped: bool  # the run has a disk of its own (capped in bytes and files)
-    progress: "_Progress"
-    lock: int  # see _hold
-    nice: int = 0
+
+ZYGOTE_READY_SECONDS = 600.0  # wall clock for a new zygote to import the plan's modules (a busy host is slow)
+ZYGOTE_ANSWER_SECONDS = 60.0  # for a fork, and for the report of a run that has ended
+
+
+class _Zygote:
+    """A sandbox whose runner has imported the plan's modules once and forks one child per
+    run (see sandbox_runner). Its disk (/scratch, /tmp, /dev/shm) is emptied after each run,
+    once everything the run started is dead; the grader is the only one that talks to it."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.folder = tempfile.mkdtemp(prefix=RUN_PREFIX)
+        self.lock = _hold(self.folder)
+        self.stderr = -1
+        self.ready = False
+        self._heard = b""
+        try:
+            self._start()
+        except BaseException:
+            remove_run_folder(self.folder)
+            os.close(self.lock)
+            raise
+
+    def _start(self) -> None:
+        plan, folder = self.plan, self.folder
+        places, self.capped = _prepare(plan, folder)
+        self.places = places
+        os.mkdir(os.path.join(places.scratch, "out"), 0o777)
+        os.chmod(os.path.join(places.scratch, "out"), 0o777)
+        python = python_layout()
+        files: dict[str, int] = {}
+        if plan.sandboxed:
+            inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py", "python": python.executable}
+            files["/runner/run.py"] = _memfd("runner", _runner_source())
+            if python.site:
+                files["/venv/pyvenv.cfg"] = _memfd("pyvenv.cfg", python.pyvenv_cfg.encode())
+        else:
+            keras_home = os.path.join(folder, "keras")
+            os.makedirs(keras_home, exist_ok=True)
+            if not os.path.exists(os.path.join(keras_home, "models")):
+                os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
+            inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER, "python": sys.executable}
+        self.inside_scratch = inside["scratch"]
+        library_path = python.library_path if plan.sandboxed else ""
+        env = sandbox_env(plan, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
+        config = {"isolate": plan.sandboxed, "scratch": inside["scratch"],
+                  "cpu_seconds": int(plan.limits.run_timeout * 2) + 10, "file_bytes": plan.limits.artifact_mb * 2**20}
+        command = [inside["python"], inside["runner"], json.dumps(config), ",".join(plan.warm)]
+        if plan.sandboxed:
+            command = bwrap_command(places, env, files) + command
+        self.group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(folder)))
+        self.stderr = os.open(os.path.join(folder, "stderr.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                env=env,
+                cwd=places.scratch,
+                start_new_session=True,
+                pass_fds=tuple(files.values()),
+                preexec_fn=_limit_resources(plan.limits, self.group),
+            )
+        except BaseException:
+            self.group.destroy()
+            os.close(self.stderr)
+            raise
+        finally:
+            for fd in files.values():
+                os.close(fd)
 
     @property
     def scratch(self) -> str:
-        return os.path.join(self.folder, "disk", "scratch")
+        return self.places.scratch
 
-    def to_normal_priority(self) -> None:
-        """Every thread of the run back to the grader's own priority."""
-        pids = self.group.processes() or [self.process.pid]
-        for pid in pids:
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def say(self, word: str) -> None:
+        try:
+            self.process.stdin.write(f"{word}\n".encode())
+            self.process.stdin.flush()
+        except OSError as error:
+            raise ZygoteLost(f"the zygote stopped listening ({error})") from None
+
+    def hear(self, prefix: str, seconds: float) -> str:
+        """The zygote's next line, which must start with `prefix`: the rest of it."""
+        deadline = time.monotonic() + seconds
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._heard:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise ZygoteLost(f"the zygote did not say {prefix!r} within {seconds:g} s")
+            piece = os.read(fd, 4096)
+            if not piece:
+                raise ZygoteLost(f"the zygote ended (exit code {self.process.wait()}) before it said {prefix!r}")
+            self._heard += piece
+        line, _, self._heard = self._heard.partition(b"\n")
+        text = line.decode(errors="replace").strip()
+        if not text.startswith(prefix):
+            raise ZygoteLost(f"the zygote said {text[:80]!r}, not {prefix!r}")
+        return text[len(prefix):].strip()
+
+    def await_ready(self) -> None:
+        """Wait until the zygote has imported its modules (once)."""
+        if not self.ready:
+            self.hear("ready", ZYGOTE_READY_SECONDS)
+            self.ready = True
+            self.wipe()  # what its start-up wrote (caches under $HOME): every run finds the same empty disk
+
+    def fork(self) -> int:
+        """A new child, waiting for its word: its process id on the host."""
+        self.await_ready()
+        self.say("fork")
+        inside = int(self.hear("forked", ZYGOTE_ANSWER_SECONDS))
+        for _ in range(200):
+            host = self._host_pid(inside)
+            if host is not None:
+                return host
+            time.sleep(0.01)
+        raise ZygoteLost(f"the zygote's child {inside} is nowhere to be seen")
+
+    def _host_pid(self, inside: int) -> int | None:
+        for pid in watch.process_tree(self.process.pid):
             try:
-                threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-            except (OSError, ValueError):
+                with open(f"/proc/{pid}/status") as handle:
+                    fields = next((line.split()[1:] for line in handle if line.startswith("NSpid:")), [])
+            except OSError:
                 continue
-            for thread in threads:
-                try:
-                    os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, 0))
-                except OSError:
-                    pass  # it ended meanwhile
-        self.nice = 0
+            if fields and int(fields[-1]) == inside and (len(fields) > 1 or not self.plan.sandboxed) and pid != self.process.pid:
+                return pid
+        return None
+
+    def wipe(self) -> None:
+        """Empty the disk for the next run (nothing of the last one may be alive) and make
+        the folders the runner expects."""
+        places = self.places
+        for folder in (places.scratch, places.tmp or "", places.shm):
+            if folder:
+                for name in os.listdir(folder):
+                    runfiles.remove_tree(os.path.join(folder, name))
+        os.mkdir(os.path.join(places.scratch, "out"), 0o777)
+        os.chmod(os.path.join(places.scratch, "out"), 0o777)
+        os.ftruncate(self.stderr, 0)  # the runs' stderr: this file, opened for appending
 
     def discard(self) -> None:
         _kill(self.process)
         self.group.destroy()
         remove_run_folder(self.folder)
-        self.close_files()
-
-    def close_files(self) -> None:
-        """Close the grader's descriptors of the run (once its mounts are released)."""
-        self.progress.close()
-        if self.lock >= 0:
-            os.close(self.lock)
-            self.lock = -1
+        for fd in (self.lock, self.stderr):
+            if fd >= 0:
+                os.close(fd)
+        self.lock = self.stderr = -1
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 class Runner:
     """Runs each submission's cells in a sandbox of its own.
 
-    With `ahead`, the next run's sandbox is started as soon as one run ends, so that its
-    interpreter has started and imported the assignment's modules (TensorFlow: seconds)
-    while the grader checks and trains the last submission. It is still one new sandbox
-    per submission (its own namespaces, scratch folder, cgroup and limits); it has seen
-    no submission before its own, and it is stopped, never reused, when its run ends.
+    The sandbox is a zygote's child: the zygote (started once per runner, inside
+    bubblewrap) has imported the assignment's modules (TensorFlow: seconds of CPU), and
+    forks a child for each run, which moves into namespaces of its own, drops every
+    capability, and is moved by the grader into a cgroup of its own (its limits, its CPU
+    clock) before it reads its cells. After the run, everything it started is killed
+    and the disk it wrote is emptied; it has seen no submission before its own.
+
+    With `ahead`, the zygote is started at once and kept between runs (a batch, a
+    worker of the workshop server); without, it is stopped after its one run.
     """
 
     def __init__(self, plan: Plan, ahead: bool = False):
         self.plan, self.ahead = plan, ahead
         self.last = False  # the run under way is the last one expected (see expect_more)
-        self._standby: _Launch | None = None
+        self._zygote: _Zygote | None = None
+        self._running = 0
+        if ahead and plan is not None:
+            self._zygote = _Zygote(plan)
 
     def run(self, cells, folder: str | None = None) -> Outcome:
         """Run `cells` (RunCell values) and wait for the end; the outcome's files are in
@@ -447,34 +569,50 @@ class Runner:
         """Start running `cells` and return at once; `.outcome()` waits for the end. The
         time limits are watched from a thread meanwhile, so the grader can check another
         submission while this one runs."""
-        launch = self._take() if folder is None else None
-        if launch is None:
-            launch = _launch(self.plan, folder or tempfile.mkdtemp(prefix=RUN_PREFIX))
-        return Pending(launch, cells, self)
+        folder = folder or tempfile.mkdtemp(prefix=RUN_PREFIX)
+        os.makedirs(folder, exist_ok=True)
+        for attempt in (1, 2):
+            zygote = self._ready()
+            try:
+                return Pending(zygote, cells, self, folder)
+            except ZygoteLost as lost:
+                log.warning("sandbox: %s; starting another", lost)
+                self._discard_zygote()
+                if attempt == 2:
+                    return Pending.never_ran(self, folder, zygote, str(lost))
+        raise AssertionError("unreachable")
+
+    def _ready(self) -> "_Zygote":
+        if self._zygote is not None and not self._zygote.alive():
+            self._discard_zygote()
+        if self._zygote is None:
+            self._zygote = _Zygote(self.plan)
+        return self._zygote
+
+    def _discard_zygote(self) -> None:
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.discard()
 
     def _ended(self) -> None:
-        if self.ahead and not self.last and self._standby is None:
-            self._standby = _launch(self.plan, tempfile.mkdtemp(prefix=RUN_PREFIX), nice=STANDBY_NICE)
-
-    def expect_more(self, more: bool) -> None:
-        """Whether another run is coming (a batch's last notebook: no). Without one, no
-        sandbox is started ahead, and one already waiting is stopped: a batch would
-        otherwise end by importing TensorFlow in a sandbox nobody uses."""
-        self.last = not more
-        if self.last:
+        if not self.ahead or self.last:
             self.close()
 
-    def _take(self) -> _Launch | None:
-        standby, self._standby = self._standby, None
-        if standby is not None and standby.process.poll() is not None:
-            standby.discard()  # it died waiting (it should not): start afresh
-            return None
-        return standby
+    def expect_more(self, more: bool) -> None:
+        """Whether another run is coming (a batch's last notebook: no). Without one, the
+        zygote is stopped once the run under way ends (at once if none is)."""
+        self.last = not more
+        if self.last and not self._running:
+            self.close()
+
+    @property
+    def started(self) -> bool:
+        """Whether a zygote is up (or starting) for the next run."""
+        return self._zygote is not None and self._zygote.alive()
 
     def close(self) -> None:
-        standby, self._standby = self._standby, None
-        if standby is not None:
-            standby.discard()
+        self._discard_zygote()
+
 
 
 def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
@@ -506,137 +644,143 @@ def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, b
     return Runner(Plan(mounts, limits, image_size, batch_size, sandboxed)).run(cells, work_dir)
 
 
-def _launch(plan: Plan, folder: str, nice: int = 0) -> _Launch:
-    """Start a sandboxed runner that imports the plan's modules, then waits for its job
-    (at a lower priority by `nice`, until it is given its job)."""
-    os.makedirs(folder, exist_ok=True)
-    lock = _hold(folder)
-    try:
-        return _start(plan, folder, nice, lock)
-    except BaseException:
-        remove_run_folder(folder)  # and what was mounted in it
-        os.close(lock)
-        raise
-
-
-def _start(plan: Plan, folder: str, nice: int, lock: int) -> _Launch:
-    places, capped = _prepare(plan, folder)
-    progress = _Progress(os.path.join(places.scratch, "out", "progress"))
-    python = python_layout()
-    files: dict[str, int] = {}
-    if plan.sandboxed:
-        inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py", "python": python.executable}
-        files["/runner/run.py"] = _memfd("runner", _runner_source())
-        if python.site:
-            files["/venv/pyvenv.cfg"] = _memfd("pyvenv.cfg", python.pyvenv_cfg.encode())
-    else:
-        keras_home = os.path.join(folder, "keras")
-        os.makedirs(keras_home, exist_ok=True)
-        if not os.path.exists(os.path.join(keras_home, "models")):
-            os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
-        inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER, "python": sys.executable}
-    library_path = python.library_path if plan.sandboxed else ""
-    env = sandbox_env(plan, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
-    command = [inside["python"], inside["runner"], os.path.join(inside["scratch"], "job.json"), ",".join(plan.warm)]
-    if plan.sandboxed:
-        command = bwrap_command(places, env, files) + command
-    group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(folder)))
-    try:
-        with open(os.path.join(folder, "stderr.txt"), "wb") as stderr:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-                cwd=places.scratch,
-                start_new_session=True,
-                pass_fds=tuple(files.values()),
-                preexec_fn=_limit_resources(plan.limits, group, nice),
-            )
-    except BaseException:
-        group.destroy()
-        progress.close()
-        raise
-    finally:
-        for fd in files.values():
-            os.close(fd)
-    return _Launch(folder, process, group, inside["scratch"], capped, progress, lock, nice)
-
-
 class Pending:
     """A run given its cells: watched from a thread until it ends, then read."""
 
-    def __init__(self, launch: _Launch, cells, runner: Runner):
-        self.launch, self.plan, self.runner = launch, runner.plan, runner
-        job = {
-            "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
-            "out": os.path.join(launch.inside_scratch, "out"),
-            "output_chars": self.plan.limits.output_bytes,
-            # a model whose first layer knows no input shape (a nested augmentation model)
-            # is built for the lab's images before it is saved, as training would
-            "input_shape": [self.plan.image_size, self.plan.image_size, 3],
-            "answer": self.plan.answer,
-            "kind": self.plan.kind,
-        }
-        # Nothing but the runner's own warm-up has run in the sandbox yet: its scratch
-        # folder is as the grader made it.
-        with open(os.path.join(launch.scratch, "job.json"), "w") as handle:
-            json.dump(job, handle)
-        if launch.nice:
-            launch.to_normal_priority()
+    def __init__(self, zygote: _Zygote, cells, runner: Runner, folder: str):
+        self.zygote, self.plan, self.runner, self.folder = zygote, runner.plan, runner, folder
+        self._outcome: Outcome | None = None
+        self._pidfd = -1
+        self.group = RunCgroup(self.plan.limits.max_processes, self.plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(zygote.folder)))
         try:
-            launch.process.stdin.write(b"go\n")
-            launch.process.stdin.close()
-        except OSError:
-            pass  # it already ended; the outcome says how
+            self._begin(cells)
+        except BaseException:
+            self.group.destroy()
+            raise
+        runner._running += 1
         self._watched = watch.Watched(None, None, 0.0, 0.0)
         self._thread = threading.Thread(target=self._watch, name="sandbox-watch", daemon=True)
         self._thread.start()
-        self._outcome: Outcome | None = None
+
+    def _begin(self, cells) -> None:
+        zygote, plan = self.zygote, self.plan
+        zygote.await_ready()
+        job = {
+            "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
+            "out": os.path.join(zygote.inside_scratch, "out"),
+            "output_chars": plan.limits.output_bytes,
+            # a model whose first layer knows no input shape (a nested augmentation model)
+            # is built for the lab's images before it is saved, as training would
+            "input_shape": [plan.image_size, plan.image_size, 3],
+            "answer": plan.answer,
+            "kind": plan.kind,
+        }
+        # The disk is as the grader made it: nothing has run on it since it was emptied.
+        with open(os.path.join(zygote.scratch, "job.json"), "w") as handle:
+            json.dump(job, handle)
+        self.progress = _Progress(os.path.join(zygote.scratch, "out", "progress"))
+        try:
+            self.pid = zygote.fork()
+            self.group.adopt(self.pid)
+            self._pidfd = os.pidfd_open(self.pid)
+            zygote.say("go")
+        except BaseException:
+            self.progress.close()
+            if self._pidfd >= 0:
+                os.close(self._pidfd)
+            raise
+
+    @classmethod
+    def never_ran(cls, runner: Runner, folder: str, zygote: _Zygote, why: str) -> "Pending":
+        """A run the sandbox could not start (the grader's fault: the pipeline says so)."""
+        pending = cls.__new__(cls)
+        pending.runner, pending.plan, pending.folder = runner, runner.plan, folder
+        os.makedirs(os.path.join(folder, "out"), exist_ok=True)
+        tail = runfiles.tail(zygote.folder, "stderr.txt", 4000) if os.path.isdir(zygote.folder) else ""
+        pending._outcome = Outcome(os.path.join(folder, "out"), None, None, None, None, 0.0,
+                                   f"{tail}\nthe sandbox could not start the run: {why}", runner.plan.sandboxed, folder=folder)
+        return pending
+
+    def _alive(self) -> bool:
+        return not select.select([self._pidfd], [], [], 0)[0]
+
+    def _stop(self) -> None:
+        """Kill everything the run started."""
+        if self.group.active:
+            self.group.kill()
+        else:
+            for pid in watch.process_tree(self.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def _watch(self) -> None:
-        launch = self.launch
+        zygote = self.zygote
         try:
             self._watched = watch.watch(
-                lambda: launch.process.poll() is None,
-                watch.Clock(launch.group, launch.process.pid),
-                launch.progress.look,
-                (lambda: rundisk.is_full(launch.scratch)) if launch.capped else (lambda: False),
+                self._alive,
+                watch.Clock(self.group, self.pid),
+                self.progress.look,
+                (lambda: rundisk.is_full(zygote.scratch)) if zygote.capped else (lambda: False),
                 self.plan.limits,
             )
         finally:
-            if launch.process.poll() is None:
-                _kill(launch.process)
+            if self._alive():
+                self._stop()
 
     def outcome(self) -> Outcome:
         """Wait for the run to end (or be stopped), and say how it ended."""
         if self._outcome is None:
             self._thread.join()
             try:
-                self._outcome = self._read()
+                self._outcome = self._read(self._exit_code())
             finally:
-                self.launch.group.destroy()
-                rundisk.release(self.launch.folder)
-                self.launch.close_files()
-            self.runner._ended()
+                self._done()
         return self._outcome
+
+    def _exit_code(self) -> int | None:
+        try:
+            return int(self.zygote.hear("exit", ZYGOTE_ANSWER_SECONDS))
+        except (ZygoteLost, ValueError) as lost:
+            log.warning("sandbox: %s", lost)
+            self.runner._discard_zygote()  # out of step with the grader: never used again
+            return None
+
+    def _done(self) -> None:
+        self.group.destroy()
+        self.progress.close()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+        self.runner._running -= 1
+        if self.runner._zygote is self.zygote:
+            try:
+                self.zygote.wipe()
+            except OSError as error:  # the disk cannot be emptied: never used again
+                log.warning("sandbox: cannot empty the run's disk: %s", error)
+                self.runner._discard_zygote()
+        self.runner._ended()
 
     def cancel(self) -> None:
         """Stop the run and delete its files (the grader no longer wants them)."""
-        self.launch.discard()
-        self._thread.join()
+        if self._outcome is None:
+            self._stop()
+            self._thread.join()
+            self._exit_code()
+            self._done()
+        remove_run_folder(self.folder)
 
-    def _read(self) -> Outcome:
-        launch, plan, watched = self.launch, self.plan, self._watched
+    def _read(self, exit_code: int | None) -> Outcome:
+        zygote, plan, watched = self.zygote, self.plan, self._watched
         # A cgroup limit explains a run better than the timeout it may also have caused.
-        reached = _limit_reached(launch.process.returncode, launch.group)
-        launch.group.destroy()  # nothing of the run may still be writing while its files are copied
-        if reached is None and watched.stopped_by is None and launch.capped and rundisk.is_full(launch.scratch):
+        reached = _limit_reached(exit_code, self.group)
+        self.group.destroy()  # nothing of the run may still be writing while its files are copied
+        if reached is None and watched.stopped_by is None and zygote.capped and rundisk.is_full(zygote.scratch):
             reached = "disk_full"  # the run filled its disk and ended before the watcher looked
-        out, refused = _collect(launch.folder)
-        launch.progress.look()
-        last_started = launch.progress.last
+        out, refused = _collect(zygote.scratch, self.folder)
+        self.progress.look()
+        last_started = self.progress.last
         stopped_by, stopped_cell = watched.stopped_by, watched.cell
         if reached is not None:
             stopped_by, stopped_cell = reached, stopped_cell or last_started
@@ -645,21 +789,21 @@ class Pending:
         message = describe_limit(stopped_by, plan.limits, refused)
         return Outcome(
             out_dir=out,
-            exit_code=launch.process.returncode,
+            exit_code=exit_code,
             stopped_by=stopped_by,
             stopped_cell=stopped_cell,
             last_started=last_started,
             seconds=watched.seconds,
-            stderr_tail=runfiles.tail(launch.folder, "stderr.txt", 4000),
+            stderr_tail=runfiles.tail(zygote.folder, "stderr.txt", 4000),
             sandboxed=plan.sandboxed,
             limit_message=message,
-            folder=launch.folder,
+            folder=self.folder,
             cpu_seconds=round(watched.cpu_seconds, 3),
             host_fault=message if stopped_by == "host_busy" else "",
         )
 
 
-def _collect(folder: str) -> tuple[str, tuple[str, ...]]:
+def _collect(scratch: str, folder: str) -> tuple[str, tuple[str, ...]]:
     """Copy the files the grader reads from the run's /scratch/out into a folder of the
     grader's own: (that folder, why each refused file was refused)."""
     out = os.path.join(folder, "out")
@@ -667,12 +811,13 @@ def _collect(folder: str) -> tuple[str, tuple[str, ...]]:
     refused: dict[str, None] = {}
     for name, limit in COLLECTED.items():
         try:
-            runfiles.copy(os.path.join(folder, "disk", "scratch"), f"out/{name}", limit, os.path.join(out, name))
+            runfiles.copy(scratch, f"out/{name}", limit, os.path.join(out, name))
         except runfiles.Refused as refusal:
             refused[f"/scratch/{refusal}"] = None
         except OSError as error:
             refused[f"/scratch/out/{name} cannot be read ({error.strerror})"] = None
     return out, tuple(refused)
+
 
 
 class _Progress:

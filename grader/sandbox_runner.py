@@ -5,11 +5,25 @@ not import the grader. Everything it writes goes to the scratch folder and is on
 ever read back by the grader as data (JSON, HDF5 weights), with size caps: a student
 who rewrites these files in their cell gains nothing the grader believes.
 
-usage: python sandbox_runner.py JOB.json [MODULE,MODULE...]
+usage: python sandbox_runner.py CONFIG_JSON [MODULE,MODULE...]
 
-It first imports the modules named (the assignment's own imports, so that a sandbox
-started ahead of its submission has done the slow part), then waits for a line "go" on
-stdin, and only then reads JOB (the cells and the out folder) and runs it.
+It is a zygote: it imports the modules named (the assignment's own imports, TensorFlow:
+seconds of CPU) once, and then makes one child per run, on the grader's word, over its
+stdin and stdout, a line at a time:
+
+    zygote: ready                 (imported; waiting)
+    grader: fork                  zygote: forked PID   (the child waits, in the zygote's cgroup)
+    grader: go                    (the grader has moved the child into the run's own cgroup
+                                   and written /scratch/job.json)
+                                  zygote: exit CODE    (the run ended; negative: killed by that signal)
+
+The zygote never runs a line of a submission and never reads what a run wrote; it is
+not dumpable, so a run of the same user cannot trace it, read its memory or open its
+files through /proc. The child, before the cells, moves into namespaces of its own
+(user, PID, mount, IPC, network, UTS): its run is process 1 of a PID namespace that
+holds nothing else, so it can see and signal no process of the zygote's, and whatever it
+starts dies with it. It then drops every capability, sets its CPU-time and file-size
+limits, and runs the job.
 """
 
 import collections
@@ -228,14 +242,7 @@ def warm_up(modules):
             pass  # the cell that imports it meets the same error in its own time
 
 
-def main(job_path, modules=""):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance(colors="NoColor")
-    shell.InteractiveTB.set_mode(mode="Plain")
-    warm_up([name for name in modules.split(",") if name])
-    if sys.stdin.readline().strip() != "go":
-        return  # not needed after all
+def run_job(shell, job_path):
     with open(job_path) as handle:
         job = json.load(handle)
     out = job["out"]
@@ -248,9 +255,165 @@ def main(job_path, modules=""):
         write_json(os.path.join(out, "export.json"), {"found": False, "problem": traceback.format_exc(limit=3)[-2000:]})
 
 
+# --- the zygote ----------------------------------------------------------------------------
+
+_PR_SET_DUMPABLE, _PR_CAPBSET_DROP = 4, 24
+_CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+_CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _libc():
+    import ctypes
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result, what):
+    if result != 0:
+        ctypes, _ = _libc()
+        number = ctypes.get_errno()
+        raise OSError(number, f"{what}: {os.strerror(number)}")
+
+
+def _isolate():
+    """Move into new user, PID, mount, IPC, network and UTS namespaces (the next child is
+    process 1 of the new PID namespace). Run in the child, before any of the run's code."""
+    _, libc = _libc()
+    uid, gid = os.getuid(), os.getgid()
+    # A process that is not dumpable cannot write its own id maps (its /proc files are root's).
+    _check(libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWPID | _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWNET | _CLONE_NEWUTS), "unshare")
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
+def _drop_capabilities():
+    """No capability left, in any set (the new user namespace gave this process all of them)."""
+    ctypes, libc = _libc()
+    for number in range(64):
+        if libc.prctl(_PR_CAPBSET_DROP, number, 0, 0, 0) != 0 and ctypes.get_errno() == 1:  # EPERM
+            raise OSError(1, "cannot drop capabilities from the bounding set")
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(libc.capset(header, data), "capset")
+    with open("/proc/self/status") as handle:
+        status = handle.read()
+    for line in status.splitlines():
+        if line.startswith(("CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:")) and int(line.split()[1], 16):
+            raise OSError(1, f"a capability is left: {line}")
+
+
+def _child(shell, config, go):
+    """The forked child: wait for the grader's word, isolate, run the job. Never returns."""
+    import resource
+
+    code = 70
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)  # the zygote's conversation with the grader is not the run's
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        signal_default()
+        if os.read(go, 16) != b"go":
+            os._exit(0)  # not needed after all
+        os.close(go)
+        _, libc = _libc()
+        if config["isolate"]:
+            _isolate()
+            # This process stays outside the run's PID namespace, where the run could see it
+            # in /proc: not dumpable (the run is, for its own tools' sake: it is alone there).
+            _check(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+            run = os.fork()
+            if run:
+                _, status = os.waitpid(run, 0)
+                _end_like(status)
+            _drop_capabilities()
+        _check(libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+        resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"]))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"], config["file_bytes"]))
+        os.chdir(config["scratch"])
+        run_job(shell, os.path.join(config["scratch"], "job.json"))
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Everything is written; skip the interpreter's teardown (with TensorFlow loaded it takes seconds).
+        os._exit(code)
+
+
+def _end_like(status):
+    """Exit as the run ended: with its code, or killed by its signal (the zygote reports it)."""
+    import signal
+
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL, SIGSTOP: their action is the default already
+        os.kill(os.getpid(), number)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 70)
+
+
+def signal_default():
+    """The signal handling of a fresh interpreter (the zygote ignores Ctrl-C)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def zygote(config_json, modules=""):
+    import signal
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = json.loads(config_json)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    settings = Config()
+    settings.HistoryManager.enabled = False  # no database, no thread: In and Out are kept in memory
+    shell = InteractiveShell.instance(config=settings, colors="NoColor")
+    shell.InteractiveTB.set_mode(mode="Plain")
+    warm_up([name for name in modules.split(",") if name])
+    _, libc = _libc()
+    _check(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    commands = os.fdopen(0, "rb", buffering=0)
+    answers = os.fdopen(1, "wb", buffering=0)
+
+    def say(text):
+        answers.write(f"{text}\n".encode())
+
+    def hear():
+        line = b""
+        while not line.endswith(b"\n"):
+            piece = commands.read(1)
+            if not piece:
+                raise SystemExit(0)  # the grader closed the conversation
+            line += piece
+        return line.decode().strip()
+
+    say("ready")
+    while True:
+        if hear() != "fork":
+            continue
+        go, tell = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(tell)
+            _child(shell, config, go)
+        os.close(go)
+        say(f"forked {child}")
+        word = hear()
+        if word == "go":
+            os.write(tell, b"go")
+        os.close(tell)
+        _, status = os.waitpid(child, 0)
+        say(f"exit {os.waitstatus_to_exitcode(status)}")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Everything is written; skip the interpreter's teardown (with TensorFlow loaded it takes seconds).
-    os._exit(0)
+    zygote(*sys.argv[1:3])

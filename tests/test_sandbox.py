@@ -159,37 +159,96 @@ def _log(outcome):
 
 
 @needs_bwrap
-def test_a_sandbox_started_ahead_serves_one_submission_and_has_imported_the_modules(tmp_path):
+def test_one_zygote_serves_every_run_and_each_run_starts_from_nothing(tmp_path):
+    """The zygote imports the plan's modules once; each run is a child of it that finds
+    none of the last run's files, memory, environment, IPC objects or processes."""
     runner = sandbox.Runner(_plan(tmp_path, limits=Limits(cell_timeout=2, run_timeout=60), warm=("decimal",)), ahead=True)
-    probe = "import sys, os\nprint('decimal' in sys.modules, os.path.exists('/tmp/mark'), os.listdir('/scratch/out'), os.nice(0))"
+    probe = (
+        "import sys, os, ctypes, decimal\n"
+        "libc = ctypes.CDLL(None)\n"
+        "print('decimal' in sys.modules, [os.path.exists(p) for p in ('/tmp/mark', '/scratch/mark', '/dev/shm/mark')],"
+        " hasattr(decimal, 'MARK'), 'MARK' in os.environ, libc.shmget(4242, 4096, 0) >= 0, os.listdir('/scratch/out'), os.getpid())\n"
+    )
+    leave = (
+        "for p in ('/tmp/mark', '/scratch/mark', '/dev/shm/mark'):\n    open(p, 'w').write('x')\n"
+        "decimal.MARK = 1\nos.environ['MARK'] = '1'\nprint(libc.shmget(4242, 4096, 0o1666) >= 0)\n"
+        "import subprocess\nsubprocess.Popen(['sleep', '321'], start_new_session=True)\n"
+    )
     try:
-        first = runner.run([RunCell("c0", "answer", probe + "\nopen('/tmp/mark', 'w').write('x')\nopen('/scratch/mark', 'w').write('x')")])
-        standby = runner._standby
-        assert standby is not None and standby.process.poll() is None  # started, waiting for its submission
-        assert os.getpriority(os.PRIO_PROCESS, standby.process.pid) == os.getpriority(os.PRIO_PROCESS, 0) + sandbox.STANDBY_NICE
-        time.sleep(3)  # longer than the cell limit: waiting is not running
-        second = runner.run([RunCell("c0", "answer", probe + "\nprint(os.path.exists('/scratch/mark'))")])
-        assert second.folder == standby.folder and second.stopped_by is None
-        assert _log(first)["c0"]["stdout"].split()[:2] == ["True", "False"]
-        # the second run: modules already imported, nothing of the first run's /tmp or scratch,
-        # and back at normal priority once given its cells
-        assert _log(second)["c0"]["stdout"].split() == ["True", "False", "['progress']", str(os.nice(0)), "False"]
+        first = runner.run([RunCell("c0", "answer", probe + leave)])
+        zygote = runner._zygote
+        assert zygote is not None and zygote.alive()
+        time.sleep(3)  # longer than the cell limit: waiting for the next run is not running
+        assert not any("sleep\x00321" in _cmdline(pid) for pid in watch.process_tree(zygote.process.pid))  # died with its run
+        second = runner.run([RunCell("c0", "answer", probe)])
+        assert runner._zygote is zygote and second.stopped_by is None and first.stopped_by is None
+        fresh = "True [False, False, False] False False False ['progress'] 1"
+        assert _log(first)["c0"]["stdout"].split("\n")[:2] == [fresh, "True"]
+        assert _log(second)["c0"]["stdout"].strip() == fresh
         first.remove()
         second.remove()
-        assert not os.path.exists(first.folder)
-        waiting = runner._standby
+        assert not os.path.exists(first.folder) and os.path.isdir(zygote.folder)
     finally:
         runner.close()
-    assert runner._standby is None and waiting.process.poll() is not None and not os.path.exists(waiting.folder)
+    assert runner._zygote is None and zygote.process.poll() is not None and not os.path.exists(zygote.folder)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as handle:
+            return handle.read()
+    except OSError:
+        return ""
 
 
 @needs_bwrap
-def test_a_standby_that_died_is_replaced(tmp_path):
+def test_a_run_can_neither_see_nor_touch_the_zygote(tmp_path):
+    """A run is process 1 of a PID namespace of its own, with no capability; the zygote and
+    the child that made the run (outside that namespace) are not dumpable: their memory,
+    environment and open files are closed to it, and it cannot signal them."""
+    cell = (
+        "import os, signal\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(os.getpid(), sorted({line.split()[1] for line in status.splitlines() if line.startswith('Cap')}))\n"
+        "others = [p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/cmdline').read().startswith(('/venv/bin/python', '/usr'))"
+        " and int(p) != int(os.readlink('/proc/self'))]\n"
+        "refused = []\n"
+        "for p in others:\n"
+        "    for name in ('environ', 'mem', 'fd/0'):\n"
+        "        try:\n"
+        "            (os.readlink if name == 'fd/0' else lambda q: open(q, 'rb').read(1))(f'/proc/{p}/{name}')\n"
+        "        except PermissionError:\n"
+        "            refused.append(name)\n"
+        "print(len(others), len(refused) == 3 * len(others))\n"
+        "for pid in (2, 3):\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGSTOP)\n"
+        "        print('signalled', pid)\n"
+        "    except ProcessLookupError:\n"
+        "        pass\n"
+    )
+    runner = sandbox.Runner(_plan(tmp_path), ahead=True)
+    try:
+        outcome = runner.run([RunCell("c0", "answer", cell)])
+        lines = _log(outcome)["c0"]["stdout"].split("\n")
+        assert lines[0] == "1 ['0000000000000000']", lines
+        assert lines[1] == "2 True", lines  # the zygote and the run's parent: both closed to it
+        assert "signalled" not in _log(outcome)["c0"]["stdout"]
+        outcome.remove()
+        again = runner.run([RunCell("c0", "answer", "print(6 * 7)")])  # the zygote is fine
+        assert _log(again)["c0"]["stdout"].strip() == "42"
+        again.remove()
+    finally:
+        runner.close()
+
+
+@needs_bwrap
+def test_a_zygote_that_died_is_replaced(tmp_path):
     runner = sandbox.Runner(_plan(tmp_path), ahead=True)
     try:
         runner.run([RunCell("c0", "answer", "x = 1")]).remove()
-        runner._standby.process.kill()
-        runner._standby.process.wait()
+        runner._zygote.process.kill()
+        runner._zygote.process.wait()
         outcome = runner.run([RunCell("c0", "answer", "print(6 * 7)")])
         assert _log(outcome)["c0"]["stdout"].strip() == "42"
         outcome.remove()
@@ -198,11 +257,11 @@ def test_a_standby_that_died_is_replaced(tmp_path):
 
 
 def test_every_path_inside_is_a_neutral_one():
-    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data", "/out/.grader/keras/models")
+    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data", "/out/.grader/keras/models")
     command = sandbox.bwrap_command(places, {}, {"/runner/run.py": 3, "/venv/pyvenv.cfg": 4})
     targets = [command[i + 2] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind")]
     python = sandbox.python_layout()
-    neutral = ("/usr", "/bin", "/sbin", "/lib", "/etc/", "/python", "/venv/", "/data", "/keras/models", "/scratch")
+    neutral = ("/usr", "/bin", "/sbin", "/lib", "/etc/", "/python", "/venv/", "/data", "/keras/models", "/scratch", "/dev/shm")
     assert targets and all(t.startswith(neutral) or t.startswith(python.base_inside) for t in targets), targets
 
 
@@ -312,29 +371,42 @@ def test_a_runs_cgroups_are_named_after_its_temporary_folder(tmp_path):
         group.destroy()
 
 
-def test_no_sandbox_is_started_ahead_of_a_batchs_end(monkeypatch):
-    """A batch's workers hear that the queue is empty for good: the last run starts no
-    sandbox ahead (that would import TensorFlow for nobody), and one waiting is stopped."""
-    launched, stopped = [], []
+def test_the_zygote_is_stopped_once_a_batchs_queue_has_ended(monkeypatch):
+    """A runner with `ahead` starts its zygote at once (it imports while the grader loads
+    the rest) and keeps it between runs; a batch's workers hear when the queue is empty for
+    good, and the zygote stops once the last run ends. A runner without `ahead` stops it
+    after its one run."""
+    made, stopped = [], []
 
-    class Waiting:
+    class Zygote:
+        def __init__(self, plan):
+            made.append(self)
+
+        def alive(self):
+            return self not in stopped
+
         def discard(self):
             stopped.append(self)
 
-    monkeypatch.setattr(sandbox, "_launch", lambda plan, folder, nice=0: launched.append(folder) or Waiting())
-    runner = sandbox.Runner(plan=None, ahead=True)
-    runner.expect_more(True)
-    runner._ended()  # a run ended, more to come: one sandbox ahead
-    assert len(launched) == 1 and not stopped
-    runner.expect_more(False)  # the queue is empty for good: the one waiting is stopped
-    assert len(stopped) == 1
-    runner._ended()  # the last run ended: none started
-    assert len(launched) == 1
-    runner.expect_more(True)  # a server's queue: a new upload, and ahead again
-    runner._ended()
-    assert len(launched) == 2
-    for folder in launched:
-        os.rmdir(folder)
+    monkeypatch.setattr(sandbox, "_Zygote", Zygote)
+    runner = sandbox.Runner(plan="a plan", ahead=True)
+    assert len(made) == 1 and runner.started
+    runner._ended()  # a run ended, more may come: kept
+    runner._running = 1
+    runner.expect_more(False)  # the queue is empty for good, while its last run is under way
+    assert not stopped
+    runner._running = 0
+    runner._ended()  # the last run ended: stopped
+    assert stopped == made and not runner.started
+    runner.expect_more(True)  # a server's queue: a new upload, and a new zygote for it
+    assert runner._ready() is made[1] and len(made) == 2
+    runner.close()
+    assert len(stopped) == 2
+    once = sandbox.Runner(plan="a plan")
+    assert len(made) == 2  # started only when asked for a run
+    once._ready()
+    once._ended()
+    assert len(stopped) == 3
 
 
 @needs_bwrap
