@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import resource
 import select
 import shutil
@@ -49,6 +50,7 @@ TMP_BYTES = 512 * 2**20  # the run's private /tmp where it has no disk of its ow
 # at most `file_mb`), and 20,000 inodes many times the files it makes (a dozen).
 DISK_BYTES = 2**30
 DISK_FILES = 20_000
+SLOTS = 2  # runs under way at once in one sandbox: a batch runs the next notebook while it checks the last
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime", "/etc/alternatives")
 # What the grader reads back from /scratch/out, and how large each may be.
@@ -188,6 +190,7 @@ class Places:
     scratch: str  # /scratch
     tmp: str | None  # /tmp (None: a sized tmpfs of bubblewrap's)
     shm: str  # /dev/shm
+    slots: str  # /slots: a disk per run under way (see sandbox_runner), with scratch/, tmp/, shm/ each
     python: str | None  # the base installation (None: it is under /usr, already there)
     site: str | None  # the venv's site-packages (None: not in a venv)
     data: str  # /data
@@ -218,8 +221,11 @@ def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) ->
         command += ["--remount-ro", "/venv"]
     command += ["--ro-bind", places.data, "/data"]
     command += ["--size", str(1 << 20), "--tmpfs", "/keras", "--ro-bind", places.models, "/keras/models"]
+    command += ["--bind", places.slots, "/slots"]
     command += ["--tmpfs", "/runner", "--file", str(files["/runner/run.py"]), "/runner/run.py", "--remount-ro", "/runner"]
     command += ["--bind", places.scratch, "/scratch", "--chdir", "/scratch", "--clearenv"]
+    # Nothing else is writable: a run may leave files only where its slot's disk is, emptied after it.
+    command += ["--remount-ro", "/dev", "--remount-ro", "/"]
     for key, value in env.items():
         command += ["--setenv", key, value]
     return command
@@ -256,11 +262,35 @@ def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
     views = _mounted(folder, reads) if plan.sandboxed and _can_mount() else None
     capped, reads = views is not None, views or reads
     disk = os.path.join(folder, "disk")
+    scratch, tmp, shm = _disk_folders(disk)
+    slots = os.path.join(folder, "slots")
+    if capped:  # a file system of its own, so that the sandbox's mount table names no host folder
+        try:
+            rundisk.mount_disk(slots, 2**20, 64)
+        except OSError as error:
+            raise SandboxUnavailable(f"cannot mount the runs' disks at {slots}: {error}") from None
+    for slot in range(SLOTS):
+        place = os.path.join(slots, str(slot))
+        if capped:
+            try:
+                rundisk.mount_disk(place, DISK_BYTES, DISK_FILES)
+            except OSError as error:
+                raise SandboxUnavailable(f"cannot mount a run's disk at {place}: {error}") from None
+        _disk_folders(place)
+        _fresh_file(os.path.join(place, STDERR))
+    os.chmod(slots, 0o755)
+    return Places(scratch, tmp if capped else None, shm, slots, reads["python"], reads["site"], reads["data"], reads["models"]), capped
+
+
+def _disk_folders(disk: str) -> tuple[str, str, str]:
+    """scratch/ (with out/), tmp/, shm/ and keras/ (with models/, where the pretrained weights
+    are mounted) on a disk, as a run finds them."""
     scratch, tmp, shm = (os.path.join(disk, name) for name in ("scratch", "tmp", "shm"))
-    for path, mode in ((scratch, 0o777), (tmp, 0o1777), (shm, 0o1777)):
+    for path, mode in ((scratch, 0o777), (os.path.join(scratch, "out"), 0o777), (tmp, 0o1777), (shm, 0o1777),
+                       (os.path.join(disk, "keras"), 0o777), (os.path.join(disk, "keras", "models"), 0o755)):
         os.makedirs(path, exist_ok=True)
         os.chmod(path, mode)
-    return Places(scratch, tmp if capped else None, shm, reads["python"], reads["site"], reads["data"], reads["models"]), capped
+    return scratch, tmp, shm
 
 
 def _mounted(folder: str, reads: dict[str, str | None]) -> dict[str, str | None] | None:
@@ -383,8 +413,9 @@ ZYGOTE_ANSWER_SECONDS = 60.0  # for a fork, and for the report of a run that has
 
 class _Zygote:
     """A sandbox whose runner has imported the plan's modules once and forks one child per
-    run (see sandbox_runner). Its disk (/scratch, /tmp, /dev/shm) is emptied after each run,
-    once everything the run started is dead; the grader is the only one that talks to it."""
+    run (see sandbox_runner), on a slot of its own: a disk that is the run's /scratch, /tmp
+    and /dev/shm, emptied after the run once everything the run started is dead. The
+    grader is the only one that talks to it; a thread reads what it says."""
 
     def __init__(self, plan: Plan):
         self.plan = plan
@@ -392,24 +423,28 @@ class _Zygote:
         self.lock = _hold(self.folder)
         self.stderr = -1
         self.ready = False
-        self._heard = b""
+        self.free = list(range(SLOTS))  # the slots with no run under way
+        self.discarded = False
+        self._said: queue.Queue = queue.Queue()
+        self._ended: dict[int, int] = {}
+        self._gone = False
+        self._news = threading.Condition()
         try:
             self._start()
         except BaseException:
             remove_run_folder(self.folder)
             os.close(self.lock)
             raise
+        threading.Thread(target=self._listen, name="sandbox-zygote", daemon=True).start()
 
     def _start(self) -> None:
         plan, folder = self.plan, self.folder
         places, self.capped = _prepare(plan, folder)
         self.places = places
-        os.mkdir(os.path.join(places.scratch, "out"), 0o777)
-        os.chmod(os.path.join(places.scratch, "out"), 0o777)
         python = python_layout()
         files: dict[str, int] = {}
         if plan.sandboxed:
-            inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py", "python": python.executable}
+            inside = {"scratch": "/scratch", "data": "/data", "keras": "/keras", "runner": "/runner/run.py", "python": python.executable, "slots": "/slots"}
             files["/runner/run.py"] = _memfd("runner", _runner_source())
             if python.site:
                 files["/venv/pyvenv.cfg"] = _memfd("pyvenv.cfg", python.pyvenv_cfg.encode())
@@ -418,16 +453,18 @@ class _Zygote:
             os.makedirs(keras_home, exist_ok=True)
             if not os.path.exists(os.path.join(keras_home, "models")):
                 os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
-            inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER, "python": sys.executable}
-        self.inside_scratch = inside["scratch"]
+            inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER,
+                      "python": sys.executable, "slots": places.slots}
+        self.inside = inside
         library_path = python.library_path if plan.sandboxed else ""
         env = sandbox_env(plan, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
-        config = {"isolate": plan.sandboxed, "scratch": inside["scratch"],
+        config = {"isolate": plan.sandboxed, "slots": inside["slots"],
                   "cpu_seconds": int(plan.limits.run_timeout * 2) + 10, "file_bytes": plan.limits.artifact_mb * 2**20}
         command = [inside["python"], inside["runner"], json.dumps(config), ",".join(plan.warm)]
         if plan.sandboxed:
             command = bwrap_command(places, env, files) + command
         self.group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(folder)))
+        # The runs' stderr goes here too (for appending: a slot's share is read by offsets).
         self.stderr = os.open(os.path.join(folder, "stderr.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             self.process = subprocess.Popen(
@@ -449,55 +486,74 @@ class _Zygote:
             for fd in files.values():
                 os.close(fd)
 
-    @property
-    def scratch(self) -> str:
-        return self.places.scratch
+    def _listen(self) -> None:
+        """Read what the zygote says: a run's end is kept by process, the rest queued in order."""
+        try:
+            for raw in iter(self.process.stdout.readline, b""):
+                word, _, rest = raw.decode(errors="replace").strip().partition(" ")
+                if word == "exit":
+                    pid, _, code = rest.partition(" ")
+                    with self._news:
+                        self._ended[int(pid)] = int(code)
+                        self._news.notify_all()
+                else:
+                    self._said.put((word, rest))
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._news:
+                self._gone = True
+                self._news.notify_all()
+            self._said.put(None)
+
+    def scratch(self, slot: int) -> str:
+        """The slot's scratch folder, on the host."""
+        return os.path.join(self.places.slots, str(slot), "scratch")
+
+    def inside_scratch(self, slot: int) -> str:
+        """The same folder as the run sees it."""
+        return "/scratch" if self.plan.sandboxed else self.scratch(slot)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.process.poll() is None and not self._gone
 
-    def say(self, word: str) -> None:
+    def say(self, text: str) -> None:
         try:
-            self.process.stdin.write(f"{word}\n".encode())
+            self.process.stdin.write(f"{text}\n".encode())
             self.process.stdin.flush()
-        except OSError as error:
+        except (OSError, ValueError) as error:
             raise ZygoteLost(f"the zygote stopped listening ({error})") from None
 
-    def hear(self, prefix: str, seconds: float) -> str:
-        """The zygote's next line, which must start with `prefix`: the rest of it."""
-        deadline = time.monotonic() + seconds
-        fd = self.process.stdout.fileno()
-        while b"\n" not in self._heard:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise ZygoteLost(f"the zygote did not say {prefix!r} within {seconds:g} s")
-            piece = os.read(fd, 4096)
-            if not piece:
-                raise ZygoteLost(f"the zygote ended (exit code {self.process.wait()}) before it said {prefix!r}")
-            self._heard += piece
-        line, _, self._heard = self._heard.partition(b"\n")
-        text = line.decode(errors="replace").strip()
-        if not text.startswith(prefix):
-            raise ZygoteLost(f"the zygote said {text[:80]!r}, not {prefix!r}")
-        return text[len(prefix):].strip()
+    def hear(self, expected: str, seconds: float) -> str:
+        """The zygote's next word, which must be `expected`: the rest of its line."""
+        try:
+            said = self._said.get(timeout=seconds)
+        except queue.Empty:
+            raise ZygoteLost(f"the zygote did not say {expected!r} within {seconds:g} s") from None
+        if said is None:
+            self._said.put(None)
+            raise ZygoteLost(f"the zygote ended (exit code {self.process.poll()}) before it said {expected!r}")
+        if said[0] != expected:
+            raise ZygoteLost(f"the zygote said {' '.join(said)[:80]!r}, not {expected!r}")
+        return said[1]
 
     def await_ready(self) -> None:
         """Wait until the zygote has imported its modules (once)."""
         if not self.ready:
             self.hear("ready", ZYGOTE_READY_SECONDS)
             self.ready = True
-            self.wipe()  # what its start-up wrote (caches under $HOME): every run finds the same empty disk
 
-    def fork(self) -> int:
-        """A new child, waiting for its word: its process id on the host."""
+    def fork(self, slot: int) -> tuple[int, int]:
+        """A new child for `slot`, waiting for its word: (its id for the zygote, its process id on the host)."""
         self.await_ready()
-        self.say("fork")
+        self.say(f"fork {slot}")
         inside = int(self.hear("forked", ZYGOTE_ANSWER_SECONDS))
-        for _ in range(200):
+        for _ in range(500):
             host = self._host_pid(inside)
             if host is not None:
-                return host
+                return inside, host
             time.sleep(0.01)
+        self.say(f"drop {inside}")
         raise ZygoteLost(f"the zygote's child {inside} is nowhere to be seen")
 
     def _host_pid(self, inside: int) -> int | None:
@@ -511,19 +567,29 @@ class _Zygote:
                 return pid
         return None
 
-    def wipe(self) -> None:
-        """Empty the disk for the next run (nothing of the last one may be alive) and make
-        the folders the runner expects."""
-        places = self.places
-        for folder in (places.scratch, places.tmp or "", places.shm):
-            if folder:
-                for name in os.listdir(folder):
-                    runfiles.remove_tree(os.path.join(folder, name))
-        os.mkdir(os.path.join(places.scratch, "out"), 0o777)
-        os.chmod(os.path.join(places.scratch, "out"), 0o777)
-        os.ftruncate(self.stderr, 0)  # the runs' stderr: this file, opened for appending
+    def exit_code(self, inside: int, seconds: float) -> int | None:
+        """How child `inside` ended, once it has (None if the zygote did not say in time)."""
+        with self._news:
+            self._news.wait_for(lambda: inside in self._ended or self._gone, timeout=seconds)
+            return self._ended.pop(inside, None)
+
+    def wipe(self, slot: int) -> None:
+        """Empty the slot's disk for its next run (nothing of the last one may be alive) and
+        make the folders the runner expects."""
+        place = os.path.join(self.places.slots, str(slot))
+        for name in ("scratch", "tmp", "shm", "keras"):
+            folder = os.path.join(place, name)
+            for entry in os.listdir(folder):
+                runfiles.remove_tree(os.path.join(folder, entry))
+            left = os.listdir(folder)
+            if left:
+                raise OSError(f"{len(left)} entries left in {folder}")
+        _disk_folders(place)
+        _fresh_file(os.path.join(place, STDERR))
 
     def discard(self) -> None:
+        """Stop the zygote and every run under way in it (their outcomes say it was the grader's doing)."""
+        self.discarded = True
         _kill(self.process)
         self.group.destroy()
         remove_run_folder(self.folder)
@@ -538,18 +604,30 @@ class _Zygote:
                 pass
 
 
+STDERR = "stderr.txt"  # in a slot, beside scratch/: the run's stderr (the child opens it before the slots are hidden)
+
+
+def _fresh_file(path: str) -> None:
+    """An empty regular file at `path` that the sandbox's user may write."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    os.fchmod(fd, 0o666)
+    os.close(fd)
+
+
 class Runner:
     """Runs each submission's cells in a sandbox of its own.
 
     The sandbox is a zygote's child: the zygote (started once per runner, inside
     bubblewrap) has imported the assignment's modules (TensorFlow: seconds of CPU), and
-    forks a child for each run, which moves into namespaces of its own, drops every
-    capability, and is moved by the grader into a cgroup of its own (its limits, its CPU
-    clock) before it reads its cells. After the run, everything it started is killed
-    and the disk it wrote is emptied; it has seen no submission before its own.
+    forks a child for each run, which moves into namespaces of its own with a disk of its
+    own, drops every capability, and is moved by the grader into a cgroup of its own (its
+    limits, its CPU clock) before it reads its cells. After the run, everything it
+    started is killed and its disk is emptied; it has seen no submission before its own.
+    Two runs may be under way at once (a batch runs the next notebook's cells while it
+    checks the last one).
 
     With `ahead`, the zygote is started at once and kept between runs (a batch, a
-    worker of the workshop server); without, it is stopped after its one run.
+    worker of the workshop server); without, it is stopped after its run.
     """
 
     def __init__(self, plan: Plan, ahead: bool = False):
@@ -571,16 +649,16 @@ class Runner:
         submission while this one runs."""
         folder = folder or tempfile.mkdtemp(prefix=RUN_PREFIX)
         os.makedirs(folder, exist_ok=True)
-        for attempt in (1, 2):
+        lost = ""
+        for _ in range(2):
             zygote = self._ready()
             try:
                 return Pending(zygote, cells, self, folder)
-            except ZygoteLost as lost:
+            except ZygoteLost as error:
+                lost = str(error)
                 log.warning("sandbox: %s; starting another", lost)
                 self._discard_zygote()
-                if attempt == 2:
-                    return Pending.never_ran(self, folder, zygote, str(lost))
-        raise AssertionError("unreachable")
+        return Pending.never_ran(self, folder, lost)
 
     def _ready(self) -> "_Zygote":
         if self._zygote is not None and not self._zygote.alive():
@@ -594,15 +672,25 @@ class Runner:
         if zygote is not None:
             zygote.discard()
 
-    def _ended(self) -> None:
-        if not self.ahead or self.last:
+    def _ended(self, zygote: "_Zygote", slot: int) -> None:
+        """A run on `slot` of `zygote` has ended and been read: its disk is emptied for the next."""
+        self._running -= 1
+        if not zygote.discarded:
+            try:
+                zygote.wipe(slot)
+                zygote.free.append(slot)
+            except OSError as error:  # never used again
+                log.warning("sandbox: cannot empty a run's disk: %s", error)
+                if zygote is self._zygote:
+                    self._discard_zygote()
+        if (not self.ahead or self.last) and self._running == 0:
             self.close()
 
     def expect_more(self, more: bool) -> None:
         """Whether another run is coming (a batch's last notebook: no). Without one, the
-        zygote is stopped once the run under way ends (at once if none is)."""
+        zygote is stopped once the runs under way end (at once if none is)."""
         self.last = not more
-        if self.last and not self._running:
+        if self.last and self._running == 0:
             self.close()
 
     @property
@@ -612,7 +700,6 @@ class Runner:
 
     def close(self) -> None:
         self._discard_zygote()
-
 
 
 def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
@@ -651,11 +738,16 @@ class Pending:
         self.zygote, self.plan, self.runner, self.folder = zygote, runner.plan, runner, folder
         self._outcome: Outcome | None = None
         self._pidfd = -1
+        if not zygote.free:
+            raise RuntimeError(f"more than {SLOTS} runs at once in one sandbox")
+        self.slot = zygote.free.pop(0)
+        self.scratch = zygote.scratch(self.slot)
         self.group = RunCgroup(self.plan.limits.max_processes, self.plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(zygote.folder)))
         try:
             self._begin(cells)
         except BaseException:
             self.group.destroy()
+            zygote.free.append(self.slot)
             raise
         runner._running += 1
         self._watched = watch.Watched(None, None, 0.0, 0.0)
@@ -667,7 +759,7 @@ class Pending:
         zygote.await_ready()
         job = {
             "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
-            "out": os.path.join(zygote.inside_scratch, "out"),
+            "out": os.path.join(zygote.inside_scratch(self.slot), "out"),
             "output_chars": plan.limits.output_bytes,
             # a model whose first layer knows no input shape (a nested augmentation model)
             # is built for the lab's images before it is saved, as training would
@@ -675,15 +767,19 @@ class Pending:
             "answer": plan.answer,
             "kind": plan.kind,
         }
-        # The disk is as the grader made it: nothing has run on it since it was emptied.
-        with open(os.path.join(zygote.scratch, "job.json"), "w") as handle:
+        # The slot's disk is as the grader made it: nothing has run on it since it was emptied.
+        with open(os.path.join(self.scratch, "job.json"), "w") as handle:
             json.dump(job, handle)
-        self.progress = _Progress(os.path.join(zygote.scratch, "out", "progress"))
+        self.progress = _Progress(os.path.join(self.scratch, "out", "progress"))
         try:
-            self.pid = zygote.fork()
-            self.group.adopt(self.pid)
-            self._pidfd = os.pidfd_open(self.pid)
-            zygote.say("go")
+            self.child, self.pid = zygote.fork(self.slot)
+            try:
+                self.group.adopt(self.pid)
+                self._pidfd = os.pidfd_open(self.pid)
+            except OSError as error:
+                zygote.say(f"drop {self.child}")
+                raise ZygoteLost(f"cannot take the zygote's child {self.pid} in hand: {error}") from None
+            zygote.say(f"go {self.child}")
         except BaseException:
             self.progress.close()
             if self._pidfd >= 0:
@@ -691,14 +787,14 @@ class Pending:
             raise
 
     @classmethod
-    def never_ran(cls, runner: Runner, folder: str, zygote: _Zygote, why: str) -> "Pending":
-        """A run the sandbox could not start (the grader's fault: the pipeline says so)."""
+    def never_ran(cls, runner: Runner, folder: str, why: str) -> "Pending":
+        """A run the sandbox could not start: the grader's fault, which the pipeline reports
+        as such (no cell ran), never the student's."""
         pending = cls.__new__(cls)
         pending.runner, pending.plan, pending.folder = runner, runner.plan, folder
         os.makedirs(os.path.join(folder, "out"), exist_ok=True)
-        tail = runfiles.tail(zygote.folder, "stderr.txt", 4000) if os.path.isdir(zygote.folder) else ""
         pending._outcome = Outcome(os.path.join(folder, "out"), None, None, None, None, 0.0,
-                                   f"{tail}\nthe sandbox could not start the run: {why}", runner.plan.sandboxed, folder=folder)
+                                   f"the sandbox could not start the run: {why}", runner.plan.sandboxed, folder=folder)
         return pending
 
     def _alive(self) -> bool:
@@ -716,13 +812,12 @@ class Pending:
                     pass
 
     def _watch(self) -> None:
-        zygote = self.zygote
         try:
             self._watched = watch.watch(
                 self._alive,
                 watch.Clock(self.group, self.pid),
                 self.progress.look,
-                (lambda: rundisk.is_full(zygote.scratch)) if zygote.capped else (lambda: False),
+                (lambda: rundisk.is_full(self.scratch)) if self.zygote.capped else (lambda: False),
                 self.plan.limits,
             )
         finally:
@@ -734,18 +829,10 @@ class Pending:
         if self._outcome is None:
             self._thread.join()
             try:
-                self._outcome = self._read(self._exit_code())
+                self._outcome = self._read(self.zygote.exit_code(self.child, ZYGOTE_ANSWER_SECONDS))
             finally:
                 self._done()
         return self._outcome
-
-    def _exit_code(self) -> int | None:
-        try:
-            return int(self.zygote.hear("exit", ZYGOTE_ANSWER_SECONDS))
-        except (ZygoteLost, ValueError) as lost:
-            log.warning("sandbox: %s", lost)
-            self.runner._discard_zygote()  # out of step with the grader: never used again
-            return None
 
     def _done(self) -> None:
         self.group.destroy()
@@ -753,21 +840,14 @@ class Pending:
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
-        self.runner._running -= 1
-        if self.runner._zygote is self.zygote:
-            try:
-                self.zygote.wipe()
-            except OSError as error:  # the disk cannot be emptied: never used again
-                log.warning("sandbox: cannot empty the run's disk: %s", error)
-                self.runner._discard_zygote()
-        self.runner._ended()
+        self.runner._ended(self.zygote, self.slot)
 
     def cancel(self) -> None:
         """Stop the run and delete its files (the grader no longer wants them)."""
         if self._outcome is None:
             self._stop()
             self._thread.join()
-            self._exit_code()
+            self.zygote.exit_code(self.child, ZYGOTE_ANSWER_SECONDS)
             self._done()
         remove_run_folder(self.folder)
 
@@ -776,9 +856,9 @@ class Pending:
         # A cgroup limit explains a run better than the timeout it may also have caused.
         reached = _limit_reached(exit_code, self.group)
         self.group.destroy()  # nothing of the run may still be writing while its files are copied
-        if reached is None and watched.stopped_by is None and zygote.capped and rundisk.is_full(zygote.scratch):
+        if reached is None and watched.stopped_by is None and zygote.capped and rundisk.is_full(self.scratch):
             reached = "disk_full"  # the run filled its disk and ended before the watcher looked
-        out, refused = _collect(zygote.scratch, self.folder)
+        out, refused = _collect(self.scratch, self.folder)
         self.progress.look()
         last_started = self.progress.last
         stopped_by, stopped_cell = watched.stopped_by, watched.cell
@@ -787,6 +867,9 @@ class Pending:
         elif stopped_by is None and refused:
             stopped_by, stopped_cell = "tampered", last_started  # found bad after the export
         message = describe_limit(stopped_by, plan.limits, refused)
+        fault = message if stopped_by == "host_busy" else ""
+        if zygote.discarded:  # stopped with its sandbox by the grader, not by anything it did
+            fault = "the grader restarted the sandbox while the run was under way: not the student's doing; grade it again"
         return Outcome(
             out_dir=out,
             exit_code=exit_code,
@@ -794,12 +877,12 @@ class Pending:
             stopped_cell=stopped_cell,
             last_started=last_started,
             seconds=watched.seconds,
-            stderr_tail=runfiles.tail(zygote.folder, "stderr.txt", 4000),
+            stderr_tail=runfiles.tail(os.path.dirname(self.scratch), STDERR, 4000),
             sandboxed=plan.sandboxed,
             limit_message=message,
             folder=self.folder,
             cpu_seconds=round(watched.cpu_seconds, 3),
-            host_fault=message if stopped_by == "host_busy" else "",
+            host_fault=fault,
         )
 
 

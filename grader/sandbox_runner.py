@@ -9,19 +9,22 @@ usage: python sandbox_runner.py CONFIG_JSON [MODULE,MODULE...]
 
 It is a zygote: it imports the modules named (the assignment's own imports, TensorFlow:
 seconds of CPU) once, and then makes one child per run, on the grader's word, over its
-stdin and stdout, a line at a time:
+stdin and stdout, a line at a time (two runs may be under way at once, each on a slot
+of its own: a disk mounted at /slots/SLOT, the run's /scratch, /tmp and /dev/shm):
 
-    zygote: ready                 (imported; waiting)
-    grader: fork                  zygote: forked PID   (the child waits, in the zygote's cgroup)
-    grader: go                    (the grader has moved the child into the run's own cgroup
-                                   and written /scratch/job.json)
-                                  zygote: exit CODE    (the run ended; negative: killed by that signal)
+    zygote: ready                  (imported; waiting)
+    grader: fork SLOT              zygote: forked PID  (the child waits, in the zygote's cgroup)
+    grader: go PID                 (the grader has moved the child into the run's own cgroup
+                                    and written the slot's job.json; or `drop PID`: not needed)
+                                   zygote: exit PID CODE  (whenever a child ends; CODE negative:
+                                                           killed by that signal)
 
 The zygote never runs a line of a submission and never reads what a run wrote; it is
 not dumpable, so a run of the same user cannot trace it, read its memory or open its
 files through /proc. The child, before the cells, moves into namespaces of its own
-(user, PID, mount, IPC, network, UTS): its run is process 1 of a PID namespace that
-holds nothing else, so it can see and signal no process of the zygote's, and whatever it
+(user, PID, mount, IPC, network, UTS) with its slot's disk as /scratch, /tmp and
+/dev/shm and every slot hidden; its run is process 1 of a PID namespace that holds
+nothing else, so it can see and signal no process of the zygote's, and whatever it
 starts dies with it. It then drops every capability, sets its CPU-time and file-size
 limits, and runs the job.
 """
@@ -276,9 +279,19 @@ def _check(result, what):
         raise OSError(number, f"{what}: {os.strerror(number)}")
 
 
-def _isolate():
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC = 1, 2, 4, 8, 4096, 16384
+
+
+def _mount(source, target, kind, flags, options):
+    _, libc = _libc()
+    encode = lambda text: None if text is None else text.encode()  # noqa: E731
+    _check(libc.mount(encode(source), encode(target), encode(kind), flags, encode(options)), f"mount {target}")
+
+
+def _isolate(slot, slots):
     """Move into new user, PID, mount, IPC, network and UTS namespaces (the next child is
-    process 1 of the new PID namespace). Run in the child, before any of the run's code."""
+    process 1 of the new PID namespace), with the slot's disk as /scratch, /tmp, /dev/shm
+    and /keras, and every slot hidden. Run in the child, before any of the run's code."""
     _, libc = _libc()
     uid, gid = os.getuid(), os.getgid()
     # A process that is not dumpable cannot write its own id maps (its /proc files are root's).
@@ -287,6 +300,12 @@ def _isolate():
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as handle:
             handle.write(text)
+    place = os.path.join(slots, str(slot))
+    # Keras' folder is the slot's too (it caches there), with the pretrained weights in it, read-only.
+    _mount("/keras/models", os.path.join(place, "keras", "models"), None, _MS_BIND | _MS_REC, None)
+    for name, target in (("scratch", "/scratch"), ("tmp", "/tmp"), ("shm", "/dev/shm"), ("keras", "/keras")):
+        _mount(os.path.join(place, name), target, None, _MS_BIND | _MS_REC, None)
+    _mount("tmpfs", slots, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=0")
 
 
 def _drop_capabilities():
@@ -305,12 +324,15 @@ def _drop_capabilities():
             raise OSError(1, f"a capability is left: {line}")
 
 
-def _child(shell, config, go):
-    """The forked child: wait for the grader's word, isolate, run the job. Never returns."""
+def _child(shell, config, go, slot, theirs):
+    """The forked child: wait for the grader's word, isolate, run the job. Never returns.
+    `theirs`: the zygote's descriptors of other children (closed here at once)."""
     import resource
 
     code = 70
     try:
+        for fd in theirs:
+            os.close(fd)
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)  # the zygote's conversation with the grader is not the run's
         os.dup2(devnull, 1)
@@ -319,9 +341,14 @@ def _child(shell, config, go):
         if os.read(go, 16) != b"go":
             os._exit(0)  # not needed after all
         os.close(go)
+        # The run's stderr: the slot's file, opened while the slots can still be seen.
+        stderr = os.open(os.path.join(config["slots"], str(slot), "stderr.txt"), os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        os.dup2(stderr, 2)
+        os.close(stderr)
         _, libc = _libc()
         if config["isolate"]:
-            _isolate()
+            _isolate(slot, config["slots"])
+            scratch = "/scratch"
             # This process stays outside the run's PID namespace, where the run could see it
             # in /proc: not dumpable (the run is, for its own tools' sake: it is alone there).
             _check(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
@@ -330,11 +357,15 @@ def _child(shell, config, go):
                 _, status = os.waitpid(run, 0)
                 _end_like(status)
             _drop_capabilities()
+        else:  # no sandbox (the instructor said so): the slot's folders by their own paths
+            place = os.path.join(config["slots"], str(slot))
+            scratch = os.path.join(place, "scratch")
+            os.environ.update(HOME=scratch, TMPDIR=os.path.join(place, "tmp"), MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"))
         _check(libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
         resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"]))
         resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"], config["file_bytes"]))
-        os.chdir(config["scratch"])
-        run_job(shell, os.path.join(config["scratch"], "job.json"))
+        os.chdir(scratch)
+        run_job(shell, os.path.join(scratch, "job.json"))
         code = 0
     except BaseException:
         traceback.print_exc()
@@ -367,6 +398,7 @@ def signal_default():
 
 
 def zygote(config_json, modules=""):
+    import select
     import signal
 
     from IPython.core.interactiveshell import InteractiveShell
@@ -387,32 +419,43 @@ def zygote(config_json, modules=""):
     def say(text):
         answers.write(f"{text}\n".encode())
 
-    def hear():
-        line = b""
-        while not line.endswith(b"\n"):
-            piece = commands.read(1)
-            if not piece:
-                raise SystemExit(0)  # the grader closed the conversation
-            line += piece
-        return line.decode().strip()
-
     say("ready")
+    told = {}  # child -> the pipe end that gives it its word
+    watched = {}  # pidfd -> child, for each child alive
+    heard = b""
     while True:
-        if hear() != "fork":
-            continue
-        go, tell = os.pipe()
-        child = os.fork()
-        if child == 0:
-            os.close(tell)
-            _child(shell, config, go)
-        os.close(go)
-        say(f"forked {child}")
-        word = hear()
-        if word == "go":
-            os.write(tell, b"go")
-        os.close(tell)
-        _, status = os.waitpid(child, 0)
-        say(f"exit {os.waitstatus_to_exitcode(status)}")
+        readable, _, _ = select.select([commands.fileno(), *watched], [], [])
+        for fd in readable:
+            if fd in watched:  # a child ended
+                child = watched.pop(fd)
+                os.close(fd)
+                _, status = os.waitpid(child, 0)
+                if child in told:
+                    os.close(told.pop(child))
+                say(f"exit {child} {os.waitstatus_to_exitcode(status)}")
+                continue
+            piece = commands.read(4096)
+            if not piece:
+                raise SystemExit(0)  # the grader closed the conversation: the children die with the sandbox
+            heard += piece
+            while b"\n" in heard:
+                line, _, heard = heard.partition(b"\n")
+                word, _, rest = line.decode().strip().partition(" ")
+                if word == "fork":
+                    go, tell = os.pipe()
+                    theirs = [tell, *told.values(), *watched]
+                    child = os.fork()
+                    if child == 0:
+                        _child(shell, config, go, int(rest), theirs)
+                    os.close(go)
+                    told[child] = tell
+                    watched[os.pidfd_open(child)] = child
+                    say(f"forked {child}")
+                elif word in ("go", "drop") and rest.isdigit() and int(rest) in told:
+                    tell = told.pop(int(rest))
+                    if word == "go":
+                        os.write(tell, b"go")
+                    os.close(tell)
 
 
 if __name__ == "__main__":

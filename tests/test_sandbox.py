@@ -193,6 +193,42 @@ def test_one_zygote_serves_every_run_and_each_run_starts_from_nothing(tmp_path):
     assert runner._zygote is None and zygote.process.poll() is not None and not os.path.exists(zygote.folder)
 
 
+@needs_bwrap
+def test_a_run_leaves_nothing_anywhere_for_the_runs_after_it(tmp_path):
+    """The first run tries to leave a file in every folder it can see; the next runs, one
+    of them under way at the same time, find none of them."""
+    leave = (
+        "import os\nleft = []\n"
+        "for top, folders, _ in os.walk('/'):\n"
+        "    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys')]\n"
+        "    try:\n"
+        "        open(os.path.join(top, 'left-by-a-run'), 'w').close()\n"
+        "        left.append(top)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(sorted(left))\n"
+    )
+    find = (
+        "import os\nfound = []\n"
+        "for top, folders, files in os.walk('/'):\n"
+        "    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys')]\n"
+        "    found += [top for name in files if name == 'left-by-a-run']\n"
+        "print(found)\n"
+    )
+    runner = sandbox.Runner(_plan(tmp_path), ahead=True)
+    try:
+        first = runner.start([RunCell("c0", "answer", leave)])
+        beside = runner.start([RunCell("c0", "answer", "import time\ntime.sleep(2)\n" + find)])  # the other slot
+        written = _log(first.outcome())["c0"]["stdout"]
+        later = runner.run([RunCell("c0", "answer", find)])  # on the first run's slot, emptied
+        assert set(eval(written)) <= {"/scratch", "/scratch/out", "/tmp", "/dev/shm", "/keras"}, written
+        assert "/scratch" in written and "/keras" in written
+        assert _log(beside.outcome())["c0"]["stdout"].strip() == "[]"
+        assert _log(later)["c0"]["stdout"].strip() == "[]"
+    finally:
+        runner.close()
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline") as handle:
@@ -257,11 +293,11 @@ def test_a_zygote_that_died_is_replaced(tmp_path):
 
 
 def test_every_path_inside_is_a_neutral_one():
-    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data", "/out/.grader/keras/models")
+    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/tmp/grader-run-x/slots", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data", "/out/.grader/keras/models")
     command = sandbox.bwrap_command(places, {}, {"/runner/run.py": 3, "/venv/pyvenv.cfg": 4})
     targets = [command[i + 2] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind")]
     python = sandbox.python_layout()
-    neutral = ("/usr", "/bin", "/sbin", "/lib", "/etc/", "/python", "/venv/", "/data", "/keras/models", "/scratch", "/dev/shm")
+    neutral = ("/usr", "/bin", "/sbin", "/lib", "/etc/", "/python", "/venv/", "/data", "/keras/models", "/scratch", "/dev/shm", "/slots")
     assert targets and all(t.startswith(neutral) or t.startswith(python.base_inside) for t in targets), targets
 
 
@@ -375,38 +411,45 @@ def test_the_zygote_is_stopped_once_a_batchs_queue_has_ended(monkeypatch):
     """A runner with `ahead` starts its zygote at once (it imports while the grader loads
     the rest) and keeps it between runs; a batch's workers hear when the queue is empty for
     good, and the zygote stops once the last run ends. A runner without `ahead` stops it
-    after its one run."""
-    made, stopped = [], []
+    after its run."""
+    made = []
 
     class Zygote:
         def __init__(self, plan):
             made.append(self)
+            self.discarded = False
+            self.free = []
 
         def alive(self):
-            return self not in stopped
+            return not self.discarded
 
         def discard(self):
-            stopped.append(self)
+            self.discarded = True
+
+        def wipe(self, slot):
+            pass
 
     monkeypatch.setattr(sandbox, "_Zygote", Zygote)
     runner = sandbox.Runner(plan="a plan", ahead=True)
     assert len(made) == 1 and runner.started
-    runner._ended()  # a run ended, more may come: kept
+    runner._running = 1
+    runner._ended(made[0], 0)  # a run ended, more may come: kept
+    assert runner.started
     runner._running = 1
     runner.expect_more(False)  # the queue is empty for good, while its last run is under way
-    assert not stopped
-    runner._running = 0
-    runner._ended()  # the last run ended: stopped
-    assert stopped == made and not runner.started
+    assert runner.started
+    runner._ended(made[0], 0)  # the last run ended: stopped
+    assert made[0].discarded and not runner.started
     runner.expect_more(True)  # a server's queue: a new upload, and a new zygote for it
     assert runner._ready() is made[1] and len(made) == 2
     runner.close()
-    assert len(stopped) == 2
+    assert made[1].discarded
     once = sandbox.Runner(plan="a plan")
     assert len(made) == 2  # started only when asked for a run
     once._ready()
-    once._ended()
-    assert len(stopped) == 3
+    once._running = 1
+    once._ended(made[2], 0)
+    assert made[2].discarded
 
 
 @needs_bwrap
