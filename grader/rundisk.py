@@ -27,7 +27,7 @@ import tempfile
 
 log = logging.getLogger(__name__)
 
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV = 1, 2, 4
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC = 1, 2, 4, 4096, 16384
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -42,6 +42,11 @@ def mount_disk(target: str, size: int, inodes: int) -> None:
     """A tmpfs of at most `size` bytes and `inodes` files and folders at `target`."""
     os.makedirs(target, exist_ok=True)
     _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},nr_inodes={inodes},mode=0755")
+
+
+def bind(source: str, target: str) -> None:
+    """`source` and every mount below it, also at `target` (a folder that exists)."""
+    _mount(source, target, "none", _MS_BIND | _MS_REC, "")
 
 
 def mount_view(source: str, target: str, empty: str) -> None:

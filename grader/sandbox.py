@@ -115,6 +115,24 @@ def bubblewrap_problem() -> str | None:
     return None
 
 
+@functools.cache
+def _nobody_can_sandbox() -> bool:
+    """Whether bubblewrap works when started as nobody here (unprivileged user namespaces)."""
+    def as_nobody() -> None:
+        os.setgroups([])
+        os.setgid(SANDBOX_UID)
+        os.setuid(SANDBOX_UID)
+
+    probe = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
+    try:
+        works = subprocess.run(probe, capture_output=True, timeout=20, preexec_fn=as_nobody, cwd="/").returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        works = False
+    if not works:
+        log.warning("bubblewrap does not work as nobody here: the sandbox's user is the grader's own user outside")
+    return works
+
+
 def require_sandbox(allow_unsandboxed: bool) -> bool:
     """Whether runs will be sandboxed; raise if not and the user did not allow it."""
     problem = bubblewrap_problem()
@@ -198,7 +216,7 @@ class Places:
 
 
 def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) -> list[str]:
-    """The bubblewrap command line of a run; `files` are descriptors whose contents
+    """The bubblewrap command line of a sandbox; `files` are descriptors whose contents
     become read-only files inside (the runner, the venv's pyvenv.cfg), by inside path."""
     python = python_layout()
     command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
@@ -367,11 +385,26 @@ def cgroup_tag(temporary_folder: str) -> str:
 
 RUN_PREFIX = "grader-run-"
 STALE_RUN_AFTER = 24 * 3600  # seconds
+ALIASES = "/run/grader-sandboxes"  # see _Zygote._reachable
 
 
-def _limit_resources(limits: Limits, group: RunCgroup):
+def _open_to_all(path: str) -> bool:
+    """Whether anyone may pass through every folder above `path`."""
+    path = os.path.realpath(path)
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        if not os.stat(parent).st_mode & 0o001:
+            return False
+        path = parent
+
+
+def _limit_resources(limits: Limits, group: RunCgroup, user: int | None = None):
     """The zygote's limits, inherited by each run's child (which adds its own CPU-time
-    limit: a per-process counter that starts again at each fork)."""
+    limit: a per-process counter that starts again at each fork); with `user`, bubblewrap
+    then runs as that host user, not as the grader's (root), so that the sandbox's user
+    is that user outside too and owns nothing of the host's (a cgroup's files, above all)."""
     def apply() -> None:
         if group.active:
             group.enter()
@@ -383,6 +416,10 @@ def _limit_resources(limits: Limits, group: RunCgroup):
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user)
+            os.setuid(user)
 
     return apply
 
@@ -423,6 +460,7 @@ class _Zygote:
         self.lock = _hold(self.folder)
         self.stderr = -1
         self.ready = False
+        self.alias = ""  # see _reachable
         self.free = list(range(SLOTS))  # the slots with no run under way
         self.discarded = False
         self._said: queue.Queue = queue.Queue()
@@ -432,6 +470,8 @@ class _Zygote:
         try:
             self._start()
         except BaseException:
+            if self.alias:
+                remove_run_folder(self.alias)
             remove_run_folder(self.folder)
             os.close(self.lock)
             raise
@@ -456,13 +496,19 @@ class _Zygote:
             inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER,
                       "python": sys.executable, "slots": places.slots}
         self.inside = inside
+        # As root, bubblewrap maps the sandbox's user to root outside; as nobody, to nobody. It
+        # can run as nobody where everything it binds is a view of the grader's (the views'
+        # folders are open to all, their sources need not be).
+        self.user = SANDBOX_UID if plan.sandboxed and self.capped and os.geteuid() == 0 and _nobody_can_sandbox() else None
+        if self.user is not None:
+            os.chmod(folder, 0o711)  # others may pass through, not list
         library_path = python.library_path if plan.sandboxed else ""
         env = sandbox_env(plan, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
         config = {"isolate": plan.sandboxed, "slots": inside["slots"],
                   "cpu_seconds": int(plan.limits.run_timeout * 2) + 10, "file_bytes": plan.limits.artifact_mb * 2**20}
         command = [inside["python"], inside["runner"], json.dumps(config), ",".join(plan.warm)]
         if plan.sandboxed:
-            command = bwrap_command(places, env, files) + command
+            command = bwrap_command(self._reachable(places), env, files) + command
         self.group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(folder)))
         # The runs' stderr goes here too (for appending: a slot's share is read by offsets).
         self.stderr = os.open(os.path.join(folder, "stderr.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -476,7 +522,7 @@ class _Zygote:
                 cwd=places.scratch,
                 start_new_session=True,
                 pass_fds=tuple(files.values()),
-                preexec_fn=_limit_resources(plan.limits, self.group),
+                preexec_fn=_limit_resources(plan.limits, self.group, self.user),
             )
         except BaseException:
             self.group.destroy()
@@ -485,6 +531,25 @@ class _Zygote:
         finally:
             for fd in files.values():
                 os.close(fd)
+
+    def _reachable(self, places: Places) -> Places:
+        """`places` as bubblewrap, started as nobody, can reach them: bubblewrap walks every
+        source's path, and the zygote's folder may be in a folder closed to others (a
+        TMPDIR of mode 0700). Then the folder, with its mounts, is also bound at an alias
+        in a folder of the grader's that others may pass through (not list)."""
+        if self.user is None or _open_to_all(self.folder):
+            return places
+        os.makedirs(ALIASES, mode=0o711, exist_ok=True)
+        os.chmod(ALIASES, 0o711)
+        alias = os.path.join(ALIASES, os.path.basename(self.folder))
+        os.mkdir(alias)
+        self.alias = alias
+        rundisk.bind(self.folder, alias)
+        moved = {field.name: getattr(places, field.name) for field in dataclasses.fields(places)}
+        for name, path in moved.items():
+            if path and path.startswith(self.folder + os.sep):
+                moved[name] = alias + path[len(self.folder):]
+        return Places(**moved)
 
     def _listen(self) -> None:
         """Read what the zygote says: a run's end is kept by process, the rest queued in order."""
@@ -532,7 +597,8 @@ class _Zygote:
             raise ZygoteLost(f"the zygote did not say {expected!r} within {seconds:g} s") from None
         if said is None:
             self._said.put(None)
-            raise ZygoteLost(f"the zygote ended (exit code {self.process.poll()}) before it said {expected!r}")
+            last = [line for line in runfiles.tail(self.folder, "stderr.txt", 2000).splitlines() if line.strip()][-1:] or ["no message"]
+            raise ZygoteLost(f"the zygote ended (exit code {self.process.wait()}: {last[0][-300:]}) before it said {expected!r}")
         if said[0] != expected:
             raise ZygoteLost(f"the zygote said {' '.join(said)[:80]!r}, not {expected!r}")
         return said[1]
@@ -592,6 +658,8 @@ class _Zygote:
         self.discarded = True
         _kill(self.process)
         self.group.destroy()
+        if self.alias:
+            remove_run_folder(self.alias)
         remove_run_folder(self.folder)
         for fd in (self.lock, self.stderr):
             if fd >= 0:
@@ -723,7 +791,25 @@ def sweep_stale_runs(older_than: float = STALE_RUN_AFTER) -> int:
             continue
         if abandoned:
             removed += remove_run_folder(path)
+    _sweep_aliases()
     return removed
+
+
+def _sweep_aliases() -> None:
+    """Release the aliases (see _Zygote._reachable) that no live grader holds: a killed
+    grader's, which keep its sandbox's disks mounted."""
+    try:
+        names = os.listdir(ALIASES)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(ALIASES, name)
+        try:
+            if not _held(path):
+                rundisk.release(path)
+                os.rmdir(path)
+        except Exception:  # noqa: BLE001 - a sweep must never stop a batch
+            log.exception("cannot sweep %s", path)
 
 
 def run(cells, work_dir: str, mounts: Mounts, limits: Limits, image_size: int, batch_size: int, sandboxed: bool) -> Outcome:

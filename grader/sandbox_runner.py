@@ -289,9 +289,9 @@ def _mount(source, target, kind, flags, options):
 
 
 def _isolate(slot, slots):
-    """Move into new user, PID, mount, IPC, network and UTS namespaces (the next child is
-    process 1 of the new PID namespace), with the slot's disk as /scratch, /tmp, /dev/shm
-    and /keras, and every slot hidden. Run in the child, before any of the run's code."""
+    """Move into new user, PID, mount, IPC, network (its loopback up) and UTS namespaces (the
+    next child is process 1 of the new PID namespace, which mounts its own /proc), with the
+    slot's disk as /scratch, /tmp, /dev/shm and /keras, and every slot hidden. Run in the child, before any of the run's code."""
     _, libc = _libc()
     uid, gid = os.getuid(), os.getgid()
     # A process that is not dumpable cannot write its own id maps (its /proc files are root's).
@@ -300,12 +300,24 @@ def _isolate(slot, slots):
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as handle:
             handle.write(text)
+    _loopback_up()
     place = os.path.join(slots, str(slot))
     # Keras' folder is the slot's too (it caches there), with the pretrained weights in it, read-only.
     _mount("/keras/models", os.path.join(place, "keras", "models"), None, _MS_BIND | _MS_REC, None)
     for name, target in (("scratch", "/scratch"), ("tmp", "/tmp"), ("shm", "/dev/shm"), ("keras", "/keras")):
         _mount(os.path.join(place, name), target, None, _MS_BIND | _MS_REC, None)
     _mount("tmpfs", slots, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=0")
+
+
+def _loopback_up():
+    """The new network namespace's loopback, up (its only interface), as in the sandbox before."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as handle:
+        flags = struct.unpack("16sH", fcntl.ioctl(handle, 0x8913, struct.pack("16sH", b"lo", 0))[:18])[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(handle, 0x8914, struct.pack("16sH", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
 
 
 def _drop_capabilities():
@@ -331,6 +343,7 @@ def _child(shell, config, go, slot, theirs):
 
     code = 70
     try:
+        os.setsid()  # a group of its own: a signal to "its group" (kill 0) reaches no other run, nor the zygote
         for fd in theirs:
             os.close(fd)
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -356,6 +369,8 @@ def _child(shell, config, go, slot, theirs):
             if run:
                 _, status = os.waitpid(run, 0)
                 _end_like(status)
+            os.setsid()
+            _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
             _drop_capabilities()
         else:  # no sandbox (the instructor said so): the slot's folders by their own paths
             place = os.path.join(config["slots"], str(slot))

@@ -229,6 +229,40 @@ def test_a_run_leaves_nothing_anywhere_for_the_runs_after_it(tmp_path):
         runner.close()
 
 
+@needs_bwrap
+def test_a_run_cannot_raise_its_own_limits(tmp_path):
+    """A run may make a user namespace of its own and mount its cgroup's files there; as
+    root outside, it could then raise its own limits (found by an attacker session). The
+    sandbox's user is nobody outside, where the grader can arrange it: the files are not its."""
+    if os.geteuid() != 0 or rundisk.problem() is not None:
+        pytest.skip("the sandbox runs as nobody only when the grader is root and can mount its views")
+    cell = (
+        "import os, ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nuid = os.getuid()\n"
+        "assert libc.unshare(0x10000000 | 0x00020000 | 0x02000000) == 0\n"
+        "for name, text in (('setgroups', 'deny'), ('uid_map', f'0 {uid} 1'), ('gid_map', f'0 {uid} 1')):\n"
+        "    open(f'/proc/self/{name}', 'w').write(text)\n"
+        "for kind, options in (('pids', b'pids'), ('memory', b'memory'), ('unified', None)):\n"
+        "    folder = f'/tmp/{kind}'\n    os.makedirs(folder)\n"
+        "    libc.mount(b'none', folder.encode(), b'cgroup2' if options is None else b'cgroup', 0, options)\n"
+        "    for name in ('pids.max', 'memory.limit_in_bytes', 'memory.max'):\n"
+        "        if os.path.exists(f'{folder}/{name}'):\n"
+        "            print('found', name)\n"
+        "            try:\n"
+        "                open(f'{folder}/{name}', 'w').write('max' if name != 'memory.limit_in_bytes' else str(64 << 30))\n"
+        "                print('raised', name)\n"
+        "            except OSError:\n"
+        "                pass\n"
+    )
+    runner = sandbox.Runner(_plan(tmp_path), ahead=True)
+    try:
+        outcome = runner.run([RunCell("c0", "answer", cell)])
+        shown = _log(outcome)["c0"]["stdout"]
+        assert "found" in shown and "raised" not in shown, shown
+        outcome.remove()
+    finally:
+        runner.close()
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline") as handle:
@@ -239,9 +273,9 @@ def _cmdline(pid: int) -> str:
 
 @needs_bwrap
 def test_a_run_can_neither_see_nor_touch_the_zygote(tmp_path):
-    """A run is process 1 of a PID namespace of its own, with no capability; the zygote and
-    the child that made the run (outside that namespace) are not dumpable: their memory,
-    environment and open files are closed to it, and it cannot signal them."""
+    """A run is process 1 of a PID namespace of its own, with no capability, and its /proc
+    is that namespace's: it sees no other process (the zygote, the child that made it, a
+    run beside it), cannot read their memory, environment or open files, nor signal them."""
     cell = (
         "import os, signal\n"
         "status = open('/proc/self/status').read()\n"
@@ -268,12 +302,32 @@ def test_a_run_can_neither_see_nor_touch_the_zygote(tmp_path):
         outcome = runner.run([RunCell("c0", "answer", cell)])
         lines = _log(outcome)["c0"]["stdout"].split("\n")
         assert lines[0] == "1 ['0000000000000000']", lines
-        assert lines[1] == "2 True", lines  # the zygote and the run's parent: both closed to it
+        assert lines[1] == "0 True", lines  # its /proc is its own PID namespace's: nothing else in it
         assert "signalled" not in _log(outcome)["c0"]["stdout"]
         outcome.remove()
         again = runner.run([RunCell("c0", "answer", "print(6 * 7)")])  # the zygote is fine
         assert _log(again)["c0"]["stdout"].strip() == "42"
         again.remove()
+    finally:
+        runner.close()
+
+
+@needs_bwrap
+def test_a_run_that_signals_everything_it_can_stops_only_itself(tmp_path):
+    """kill(0) signals the caller's process group, wherever its members live, and kill(-1)
+    every process the caller may signal: from a run, neither reaches the zygote or the
+    run under way beside it."""
+    runner = sandbox.Runner(_plan(tmp_path), ahead=True)
+    try:
+        beside = runner.start([RunCell("c0", "answer", "import time\ntime.sleep(3)\nprint(6 * 7)")])
+        time.sleep(0.5)
+        hostile = runner.run([RunCell("c0", "answer", "import os, signal\nfor pid in (0, -1, 1, 2, 3):\n"
+                                                      "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n")])
+        hostile.remove()
+        outcome = beside.outcome()
+        assert _log(outcome)["c0"]["stdout"].strip() == "42" and outcome.stopped_by is None and not outcome.host_fault
+        assert runner._zygote is not None and runner._zygote.alive()
+        outcome.remove()
     finally:
         runner.close()
 
