@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 import time
@@ -178,22 +180,19 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
         path = f"fast path: head trained on cached outputs of {names}"
     else:
         path = f"full training ({cut.reason})"
-    with placement.strategy.scope():
-        if cut.fast:
-            entry, prefix = keras.Input(shape=tuple(tensors["train"].shape[1:])), []
-        else:
-            entry = keras.Input(shape=(settings.image_size, settings.image_size, 3))
-            prefix = _fresh_prefix(chain, base_weights)
-        keras.utils.set_random_seed(settings.seed)
-        head = [fresh_copy(layer) for layer in chain.layers[len(chain.layers) - len(chain.head) :]]
-        trained = keras.Sequential([entry, *prefix, *head])
-        optimizer = keras.optimizers.deserialize(choices.optimizer)
-        loss = keras.losses.get(choices.loss) if choices.loss[0].islower() else getattr(keras.losses, choices.loss)(from_logits=choices.from_logits)
-        # Several steps per call: the same batches in the same order, without a Python
-        # round trip per step (which dominates when only a small head trains).
-        # (One step per call across replicas: Keras' multi-step loop fails on distributed input.)
-        steps = STEPS_PER_CALL if placement.replicas == 1 else 1
-        trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps)
+    key = _head_key(chain, choices, settings, placement, tensors["train"].shape[1:]) if cut.fast and placement.replicas == 1 else None
+    kept = _HEADS.take(key)
+    if kept is not None:
+        # The same head, compiled the same way, as a head already trained in this process:
+        # every variable back to the state it had before its first step (the seeded
+        # initialisation, the optimizer's and the dropout's state), and its traced train
+        # and test functions used again (tracing them is about a second per model).
+        trained, initial = kept
+        for variable, value in initial:
+            variable.assign(value)
+    else:
+        trained = _compiled(chain, choices, settings, placement, base_weights, tensors if cut.fast else None)
+        initial = [(variable, variable.numpy()) for variable in [*trained.variables, *trained.optimizer.variables]]
     if cut.fast:
         batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas, len(dataset.classes))
     else:
@@ -202,7 +201,7 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
     # Like the lab (steps_per_epoch = images // BATCH_SIZE), train on whole batches only:
     # a last, partial batch can also leave a replica with no images at all.
     fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs, verbose=0)
-    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    history = {name: [float(v) for v in values] for name, values in fit.history.items()}
     settled = _settle_batch_norm(trained, batches("train", True))
     if settled:
         path += "; batch-normalisation statistics then re-estimated over the training images"
@@ -239,7 +238,65 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
         misclassified=misclassified,
         batch_norm_settled=settled,
     )
+    if key is not None:
+        _HEADS.keep(key, (trained, initial))
     return run, trained
+
+
+def _compiled(chain, choices: CompileChoices, settings: Settings, placement: Placement, base_weights, tensors):
+    """A fresh copy of the chain (its head alone, on `tensors`, the cached features), compiled
+    with the student's choices; its optimizer's state made (so that it can be kept, see _HEADS)."""
+    import keras
+
+    with placement.strategy.scope():
+        if tensors is not None:
+            entry, prefix = keras.Input(shape=tuple(tensors["train"].shape[1:])), []
+        else:
+            entry = keras.Input(shape=(settings.image_size, settings.image_size, 3))
+            prefix = _fresh_prefix(chain, base_weights)
+        keras.utils.set_random_seed(settings.seed)
+        head = [fresh_copy(layer) for layer in chain.layers[len(chain.layers) - len(chain.head) :]]
+        trained = keras.Sequential([entry, *prefix, *head])
+        optimizer = keras.optimizers.deserialize(choices.optimizer)
+        loss = keras.losses.get(choices.loss) if choices.loss[0].islower() else getattr(keras.losses, choices.loss)(from_logits=choices.from_logits)
+        # Several steps per call: the same batches in the same order, without a Python
+        # round trip per step (which dominates when only a small head trains).
+        # (One step per call across replicas: Keras' multi-step loop fails on distributed input.)
+        steps = STEPS_PER_CALL if placement.replicas == 1 else 1
+        trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps)
+        trained.optimizer.build(trained.trainable_variables)
+    return trained
+
+
+def _head_key(chain, choices: CompileChoices, settings: Settings, placement: Placement, shape) -> str:
+    """What makes two heads on the fast path train alike: the layers' classes and configs
+    (names included), the compile choices, the seed, the input's shape, the placement."""
+    head = chain.layers[len(chain.layers) - len(chain.head) :]
+    parts = [[type(layer).__name__, layer.get_config()] for layer in head]
+    text = json.dumps([parts, dataclasses.asdict(choices), settings.seed, [int(d) for d in shape], placement.description],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Kept:
+    """The last few trained heads of this process, by _head_key (each is used by one
+    training at a time: the grader trains one model at a time per process)."""
+
+    def __init__(self, size: int):
+        self.size, self.items, self.hits = size, {}, 0
+
+    def take(self, key):
+        found = None if key is None else self.items.pop(key, None)
+        self.hits += found is not None
+        return found
+
+    def keep(self, key, value) -> None:
+        self.items[key] = value
+        while len(self.items) > self.size:
+            self.items.pop(next(iter(self.items)))
+
+
+_HEADS = _Kept(4)
 
 
 def _settle_batch_norm(model, batches) -> bool:

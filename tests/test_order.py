@@ -11,6 +11,7 @@ import json
 import pytest
 
 from grader import context, pipeline
+from reference import training
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +38,19 @@ def _grade(manifest, folder, order, out, cache_dir) -> dict[str, str]:
 
 
 def test_the_same_notebooks_in_the_reverse_order_get_byte_identical_results(manifest, submissions, feature_cache, tmp_path):
+    """solution and prefit_on_validation have the same head: the second of them to be
+    graded trains the first one's head again (its traced functions kept, every variable
+    reset), and so does everything in the second pass."""
+    hits = training._HEADS.hits
     forward = _grade(manifest, submissions, ORDER, tmp_path / "forward", feature_cache)
+    reused = [training._HEADS.hits - hits]
     backward = _grade(manifest, submissions, ORDER[::-1], tmp_path / "backward", feature_cache)
+    reused.append(training._HEADS.hits - hits - reused[0])
     assert list(forward) == ORDER and list(backward) == ORDER[::-1]
     assert {json.loads(forward[name])["status"] for name in ORDER} == {"graded"}
     for name in ORDER:
         assert forward[name] == backward[name], (name, _differences(json.loads(forward[name]), json.loads(backward[name])))
+    assert reused == [1, len(ORDER)]
 
 
 def _differences(a, b, path="") -> list:
