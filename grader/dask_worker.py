@@ -15,7 +15,7 @@ whether the worker may grade:
 A worker that may grade offers the batch's resource (one unit), which every grading
 task asks for: tasks go only to such workers, one at a time each. It then warms a
 `pipeline.Batch` in a thread (TensorFlow, the reference base, the feature cache, a
-standby sandbox) that every task reuses. The task (`grade`) writes the notebook's bytes
+sandbox zygote) that every task reuses. The task (`grade`) writes the notebook's bytes
 to a private temporary file, grades it in the sandbox on this host and returns the
 result as JSON text; nothing else comes back.
 """
@@ -257,7 +257,7 @@ def warm_batch(context: Context):
 
 def _close(warm: concurrent.futures.Future) -> None:
     if warm.exception() is None:
-        warm.result().close()  # stops the standby sandbox
+        warm.result().close()  # stops the sandbox zygote
 
 
 def _cache_dir(wanted: str | None) -> str | None:

@@ -6,7 +6,7 @@ implementations, and `Attempts` is the retry policy both share.
 
 `LocalPool.grade(works)` takes notebooks and yields each one's result, as data. Each
 worker process holds a warm `pipeline.Batch` (TensorFlow imported, the reference base
-and the feature cache loaded, a sandbox started ahead) and grades in a pipeline: it
+and the feature cache loaded, its sandbox zygote started) and grades in a pipeline: it
 is given a second notebook while it checks the first, so the next sandbox runs while
 the last model trains.
 
