@@ -440,6 +440,31 @@ class Plan:
     kind: str = "model"  # what it is: "model" or "dataset"
 
 
+def _nspids(pid: int) -> list[int]:
+    """The process's ids, from the host's PID namespace down to its own ([] if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next(([int(f) for f in line.split()[1:]] for line in handle if line.startswith("NSpid:")), [])
+    except (OSError, ValueError):
+        return []
+
+
+def _children(pid: int) -> list[int]:
+    """The process's children now (every thread's)."""
+    found = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 class ZygoteLost(Exception):
     """The zygote did not answer as it should (it died, or it hung): start another."""
 
@@ -460,6 +485,7 @@ class _Zygote:
         self.lock = _hold(self.folder)
         self.stderr = -1
         self.ready = False
+        self.zygote_pid: int | None = None  # see _zygote_pid
         self.alias = ""  # see _reachable
         self.free = list(range(SLOTS))  # the slots with no run under way
         self.discarded = False
@@ -607,6 +633,7 @@ class _Zygote:
         """Wait until the zygote has imported its modules (once)."""
         if not self.ready:
             self.hear("ready", ZYGOTE_READY_SECONDS)
+            self._zygote_pid()  # while no run exists
             self.ready = True
 
     def fork(self, slot: int) -> tuple[int, int]:
@@ -623,15 +650,25 @@ class _Zygote:
         raise ZygoteLost(f"the zygote's child {inside} is nowhere to be seen")
 
     def _host_pid(self, inside: int) -> int | None:
-        for pid in watch.process_tree(self.process.pid):
-            try:
-                with open(f"/proc/{pid}/status") as handle:
-                    fields = next((line.split()[1:] for line in handle if line.startswith("NSpid:")), [])
-            except OSError:
-                continue
-            if fields and int(fields[-1]) == inside and (len(fields) > 1 or not self.plan.sandboxed) and pid != self.process.pid:
+        """The host's id of the zygote's child `inside`: only a direct child of the zygote
+        counts (a run's leftovers elsewhere in the sandbox may carry the same inner id)."""
+        for pid in _children(self._zygote_pid()):
+            ids = _nspids(pid)  # the zygote's namespace is the host's, or one below it
+            if (ids == [pid] and pid == inside) if not self.plan.sandboxed else (len(ids) == 2 and ids[1] == inside):
                 return pid
         return None
+
+    def _zygote_pid(self) -> int:
+        """The host's id of the zygote itself (bubblewrap's command; found before any run)."""
+        if self.zygote_pid is None:
+            if not self.plan.sandboxed:
+                self.zygote_pid = self.process.pid
+            else:  # bubblewrap's own process outside, its init inside (1), the zygote (2)
+                found = [pid for pid in watch.process_tree(self.process.pid) if len(_nspids(pid)) == 2 and _nspids(pid)[1] == 2]
+                if len(found) != 1:
+                    raise ZygoteLost(f"the zygote is not where it should be in its sandbox ({len(found)} found)")
+                self.zygote_pid = found[0]
+        return self.zygote_pid
 
     def exit_code(self, inside: int, seconds: float) -> int | None:
         """How child `inside` ended, once it has (None if the zygote did not say in time)."""
@@ -907,8 +944,9 @@ class Pending:
                 self.plan.limits,
             )
         finally:
-            if self._alive():
-                self._stop()
+            # Whatever is left of the run goes now, even when the child has ended: a run
+            # whose child was killed (the memory limit's choice) may have left processes.
+            self._stop()
 
     def outcome(self) -> Outcome:
         """Wait for the run to end (or be stopped), and say how it ended."""

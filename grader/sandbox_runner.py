@@ -309,6 +309,23 @@ def _isolate(slot, slots):
     _mount("tmpfs", slots, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=0")
 
 
+# The kernel counts namespaces and inotify objects per user, across nested user namespaces:
+# every sandbox's user is the same outside, so a run that made thousands would leave none
+# for the run beside it (found by an attacker session). The run may make none, and few of these.
+_RUN_LIMITS = {**{f"max_{kind}_namespaces": 0 for kind in ("user", "pid", "mnt", "ipc", "net", "uts", "cgroup", "time")},
+               "max_inotify_instances": 16, "max_inotify_watches": 4096, "max_fanotify_groups": 0, "max_fanotify_marks": 0}
+
+
+def _cap_namespaces():
+    """Set the run's own user namespace's limits (_RUN_LIMITS): they bind it and everything below it."""
+    for name, value in _RUN_LIMITS.items():
+        try:
+            with open(f"/proc/sys/user/{name}", "w") as handle:
+                handle.write(str(value))
+        except FileNotFoundError:
+            pass  # this kernel does not count that
+
+
 def _loopback_up():
     """The new network namespace's loopback, up (its only interface), as in the sandbox before."""
     import fcntl
@@ -371,6 +388,7 @@ def _child(shell, config, go, slot, theirs):
                 _end_like(status)
             os.setsid()
             _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+            _cap_namespaces()
             _drop_capabilities()
         else:  # no sandbox (the instructor said so): the slot's folders by their own paths
             place = os.path.join(config["slots"], str(slot))
