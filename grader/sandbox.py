@@ -471,6 +471,9 @@ class ZygoteLost(Exception):
 
 ZYGOTE_READY_SECONDS = 600.0  # wall clock for a new zygote to import the plan's modules (a busy host is slow)
 ZYGOTE_ANSWER_SECONDS = 60.0  # for a fork, and for the report of a run that has ended
+# bubblewrap's two processes, the zygote's threads and its children until the grader takes
+# them into their runs' cgroups (the runs' own limit is the assignment's max_processes)
+ZYGOTE_PROCESSES = 64
 
 
 class _Zygote:
@@ -535,7 +538,7 @@ class _Zygote:
         command = [inside["python"], inside["runner"], json.dumps(config), ",".join(plan.warm)]
         if plan.sandboxed:
             command = bwrap_command(self._reachable(places), env, files) + command
-        self.group = RunCgroup(plan.limits.max_processes, plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(folder)))
+        self.group = RunCgroup(ZYGOTE_PROCESSES, plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(folder)))
         # The runs' stderr goes here too (for appending: a slot's share is read by offsets).
         self.stderr = os.open(os.path.join(folder, "stderr.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
@@ -865,7 +868,8 @@ class Pending:
             raise RuntimeError(f"more than {SLOTS} runs at once in one sandbox")
         self.slot = zygote.free.pop(0)
         self.scratch = zygote.scratch(self.slot)
-        self.group = RunCgroup(self.plan.limits.max_processes, self.plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(zygote.folder)))
+        # the child that makes the run is the grader's, and counts as one more process
+        self.group = RunCgroup(self.plan.limits.max_processes + 1, self.plan.limits.memory_mb * 2**20, cgroup_tag(os.path.dirname(zygote.folder)))
         try:
             self._begin(cells)
         except BaseException:

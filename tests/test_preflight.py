@@ -85,8 +85,14 @@ def test_a_solution_that_fails_its_own_checks_stops_the_run(tiny, submissions, t
     assert main(["check", str(tiny)]) == 2
 
 
-def test_a_sandbox_that_cannot_start_stops_the_run(tiny, submissions, tmp_path, capsys):
+def _too_few_processes(tiny) -> None:
+    """A process limit the lab's own first cell (which starts a thread) goes over."""
     edit(tiny / "assignment.toml", "run_timeout = 60", "run_timeout = 60\nmax_processes = 1")
+    edit(tiny / "source.ipynb", "import math", "import math, threading; threading.Thread(target=int).start()")
+
+
+def test_a_limit_the_labs_own_solution_goes_over_stops_the_run(tiny, submissions, tmp_path, capsys):
+    _too_few_processes(tiny)
     out = tmp_path / "out"
     assert main(["grade", str(tiny), str(submissions), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -99,7 +105,7 @@ def test_the_sandbox_probe_says_whether_the_solution_still_runs(tiny, tmp_path):
 
     working = context.resolve(manifest.load(str(tiny)), str(tmp_path / "a"))
     assert preflight.sandbox_problem(working) == ""
-    edit(tiny / "assignment.toml", "run_timeout = 60", "run_timeout = 60\nmax_processes = 1")
+    _too_few_processes(tiny)
     broken = context.resolve(manifest.load(str(tiny)), str(tmp_path / "b"))
     assert "processes" in preflight.sandbox_problem(broken)
 
