@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -156,10 +157,19 @@ def a_class(manifest, count: int, folder: str, out: str, cache_dir: str) -> dict
         with open(os.path.join(folder, f"s{number:03d}-{name}"), "w") as handle:
             handle.write(body)
     shutil.rmtree(out, ignore_errors=True)
-    seconds, graded = timed(lambda: batch.grade(manifest, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir)).results)
+    # In a fresh interpreter, as `grader grade` is: a worker's peak memory as the kernel
+    # reports it starts from its parent's size when it was started (this bench's is large).
+    script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from grader import batch, manifest; "
+              "graded = batch.grade(manifest.load(sys.argv[2]), [sys.argv[3]], batch.Options(out_dir=sys.argv[4], quiet=True, cache_dir=sys.argv[5])); "
+              "print(json.dumps(len(graded.results)))")
+    seconds, finished = timed(subprocess.run, [sys.executable, "-c", script, ROOT, manifest.directory, folder, out, cache_dir],
+                              capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise SystemExit(f"the class's batch failed: {finished.stderr[-2000:]}")
+    count = json.loads(finished.stdout.strip().splitlines()[-1])
     with open(os.path.join(out, ".grader", "batch.json")) as handle:
         facts = json.load(handle)
-    return {"count": len(graded), "seconds": seconds, "per_notebook": seconds / max(1, len(graded)),
+    return {"count": count, "seconds": seconds, "per_notebook": seconds / max(1, count),
             "jobs": batch.default_jobs(), "worker_peak_mb": facts.get("worker_peak_rss_mb")}
 
 
@@ -176,6 +186,7 @@ def main(argv=None) -> int:
     parser.add_argument("--class-demo", type=int, default=200, help="notebooks in the class at the demo's scale (0: none)")
     parser.add_argument("--class-here", type=int, default=40, help="notebooks in the class at this scale (0: none)")
     parser.add_argument("--skip-a-b", action="store_true", help="leave out (a) and (b) (the ratio then cannot be printed)")
+    parser.add_argument("--skip-b", action="store_true", help="leave out (b)")
     args = parser.parse_args(argv)
     if args.only_batch:
         batch_of_30(args.work)
@@ -197,6 +208,7 @@ def main(argv=None) -> int:
         # (a) nbclient, end to end
         figures["a"] = run_nbclient(solution_file(manifest, args.work), data_dir, scale["size"], epochs, keras_home)
         print(f"(a) nbclient, {epochs} epochs: {figures['a']:.1f} s", flush=True)
+    if not args.skip_a_b and not args.skip_b:
         # (b) harness, full training
         figures["b"] = per_submission(manifest, solution_file(manifest, args.work), os.path.join(args.work, "out-b"), None, 1)[0]
         print(f"(b) harness, full training, {epochs} epochs: {figures['b']:.1f} s", flush=True)
@@ -229,6 +241,7 @@ def main(argv=None) -> int:
     print(f"\nper submission, {scale['count']} images at {scale['size']}x{scale['size']}, {epochs} epochs:")
     if "a" in figures:
         print(f"  (a) nbclient end to end     {figures['a']:8.1f} s")
+    if "b" in figures:
         print(f"  (b) harness, full training  {figures['b']:8.1f} s")
     print(f"  (c) harness, fast path      {figures['c']:8.1f} s  (median of {len(warm)} in a row, warm cache)")
     print(f"      ... each sandbox cold   {figures['c_cold_sandbox']:8.1f} s  (median of {len(unwarmed)})")
@@ -236,6 +249,7 @@ def main(argv=None) -> int:
     print(f"  (d) one, on a started worker{figures['d']:8.1f} s  ({figures['d'] / figures['c']:.2f} x (c); goal: at most 2 x (c))")
     if "a" in figures:
         print(f"  ratio (a)/(c)               {figures['a'] / figures['c']:8.1f}  (goal: at least 120)")
+    if "b" in figures:
         print(f"  ratio (b)/(c)               {figures['b'] / figures['c']:8.1f}")
     for where, figure in classes.items():
         label = "the demo's scale" if where == "demo" else "this scale"
