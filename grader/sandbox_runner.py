@@ -311,7 +311,7 @@ def _isolate(slot, slots):
 
 # The kernel counts namespaces and inotify objects per user, across nested user namespaces:
 # every sandbox's user is the same outside, so a run that made thousands would leave none
-# for the run beside it (found by an attacker session). The run may make none, and few of these.
+# for the run beside it (found in a security review). The run may make none, and few of these.
 _RUN_LIMITS = {**{f"max_{kind}_namespaces": 0 for kind in ("user", "pid", "mnt", "ipc", "net", "uts", "cgroup", "time")},
                "max_inotify_instances": 16, "max_inotify_watches": 4096, "max_fanotify_groups": 0, "max_fanotify_marks": 0}
 

@@ -233,8 +233,8 @@ def test_a_run_leaves_nothing_anywhere_for_the_runs_after_it(tmp_path):
 @needs_bwrap
 def test_a_run_cannot_raise_its_own_limits(tmp_path):
     """A run that could make a user namespace of its own could mount its cgroup's files
-    there; as root outside, it could then raise its own limits (found by an attacker
-    session). The sandbox's user is nobody outside, where the grader can arrange it: the
+    there; as root outside, it could then raise its own limits (found in a security
+    review). The sandbox's user is nobody outside, where the grader can arrange it: the
     files are not its (and a run may make no namespace any more, the test below)."""
     if os.geteuid() != 0 or rundisk.problem() is not None:
         pytest.skip("the sandbox runs as nobody only when the grader is root and can mount its views")
@@ -345,7 +345,7 @@ def test_a_run_that_signals_everything_it_can_stops_only_itself(tmp_path):
 def test_a_run_can_make_no_namespace(tmp_path):
     """Namespaces are counted per user, across nested user namespaces, and every sandbox's
     user is the same outside: a run that made thousands would leave none for the run beside
-    it (found by an attacker session). A run may make none."""
+    it (found in a security review). A run may make none."""
     cell = (
         "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
         "for flag in (0x10000000, 0x04000000, 0x00020000, 0x08000000):\n"
