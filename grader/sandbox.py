@@ -449,22 +449,6 @@ def _nspids(pid: int) -> list[int]:
         return []
 
 
-def _children(pid: int) -> list[int]:
-    """The process's children now (every thread's)."""
-    found = []
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for thread in threads:
-        try:
-            with open(f"/proc/{pid}/task/{thread}/children") as handle:
-                found += [int(child) for child in handle.read().split()]
-        except (OSError, ValueError):
-            continue
-    return found
-
-
 class ZygoteLost(Exception):
     """The zygote did not answer as it should (it died, or it hung): start another."""
 
@@ -655,7 +639,7 @@ class _Zygote:
     def _host_pid(self, inside: int) -> int | None:
         """The host's id of the zygote's child `inside`: only a direct child of the zygote
         counts (a run's leftovers elsewhere in the sandbox may carry the same inner id)."""
-        for pid in _children(self._zygote_pid()):
+        for pid in watch.children(self._zygote_pid()):
             ids = _nspids(pid)  # the zygote's namespace is the host's, or one below it
             if (ids == [pid] and pid == inside) if not self.plan.sandboxed else (len(ids) == 2 and ids[1] == inside):
                 return pid

@@ -157,21 +157,28 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants now (through /proc/<pid>/task/<tid>/children)."""
+    """`pid` and its descendants now."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
+        todo += children(current)
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The process's children now (every thread's, through /proc/<pid>/task/<tid>/children)."""
+    found = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
         try:
-            threads = os.listdir(f"/proc/{current}/task")
-        except OSError:
+            with open(f"/proc/{pid}/task/{thread}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+        except (OSError, ValueError):
             continue
-        for thread in threads:
-            try:
-                with open(f"/proc/{current}/task/{thread}/children") as handle:
-                    todo += [int(child) for child in handle.read().split()]
-            except (OSError, ValueError):
-                continue
     return found
 
 
