@@ -185,14 +185,15 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
     if kept is not None:
         # The same head, compiled the same way, as a head already trained in this process:
         # every variable back to the state it had before its first step (the seeded
-        # initialisation, the optimizer's and the dropout's state), and its traced train
-        # and test functions used again (tracing them is about a second per model).
-        trained, initial = kept
+        # initialisation, the optimizer's and the dropout's state), and its traced epochs
+        # used again (tracing them is about half a second per model).
+        trained, initial, epochs = kept
         for variable, value in initial:
             variable.assign(value)
     else:
         trained = _compiled(chain, choices, settings, placement, base_weights, tensors if cut.fast else None)
         initial = [(variable, variable.numpy()) for variable in [*trained.variables, *trained.optimizer.variables]]
+        epochs = _Epochs(trained, settings.batch_size) if key is not None else None
     if cut.fast:
         batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas, len(dataset.classes))
     else:
@@ -200,8 +201,11 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
 
     # Like the lab (steps_per_epoch = images // BATCH_SIZE), train on whole batches only:
     # a last, partial batch can also leave a replica with no images at all.
-    fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs, verbose=0)
-    history = {name: [float(v) for v in values] for name, values in fit.history.items()}
+    if epochs is not None and epochs.can_train(tensors["train"], tensors["validation"]):
+        history = epochs.fit(*_features_and_labels(tensors, choices, len(dataset.classes)), settings.epochs)
+    else:
+        fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs, verbose=0)
+        history = {name: [float(v) for v in values] for name, values in fit.history.items()}
     settled = _settle_batch_norm(trained, batches("train", True))
     if settled:
         path += "; batch-normalisation statistics then re-estimated over the training images"
@@ -239,7 +243,7 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
         batch_norm_settled=settled,
     )
     if key is not None:
-        _HEADS.keep(key, (trained, initial))
+        _HEADS.keep(key, (trained, initial, epochs))
     return run, trained
 
 
@@ -270,11 +274,12 @@ def _compiled(chain, choices: CompileChoices, settings: Settings, placement: Pla
 
 def _head_key(chain, choices: CompileChoices, settings: Settings, placement: Placement, shape) -> str:
     """What makes two heads on the fast path train alike: the layers' classes and configs
-    (names included), the compile choices, the seed, the input's shape, the placement."""
+    (names included), the compile choices, the seed, the batch size, the input's shape, the
+    placement."""
     head = chain.layers[len(chain.layers) - len(chain.head) :]
     parts = [[type(layer).__name__, layer.get_config()] for layer in head]
-    text = json.dumps([parts, dataclasses.asdict(choices), settings.seed, [int(d) for d in shape], placement.description],
-                      sort_keys=True, default=str)
+    text = json.dumps([parts, dataclasses.asdict(choices), settings.seed, settings.batch_size, [int(d) for d in shape],
+                       placement.description], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -297,6 +302,66 @@ class _Kept:
 
 
 _HEADS = _Kept(4)
+
+
+class _Epochs:
+    """Keras' own training and test steps, a whole epoch of them in one compiled call, on
+    batches sliced from the cached features in the graph: what `model.fit` does on the fast
+    path (the same steps on the same batches in the same order, the metrics reset at each
+    epoch's start, the validation after each epoch), with no tf.data iterator and no
+    Python between steps. The history is bit for bit `fit`'s (tests/test_order.py).
+
+    The features are arguments, not captured: the traced epochs serve any features of
+    the same shape, so they are kept with the head (_HEADS)."""
+
+    def __init__(self, model, batch_size: int):
+        import tensorflow as tf
+
+        self.model, self.batch_size = model, batch_size
+        self._train = tf.function(self._train_epoch)
+        self._test = tf.function(self._test_epoch)
+
+    def can_train(self, train, validation) -> bool:
+        return train.shape[0] >= self.batch_size and validation.shape[0] > 0  # else fit says why
+
+    def fit(self, train, validation, epochs: int) -> dict[str, list[float]]:
+        history: dict[str, list[float]] = {}
+        for _ in range(epochs):
+            self.model.reset_metrics()
+            logs = {name: float(value) for name, value in self._train(*train).items()}
+            self.model.reset_metrics()
+            logs.update({f"val_{name}": float(value) for name, value in self._test(*validation).items()})
+            for name, value in logs.items():
+                history.setdefault(name, []).append(value)
+        return history
+
+    def _train_epoch(self, images, labels):
+        import tensorflow as tf
+
+        size = self.batch_size
+        for step in tf.range(tf.shape(images)[0] // size):  # whole batches only, as fit is given
+            self.model.train_step((images[step * size : (step + 1) * size], labels[step * size : (step + 1) * size]))
+        return self.model.get_metrics_result()
+
+    def _test_epoch(self, images, labels):
+        import tensorflow as tf
+
+        size, count = self.batch_size, tf.shape(images)[0]
+        for step in tf.range((count + size - 1) // size):  # every image: a last batch may be partial
+            end = tf.minimum((step + 1) * size, count)
+            self.model.test_step((images[step * size : end], labels[step * size : end]))
+        return self.model.get_metrics_result()
+
+
+def _features_and_labels(tensors, choices: CompileChoices, classes: int):
+    """((train features, labels), (validation features, labels)), the labels as the loss wants them."""
+    import tensorflow as tf
+
+    def labels(split):
+        found = tensors[f"{split}_labels"]
+        return tf.one_hot(found, classes, dtype=tf.float32) if choices.one_hot else found
+
+    return (tensors["train"], labels("train")), (tensors["validation"], labels("validation"))
 
 
 def _settle_batch_norm(model, batches) -> bool:
