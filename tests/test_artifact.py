@@ -42,7 +42,7 @@ def test_weights_that_fail_to_load_leave_nothing_behind(keras, tmp_path):
     broken.write_bytes(b"not hdf5")
     with pytest.raises(artifact.Refused):
         artifact.rebuild(config, str(broken))
-    model = artifact.REBUILT.take(hashlib.sha256(config.encode()).hexdigest())  # as the next submission would
+    model, _ = artifact.REBUILT.take(hashlib.sha256(config.encode()).hexdigest())  # as the next submission would
     assert all(np.all(w == 0) for w in model.get_weights())  # the last good submission's weights are gone
 
 
@@ -144,3 +144,47 @@ def test_a_model_within_the_budget_has_its_variables_made(keras, tmp_path):
     model = artifact.rebuild(config, path, max_parameters=15)
     assert all(np.all(w.numpy() == 1.0) for w in model.weights)
     assert model.predict(np.ones((1, 4), "float32"), verbose=0).shape[0] == 1
+
+
+def _with_nested_base(keras, seed: int):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="norm")(x)
+    x = keras.layers.DepthwiseConv2D(3, name="depthwise")(x)
+    base = keras.Model(inputs, x, name="base")
+    base.trainable = False
+    model = keras.Sequential([keras.Input((8, 8, 3)), base, keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")])
+    for variable in model.weights:  # moving statistics too, none of them zeros or ones
+        variable.assign(np.random.default_rng(seed).normal(size=tuple(variable.shape)).astype("float32"))
+    return model
+
+
+def test_weights_read_straight_from_the_file_are_what_load_weights_loads(keras, tmp_path):
+    """The file is read without Keras' walk through every layer, in the places Keras'
+    own saver gives each variable; checked against load_weights itself."""
+    model = _with_nested_base(keras, 1)
+    path = str(tmp_path / "nested.weights.h5")
+    model.save_weights(path)
+    rebuilt = artifact.rebuild(model.to_json(), path)
+    names = artifact._dataset_names(rebuilt)
+    assert names is not None and len(names) == len(rebuilt.weights)  # the straight read applies
+    assert artifact._read_as_keras_would(path, rebuilt, names, artifact._check_weights_file(path, rebuilt)) is not None
+    loaded = keras.models.model_from_json(model.to_json())
+    loaded.load_weights(path)
+    rebuilt = artifact.rebuild(model.to_json(), path)  # taken from the rebuilt models, its names known
+    assert [w.path for w in rebuilt.weights] == [w.path for w in loaded.weights]
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(rebuilt.weights, loaded.weights))
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(rebuilt.weights, model.weights))
+
+
+def test_a_file_not_laid_out_as_keras_saves_this_model_is_left_to_load_weights(keras, tmp_path):
+    import h5py
+
+    model = _with_nested_base(keras, 2)
+    path = str(tmp_path / "missing.weights.h5")
+    model.save_weights(path)
+    with h5py.File(path, "a") as handle:
+        del handle[artifact._dataset_names(artifact.rebuild(model.to_json(), path))[0]]  # one array gone
+    with pytest.raises(artifact.Refused, match="do not fit its layers"):
+        artifact.rebuild(model.to_json(), path)
