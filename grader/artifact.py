@@ -187,8 +187,9 @@ class _Rebuilt:
 
     Most of a class submits the same config (same layers, same names: every run is a
     fresh interpreter), and building a pretrained base from its config takes about a second.
-    A model taken from here is zeroed before the next submission's weights are loaded
-    into it, so nothing of an earlier submission can remain in it."""
+    Nothing of an earlier submission can remain in a model taken from here: the next
+    submission's weights are either all read before any is assigned, every variable
+    then assigned, or loaded by load_weights into a model zeroed first (see rebuild)."""
 
     def __init__(self, size: int = 2):
         self.size, self.models = size, {}
@@ -197,8 +198,6 @@ class _Rebuilt:
         found = self.models.pop(key, None)
         if found is not None:
             self.models[key] = found  # most recently used last
-            for variable in found[0].weights:
-                variable.assign(_zeros(variable))
         return found
 
     def keep(self, key: str, model, names) -> None:
@@ -244,6 +243,8 @@ def rebuild(model_json: str, weights_path: str | None, max_parameters: int = 0):
             for variable, array in zip(model.weights, arrays):
                 variable.assign(array)
             return model
+        for variable in model.weights:  # load_weights may stop halfway: nothing earlier may remain
+            variable.assign(_zeros(variable))
         try:
             model.load_weights(weights_path)
         except Exception as error:

@@ -36,14 +36,21 @@ def test_the_same_config_is_rebuilt_once_and_holds_each_submissions_own_weights(
 
 
 def test_weights_that_fail_to_load_leave_nothing_behind(keras, tmp_path):
+    import h5py
+
     config, good = saved(keras, tmp_path, "good", 5.0)
     artifact.rebuild(config, good)
     broken = tmp_path / "broken.weights.h5"
     broken.write_bytes(b"not hdf5")
     with pytest.raises(artifact.Refused):
         artifact.rebuild(config, str(broken))
+    _, half = saved(keras, tmp_path, "half", 6.0)
+    with h5py.File(half, "a") as handle:
+        del handle["layers/dense/vars/1"]  # the bias gone: load_weights stops after the kernel, or before it
+    with pytest.raises(artifact.Refused, match="do not fit its layers"):
+        artifact.rebuild(config, half)
     model, _ = artifact.REBUILT.take(hashlib.sha256(config.encode()).hexdigest())  # as the next submission would
-    assert all(np.all(w == 0) for w in model.get_weights())  # the last good submission's weights are gone
+    assert not any(np.any(w == 5.0) for w in model.get_weights())  # the last good submission's weights are gone
 
 
 def test_a_model_with_weights_but_no_weights_file_is_refused(keras, tmp_path):
@@ -191,3 +198,27 @@ def test_a_file_not_laid_out_as_keras_saves_this_model_is_left_to_load_weights(k
         del handle[artifact._dataset_names(artifact.rebuild(model.to_json(), path))[0]]  # one array gone
     with pytest.raises(artifact.Refused, match="do not fit its layers"):
         artifact.rebuild(model.to_json(), path)
+
+
+def test_whether_a_model_takes_the_lab_images_is_asked_once_per_config_size_and_classes(keras, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from grader import evidence
+
+    def asked(model, size: int, classes: int) -> str:
+        path = str(tmp_path / f"{model.name}.weights.h5")
+        model.save_weights(path)
+        found = artifact.Artifact(log=(), export={"found": True}, model_json=model.to_json(), compile_config=None, weights_path=path)
+        setting = SimpleNamespace(image_size=size, dataset=SimpleNamespace(classes=["c"] * classes), max_parameters=0)
+        return evidence.Evidence(setting, SimpleNamespace(student_cells=[]), None, found, {})._applies
+
+    flat = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(5)], name="flat")
+    unflattened = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Dense(5)], name="unflattened")
+    calls = []
+    tried = evidence.Evidence._try_the_lab_images
+    monkeypatch.setattr(evidence.Evidence, "_try_the_lab_images", lambda self, *args: calls.append(args) or tried(self, *args))
+    assert asked(flat, 8, 5) == "" and asked(flat, 8, 5) == ""
+    assert "fewer than the lab's 6 classes" in asked(flat, 8, 6)
+    assert "cannot take the lab's 9x9x3 images" in asked(flat, 9, 5)
+    assert "not one score per class" in asked(unflattened, 8, 5) == asked(unflattened, 8, 5)
+    assert calls == [(8, 5), (8, 6), (9, 5), (8, 5)]  # each config, size and classes once
