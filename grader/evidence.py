@@ -90,7 +90,10 @@ class Setting:
     def pretrained_weights(self) -> list[np.ndarray]:
         if self.weights is None:
             return []
-        return [np.asarray(w) for w in pretrained_base(self.lab.base, self.weights, self.image_size).get_weights()]
+        weights = [np.asarray(w) for w in pretrained_base(self.lab.base, self.weights, self.image_size).get_weights()]
+        for weight in weights:
+            weight.flags.writeable = False  # the same for every submission: its hash is kept (cache.weights_digest)
+        return weights
 
     @functools.cached_property
     def pictures(self) -> dict[str, Picture]:

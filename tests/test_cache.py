@@ -71,6 +71,18 @@ def test_key_ignores_the_layer_name_but_not_the_weights(keras):
     assert cache.prefix_key([a], weights, "data", 96) != cache.prefix_key([type(a).from_config(config)], weights, "data", 96)
 
 
+def test_the_hash_of_read_only_weights_is_remembered_and_of_writable_ones_never(keras):
+    weights = small_base(keras).get_weights()
+    first = cache.weights_digest(weights)
+    weights[0] += 1  # writable arrays may change in place: hashed again each time
+    assert cache.weights_digest(weights) != first
+    for weight in weights:
+        weight.flags.writeable = False
+    kept = cache.weights_digest(weights)
+    assert any(known is weights for known, _ in cache._DIGESTS)
+    assert cache.weights_digest(weights) == kept == cache.weights_digest([w.copy() for w in weights])
+
+
 def test_a_layer_with_weights_of_its_own_before_the_base_falls_back(keras):
     base = small_base(keras)
     base.trainable = False
