@@ -185,14 +185,17 @@ class _Rebuilt:
     """The last few models rebuilt from their configs, by the config's hash, each with
     where Keras' weights file keeps each of its variables (see _dataset_names).
 
-    Most of a class submits the same config (same layers, same names: every run is a
-    fresh interpreter), and building a pretrained base from its config takes about a second.
-    Nothing of an earlier submission can remain in a model taken from here: the next
-    submission's weights are either all read before any is assigned, every variable
-    then assigned, or loaded by load_weights into a model zeroed first (see rebuild)."""
+    A class submits a handful of configs (same layers, same names: every run is a fresh
+    interpreter), often in turn, and rebuilding one with a pretrained base costs about 1.4 s
+    (building it from its config, finding its variables' places in a file): up to `size`
+    models are kept, fewer when together they hold more than `max_parameters` (about
+    15 MiB a model with the lab's base and head; at most `max_parameters` * 4 bytes
+    of weights). Nothing of an earlier submission can remain in a model taken from here:
+    the next submission's weights are either all read before any is assigned, every
+    variable then assigned, or loaded by load_weights into a model zeroed first (see rebuild)."""
 
-    def __init__(self, size: int = 2):
-        self.size, self.models = size, {}
+    def __init__(self, size: int = 16, max_parameters: int = 64_000_000):
+        self.size, self.max_parameters, self.models = size, max_parameters, {}
 
     def take(self, key: str):
         found = self.models.pop(key, None)
@@ -202,8 +205,11 @@ class _Rebuilt:
 
     def keep(self, key: str, model, names) -> None:
         self.models[key] = (model, names)
-        while len(self.models) > self.size:
+        while len(self.models) > 1 and (len(self.models) > self.size or self._parameters() > self.max_parameters):
             self.models.pop(next(iter(self.models)))
+
+    def _parameters(self) -> int:
+        return sum(_size(variable) for model, _ in self.models.values() for variable in model.weights)
 
 
 def _dtype(variable) -> str:

@@ -285,10 +285,13 @@ def _head_key(chain, choices: CompileChoices, settings: Settings, placement: Pla
 
 class _Kept:
     """The last few trained heads of this process, by _head_key (each is used by one
-    training at a time: the grader trains one model at a time per process)."""
+    training at a time: the grader trains one model at a time per process). A class
+    submits a handful of heads, often in turn: up to `size` are kept, fewer when together
+    they hold more than `max_values` numbers (the model's and its optimizer's variables
+    and their initial copies: about 1.4 million for the lab's head, 6 MiB)."""
 
-    def __init__(self, size: int):
-        self.size, self.items, self.hits = size, {}, 0
+    def __init__(self, size: int, max_values: int = 64_000_000):
+        self.size, self.max_values, self.items, self.hits = size, max_values, {}, 0
 
     def take(self, key):
         found = None if key is None else self.items.pop(key, None)
@@ -297,11 +300,14 @@ class _Kept:
 
     def keep(self, key, value) -> None:
         self.items[key] = value
-        while len(self.items) > self.size:
+        while len(self.items) > 1 and (len(self.items) > self.size or self._values() > self.max_values):
             self.items.pop(next(iter(self.items)))
 
+    def _values(self) -> int:
+        return sum(int(np.size(copy)) * 2 for _, initial, _ in self.items.values() for _, copy in initial)
 
-_HEADS = _Kept(4)
+
+_HEADS = _Kept(16)
 
 
 class _Epochs:
@@ -309,7 +315,7 @@ class _Epochs:
     batches sliced from the cached features in the graph: what `model.fit` does on the fast
     path (the same steps on the same batches in the same order, the metrics reset at each
     epoch's start, the validation after each epoch), with no tf.data iterator and no
-    Python between steps. The history is bit for bit `fit`'s (tests/test_order.py).
+    Python between steps. The history is bit for bit `fit`'s (tests/test_epochs.py).
 
     The features are arguments, not captured: the traced epochs serve any features of
     the same shape, so they are kept with the head (_HEADS)."""

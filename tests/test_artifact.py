@@ -222,3 +222,16 @@ def test_whether_a_model_takes_the_lab_images_is_asked_once_per_config_size_and_
     assert "cannot take the lab's 9x9x3 images" in asked(flat, 9, 5)
     assert "not one score per class" in asked(unflattened, 8, 5) == asked(unflattened, 8, 5)
     assert calls == [(8, 5), (8, 6), (9, 5), (8, 5)]  # each config, size and classes once
+
+
+def test_rebuilt_models_are_bounded_by_count_and_by_their_parameters(keras):
+    kept = artifact._Rebuilt(size=3, max_parameters=39)
+    dense = lambda units: keras.Sequential([keras.Input((4,)), keras.layers.Dense(units)])  # 5 parameters a unit
+    for key in "abcd":
+        kept.keep(key, dense(1), None)
+    assert list(kept.models) == ["b", "c", "d"]
+    assert kept.take("b") is not None and list(kept.models) == ["c", "d", "b"]  # used: last out
+    kept.keep("big", dense(6), None)  # 30 parameters: one 5-parameter model fits beside it, not two
+    assert list(kept.models) == ["b", "big"]
+    kept.keep("huge", dense(100), None)
+    assert list(kept.models) == ["huge"]

@@ -71,3 +71,15 @@ def test_too_few_images_for_one_batch_is_left_to_fit(tf):
     epochs = training._Epochs(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]), BATCH)
     assert not epochs.can_train(tf.zeros((BATCH - 1, 2)), tf.zeros((4, 2)))
     assert not epochs.can_train(tf.zeros((BATCH, 2)), tf.zeros((0, 2)))
+
+
+def test_kept_heads_are_bounded_by_count_and_by_their_numbers():
+    kept = training._Kept(3, max_values=2 * 100)
+    for key in "abcd":
+        kept.keep(key, (None, [(None, np.zeros(10))], None))
+    assert list(kept.items) == ["b", "c", "d"]  # the least recently kept first out
+    kept.keep("big", (None, [(None, np.zeros(90))], None))  # 2 * (90 + 10) = 200: room for one small one beside it
+    assert list(kept.items) == ["d", "big"]
+    kept.keep("huge", (None, [(None, np.zeros(500))], None))
+    assert list(kept.items) == ["huge"]  # the last one is kept, however large
+    assert kept.take("huge") is not None and kept.take("huge") is None and kept.hits == 1
