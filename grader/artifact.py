@@ -183,7 +183,7 @@ def vetted(config: Any, what: str) -> Any:
 
 class _Rebuilt:
     """The last few models rebuilt from their configs, by the config's hash, each with
-    where Keras' weights file keeps each of its variables (see _dataset_names).
+    how Keras' weights file lays out its variables (see _dataset_names).
 
     A class submits a handful of configs (same layers, same names: every run is a fresh
     interpreter), often in turn, and rebuilding one with a pretrained base costs about 1.4 s
@@ -203,8 +203,8 @@ class _Rebuilt:
             self.models[key] = found  # most recently used last
         return found
 
-    def keep(self, key: str, model, names) -> None:
-        self.models[key] = (model, names)
+    def keep(self, key: str, model, layout) -> None:
+        self.models[key] = (model, layout)
         while len(self.models) > 1 and (len(self.models) > self.size or self._parameters() > self.max_parameters):
             self.models.pop(next(iter(self.models)))
 
@@ -238,13 +238,13 @@ def rebuild(model_json: str, weights_path: str | None, max_parameters: int = 0):
         model = _from_config(model_json, max_parameters)
         found = (model, _dataset_names(model))
         REBUILT.keep(key, *found)
-    model, names = found
+    model, layout = found
     _over_budget(model, max_parameters)
     if model.weights and weights_path is None:
         raise Refused("the run saved no weights for the model, so its base cannot be checked: keep model.save_weights-able layers and let the cell finish")
     if weights_path is not None and model.weights:
         stored = _check_weights_file(weights_path, model)
-        arrays = _read_as_keras_would(weights_path, model, names, stored)
+        arrays = _read_as_keras_would(weights_path, model, layout, stored)
         if arrays is not None:
             for variable, array in zip(model.weights, arrays):
                 variable.assign(array)
@@ -258,12 +258,13 @@ def rebuild(model_json: str, weights_path: str | None, max_parameters: int = 0):
     return model
 
 
-def _dataset_names(model) -> tuple[str, ...] | None:
+def _dataset_names(model) -> tuple[tuple[str, ...], frozenset[str]] | None:
     """Where `model.save_weights` puts each of the model's weights, in `model.weights`'
-    order, found by Keras' own saver: each variable filled with its number, the model
-    saved, the numbers read back. None when that cannot tell them apart (weights that
-    are not all floating point, too many to number, or a saved array none was filled with):
-    such models' files are loaded by `load_weights`. Made once per rebuilt config."""
+    order, and the groups it makes: found by Keras' own saver, each variable filled with
+    its number, the model saved, the numbers read back. None when that cannot tell them apart (weights that
+    are not all floating point, too many to number, a saved array none was filled with,
+    or the saver failing): such models' files are loaded by `load_weights`. Made once per
+    rebuilt config."""
     import tempfile
 
     import h5py
@@ -272,48 +273,86 @@ def _dataset_names(model) -> tuple[str, ...] | None:
     weights = model.weights
     if not weights or len(weights) > MARKED_VARIABLES or any(_dtype(w) not in ("float32", "float64") for w in weights):
         return None
-    for number, variable in enumerate(weights, start=1):
-        variable.assign(np.full(tuple(variable.shape), number, dtype=_dtype(variable)))
     names: dict[int, str] = {}
-    with tempfile.TemporaryDirectory(prefix="grader-names-") as folder:
-        path = os.path.join(folder, "marked.weights.h5")
-        model.save_weights(path)
-        with h5py.File(path, "r") as handle:
-            def visit(name, item):
-                if isinstance(item, h5py.Dataset):
-                    values = np.unique(np.asarray(item[()]))
-                    names[int(values[0]) if values.size == 1 and values[0] == int(values[0]) else -1] = name
-            handle.visititems(visit)
-    for variable in weights:
-        variable.assign(_zeros(variable))
-    if sorted(names) != list(range(1, len(weights) + 1)):
+    try:
+        for number, variable in enumerate(weights, start=1):
+            variable.assign(np.full(tuple(variable.shape), number, dtype=_dtype(variable)))
+        with tempfile.TemporaryDirectory(prefix="grader-names-") as folder:
+            path = os.path.join(folder, "marked.weights.h5")
+            model.save_weights(path)
+            with h5py.File(path, "r") as handle:
+                def visit(name, item):
+                    if isinstance(item, h5py.Dataset):
+                        values = np.unique(np.asarray(item[()]))
+                        whole = values.size == 1 and np.isfinite(values[0]) and values[0] == int(values[0])
+                        names[int(values[0]) if whole else -len(names) - 1] = name
+                handle.visititems(visit)
+                layout = _layout(handle)
+    except Exception:  # the grader's own model and file: a failure here only costs the straight read
         return None
-    return tuple(names[number] for number in range(1, len(weights) + 1))
+    finally:
+        for variable in weights:
+            variable.assign(_zeros(variable))
+    if sorted(names) != list(range(1, len(weights) + 1)) or layout is None:
+        return None
+    return tuple(names[number] for number in range(1, len(weights) + 1)), frozenset(layout[0])
 
 
-def _read_as_keras_would(path: str, model, names, stored) -> list | None:
+def _read_as_keras_would(path: str, model, layout, stored) -> list | None:
     """The arrays `load_weights` would assign, read straight from the file (a tenth of its
-    time: no walk through every layer's attributes), when the file holds exactly the
-    datasets Keras saves for this model (and any optimizer's), each of its variable's shape and type; else None
+    time: no walk through every layer's attributes), when the file is laid out exactly as
+    Keras saves this model (and any optimizer's state): the same groups and datasets, each
+    of its variable's shape and type, plain arrays stored in the file itself (no link, no
+    external or virtual storage, no attribute such as Keras' bfloat16 mark); else None
     (then `load_weights` itself loads the file, or says why it cannot)."""
     import h5py
     import numpy as np
 
     # The student's optimizer's state is saved with the weights of a compiled model; the
     # rebuilt model has no optimizer, and load_weights leaves that state unread too.
-    if names is None or sorted(name for name, _, _ in stored if not name.startswith("optimizer/")) != sorted(names):
+    if layout is None or sorted(name for name, _, _ in stored if not name.startswith("optimizer/")) != sorted(layout[0]):
         return None
+    names, groups = layout
     arrays = []
     try:
         with h5py.File(path, "r") as handle:
+            if _layout(handle) != (set(groups), set(names)):
+                return None  # a link, a group or a dataset Keras would not have written
             for variable, name in zip(model.weights, names):
                 dataset = handle[name]
-                if tuple(dataset.shape) != tuple(variable.shape) or dataset.dtype != np.dtype(_dtype(variable)):
+                if (tuple(dataset.shape) != tuple(variable.shape) or dataset.dtype != np.dtype(_dtype(variable))
+                        or dataset.external or dataset.is_virtual or len(dataset.attrs)):
                     return None
                 arrays.append(dataset[()])
     except Exception:  # a file h5py cannot read through: load_weights says what is wrong with it
         return None
     return arrays
+
+
+def _layout(handle) -> tuple[set[str], set[str]] | None:
+    """The paths of every group and of every dataset in an open HDF5 file, found link by
+    link (a dataset linked under two names is both), the optimizer's state left out; None
+    if any link is soft or external (Keras refuses those; so does the straight read)."""
+    import h5py
+
+    groups: set[str] = set()
+    datasets: set[str] = set()
+    pending = [("", handle)]
+    while pending:
+        prefix, group = pending.pop()
+        for key in group:
+            if not isinstance(group.get(key, getlink=True), h5py.HardLink):
+                return None
+            path = f"{prefix}{key}"
+            if path == "optimizer":
+                continue
+            item = group[key]
+            if isinstance(item, h5py.Group):
+                groups.add(path)
+                pending.append((f"{path}/", item))
+            else:
+                datasets.add(path)
+    return groups, datasets
 
 
 def _size(variable) -> int:

@@ -233,30 +233,23 @@ class Evidence:
     @functools.cached_property
     def _applies(self) -> str:
         """Why the model cannot classify a batch of the lab's images ("" if it can). The
-        answer is the config's (a shape that does not fit), not the weights': it is kept
-        for the next submission of the same config (calling the model costs a quarter of
-        a second at the codelab's scale)."""
+        answer from the output's shape is the config's, not the weights': it is kept for
+        the next submission of the same config (calling the model costs a quarter of a
+        second at the codelab's scale)."""
         size, classes = self.setting.image_size, len(self.setting.dataset.classes)
         self.model()
         key = (hashlib.sha256(self.artifact.model_json.encode("utf-8", errors="replace")).hexdigest(), size, classes)
-        if key not in _APPLIES:
-            _APPLIES[key] = self._try_the_lab_images(size, classes)
-            while len(_APPLIES) > APPLIES_KEPT:
-                _APPLIES.pop(next(iter(_APPLIES)))
-        return _APPLIES[key]
-
-    def _try_the_lab_images(self, size: int, classes: int) -> str:
+        if key in _APPLIES:
+            return _APPLIES[key]
         try:
             output = self.model()(np.zeros((2, size, size, 3), np.float32), training=False)
-        except Exception as error:  # the student's model: shapes that do not fit
+        except Exception as error:  # the student's model: shapes that do not fit (not kept: it may be a passing failure)
             return f"the model cannot take the lab's {size}x{size}x3 images: {type(error).__name__}: {str(error)[:300]}"
-        shape = tuple(int(d) for d in output.shape[1:])
-        if len(shape) != 1:
-            return (f"the model gives an output of shape {shape} per image, not one score per class: "
-                    "put Flatten or GlobalAveragePooling2D before the last Dense layer")
-        if shape[0] < classes:
-            return f"the model gives {shape[0]} outputs per image, fewer than the lab's {classes} classes: end in Dense({classes}, activation='softmax')"
-        return ""
+        _APPLIES[key] = _output_problem(tuple(int(d) for d in output.shape[1:]), classes)
+        while len(_APPLIES) > APPLIES_KEPT:
+            _APPLIES.pop(next(iter(_APPLIES)))
+        return _APPLIES[key]
+
 
     # --- compile and training -----------------------------------------------------
 
@@ -327,6 +320,16 @@ class Evidence:
 
     def has_training(self) -> bool:
         return "_training" in self.__dict__
+
+
+def _output_problem(shape: tuple, classes: int) -> str:
+    """What is wrong with a model's output of `shape` per image for a lab of `classes` classes ("" if nothing)."""
+    if len(shape) != 1:
+        return (f"the model gives an output of shape {shape} per image, not one score per class: "
+                "put Flatten or GlobalAveragePooling2D before the last Dense layer")
+    if shape[0] < classes:
+        return f"the model gives {shape[0]} outputs per image, fewer than the lab's {classes} classes: end in Dense({classes}, activation='softmax')"
+    return ""
 
 
 def describe(layer, index: int = -1) -> Found:

@@ -193,7 +193,9 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
     else:
         trained = _compiled(chain, choices, settings, placement, base_weights, tensors if cut.fast else None)
         initial = [(variable, variable.numpy()) for variable in [*trained.variables, *trained.optimizer.variables]]
-        epochs = _Epochs(trained, settings.batch_size) if key is not None else None
+        # (On one CPU, where fit runs its steps as _Epochs does: not in a distribution
+        # strategy's replica, and without XLA, which fit turns on where a GPU is.)
+        epochs = _Epochs(trained, settings.batch_size) if key is not None and placement.device == "CPU" else None
     if cut.fast:
         batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas, len(dataset.classes))
     else:

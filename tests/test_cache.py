@@ -79,8 +79,11 @@ def test_the_hash_of_read_only_weights_is_remembered_and_of_writable_ones_never(
     for weight in weights:
         weight.flags.writeable = False
     kept = cache.weights_digest(weights)
-    assert any(known is weights for known, _ in cache._DIGESTS)
+    assert any(known is weights for known, _, _ in cache._DIGESTS)
     assert cache.weights_digest(weights) == kept == cache.weights_digest([w.copy() for w in weights])
+    weights[0] = weights[0] + 1  # the list changed: not the digest remembered
+    weights[0].flags.writeable = False
+    assert cache.weights_digest(weights) != kept
 
 
 def test_a_layer_with_weights_of_its_own_before_the_base_falls_back(keras):
