@@ -363,13 +363,15 @@ class _Epochs:
 
 def _features_and_labels(tensors, choices: CompileChoices, classes: int):
     """((train features, labels), (validation features, labels)), the labels as the loss wants them."""
+    return tuple((tensors[split], _labels(tensors, split, choices, classes)) for split in ("train", "validation"))
+
+
+def _labels(tensors, split: str, choices: CompileChoices, classes: int):
+    """A split's cached labels, one-hot if the loss wants them so."""
     import tensorflow as tf
 
-    def labels(split):
-        found = tensors[f"{split}_labels"]
-        return tf.one_hot(found, classes, dtype=tf.float32) if choices.one_hot else found
-
-    return (tensors["train"], labels("train")), (tensors["validation"], labels("validation"))
+    found = tensors[f"{split}_labels"]
+    return tf.one_hot(found, classes, dtype=tf.float32) if choices.one_hot else found
 
 
 def _settle_batch_norm(model, batches) -> bool:
@@ -442,9 +444,7 @@ def _feature_batches(tensors, choices, global_batch, classes: int):
     import tensorflow as tf
 
     def batches(split: str, whole_batches: bool):
-        images, labels = tensors[split], tensors[f"{split}_labels"]
-        if choices.one_hot:
-            labels = tf.one_hot(labels, classes, dtype=tf.float32)
+        images, labels = tensors[split], _labels(tensors, split, choices, classes)
         count = images.shape[0] // global_batch if whole_batches else -(-images.shape[0] // global_batch)
         # Slicing whole batches out of the cached array: the same batches as .batch(), one copy fewer.
         return tf.data.Dataset.range(count).map(

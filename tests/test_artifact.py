@@ -179,7 +179,7 @@ def test_weights_read_straight_from_the_file_are_what_load_weights_loads(keras, 
     layout = artifact._dataset_names(rebuilt)
     assert any(name.startswith("optimizer/") for name, _, _ in artifact._check_weights_file(path, rebuilt))
     assert layout is not None and len(layout[0]) == len(rebuilt.weights)  # the straight read applies
-    assert artifact._read_as_keras_would(path, rebuilt, layout, artifact._check_weights_file(path, rebuilt)) is not None
+    assert artifact._read_as_keras_would(path, rebuilt, layout) is not None
     loaded = keras.models.model_from_json(model.to_json())
     loaded.load_weights(path)
     rebuilt = artifact.rebuild(model.to_json(), path)  # taken from the rebuilt models, its names known
@@ -191,7 +191,7 @@ def test_weights_read_straight_from_the_file_are_what_load_weights_loads(keras, 
 def _straight_read(path: str, config: str):
     rebuilt = artifact._from_config(config)
     layout = artifact._dataset_names(rebuilt)
-    return artifact._read_as_keras_would(path, rebuilt, layout, artifact._check_weights_file(path, rebuilt))
+    return artifact._read_as_keras_would(path, rebuilt, layout)
 
 
 def _edited(keras, tmp_path, name: str, edit):
