@@ -390,8 +390,8 @@ def _over_budget(model, max_parameters: int) -> None:
     parameters = sum(_size(w) for w in model.weights)
     if max_parameters and parameters > max_parameters:
         raise Refused(
-            f"the model has {parameters:,} parameters, more than the {max_parameters:,} this assignment allows: "
-            "the lab's head is small (a Flatten or pooling layer and a Dense layer per class)"
+            f"the model has {parameters:,} parameters, more than the {max_parameters:,} the grader trains for this "
+            "assignment: build a smaller model (fewer or narrower layers)"
         )
 
 

@@ -223,8 +223,14 @@ def _graded(view: classview.ClassView, paths: dict, failed: list[SubmissionResul
 
 
 def model_budget(manifest: Manifest, reference: SubmissionResult) -> int:
-    """The largest model the workers rebuild: the manifest's, else a multiple of the solution's."""
-    return manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
+    """The largest model the workers rebuild: the manifest's `[grader] max_parameters`, else a
+    multiple of the solution's, never below a bound on parameters that a check declares (the
+    lab's own text wins over a default of the grader's)."""
+    if manifest.grader.max_parameters:
+        return manifest.grader.max_parameters
+    declared = [int(spec.params["parameters"][1]) for spec in manifest.checks
+                if isinstance(spec.params.get("parameters"), (list, tuple)) and len(spec.params["parameters"]) == 2]
+    return max([BUDGET_MULTIPLE * int(reference.model.get("total_params", 0)), *declared])
 
 
 class Failures:

@@ -282,9 +282,10 @@ def test_whether_a_model_takes_the_lab_images_is_asked_once_per_config_size_and_
     judged = evidence._output_problem
     monkeypatch.setattr(evidence, "_output_problem", lambda *args: calls.append(args) or judged(*args))
     assert asked(flat, 8, 5) == "" and asked(flat, 8, 5) == ""
-    assert "fewer than the lab's 6 classes" in asked(flat, 8, 6)
+    assert "5 outputs per image, fewer than the lab has 6 classes" in asked(flat, 8, 6)
+    assert "5 outputs per image, but the lab has 4 classes" in asked(flat, 8, 4)  # more is the student's too
     assert "not one score per class" in asked(unflattened, 8, 5) == asked(unflattened, 8, 5)
-    assert calls == [((5,), 5), ((5,), 6), ((8, 8, 5), 5)]  # each config, size and classes once
+    assert calls == [((5,), 5), ((5,), 6), ((5,), 4), ((8, 8, 5), 5)]  # each config, size and classes once
     kept = dict(evidence._APPLIES)
     assert "cannot take the lab's 9x9x3 images" in asked(flat, 9, 5) == asked(flat, 9, 5)
     assert evidence._APPLIES == kept  # a call that raised is not kept: it may have been a passing failure
