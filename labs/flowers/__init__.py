@@ -4,7 +4,8 @@ stand-ins the project makes itself (nothing is downloaded).
 - The classes and the TFRecord layout of the lab's own data (`image` as JPEG bytes,
   `class` as an int64 index, `one_hot_class` as 5 floats; the first 19% of the files
   validate), and the JPEG-folder layout of part 1 (`<class>/<name>.jpg`).
-- Synthetic flowers in those layouts (`assets/flowers-demo`, `assets/flowers-jpeg`),
+- Synthetic flowers in those layouts (`assets/flowers-demo`: 480 flowers at 96x96 in 16
+  files, so 90 validate; `assets/flowers-jpeg`: 240 photos of varied sizes),
   and a MobileNetV2 pretrained on a texture task that has nothing to do with flowers
   (`assets/mobilenet_v2_demo_no_top.h5`), so transfer learning is really exercised.
   `python -m labs.flowers.make_assets` makes them again.
@@ -53,11 +54,14 @@ _LOOKS = {
 }
 
 
-def synthetic_flower(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """One synthetic flower picture of class `label`, as a uint8 [size, size, 3] array."""
+def synthetic_flower(rng: np.random.Generator, label: int, size: int, width: int | None = None) -> np.ndarray:
+    """One synthetic flower picture of class `label`, as a uint8 [size, width, 3] array
+    (square unless `width` is given: the flower is drawn across the whole frame)."""
     name = CLASSES[label]
     (low, high), petal_colours, heart_colour, heart = _LOOKS[name]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    width = width or size
+    yy, xx = np.mgrid[0:size, 0:width].astype(np.float32)
+    yy, xx = yy / size, xx / width
     cx, cy = rng.uniform(0.35, 0.65, size=2)
     radius = rng.uniform(0.22, 0.4)
     dx, dy = xx - cx, yy - cy
@@ -85,12 +89,12 @@ def synthetic_flower(rng: np.random.Generator, label: int, size: int) -> np.ndar
     colour = np.asarray(petal_colours[rng.integers(len(petal_colours))])
     colour = np.clip(colour + rng.normal(0, 0.06, size=3), 0, 1)
     background = np.asarray([0.2, 0.45, 0.15]) + rng.normal(0, 0.08, size=3)
-    background = background * (0.8 + 0.4 * yy[..., None]) + rng.normal(0, 0.04, size=(size, size, 3))
+    background = background * (0.8 + 0.4 * yy[..., None]) + rng.normal(0, 0.04, size=(size, width, 3))
 
     image = np.where(flower[..., None], colour * shade[..., None], background)
     if heart > 0:
         centre = r < heart * rng.uniform(0.85, 1.15)
-        dots = 0.85 + 0.15 * (rng.random((size, size)) > 0.5)
+        dots = 0.85 + 0.15 * (rng.random((size, width)) > 0.5)
         image = np.where(centre[..., None], np.asarray(heart_colour) * dots[..., None], image)
     image = image + rng.normal(0, 0.03, size=image.shape)
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
@@ -110,7 +114,13 @@ def make_synthetic_flowers(directory: str, size: int, count: int, n_files: int =
     return data.write_tfrecords(directory, images, labels, n_files, len(CLASSES), prefix="flowers")
 
 
-def make_flower_folders(directory: str, size: int, count: int, seed: int = 2) -> list[str]:
-    """The same flowers as JPEG files in one folder per class (the tf.data lab's layout)."""
-    images, labels = synthetic_flowers(size, count, seed)
+def make_flower_folders(directory: str, count: int, sizes: tuple[int, int] = (64, 144), seed: int = 3) -> list[str]:
+    """Flowers as JPEG files in one folder per class (the tf.data lab's layout), each of its
+    own height and width in `sizes`, as the codelab's photos are: a pipeline that resizes,
+    or assumes one size, is told from one that keeps each picture as it decodes."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % len(CLASSES)
+    rng.shuffle(labels)
+    low, high = sizes
+    images = [synthetic_flower(rng, int(label), int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1))) for label in labels]
     return data.write_folders(directory, images, labels, CLASSES, prefix="flower")

@@ -17,14 +17,15 @@ from labs.flowers import pretrain
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=96, help="image size of the demo set")
-    parser.add_argument("--count", type=int, default=320, help="number of demo flowers")
+    parser.add_argument("--count", type=int, default=480, help="number of demo flowers in the TFRecords (16 files)")
+    parser.add_argument("--photos", type=int, default=240, help="number of demo photos in the JPEG folders (varied sizes)")
     parser.add_argument("--skip-weights", action="store_true")
     args = parser.parse_args(argv)
     for folder in (flowers.DEMO_TFRECORDS, flowers.DEMO_JPEGS):
         shutil.rmtree(folder, ignore_errors=True)
     paths = flowers.make_synthetic_flowers(flowers.DEMO_TFRECORDS, args.size, args.count)
     print(f"wrote {len(paths)} TFRecord files to {flowers.DEMO_TFRECORDS}")
-    paths = flowers.make_flower_folders(flowers.DEMO_JPEGS, args.size, args.count)
+    paths = flowers.make_flower_folders(flowers.DEMO_JPEGS, args.photos)
     print(f"wrote {len(paths)} JPEG files to {flowers.DEMO_JPEGS}")
     if not args.skip_weights:
         print("wrote", pretrain.make_demo_weights(flowers.DEMO_WEIGHTS, size=args.size))
