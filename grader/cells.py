@@ -66,10 +66,17 @@ def code_lines(source: str) -> list[str]:
     return kept
 
 
-def unanswered(source: str, given: str) -> bool:
+def unanswered(source: str, given: str, untouched: tuple[str, ...] = ()) -> bool:
     """Does the cell hold no code of the student's: only what the playground gave, its
-    placeholders and comments? (Placeholder comments left above an answer are fine.)"""
-    return code_lines(source) == code_lines(given)
+    placeholders and comments? (Placeholder comments left above an answer are fine.)
+    `untouched`: the code checksums of the same cell as other playgrounds give it (the
+    codelab's own, whose starting code differs from the lab's in its words)."""
+    return code_lines(source) == code_lines(given) or code_checksum(source) in untouched
+
+
+def code_checksum(source: str) -> str:
+    """Hash of a cell's code lines (comments, blank lines and trailing spaces left out)."""
+    return hashlib.sha256("\n".join(code_lines(source)).encode()).hexdigest()
 
 
 def has_placeholder(source: str) -> bool:
@@ -104,6 +111,40 @@ def _binds(node, name: str) -> bool:
     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
         return True
     return any(_binds(child, name) for child in ast.iter_child_nodes(node))
+
+
+def _parsed(source: str):
+    """The cell's syntax tree, IPython lines (`%magic`, `!shell`) left out; None if it does not parse."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
+def assigned_names(source: str) -> set[str]:
+    """The names a cell binds at top level by assignment, `def` or `class` (imports left
+    out: importing a module again under its usual name changes nothing)."""
+    tree = _parsed(source)
+    if tree is None:
+        return set()
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif not isinstance(node, (ast.Import, ast.ImportFrom)):
+            found |= {child.id for child in ast.walk(node) if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store)
+                      and _binds(node, child.id)}
+    return found
+
+
+def defines_only(source: str) -> bool:
+    """Does the cell only define things (functions, classes, imports, a docstring), so that
+    running it earlier than its place changes nothing but what names exist?"""
+    tree = _parsed(source)
+    allowed = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    return tree is not None and bool(tree.body) and all(
+        isinstance(node, allowed) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in tree.body)
 
 
 def imported_modules(source: str) -> list[str]:

@@ -16,6 +16,7 @@ import hashlib
 import numpy as np
 
 from grader import artifact as artifact_mod
+from grader import cells
 from grader.artifact import Artifact, Refused
 from grader import sample as sample_mod
 from grader.match import Match
@@ -109,10 +110,21 @@ class Setting:
 
 
 class Evidence:
-    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict[str, str]):
+    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict):
         self.setting, self.match, self.outcome, self.artifact = setting, match, outcome, artifact
         self.student_cells = match.student_cells  # the answers and the cells added to them
-        self.given = given  # answer key -> the playground's version of the cell
+        self.given = given  # answer key -> the release's answer cell (its playground version, `given`)
+
+    def unanswered(self, cell) -> bool:
+        """Does this answer cell hold only what a playground gave (the lab's, or the codelab's own)?"""
+        released = self.given.get(cell.key)
+        return cells.unanswered(cell.source, getattr(released, "given", ""), getattr(released, "untouched", ()))
+
+    def untouched(self) -> bool:
+        """Is every answer the playground's as given, and nothing added to it: no work of the
+        student's at all (every check then gets nothing)?"""
+        return bool(self.student_cells) and all(
+            self.unanswered(cell) if cell.role == "answer" else not cells.code_lines(cell.source) for cell in self.student_cells)
 
     # --- the run -------------------------------------------------------------------
 
@@ -327,8 +339,12 @@ def _output_problem(shape: tuple, classes: int) -> str:
     if len(shape) != 1:
         return (f"the model gives an output of shape {shape} per image, not one score per class: "
                 "put Flatten or GlobalAveragePooling2D before the last Dense layer")
-    if shape[0] < classes:
-        return f"the model gives {shape[0]} outputs per image, fewer than the lab's {classes} classes: end in Dense({classes}, activation='softmax')"
+    if shape[0] != classes:
+        # one score per class: with more, the lab's one-hot labels do not fit the output (the
+        # student's own fit fails), and class-index labels leave the extra scores meaningless
+        compared = "fewer than" if shape[0] < classes else "but"
+        return (f"the model gives {shape[0]} outputs per image, {compared} the lab has {classes} classes: "
+                f"end in Dense({classes}, activation='softmax'), one unit per class")
     return ""
 
 

@@ -172,9 +172,10 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
             raise GraderFault(outcome.host_fault)
         made = artifact.read(outcome.out_dir)
         _assignment_cells_ran(outcome, made, found)
-        given = {key: batch.release.cell(key).given for key in batch.release.answer_keys}
+        given = {key: batch.release.cell(key) for key in batch.release.answer_keys}
         evidence = Evidence(batch.setting, found, outcome, made, given)
-        results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
+        results = tuple(_untouched(spec, check, evidence) if evidence.untouched() and spec.check != "answer_cells_run"
+                        else checks.run_check(spec, check, evidence) for spec, check in batch.checks)
         return dataclasses.replace(
             base,
             status="graded",
@@ -189,6 +190,14 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
         outcome.remove()
 
 
+def _untouched(spec, check, evidence: Evidence) -> CheckResult:
+    """A check of a notebook whose answers are the playground's as given: nothing of the
+    student's to check (nothing is trained either), so no points, and the reason."""
+    return CheckResult(spec.id, spec.title, "failed", 0.0, spec.points,
+                       f"not checked: the answer is the playground's as it was given, with no {evidence.setting.lab.kind} "
+                       "of yours in it; write your answer in the cell under the [WORK REQUIRED] heading", repr(check))
+
+
 def _assignment_cells_ran(outcome, made, found) -> None:
     """The cells before the first answer are the assignment's, the same for everyone: if the
     run ended before any of them ran, or one of them failed, the sandbox or the assignment is
@@ -200,7 +209,9 @@ def _assignment_cells_ran(outcome, made, found) -> None:
         raise GraderFault(f"the sandbox run ended before any cell ran (exit code {outcome.exit_code}: {last[0][-300:]})")
     first = {cell.key for cell in found.student_cells}
     for entry in made.log:
-        if entry.get("key") in first or entry.get("role") != "locked":
+        if entry.get("key") in first or entry.get("role") not in ("locked", "above"):
+            return
+        if entry.get("role") == "above":  # a cell the student added: what fails after it may be theirs
             return
         if entry.get("status") == "error":
             error = entry.get("error") or {}
@@ -270,9 +281,24 @@ def _cells(evidence: Evidence, found) -> tuple[dict, ...]:
         entry = evidence.artifact.cell(cell.key) or {"status": "not run"}
         shown.append({"key": cell.key, "role": cell.role, "source": cell.source, **_cell_output(entry)})
         if cell.role == "answer":
-            shown[-1]["unanswered"] = cells_mod.unanswered(cell.source, evidence.given.get(cell.key, ""))
+            shown[-1]["unanswered"] = evidence.unanswered(cell)
+    for cell in found.added_above:
+        entry = evidence.artifact.cell(cell.key) or {"status": "not run"}
+        shown.append({"key": cell.key, "role": "added above", "source": cell.source, **_cell_output(entry),
+                      "note": "a cell you added above the answer: run in its place, on a best effort (a failure here is "
+                              "reported, not graded)"})
+    for cell in found.skipped:
+        shown.append({"key": cell.key, "role": "not run", "source": cell.source, "status": "not run", "note": f"not run: {cell.reason}"})
+    if found.codelab_cells:
+        names = ", ".join(found.codelab_cells)
+        shown.append({"key": "the codelab's cells", "role": "replaced", "source": "", "status": "replaced by the lab's versions",
+                      "note": f"{len(found.codelab_cells)} of your notebook's cells are the codelab's own versions of the lab's "
+                              f"cells ({names}): the grader ran the lab's version of each, which reads the grader's copy "
+                              "of the data; the cells after the answer (training, curves) are not run: the grader trains "
+                              "the model itself"})
     for key in found.changed_locked:
-        shown.append({"key": key, "role": "changed locked cell", "source": "", "status": "replaced by the assignment's version"})
+        shown.append({"key": key, "role": "changed locked cell", "source": "", "status": "replaced by the assignment's version",
+                      "note": "you changed a cell of the lab's: the grader ran the lab's own version of it"})
     return tuple(shown)
 
 

@@ -28,6 +28,14 @@ class ReleasedCell:
     source: str  # what the grader runs: the solution for answers, the code for locked cells
     checksum: str
     given: str = ""  # for answers: the playground's version (placeholders where the solution was)
+    aliases: tuple[str, ...] = ()  # other ids the same cell has in the codelab's own notebooks
+    untouched: tuple[str, ...] = ()  # for answers: code checksums of the cell as other playgrounds give it
+
+
+# metadata.grader of a source notebook's cell: `aliases`, the ids the codelab's own notebooks
+# give the cell; `untouched` (an answer cell), the code checksums (cells.code_checksum) of the
+# cell as the codelab's own playgrounds give it, so that one left as given is known for one
+ALIASES, UNTOUCHED = "aliases", "untouched"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +51,13 @@ class Release:
     def cell(self, key: str) -> ReleasedCell:
         return next(c for c in self.cells if c.key == key)
 
+    def known(self, key: str | None) -> str | None:
+        """The release's key of the code cell a submitted cell's id names (its own or an
+        alias: the codelab's id of the same cell), or None."""
+        if key is None:
+            return None
+        return next((c.key for c in self.cells if c.kind != "text" and (c.key == key or key in c.aliases)), None)
+
     def before(self, key: str) -> str | None:
         """The key of the cell before `key` in the source notebook (None for the first)."""
         keys = [c.key for c in self.cells]
@@ -55,6 +70,7 @@ class Release:
             "version": self.version,
             "answer_cells": list(self.answer_keys),
             "locked_cells": {c.key: c.checksum for c in self.cells if c.kind == "locked"},
+            "aliases": {c.key: list(c.aliases) for c in self.cells if c.aliases},
         }
 
 
@@ -76,6 +92,7 @@ def build(manifest: Manifest) -> tuple[Release, nbformat.NotebookNode]:
     for index, cell in enumerate(playground.cells):
         key = keys[index] or f"cell-{index}"
         text = cells.source_of(cell)
+        aliases, untouched = _listed(cell, key, ALIASES), _listed(cell, key, UNTOUCHED)
         if key in manifest.answer_cells:
             if not cells.is_code(cell) or not cells.has_solution_markers(text):
                 raise ManifestError(
@@ -86,16 +103,25 @@ def build(manifest: Manifest) -> tuple[Release, nbformat.NotebookNode]:
             except cells.SolutionMarkerError as error:
                 raise ManifestError(f"answer cell {key!r}: {error}") from None
             solution = cells.solution_code(text)
-            released.append(ReleasedCell(key, "answer", solution, cells.checksum(solution), cell.source))
+            released.append(ReleasedCell(key, "answer", solution, cells.checksum(solution), cell.source, aliases, untouched))
             _mark_heading_above(playground.cells, index)
         elif cells.is_code(cell):
-            released.append(ReleasedCell(key, "locked", text, cells.checksum(text)))
+            released.append(ReleasedCell(key, "locked", text, cells.checksum(text), aliases=aliases))
         else:
             cell.source = cells.as_playground_heading(text)
             released.append(ReleasedCell(key, "text", cell.source, cells.checksum(cell.source)))
         if cells.is_code(cell):
             cell.outputs, cell.execution_count = [], None
     return Release(manifest.name, manifest.version, tuple(released)), playground
+
+
+def _listed(cell, key: str, name: str) -> tuple[str, ...]:
+    """A list of the cell's `metadata.grader` (ids, checksums), checked: non-empty strings."""
+    grader_metadata = (cell.get("metadata") or {}).get("grader") or {}
+    found = grader_metadata.get(name, []) if isinstance(grader_metadata, dict) else []
+    if not isinstance(found, list) or not all(isinstance(item, str) and item for item in found):
+        raise ManifestError(f"cell {key!r}: metadata.grader.{name} must be a list of strings, got {found!r}")
+    return tuple(found)
 
 
 def _mark_heading_above(notebook_cells, index: int) -> None:

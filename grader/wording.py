@@ -28,7 +28,8 @@ STOPPED_BY = {
     "processes": "was stopped: it tried to start too many processes",
     "cpu": "was stopped: it used up its CPU time",
 }
-ROLES = {"answer": "answer", "added": "added by the student", "changed locked cell": "changed locked cell"}
+ROLES = {"answer": "answer", "added": "added by the student", "added above": "added by the student above the answer",
+         "not run": "not run", "replaced": "the lab's cells", "changed locked cell": "changed locked cell"}
 FAST_PATH = "fast path: head trained on cached outputs of "
 
 

@@ -36,6 +36,13 @@ def colab_pair(tmp_path, assignment=ASSIGNMENT):
     return made
 
 
+def answer_index(assignment=ASSIGNMENT) -> int:
+    """Where the lab's answer cell is in its notebook (the pair keeps the order)."""
+    loaded = manifest_mod.load(assignment)
+    source = nbformat.read(loaded.notebook_path, as_version=4)
+    return next(i for i, c in enumerate(source.cells) if cells.cell_key(c) == loaded.answer_cells[0])
+
+
 def test_the_answer_is_marked_so_that_release_gives_back_the_playground(tmp_path):
     pair = colab_pair(tmp_path)
     folder = tmp_path / "imported"
@@ -43,15 +50,16 @@ def test_the_answer_is_marked_so_that_release_gives_back_the_playground(tmp_path
 
     made = importer.new(str(folder), str(pair["playground"]), str(pair["solution"]), data=flowers.demo_data("tfrecord"),
                         weights=flowers.demo_weights(), image_size=96)
-    assert made.answers == ["colab009xyz"]
+    at = answer_index()
+    assert made.answers == [f"colab{at:03d}xyz"]
     loaded = manifest_mod.load(str(folder))
     assert loaded.lab.classes == ("daisy", "dandelion", "roses", "sunflowers", "tulips") and loaded.lab.base.application == "MobileNetV2"
     assert dict(loaded.lab.environment) == {"FLOWERS_TFREC": "{data_dir}/*.tfrec", "FLOWERS_IMAGE_SIZE": "{image_size}", "FLOWERS_BATCH_SIZE": "{batch_size}"}
     assert [c.check for c in loaded.checks] == ["answer_cells_run", "model_structure", "frozen_base", "compile_settings", "validation_accuracy"]
     record, playground = release.build(loaded)
     original = nbformat.read(str(pair["playground"]), as_version=4)
-    answer = next(c for c in playground.cells if cells.cell_key(c) == "colab009xyz")
-    assert cells.source_of(answer) == cells.source_of(original.cells[9])
+    answer = next(c for c in playground.cells if cells.cell_key(c) == f"colab{at:03d}xyz")
+    assert cells.source_of(answer) == cells.source_of(original.cells[at])
     assert any("calibrate" in line for line in made.undecided)
 
 
@@ -80,7 +88,8 @@ def imported_tfdata(tmp_path):
 
 def test_a_dataset_lab_is_read_off_its_pair(tmp_path):
     made, loaded = imported_tfdata(tmp_path)
-    assert made.answers == ["colab008xyz"]
+    at = answer_index(TFDATA)
+    assert made.answers == [f"colab{at:03d}xyz"]
     assert (loaded.lab.answer, loaded.lab.kind, loaded.data_format) == ("dataset", "dataset", "folders")
     assert dict(loaded.lab.environment) == {"FLOWERS_JPEG": "{data_dir}/*/*.jpg"}
     assert [c.check for c in loaded.checks] == ["answer_cells_run", "dataset_elements", "dataset_pictures", "dataset_labels"]
@@ -88,4 +97,4 @@ def test_a_dataset_lab_is_read_off_its_pair(tmp_path):
     assert not any("[training]" in line for line in made.undecided)  # nothing is trained
     _, playground = release.build(loaded)
     given = nbformat.read(str(tmp_path / "playground.ipynb"), as_version=4)
-    assert cells.source_of(playground.cells[8]) == cells.source_of(given.cells[8])
+    assert cells.source_of(playground.cells[at]) == cells.source_of(given.cells[at])

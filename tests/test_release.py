@@ -19,7 +19,9 @@ def test_record_lists_answers_and_locked_checksums(released):
     record, _ = released
     data = record.record()
     assert data["answer_cells"] == ["model"]
-    assert set(data["locked_cells"]) == {"imports", "config", "read-tfrecords", "datasets", "train", "curves", "predictions"}
+    assert set(data["locked_cells"]) == {"imports", "config", "display-utilities", "read-tfrecords", "look", "datasets", "train", "curves",
+                                      "predictions", "show-predictions"}
+    assert data["aliases"]["model"] == ["XLJNVGwHUDy1"]  # the id the codelab's own notebook gives the answer cell
     answer = next(c for c in record.cells if c.kind == "answer")
     assert "Dense(5, activation='softmax')" in answer.source and not cells.has_solution_markers(answer.source)
 

@@ -37,9 +37,9 @@ def colab_download(playground, key, solution) -> bytes:
     """Laid out like the codelab's own solution downloaded from Colab: nbformat 4.0 with ids
     in metadata.id only, Colab metadata, outputs, the codelab's own cells (a TPU asked for
     unconditionally, a bucket pattern), older Keras idioms (input_shape= on the first
-    layer, no Input), the solution's heading, another answer id."""
+    layer, no Input), the solution's heading, the codelab's own cell ids."""
     answer = (solution.replace("        tf.keras.Input(shape=[*IMAGE_SIZE, 3]),\n", "")
-              .replace("filters=16, padding='same', activation='relu')", "filters=16, padding='same', activation='relu', input_shape=[*IMAGE_SIZE, 3])"))
+              .replace("filters=20, padding='same', activation='relu')", "filters=20, padding='same', activation='relu', input_shape=[*IMAGE_SIZE, 3])"))
     detection = ("try: # detect TPUs\n    tpu = tf.distribute.cluster_resolver.TPUClusterResolver()\n"
                  "    print('Running on TPU ', tpu.master())\nexcept ValueError:\n    tpu = None\n"
                  "if tpu:\n    tf.config.experimental_connect_to_cluster(tpu)\n    tf.tpu.experimental.initialize_tpu_system(tpu)\n"
@@ -47,19 +47,19 @@ def colab_download(playground, key, solution) -> bytes:
                  "print('REPLICAS: ', strategy.num_replicas_in_sync)")
     printed = {"output_type": "stream", "name": "stdout", "text": "Running on TPU  grpc://10.0.0.2:8470\nREPLICAS:  8\n"}
     return colab_notebook("keras_flowers_convnet_tpu_solution.ipynb", [
-        colab_cell("markdown", "## Imports", "Lq0pZ3vWk8Rs"),
+        colab_cell("markdown", "## Imports", "89B27-TGiDNB"),
         colab_cell("code", "import os, math\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\n"
-                           "AUTO = tf.data.experimental.AUTOTUNE", "Ys4nB7cQe2Xu"),
-        colab_cell("markdown", "## TPU or GPU detection", "Gd8mH1fTo5Vj"),
-        colab_cell("code", detection, "Pw2kR9sLa6Nb", [printed]),
-        colab_cell("markdown", "## Configuration", "Ub7xE3qZm0Ic"),
+                           "AUTO = tf.data.experimental.AUTOTUNE", "9u3d4Z7uQsmp"),
+        colab_cell("markdown", "## TPU or GPU detection", "mPo10cahZXXQ"),
+        colab_cell("code", detection, "FpvUOuC3j27n", [printed]),
+        colab_cell("markdown", "## Configuration", "w9S3uKC_iXY5"),
         colab_cell("code", "GCS_PATTERN = 'gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec'\nIMAGE_SIZE = [192, 192]\n"
-                           "BATCH_SIZE = 16 * strategy.num_replicas_in_sync", "Tj5oW8dKy1Fq"),
-        colab_cell("markdown", "## Model [WORK WAS REQUIRED HERE]", "Ze3vA6nXr9Hm"),
-        colab_cell("code", answer, "Hs1cJ4gPw7Lt"),
-        colab_cell("markdown", "## Training", "Bn9kF2uYd4Qo"),
+                           "BATCH_SIZE = 16 * strategy.num_replicas_in_sync", "M3G-2aUBQJ-H"),
+        colab_cell("markdown", "## Model [WORK WAS REQUIRED HERE]", "ALtRUlxhw8Vt"),
+        colab_cell("code", answer, "XLJNVGwHUDy1"),
+        colab_cell("markdown", "## Training", "dMfenMQcxAAb"),
         colab_cell("code", "history = model.fit(training_dataset, steps_per_epoch=steps_per_epoch, epochs=EPOCHS,\n"
-                           "                    validation_data=validation_dataset, validation_steps=validation_steps)", "Xr6tM0eVs3Ga"),
+                           "                    validation_data=validation_dataset, validation_steps=validation_steps)", "M-ID7vP5mIKs"),
     ])
 
 

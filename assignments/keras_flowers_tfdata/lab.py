@@ -20,7 +20,7 @@ def index_labels(playground, key, solution) -> bytes:
 def colab_download(playground, key, solution) -> bytes:
     """Laid out like the codelab's own solution downloaded from Colab: nbformat 4.0 with ids
     in metadata.id only, Colab metadata, outputs, the codelab's own cells (a bucket pattern,
-    no environment variable), older TF idioms, the solution's heading, another answer id."""
+    no environment variable), older TF idioms, the solution's heading, the codelab's own cell ids."""
     answer = (solution.replace(LABEL, "label = tf.strings.split(tf.expand_dims(filename, axis=-1), sep='/')\n"
                                       "    label = label.values[-2]")
               .replace(DECODE, "image = tf.image.decode_jpeg(bits)")
@@ -28,16 +28,17 @@ def colab_download(playground, key, solution) -> bytes:
 
     printed = {"output_type": "stream", "name": "stdout", "text": "gs://flowers-public/tulips/100930342_92e8746431_n.jpg\n"}
     return colab_notebook("keras_flowers_tfdata_solution.ipynb", [
-        colab_cell("markdown", "## Imports", "aP0dWq3Rz6Lk"),
+        colab_cell("markdown", "## Imports", "89B27-TGiDNB"),
         colab_cell("code", "import os, time\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\n"
-                     "AUTO = tf.data.experimental.AUTOTUNE", "sE4hVb8Nm1Qc"),
-        colab_cell("markdown", "## Configuration", "nT7gYk2Cx9Fw"),
+                     "AUTO = tf.data.experimental.AUTOTUNE", "U6rgexPXmY37"),
+        colab_cell("markdown", "## Configuration", "w9S3uKC_iXY5"),
         colab_cell("code", "GCS_PATTERN = 'gs://flowers-public/*/*.jpg'\nCLASSES = ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']",
-             "hJ5mUe0Lr4Ds"),
-        colab_cell("markdown", "## Read pictures and labels [WORK WAS REQUIRED HERE]", "wB3kOp6Xy2Vn"),
-        colab_cell("code", answer, "cR9tIa1Gz7Hm", [printed]),
-        colab_cell("markdown", "## Have a look", "kF2sPn8Qb5Jx"),
-        colab_cell("code", "show_pictures(dataset)", "mD6yRw4Tc0Ea"),
+             "d8K6hL_kiWve"),
+        colab_cell("markdown", "## Read pictures and labels [WORK WAS REQUIRED HERE]", "kvPXiovhi3ZZ"),
+        colab_cell("code", answer, "nwsZ8X59mu24", [printed]),
+        colab_cell("markdown", "## Useful code snippets", "ZX6Vg0YZwRCP"),
+        colab_cell("markdown", "### Decode a JPEG", "FszNm593wnky"),
+        colab_cell("code", "def decode_jpeg(filename):\n  bits = tf.io.read_file(filename)\n  return tf.image.decode_jpeg(bits)", "pmPz2WM2wTbS"),
     ])
 
 

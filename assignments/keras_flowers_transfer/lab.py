@@ -21,18 +21,19 @@ def syntax_error(playground, key, solution) -> bytes:
 
 def colab_download(playground, key, solution) -> bytes:
     """Laid out like the codelab's own notebook downloaded from Colab: nbformat 4.0 with
-    ids in metadata.id, colab metadata, outputs, older TF idioms, the solution heading."""
+    ids in metadata.id (the codelab's own ids, which the lab's cells know as aliases),
+    colab metadata, outputs, older TF idioms, the solution heading."""
     answer = solution.replace("model = tf.keras.Sequential([", "### QUESTION 1.\nmodel = tf.keras.Sequential([", 1)
 
     stream = {"output_type": "stream", "name": "stdout", "text": "Tensorflow version 2.15.0\n"}
     image = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" + "A" * 4000, "text/plain": "<Figure>"}, "metadata": {}}
     return colab_notebook("keras_flowers_transfer_learning_solution.ipynb", [
-        colab_cell("markdown", "## Imports", "VaFAh0Pq1Jx7"),
-        colab_cell("code", "import os, math\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\nAUTO = tf.data.experimental.AUTOTUNE", "89B27-TGiDNB", [stream]),
+        colab_cell("markdown", "## Imports", "89B27-TGiDNB"),
+        colab_cell("code", "import os, math\nimport numpy as np\nimport tensorflow as tf\nprint('Tensorflow version ' + tf.__version__)\nAUTO = tf.data.experimental.AUTOTUNE", "9u3d4Z7uQsmp", [stream]),
         colab_cell("markdown", "## Configuration", "w9S3uKC_iXY5"),
         colab_cell("code", "GCS_PATTERN = 'gs://flowers-public/tfrecords-jpeg-192x192-2/*.tfrec'\nIMAGE_SIZE = [192, 192]\nBATCH_SIZE = 64", "M3G-2aUBQJ-H"),
-        colab_cell("code", "display_9_images_from_dataset(training_dataset)", "qs3dFfK4Z2ST", [image]),
-        colab_cell("markdown", "## Model [WORK WAS REQUIRED HERE]\nUse the pretrained MobileNetV2.", "KIkkKFmOH6n0"),
+        colab_cell("code", "display_9_images_from_dataset(load_dataset(training_filenames))", "xb-b4PRz-V6O", [image]),
+        colab_cell("markdown", "## Model [WORK WAS REQUIRED HERE]\nUse the pretrained MobileNetV2.", "ALtRUlxhw8Vt"),
         colab_cell("code", answer, "XLJNVGwHUDy1", [stream]),
         colab_cell("markdown", "## Training", "dMfenMQcxAAb"),
         colab_cell("code", "history = model.fit(training_dataset, steps_per_epoch=steps_per_epoch, epochs=10,\n                    validation_data=validation_dataset, validation_steps=validation_steps)", "M-ID7vP5mIKs", [stream]),
