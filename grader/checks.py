@@ -97,7 +97,7 @@ class AnswerCellsRun(Check):
         if evidence.outcome.stopped_by in ("memory", "processes", "cpu", "disk_full", "tampered"):
             return Verdict("failed", evidence.stopped_message())
         for cell in evidence.student_cells:
-            if cell.role == "answer" and cells.unanswered(cell.source, evidence.given.get(cell.key, "")):
+            if cell.role == "answer" and evidence.unanswered(cell):
                 placeholder = next((p for p in cells.PLACEHOLDERS if p in cell.source), "")
                 where = f" (`{placeholder}`)" if placeholder else ""
                 return Verdict("failed", f"the answer cell holds only the playground's placeholders{where}: write your code in it")
@@ -120,8 +120,36 @@ class AnswerCellsRun(Check):
                 )
             if evidence.outcome.stopped_by and evidence.outcome.stopped_cell == cell.key:
                 return Verdict("failed", evidence.stopped_message())
+        broken = _lab_cell_broken_after_added(evidence)
+        if broken:
+            return Verdict("failed", broken)
         added = sum(1 for cell in evidence.student_cells if cell.role == "added")
-        return Verdict("passed", "the answer cell ran without errors" + (f", with the {added} cell(s) you added to it" if added else ""))
+        said = "the answer cell ran without errors" + (f", with the {added} cell(s) you added to it" if added else "")
+        return Verdict("passed", said + _above_failures(evidence))
+
+
+def _lab_cell_broken_after_added(evidence: Evidence) -> str:
+    """A cell of the lab's that failed after a cell the student added above the answer ran:
+    the added cell is the likely cause, and the student's to fix."""
+    added = None
+    for entry in evidence.artifact.log:
+        if entry.get("role") == "above":
+            added = added or entry.get("key")
+        elif entry.get("role") == "locked" and entry.get("status") == "error" and added:
+            error = entry.get("error") or {}
+            return (f"the lab's cell {entry.get('key')!r} raised {error.get('name', 'an error')} after the cell you added above "
+                    f"the answer ({added}) ran: {str(error.get('message', ''))[:300]}; take that cell out, or make it "
+                    "leave the lab's names as they are")
+    return ""
+
+
+def _above_failures(evidence: Evidence) -> str:
+    """What the cells added above the answer did wrong, said but not graded."""
+    failed = [cell.key for cell in evidence.match.added_above if (evidence.artifact.cell(cell.key) or {}).get("status") == "error"]
+    if not failed:
+        return ""
+    return (f" (the cell(s) you added above the answer, {', '.join(failed)}, raised an error in the grader's run and were "
+            "left out; that is not graded: it may be a line only Colab runs)")
 
 
 def _quote_line(source: str, line) -> str:
@@ -308,8 +336,9 @@ class DatasetElements(Check):
 @register("dataset_pictures")
 @dataclasses.dataclass(frozen=True)
 class DatasetPictures(Check):
-    """Every sampled image is one of the data's pictures as the reference pipeline decodes it
-    (same pixels, shape and dtype), and the sample holds no picture twice."""
+    """Every sampled image is one of the data's pictures as a JPEG decoder gives it (same
+    shape and dtype, pixels within what decoders differ by), no picture twice in the
+    sample, and the dataset has one element per file of the data."""
 
     dtype: str = "uint8"
 
@@ -317,30 +346,56 @@ class DatasetPictures(Check):
         sample, empty = _sample_or_empty(evidence)
         if empty is not None:
             return empty
-        pictures, seen = evidence.setting.pictures, {}
+        pictures, seen, other_decoder = evidence.setting.pictures, {}, 0
         for element in sample.elements:
-            image = element[0]
+            found = sample_mod.pair(element)
+            image = found[0] if found else element[0]
             problem = sample_mod.image_form_problem(image, self.dtype)
-            picture = pictures.get(image.sha256)
+            picture = sample_mod.picture_of(image, pictures)
             if not problem and picture is None:
                 problem = sample_mod.image_mismatch(image, pictures, self.dtype)
             if problem:
                 return Verdict("failed", problem)
+            other_decoder += pictures.get(image.sha256) is None
             seen.setdefault(picture.source, 0)
             seen[picture.source] += 1
         twice = [source for source, count in seen.items() if count > 1]
         if twice:
             return Verdict("failed", f"{twice[0]} comes {seen[twice[0]]} times in the first {len(sample.elements)} elements: "
                            "list each file once (no repeat() in this step)")
+        coverage = _coverage_problem(sample, len(evidence.setting.dataset.files))
+        if coverage:
+            return Verdict("failed", coverage)
+        decoders = f" ({other_decoder} by another JPEG decoder, a level or two apart, as decoders are)" if other_decoder else ""
         return Verdict("passed", f"the {len(sample.elements)} pictures read are {len(seen)} different files of the data, "
-                       "decoded as they are")
+                       f"decoded as they are{decoders}, and the dataset has one picture for each of its "
+                       f"{len(evidence.setting.dataset.files)} files")
+
+
+def _coverage_problem(sample: sample_mod.Sample, files: int) -> str:
+    """Why the dataset does not have one element per file of the data ("" if it does, or if
+    its size is not known)."""
+    size = sample.size
+    if size is None:
+        return ""
+    if size == -1:
+        return ("the dataset never ends (a repeat()): this step yields each file's picture once; repeating is for "
+                "training, later")
+    if size < files:
+        return (f"the dataset yields {size} pictures, but the data has {files} files: keep every file (no take(), skip() "
+                "or filter() in this step)")
+    if size > files:
+        many = size if sample.cardinality >= 0 else f"more than {files}"
+        return f"the dataset yields {many} elements, but the data has {files} files: each file once (no repeat() in this step)"
+    return ""
 
 
 @register("dataset_labels")
 @dataclasses.dataclass(frozen=True)
 class DatasetLabels(Check):
     """Every sampled label names the class of its picture (the folder its file is in),
-    in whichever form the label has (its form is dataset_elements' to judge)."""
+    in whichever form the label has (its form is dataset_elements' to judge), the picture
+    known even if it was changed after decoding (its decode is dataset_pictures' to judge)."""
 
     def __call__(self, evidence: Evidence) -> Verdict:
         sample, empty = _sample_or_empty(evidence)
@@ -349,18 +404,20 @@ class DatasetLabels(Check):
         pictures, classes = evidence.setting.pictures, evidence.setting.dataset.classes
         checked = 0
         for element in sample.elements:
-            if len(element) != 2:
+            found = sample_mod.pair(element)
+            if found is None:
                 return Verdict("failed", f"an element is {sample_mod.describe(element)}, with no label beside its picture: "
                                "return image, label from the function you map")
-            if sample_mod.batched(element):  # the elements' mistake, not the labels': as below
+            image, label, _ = found
+            if sample_mod.batched((image, label)):  # the elements' mistake, not the labels': as below
                 return Verdict("partial", "the elements come in batches, so no label can be checked against its picture: "
                                "leave batching for later (see the elements' check)", 0.5)
-            picture = pictures.get(element[0].sha256)
-            said = sample_mod.class_of(element[1], classes)
+            picture = sample_mod.resembles(image, pictures)
+            said = sample_mod.class_of(label, classes)
             if said is not None and (picture is None or classes[picture.label] == said):
                 checked += picture is not None
                 continue
-            return Verdict("failed", sample_mod.label_mismatch(element[1], said, picture, classes))
+            return Verdict("failed", sample_mod.label_mismatch(label, said, picture, classes))
         if not checked:  # the pictures' mistake, not the labels': half the points until they can be told
             return Verdict("partial", "every label is one of the classes, but no picture is one of the data's files, so "
                            "no label can be checked against its file's folder: fix the pictures (see their check)", 0.5)

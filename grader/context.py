@@ -54,8 +54,9 @@ class Context:
 
         manifest = self.manifest
         warm = [name for c in self.release.cells if c.kind == "locked" for name in cells.imported_modules(c.source)]
+        count_limit = len(self.dataset.files) + 1 if self.lab.kind == "dataset" else 0
         return sandbox.Plan(self.mounts, manifest.limits, manifest.image_size, manifest.batch_size, self.sandboxed,
-                            tuple(dict.fromkeys(warm)), self.lab.environment, self.lab.answer, self.lab.kind)
+                            tuple(dict.fromkeys(warm)), self.lab.environment, self.lab.answer, self.lab.kind, count_limit)
 
 
 def user_cache() -> str:

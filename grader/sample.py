@@ -10,9 +10,10 @@ functions say what an element is and what is wrong with it, in the student's ter
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
-from reference.data import Picture
+from reference.data import THUMB, Picture
 
 LABELS = {  # the forms a lab's labels take ([[checks]] labels = ...)
     "name": "class names (one string per picture)",
@@ -20,6 +21,9 @@ LABELS = {  # the forms a lab's labels take ([[checks]] labels = ...)
     "one_hot": "one-hot vectors (one number per class)",
 }
 IMAGE_FILES = (".jpg", ".jpeg", ".png")
+THUMB_SIZE = THUMB * THUMB * 4  # the most numbers a thumbnail has (four channels)
+SAME = 3.0  # a thumbnail this close (in 0-255 levels, at every point) is the same picture, decoded by another decoder
+RESEMBLES = 24.0  # ... this close on average: the same photo, changed (resized, converted, cropped a little)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Part:
     sha256: str = ""
     values: tuple = ()
     kind: str = "Tensor"
+    thumb: tuple = ()  # a picture's thumbnail (reference.data.thumbnail), as the run computed it
 
     @property
     def rank(self) -> int | None:
@@ -68,6 +73,12 @@ class Sample:
     elements: tuple[tuple[Part, ...], ...]
     element_spec: str
     cardinality: int  # elements in the dataset; -1: infinite, -2: not known
+    counted: int | None = None  # elements counted when the cardinality is not known (up to the data's files + 1)
+
+    @property
+    def size(self) -> int | None:
+        """How many elements the dataset has: -1 if it never ends, None if not known."""
+        return self.cardinality if self.cardinality >= -1 else self.counted
 
 
 def read(export: dict) -> Sample:
@@ -75,9 +86,13 @@ def read(export: dict) -> Sample:
     elements = export.get("sample")
     if not isinstance(elements, list) or not all(isinstance(e, list) for e in elements):
         raise ValueError("the sample is not a list of elements")
-    cardinality = export.get("cardinality", -2)
+    cardinality, counted = export.get("cardinality", -2), export.get("counted")
     return Sample(tuple(tuple(_part(p) for p in element) for element in elements), str(export.get("element_spec", ""))[:2000],
-                  cardinality if isinstance(cardinality, int) and not isinstance(cardinality, bool) else -2)
+                  cardinality if _whole(cardinality) else -2, counted if _whole(counted) and counted >= 0 else None)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _part(entry) -> Part:
@@ -87,9 +102,12 @@ def _part(entry) -> Part:
     if shape is not None and not (isinstance(shape, list) and all(d is None or (isinstance(d, int) and d >= 0) for d in shape)):
         raise ValueError("a part's shape is not a list of sizes")
     values = entry.get("value", [])
+    thumb = entry.get("thumb", [])
+    thumb = tuple(float(v) for v in thumb[:THUMB_SIZE]) if isinstance(thumb, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in thumb[:THUMB_SIZE]) else ()
     return Part(str(entry.get("dtype", ""))[:40], None if shape is None else tuple(shape), str(entry.get("sha256", ""))[:64],
                 tuple(v if isinstance(v, (int, float, str)) else str(v) for v in values[:16]) if isinstance(values, list) else (),
-                str(entry.get("kind", "Tensor"))[:60])
+                str(entry.get("kind", "Tensor"))[:60], thumb)
 
 
 def describe(element) -> str:
@@ -127,6 +145,9 @@ def element_problem(element, labels: str) -> str:
             return "the dataset yields pictures without their labels: return image, label from the function you map"
     if len(element) != 2:
         return f"each element has {len(element)} part(s), {describe(element)}; the lab's elements are (picture, label) pairs"
+    if pair(element)[2]:
+        return (f"each element is (label, picture), {describe(element)}: the lab's elements are (picture, label) pairs, "
+                "picture first: return image, label from the function you map")
     if batched(element):
         return (f"the elements come in batches ({describe(element)}): this step yields one picture per element, so "
                 "leave batching for later")
@@ -202,6 +223,49 @@ def class_of(label: Part, classes) -> str | None:
     return classes[values.index(max(values))]
 
 
+# --- which of the data's pictures an image is -------------------------------------
+
+
+def picture_of(image: Part, pictures: dict[str, Picture]) -> Picture | None:
+    """The data's picture that `image` is, decoded as it is: the same tensor, or the same
+    shape and dtype with pixels that any correct JPEG decoder gives (its thumbnail within
+    SAME levels everywhere: decoders differ by a level or two per pixel)."""
+    exact = pictures.get(image.sha256)
+    if exact is not None or not image.thumb or image.dtype != "uint8":
+        return exact
+    same_shape = [p for p in pictures.values() if p.thumb and p.shape == image.shape and len(p.thumb) == len(image.thumb)]
+    distance, nearest = min(((max(abs(a - b) for a, b in zip(image.thumb, p.thumb)), p) for p in same_shape),
+                            default=(None, None), key=lambda pair: pair[0])
+    return nearest if distance is not None and distance <= SAME else None
+
+
+def resembles(image: Part, pictures: dict[str, Picture]) -> Picture | None:
+    """The data's picture that `image` was made from, whatever was done to it after
+    decoding (resized, converted to floats, in [0, 1] or not): its thumbnail on average
+    within RESEMBLES levels of the picture's, the nearest such; None if none is."""
+    exact = picture_of(image, pictures)
+    if exact is not None or not image.thumb or image.rank != 3:
+        return exact
+    channels = image.shape[-1]
+    scale = 255.0 if image.dtype.startswith("float") and max(image.thumb) <= 1.0 else 1.0
+    thumb = [v * scale for v in image.thumb]
+    candidates = [p for p in pictures.values() if p.thumb and p.shape and p.shape[-1] == channels and len(p.thumb) == len(thumb)]
+    scored = [(sum(abs(a - b) for a, b in zip(thumb, p.thumb)) / len(thumb), p) for p in candidates]
+    distance, nearest = min(scored, default=(None, None), key=lambda pair: pair[0])
+    return nearest if distance is not None and distance <= RESEMBLES else None
+
+
+def pair(element) -> tuple[Part, Part, bool] | None:
+    """(picture, label, swapped) of a two-part element; a pair written (label, picture) is
+    read the right way round, and said to be swapped. None if it is no pair."""
+    if len(element) != 2:
+        return None
+    first, second = element
+    if first.is_string and first.rank == 0 and not is_path(first.text) and second.is_number and second.rank == 3:
+        return second, first, True
+    return first, second, False
+
+
 # --- what an image or a label should have been --------------------------------------
 
 
@@ -210,6 +274,10 @@ def image_mismatch(image: Part, pictures: dict[str, Picture], image_dtype: str =
     problem = image_form_problem(image, image_dtype)
     if problem:
         return problem
+    like = resembles(image, pictures)
+    if like is not None and like.shape[:2] != tuple(image.shape[:2]):
+        return (f"a picture of {image.shape[0]}x{image.shape[1]} is {like.source}, which is {like.shape[0]}x{like.shape[1]}: "
+                "decode each file as it is, without resizing or cropping it (the photos have different sizes)")
     decoded = [p for p in pictures.values() if len(p.shape) == 3]
     channels = image.shape[-1]
     if channels != 3 and not any(p.shape[-1] == channels for p in decoded):
@@ -246,7 +314,15 @@ def rows(sample: Sample, pictures: dict[str, Picture], classes) -> list[dict]:
     """The sample as the scorecard shows it: each element, and which picture its image is."""
     shown = []
     for element in sample.elements:
-        picture = pictures.get(element[0].sha256) if element else None
-        found = f"{picture.source} ({classes[picture.label]})" if picture is not None else "none of the data's pictures"
-        shown.append({"element": describe(element), "picture": found})
+        found = pair(element)
+        image = found[0] if found else (element[0] if element else None)
+        picture = picture_of(image, pictures) if image is not None else None
+        like = resembles(image, pictures) if image is not None and picture is None else None
+        if picture is not None:
+            said = f"{picture.source} ({classes[picture.label]})"
+        elif like is not None:
+            said = f"made from {like.source} ({classes[like.label]}), changed after decoding"
+        else:
+            said = "none of the data's pictures"
+        shown.append({"element": describe(element), "picture": said})
     return shown

@@ -438,6 +438,7 @@ class Plan:
     environment: tuple[tuple[str, str], ...] = ()  # the lab's variables: name -> template (see sandbox_env)
     answer: str = "model"  # the name the answer defines, exported after the cells run
     kind: str = "model"  # what it is: "model" or "dataset"
+    count_limit: int = 0  # a dataset's elements are counted up to this many (one more than the data's files)
 
 
 def _nspids(pid: int) -> list[int]:
@@ -877,6 +878,7 @@ class Pending:
             "input_shape": [plan.image_size, plan.image_size, 3],
             "answer": plan.answer,
             "kind": plan.kind,
+            "count_limit": plan.count_limit,
         }
         # The slot's disk is as the grader made it: nothing has run on it since it was emptied.
         with open(os.path.join(self.scratch, "job.json"), "w") as handle:

@@ -153,7 +153,7 @@ def export(namespace, out, job):
     if value is None:
         write_json(os.path.join(out, "export.json"), {"found": False, "problem": f"no variable named `{name}` after the answer cells ran"})
     elif job.get("kind") == "dataset":
-        export_dataset(value, name, out, job.get("sample", SAMPLE))
+        export_dataset(value, name, out, job.get("sample", SAMPLE), job.get("count_limit", 0))
     else:
         export_model(value, name, out, job.get("input_shape"))
 
@@ -162,9 +162,11 @@ SAMPLE = 24  # elements of a dataset exported
 PARTS = 16  # parts of an element exported
 
 
-def export_dataset(dataset, name, out, count):
+def export_dataset(dataset, name, out, count, limit=0):
     """Write a sample of what the dataset yields, as data: each element's parts with their
-    dtype, shape, a hash of their bytes, and (strings, small arrays) their values."""
+    dtype, shape, a hash of their bytes, (strings, small arrays) their values, (pictures)
+    their thumbnails; and how many elements it has (counted up to `limit` when its
+    cardinality is not known)."""
     import hashlib
 
     tf = sys.modules.get("tensorflow")  # not imported by the run: the value cannot be a dataset
@@ -188,10 +190,20 @@ def export_dataset(dataset, name, out, count):
             part["value"] = [item.decode("utf-8", errors="replace")[:200] for item in items]
         elif value.shape.num_elements() <= 16:
             part["value"] = tf.reshape(value, [-1]).numpy().tolist()
+        elif len(shape) == 3 and 1 <= shape[-1] <= 4 and shape[0] and shape[1] and (value.dtype.is_integer or value.dtype.is_floating):
+            # a picture: its thumbnail (its pixels averaged on an 8x8 grid, as the grader's
+            # reference.data.thumbnail does), so that another JPEG decoder's pixels are known
+            small = tf.image.resize(tf.cast(value, tf.float32), [8, 8], method="area")
+            part["thumb"] = [round(float(v), 2) for v in tf.reshape(small, [-1]).numpy()]
         return part
 
     facts["element_spec"] = str(dataset.element_spec)[:2000]
     facts["cardinality"] = int(dataset.cardinality().numpy())  # -1: infinite, -2: not known
+    if limit and facts["cardinality"] == -2:  # not known (a filter): counted, up to one more than the data's files
+        try:
+            facts["counted"] = sum(1 for _ in dataset.take(limit))
+        except Exception as error:  # the student's pipeline may fail when iterated: said below
+            facts["count_problem"] = f"{type(error).__name__}: {str(error)[:300]}"
     elements = []
     try:
         for element in dataset.take(count):

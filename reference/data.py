@@ -151,6 +151,21 @@ class Picture:
     label: int  # its class's index
     source: str  # its file, relative to the data's folder (a record: `file#index`)
     shape: tuple[int, ...]  # () for the file's undecoded bytes
+    thumb: tuple[float, ...] = ()  # a decoded picture's thumbnail (see thumbnail), () for the bytes
+
+
+THUMB = 8  # a thumbnail is the picture's area average on a THUMB x THUMB grid, per channel
+
+
+def thumbnail(tensor) -> tuple[float, ...]:
+    """A decoded picture's thumbnail: its pixels averaged over a THUMB x THUMB grid per channel,
+    in the picture's own units (0-255 for uint8), rounded to 2 decimals. Two JPEG decoders
+    give a picture's pixels a level or two apart; their thumbnails are within a fraction of
+    a level. The sandbox's runner computes the same with the same operation."""
+    import tensorflow as tf
+
+    small = tf.image.resize(tf.cast(tensor, tf.float32), [THUMB, THUMB], method="area")
+    return tuple(round(float(v), 2) for v in tf.reshape(small, [-1]).numpy())
 
 
 def decoded_pictures(data: Dataset) -> dict[str, Picture]:
@@ -164,13 +179,14 @@ def decoded_pictures(data: Dataset) -> dict[str, Picture]:
 
     found: dict[str, Picture] = {}
 
-    def add(tensor, label, source):
+    def add(tensor, label, source, thumb=()):
         digest = hashlib.sha256(tf.io.serialize_tensor(tensor).numpy()).hexdigest()
-        found.setdefault(digest, Picture(label, source, tuple(int(d) for d in tensor.shape)))
+        found.setdefault(digest, Picture(label, source, tuple(int(d) for d in tensor.shape), thumb))
 
     for source, jpeg, label in _jpegs(data):
         for channels in (0, 3):
-            add(tf.io.decode_jpeg(jpeg, channels=channels), label, source)
+            decoded = tf.io.decode_jpeg(jpeg, channels=channels)
+            add(decoded, label, source, thumbnail(decoded))
         add(tf.constant(jpeg), label, source)
     return found
 
