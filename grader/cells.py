@@ -138,6 +138,43 @@ def assigned_names(source: str) -> set[str]:
     return found
 
 
+def outside_scope(source: str, name: str) -> list[tuple[int, str]]:
+    """The statements of the cell (outside any def or class) that bind `name` or call
+    `name.compile(...)` without being inside a `with <strategy>.scope():` block, as (line,
+    text of the line). A cell that does not parse has none as far as this says."""
+    tree = _parsed(source)
+    if tree is None:
+        return []
+    lines = source.splitlines()
+    found: list[tuple[int, str]] = []
+
+    def scoped(node) -> bool:
+        return isinstance(node, (ast.With, ast.AsyncWith)) and any(
+            isinstance(item.context_expr, ast.Call) and isinstance(item.context_expr.func, ast.Attribute)
+            and item.context_expr.func.attr == "scope" for item in node.items)
+
+    def compiles(node) -> bool:
+        return any(isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "compile"
+                   and isinstance(call.func.value, ast.Name) and call.func.value.id == name for call in ast.walk(node))
+
+    def visit(statements, inside: bool) -> None:
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            blocks = [getattr(node, field) for field in ("body", "orelse", "finalbody") if isinstance(getattr(node, field, None), list)]
+            blocks += [handler.body for handler in getattr(node, "handlers", [])]
+            if blocks:
+                for block in blocks:
+                    visit(block, inside or scoped(node))
+                continue
+            if not inside and (_binds(node, name) or compiles(node)):
+                number = getattr(node, "lineno", 0)
+                found.append((number, lines[number - 1].strip() if 0 < number <= len(lines) else ""))
+
+    visit(tree.body, False)
+    return found
+
+
 def defines_only(source: str) -> bool:
     """Does the cell only define things (functions, classes, imports, a docstring), so that
     running it earlier than its place changes nothing but what names exist?"""

@@ -166,17 +166,21 @@ class ModelStructure(Check):
 
     layers: tuple
     parameters: tuple = ()  # (at least, at most) parameters of the whole model, if bounded
+    expected: str = ""  # the model the lab asks for, in the lab's words (messages say it; else the rule's words)
 
-    def __init__(self, layers, parameters=()):
+    def __init__(self, layers, parameters=(), expected=""):
         if parameters and (len(parameters) != 2 or not all(isinstance(p, int) and p >= 0 for p in parameters)):
             raise ValueError(f"parameters must be [at least, at most], got {parameters!r}")
+        if not isinstance(expected, str):
+            raise ValueError(f"expected must be a sentence, got {expected!r}")
         object.__setattr__(self, "layers", tuple(layers))
         object.__setattr__(self, "parameters", tuple(parameters))
+        object.__setattr__(self, "expected", expected)
         object.__setattr__(self, "_patterns", parse_rule(list(layers)))
 
     def __call__(self, evidence: Evidence) -> Verdict:
         found = evidence.layers
-        verdict = compare(self._patterns, found)
+        verdict = compare(self._patterns, found, self.expected)
         base_size = dict(next((f.options for f in found if f.kind == evidence.setting.base_name), ())).get("input")
         expected_size = f"{evidence.setting.image_size}x{evidence.setting.image_size}x3"
         facts = {"layers": [str(f) for f in found], "expected": list(self._patterns.texts), "differs_at": verdict.differs_at}
@@ -246,6 +250,35 @@ class CompileSettings(Check):
             fed = f" on the lab's {'one-hot' if lab_one_hot else 'class-index'} labels"
         logits = " from the model's logits (from_logits=True)" if choices.from_logits else ""
         return Verdict("passed", f"loss {choices.loss}{logits}{fed}, with the {self.metric} metric")
+
+
+@register("strategy_scope")
+@dataclasses.dataclass(frozen=True)
+class StrategyScope(Check):
+    """The model is built and compiled inside `with strategy.scope():` (the lab's strategy,
+    a TPU's or the GPUs' mirrored one): read in the answer's source (every statement that
+    makes the model or compiles it is inside the scope) and in the run (the model's
+    variables were made under the notebook's `strategy`)."""
+
+    strategy: str = "strategy"  # the name the lab's cells give their distribution strategy
+
+    def __call__(self, evidence: Evidence) -> Verdict:
+        answer = evidence.setting.lab.answer
+        evidence.model()  # a model that is not there, or was refused: that is the reason
+        fix = (f"build the model and compile it inside `with {self.strategy}.scope():`, so that its variables are made on "
+               "the TPU (or mirrored on every GPU)")
+        for cell in evidence.student_cells:
+            outside = cells.outside_scope(cell.source, answer)
+            if outside:
+                line, text = outside[0]
+                what = "compiles the model" if ".compile(" in text else "makes the model"
+                where = "the answer cell" if cell.role == "answer" else "a cell you added"
+                return Verdict("failed", f"line {line} of {where}, `{text}`, {what} outside `with {self.strategy}.scope():`: {fix}")
+        scopes = evidence.artifact.export.get("scopes")
+        if isinstance(scopes, list) and self.strategy not in scopes:
+            return Verdict("failed", f"the model's variables were not made under `{self.strategy}` (the run's model was made "
+                           f"outside its scope, e.g. in a function called elsewhere): {fix}")
+        return Verdict("passed", f"the model is built and compiled inside `with {self.strategy}.scope():`")
 
 
 def _output_activation(evidence: Evidence) -> str | None:

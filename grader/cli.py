@@ -101,6 +101,12 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--image-size", type=_positive_int, help="the data's image size (default: read off the notebook)")
     new.add_argument("--threshold", type=float, default=0.5, help="the accuracy threshold to start from (calibrate it)")
 
+    calibrate = commands.add_parser("calibrate", help="grade the lab's population of answers (its module's POPULATION) and show how "
+                                    "the verdicts and accuracies lie against the checks and the threshold")
+    calibrate.add_argument("assignment", help="folder with assignment.toml and the source notebook")
+    calibrate.add_argument("--out", default="calibration", help="folder for the answers and their grading (default: calibration)")
+    _grading_flags(calibrate)
+
     cache = commands.add_parser("cache", help="show or clear the feature cache of the fast path")
     cache.add_argument("--cache-dir", help="the cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
     cache.add_argument("--clear", action="store_true", help="delete every cached entry")
@@ -235,6 +241,22 @@ def _demo(args) -> int:
     print(f"released {loaded.name} to {os.path.join(out, 'release')}; grading {len(made)} sample submissions from {folder}", flush=True)
     _summarise(batch.grade(loaded, [folder], _options(argparse.Namespace(**{**vars(args), "out": os.path.join(out, "graded")}))))
     return 0
+
+
+def _calibrate(args) -> int:
+    from grader import labs, manifest, population
+    from grader.errors import ManifestError
+
+    loaded = manifest.load(args.assignment)
+    answers = labs.population(loaded)
+    if not answers:
+        raise ManifestError(f"{loaded.name}'s lab module declares no POPULATION of answers to calibrate on",
+                            hint="add POPULATION = [grader.population.Answer(...), ...] to its lab module (docs/authoring.md)")
+    options = _options(args)
+    found = population.calibrate(loaded, answers, options.out_dir, **{name: getattr(options, name) for name in
+                                 ("data", "weights", "allow_unsandboxed", "cache_dir", "use_cache", "jobs", "regrade", "cluster")})
+    print("\n".join(found.lines(answers)))
+    return 1 if found.disagreements else 0
 
 
 def _summarise(graded) -> None:
@@ -407,5 +429,5 @@ def _cache(args) -> int:
 COMMANDS = {
     "release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report,
     "export": _export, "override": _override, "serve": _serve, "links": _links, "feedback": _feedback, "new": _new,
-    "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run,
+    "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run, "calibrate": _calibrate,
 }

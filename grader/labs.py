@@ -7,6 +7,8 @@ instructor and run by the grader (never by a student):
   the manifest's `[data] pattern` and `[weights] file`;
 - `SCENARIOS`: sample submissions for the demo and the tests, by file name:
   `{name: (factory(playground, answer_key, solution_source) -> bytes, description)}`;
+- `POPULATION`: answers as students write them, each with a teacher's verdict
+  (`grader.population.Answer`): `grader calibrate` and the lab's tests grade them;
 - checks of its own, registered with `grader.checks.register("name")` when it is
   imported (the manifest then names them like any other).
 """
@@ -59,3 +61,9 @@ def scenarios(manifest: Manifest) -> dict:
     """The lab's sample submissions (file name -> (factory, description))."""
     module = load(manifest)
     return dict(getattr(module, "SCENARIOS", {})) if module is not None else {}
+
+
+def population(manifest: Manifest) -> list:
+    """The lab's population of answers (grader.population.Answer), [] if it has none."""
+    module = load(manifest)
+    return list(getattr(module, "POPULATION", [])) if module is not None else []

@@ -249,10 +249,20 @@ def resembles(image: Part, pictures: dict[str, Picture]) -> Picture | None:
     channels = image.shape[-1]
     scale = 255.0 if image.dtype.startswith("float") and max(image.thumb) <= 1.0 else 1.0
     thumb = [v * scale for v in image.thumb]
-    candidates = [p for p in pictures.values() if p.thumb and p.shape and p.shape[-1] == channels and len(p.thumb) == len(thumb)]
-    scored = [(sum(abs(a - b) for a, b in zip(thumb, p.thumb)) / len(thumb), p) for p in candidates]
+    candidates = [(p, _in_channels(p.thumb, p.shape[-1], channels)) for p in pictures.values() if p.thumb and p.shape]
+    scored = [(sum(abs(a - b) for a, b in zip(thumb, theirs)) / len(thumb), p) for p, theirs in candidates if len(theirs) == len(thumb)]
     distance, nearest = min(scored, default=(None, None), key=lambda pair: pair[0])
     return nearest if distance is not None and distance <= RESEMBLES else None
+
+
+def _in_channels(thumb: tuple, channels: int, wanted: int) -> tuple:
+    """A thumbnail of `channels` channels as one of `wanted` channels: a colour picture in
+    grey is its luma (the weights a JPEG decoder uses); () where it cannot be told."""
+    if channels == wanted:
+        return thumb
+    if channels == 3 and wanted == 1:
+        return tuple(0.299 * r + 0.587 * g + 0.114 * b for r, g, b in zip(thumb[0::3], thumb[1::3], thumb[2::3]))
+    return ()
 
 
 def pair(element) -> tuple[Part, Part, bool] | None:

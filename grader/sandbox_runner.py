@@ -155,7 +155,7 @@ def export(namespace, out, job):
     elif job.get("kind") == "dataset":
         export_dataset(value, name, out, job.get("sample", SAMPLE), job.get("count_limit", 0))
     else:
-        export_model(value, name, out, job.get("input_shape"))
+        export_model(value, name, out, job.get("input_shape"), namespace)
 
 
 SAMPLE = 24  # elements of a dataset exported
@@ -215,8 +215,9 @@ def export_dataset(dataset, name, out, count, limit=0):
     write_json(os.path.join(out, "export.json"), facts)
 
 
-def export_model(model, name, out, input_shape=None):
-    """Write the model as data: Keras config JSON, compile config, weights (HDF5).
+def export_model(model, name, out, input_shape=None, namespace=None):
+    """Write the model as data: Keras config JSON, compile config, weights (HDF5), and the
+    notebook's names of the distribution strategy its variables were made under.
     A model not built yet (no layer knows its input's shape) is built for `input_shape`."""
     facts = {"found": True}
     keras = sys.modules.get("keras")  # not imported by the run: the value cannot be a Keras model
@@ -226,6 +227,7 @@ def export_model(model, name, out, input_shape=None):
     else:
         facts["layers"] = len(model.layers)
         facts["built"] = bool(model.built)
+        facts["scopes"] = strategy_names(model, namespace or {})
         if not model.built and input_shape and model.layers:
             try:
                 model.build((None, *input_shape))
@@ -247,6 +249,22 @@ def export_model(model, name, out, input_shape=None):
             except Exception as error:
                 facts["weights_problem"] = f"{type(error).__name__}: {error}"
     write_json(os.path.join(out, "export.json"), facts)
+
+
+def strategy_names(model, namespace):
+    """The notebook's variables that hold the distribution strategy whose scope the model
+    was made in ([] if it was made outside every strategy's scope the notebook names)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return []
+    try:
+        made_in = getattr(model, "_distribute_strategy", None)  # Keras keeps the strategy it was made in
+        if made_in is None:
+            return []
+        return sorted(key for key, value in namespace.items()
+                      if isinstance(key, str) and isinstance(value, tf.distribute.Strategy) and value is made_in)[:8]
+    except Exception:  # the notebook's namespace is the student's: whatever it holds, say nothing
+        return []
 
 
 def warm_up(modules):

@@ -328,14 +328,32 @@ class Verdict:
     differs_at: int | None = None  # chain index of the first layer that differs (the chain's length: one is missing)
 
 
-def compare(rule: Rule, layers: list[Found]) -> Verdict:
-    """Match the layers against the rule; on failure say which layer differs and how."""
+def compare(rule: Rule, layers: list[Found], expected: str = "") -> Verdict:
+    """Match the layers against the rule; on failure say which layer differs and how.
+    `expected`: the model the lab asks for, in the lab's own words (else the rule's)."""
     layers = [layer if layer.index >= 0 else dataclasses.replace(layer, index=n) for n, layer in enumerate(layers)]
+    should = expected or ", then ".join(rule.required())
     if not layers:
-        return Verdict(False, f"the model is empty: put the layers in tf.keras.Sequential([...]): {', then '.join(rule.required())}", 0)
+        return Verdict(False, f"the model is empty: put the layers in tf.keras.Sequential([...]): {should}", 0)
     if _Matcher(rule, layers).full():
         return Verdict(True, "the model is " + ", then ".join(str(layer) for layer in layers))
-    return _one_change(rule, layers) or _two_fixes(rule, layers) or _first_difference(rule, layers)
+    return (_one_change(rule, layers) or _two_fixes(rule, layers) or _none_of_a_step(rule, layers, should)
+            or _first_difference(rule, layers, should))
+
+
+def _none_of_a_step(rule: Rule, layers: list[Found], should: str) -> Verdict | None:
+    """A step the model must have, of which it has no layer of any kind the step allows
+    (no convolution at all in a convnet lab): say what is missing, in the lab's words."""
+    kinds = {layer.kind for layer in layers}
+    for step in rule.steps:
+        if isinstance(step, Repeat) and step.low == 0:
+            continue
+        allowed = {spec.kind for spec in Rule((step,), ()).specs()}
+        families = {kind for spec in allowed for kind in FAMILIES.get(spec, ())}
+        if allowed and not (kinds & (allowed | families)):
+            found = ", then ".join(str(layer) for layer in layers)
+            return Verdict(False, f"the model ({found}) has no {_words(step)} layer at all; it should be {should}", layers[0].index)
+    return None
 
 
 def _where(position: int, count: int) -> str:
@@ -411,10 +429,9 @@ def _fix_text(spec: LayerSpec, layers: list[Found], position: int) -> str:
     return f"expected {spec.describe()}{_where(position, len(layers))}; found {layer}{why}"
 
 
-def _first_difference(rule: Rule, layers: list[Found]) -> Verdict:
+def _first_difference(rule: Rule, layers: list[Found], should: str) -> Verdict:
     """No single change fixes the model: name the first layer from which no match continues."""
     viable = max(p for p in range(len(layers) + 1) if _continues(rule, layers, p))
-    should = ", then ".join(rule.required())
     if viable >= len(layers):
         return Verdict(False, f"the model stops after {layers[-1]}; it should be {should}", layers[-1].index + 1)
     layer = layers[viable]

@@ -121,6 +121,23 @@ def grade_lab(assignment: str, tmp_path_factory, leave_out=()):
     return grade_all(loaded, folder, tmp_path_factory.mktemp(f"{name}-graded"), use_cache=False)
 
 
+def calibrated(assignment: str, tmp_path_factory, **options):
+    """The lab's population (its module's POPULATION) graded in one batch: (answers by name,
+    the Calibration), as `grader calibrate` grades it."""
+    from grader import labs, manifest as manifest_mod, population
+
+    loaded = manifest_mod.load(assignment)
+    answers = labs.population(loaded)
+    found = population.calibrate(loaded, answers, str(tmp_path_factory.mktemp(f"{os.path.basename(assignment)}-population")), **options)
+    return {answer.name: answer for answer in answers}, found
+
+
+def population_names(assignment: str) -> list[str]:
+    from grader import labs, manifest as manifest_mod
+
+    return [answer.name for answer in labs.population(manifest_mod.load(assignment))]
+
+
 def assert_grades_like(imported, assignment: str, names, reference: dict, tmp_path, **options):
     """Grade the hand-made `assignment`'s scenarios `names` with the `imported` manifest:
     each gets the same check verdicts as in `reference` (the hand-made batch's results)."""

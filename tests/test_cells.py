@@ -59,3 +59,22 @@ def test_imported_modules_of_a_cell():
     source = "%matplotlib inline\nimport os, numpy as np\nimport tensorflow as tf\nfrom matplotlib import pyplot as plt\nfrom . import x\n!ls\ndef f():\n    import json\n"
     assert cells.imported_modules(source) == ["os", "numpy", "tensorflow", "matplotlib.pyplot", "matplotlib"]
     assert cells.imported_modules("import (") == []
+
+
+def test_what_makes_or_compiles_the_model_outside_a_strategys_scope_is_found_by_line():
+    inside = "with strategy.scope():\n    model = tf.keras.Sequential([])\n    model.compile(optimizer='adam')\n\nmodel.summary()\n"
+    assert cells.outside_scope(inside, "model") == []
+    assert cells.outside_scope("model = build()\nwith strategy.scope():\n    model.compile(loss='x')\n", "model") == [(1, "model = build()")]
+    assert cells.outside_scope("with strategy.scope():\n    model = build()\nmodel.compile()\n", "model") == [(3, "model.compile()")]
+    # a function that makes the model is judged where it is called, not where it is defined
+    called = "def build():\n    model = tf.keras.Sequential([])\n    return model\n\nwith tpu_strategy.scope():\n    model = build()\n    model.compile()\n"
+    assert cells.outside_scope(called, "model") == []
+    nested = "if True:\n    with strategy.scope():\n        for _ in range(1):\n            model = 1\n"
+    assert cells.outside_scope(nested, "model") == []
+    assert cells.outside_scope("model = (", "model") == []  # does not parse: nothing said here (the run says it)
+
+
+def test_the_names_a_cell_binds_and_whether_it_only_defines():
+    assert cells.assigned_names("x = 1\nwith s.scope():\n    model = f()\ndef g():\n    y = 2\nimport tf\nfor i in r:\n    pass\n") == {"x", "model", "g", "i"}
+    assert cells.defines_only("import os\ndef a():\n    '''doc'''\n    return 1\nclass B:\n    pass\n")
+    assert not cells.defines_only("def a():\n    pass\na()\n") and not cells.defines_only("") and not cells.defines_only("x = (")

@@ -47,3 +47,39 @@ def test_a_compile_problem_names_the_loss_that_fits_the_labs_labels():
         with pytest.raises(CompileProblem, match=f"use loss='{fitting}'"):
             compile_choices({"optimizer": "adam", "loss": "mse"}, one_hot_labels=one_hot)
     assert compile_choices({"optimizer": "adam", "loss": "categorical_crossentropy"}, one_hot_labels=True).one_hot
+
+
+def test_the_scope_check_reads_the_source_and_the_run():
+    from types import SimpleNamespace
+
+    from grader.match import RunCell
+
+    def evidence(source: str, scopes=("strategy",), role="answer"):
+        return SimpleNamespace(setting=SimpleNamespace(lab=SimpleNamespace(answer="model")), model=lambda: None,
+                               student_cells=(RunCell("model", role, source),), artifact=SimpleNamespace(export={"scopes": list(scopes)}))
+
+    check = checks.StrategyScope()
+    good = "with strategy.scope():\n    model = make()\n    model.compile(loss='categorical_crossentropy')\n"
+    assert check(evidence(good)).status == "passed"
+    outside = check(evidence("model = make()\nmodel.compile(loss='x')\n"))
+    assert outside.status == "failed" and "line 1 of the answer cell, `model = make()`, makes the model outside `with strategy.scope():`" in outside.message
+    compiled = check(evidence("with strategy.scope():\n    model = make()\nmodel.compile(loss='x')\n", role="added"))
+    assert "line 3 of a cell you added, `model.compile(loss='x')`, compiles the model outside" in compiled.message
+    # the source looks right, but the run's model was made under no strategy the notebook names
+    assert "the model's variables were not made under `strategy`" in check(evidence(good, scopes=())).message
+    assert check(evidence(good, scopes=("strategy", "s"))).status == "passed"
+
+
+def test_the_parameter_budget_is_never_below_a_bound_the_manifest_declares():
+    from types import SimpleNamespace
+
+    from grader.batch import model_budget
+
+    def manifest(max_parameters=0, bound=None):
+        params = {"parameters": [1000, bound]} if bound else {}
+        return SimpleNamespace(grader=SimpleNamespace(max_parameters=max_parameters), checks=(CheckSpec("s", "model_structure", "t", 1.0, params),))
+
+    solution = SimpleNamespace(model={"total_params": 24_989})
+    assert model_budget(manifest(), solution) == 249_890  # ten times the lab's solution
+    assert model_budget(manifest(bound=1_000_000), solution) == 1_000_000  # the lab's own text wins over the default
+    assert model_budget(manifest(max_parameters=50_000, bound=1_000_000), solution) == 50_000  # the instructor's explicit setting wins

@@ -100,3 +100,53 @@ def test_the_runners_sample_is_the_reference_pipelines_pictures(tmp_path):
     for image, label in found.elements:
         picture = pictures[image.sha256]
         assert FLOWERS[picture.label] == label.text == picture.source.split("/")[0]
+
+
+# --- another decoder, a changed picture, a swapped pair, the dataset's size ---------------
+
+THUMB = tuple(float(v % 200) for v in range(48))  # a 4x4 picture's thumbnail, 3 channels (the grid's size does not matter here)
+DATA = {"img": Picture(1, "b/one.jpg", (4, 4, 3), THUMB), "other": Picture(2, "c/two.jpg", (4, 4, 3), tuple(v + 90 for v in THUMB))}
+
+
+def thumbed(dtype, shape, thumb, sha="nothing known"):
+    return sample.Part(dtype, shape, sha, (), "Tensor", tuple(thumb))
+
+
+def test_a_picture_another_decoder_gave_is_the_same_picture_and_a_changed_one_is_only_like_it():
+    assert sample.picture_of(thumbed("uint8", (4, 4, 3), THUMB, sha="img"), DATA) is DATA["img"]  # the same tensor
+    near = thumbed("uint8", (4, 4, 3), [v + (1.5 if n % 2 else -2.0) for n, v in enumerate(THUMB)])
+    assert sample.picture_of(near, DATA) is DATA["img"]  # a level or two apart: another JPEG decoder
+    far = thumbed("uint8", (4, 4, 3), [v + 9 for v in THUMB])
+    assert sample.picture_of(far, DATA) is None and sample.resembles(far, DATA) is DATA["img"]  # changed (brighter), still that photo
+    resized = thumbed("uint8", (8, 8, 3), THUMB)
+    assert sample.picture_of(resized, DATA) is None and sample.resembles(resized, DATA) is DATA["img"]
+    assert "is b/one.jpg, which is 4x4: decode each file as it is, without resizing" in sample.image_mismatch(resized, DATA)
+    floats = thumbed("float32", (4, 4, 3), [v / 255 for v in THUMB])
+    assert sample.picture_of(floats, DATA) is None and sample.resembles(floats, DATA) is DATA["img"]  # in [0, 1], known all the same
+    grey = thumbed("uint8", (4, 4, 1), [0.299 * r + 0.587 * g + 0.114 * b for r, g, b in zip(THUMB[0::3], THUMB[1::3], THUMB[2::3])])
+    assert sample.resembles(grey, DATA) is DATA["img"]
+    assert sample.resembles(thumbed("uint8", (4, 4, 3), [255.0] * 48), DATA) is None  # no photo of the data
+
+
+def test_a_pair_written_label_first_is_read_the_right_way_round_and_said_to_be_swapped():
+    label = part("string", (), ["b"])
+    assert sample.pair((IMAGE, label)) == (IMAGE, label, False)
+    assert sample.pair((label, IMAGE)) == (IMAGE, label, True)
+    assert sample.pair((part("string", (), ["b/one.jpg"]), label)) == (part("string", (), ["b/one.jpg"]), label, False)  # not a picture
+    assert sample.pair((IMAGE,)) is None
+    assert "picture first: return image, label" in sample.element_problem((label, IMAGE), "name")
+
+
+def test_the_size_of_the_dataset_is_its_cardinality_else_what_was_counted():
+    read = lambda **facts: sample.read({"sample": [], **facts})  # noqa: E731
+    assert read(cardinality=240).size == 240 and read(cardinality=-1).size == -1
+    assert read(cardinality=-2, counted=9).size == 9 and read(cardinality=-2).size is None
+    assert read(cardinality=-2, counted=True).size is None  # what the runner does not write is not believed
+    from grader.checks import _coverage_problem
+
+    assert _coverage_problem(read(cardinality=240), 240) == ""
+    assert "yields 9 pictures, but the data has 240 files: keep every file" in _coverage_problem(read(cardinality=9), 240)
+    assert "never ends" in _coverage_problem(read(cardinality=-1), 240)
+    assert "yields more than 240 elements" in _coverage_problem(read(cardinality=-2, counted=241), 240)
+    assert "yields 480 elements" in _coverage_problem(read(cardinality=480), 240)
+    assert _coverage_problem(read(cardinality=-2), 240) == ""  # not known (counting failed): said by the other checks
