@@ -53,3 +53,241 @@ SCENARIOS = {
 }
 
 
+
+
+# --- the population: answers as students write them, with a teacher's verdict ----------
+# (grader calibrate and tests/test_variants.py grade them; the verdicts come from the lab's
+# text, ../shared/CODELAB.md, not from what the grader did when they were written down)
+
+from grader.population import Answer  # noqa: E402
+
+CHECKS = ("runs", "structure", "frozen", "compile", "accuracy")
+
+PRETRAINED = "pretrained_model = tf.keras.applications.MobileNetV2(input_shape=[*IMAGE_SIZE, 3], include_top=False)\n"
+FROZEN = PRETRAINED + "pretrained_model.trainable = False\n"
+COMPILE = """
+model.compile(
+    optimizer='adam',
+    loss='sparse_categorical_crossentropy',
+    metrics=['accuracy']
+)
+
+model.summary()
+"""
+
+
+def model_of(*layers: str, before: str = FROZEN, after: str = COMPILE) -> str:
+    """An answer cell that builds `tf.keras.Sequential([...])` from the layers' sources."""
+    listed = "".join(f"    {layer},\n" for layer in layers)
+    return f"{before}\nmodel = tf.keras.Sequential([\n{listed}])\n{after}"
+
+
+def compiled_with(optimizer="'adam'", loss="'sparse_categorical_crossentropy'", metrics="['accuracy']", head="tf.keras.layers.Dense(5, activation='softmax')") -> str:
+    return model_of(
+        "pretrained_model",
+        "tf.keras.layers.Flatten()",
+        head,
+        after=f"\nmodel.compile(optimizer={optimizer}, loss={loss}, metrics={metrics})\n\nmodel.summary()\n",
+    )
+
+
+GAP = "tf.keras.layers.GlobalAveragePooling2D()"
+FLATTEN = "tf.keras.layers.Flatten()"
+SOFTMAX5 = "tf.keras.layers.Dense(5, activation='softmax')"
+
+CORRECT = [
+    Answer("functional_flatten", """from tensorflow import keras
+
+pretrained_model = tf.keras.applications.MobileNetV2(input_shape=[*IMAGE_SIZE, 3], include_top=False)
+pretrained_model.trainable = False
+
+inputs = keras.Input(shape=[*IMAGE_SIZE, 3])
+x = pretrained_model(inputs)
+x = keras.layers.Flatten()(x)
+outputs = keras.layers.Dense(5, activation='softmax')(x)
+model = keras.Model(inputs, outputs)
+
+model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+model.summary()
+"""),
+    # as in the Keras transfer-learning guide: the base called with training=False
+    Answer("functional_gap_import_keras", """import keras
+
+pretrained_model = tf.keras.applications.MobileNetV2(input_shape=[*IMAGE_SIZE, 3], include_top=False)
+pretrained_model.trainable = False
+
+inputs = keras.Input(shape=(IMAGE_SIZE[0], IMAGE_SIZE[1], 3))
+x = pretrained_model(inputs, training=False)
+x = keras.layers.GlobalAveragePooling2D()(x)
+outputs = keras.layers.Dense(5, activation='softmax')(x)
+model = keras.Model(inputs=inputs, outputs=outputs)
+
+model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+model.summary()
+"""),
+    Answer("per_layer_freezing", model_of(
+        "pretrained_model", FLATTEN, SOFTMAX5,
+        before=PRETRAINED + "for layer in pretrained_model.layers:\n    layer.trainable = False\n",
+    )),
+    # Keras reads `trainable` when the model is compiled, not when it is built
+    Answer("frozen_after_building", model_of(
+        "pretrained_model", FLATTEN, SOFTMAX5,
+        before=PRETRAINED, after="pretrained_model.trainable = False\n" + COMPILE,
+    )),
+    Answer("activation_layer", model_of("pretrained_model", FLATTEN, "tf.keras.layers.Dense(5)", "tf.keras.layers.Activation('softmax')")),
+    Answer("softmax_layer", model_of("pretrained_model", GAP, "tf.keras.layers.Dense(5)", "tf.keras.layers.Softmax()")),
+    Answer("tf_nn_softmax", model_of("pretrained_model", FLATTEN, "tf.keras.layers.Dense(5, activation=tf.nn.softmax)")),
+    Answer("tf_nn_relu_hidden", model_of(
+        "pretrained_model", GAP, "tf.keras.layers.Dense(64, activation=tf.nn.relu)", "tf.keras.layers.Dense(5, activation=tf.nn.softmax)",
+    )),
+    # the lab's third step: "Use 'relu' activation on all dense layers but the last one"
+    Answer("hidden_relu", model_of("pretrained_model", FLATTEN, "tf.keras.layers.Dense(64, activation='relu')", SOFTMAX5)),
+    Answer("dropout_head", model_of("pretrained_model", GAP, "tf.keras.layers.Dropout(0.2)", SOFTMAX5)),
+    Answer("placeholders_left", FROZEN + """
+model = tf.keras.Sequential([
+    # YOUR LAYERS HERE
+    pretrained_model,
+    tf.keras.layers.Flatten(),
+    tf.keras.layers.Dense(5, activation='softmax')
+])
+
+model.compile(
+    # YOUR CODE HERE
+    optimizer='adam',
+    loss='sparse_categorical_crossentropy',
+    metrics=['accuracy']
+)
+
+model.summary()
+"""),
+    Answer("comments_and_blank_lines", """# the pretrained model, without its top, frozen
+pretrained_model = tf.keras.applications.MobileNetV2(input_shape=[*IMAGE_SIZE, 3], include_top=False)
+pretrained_model.trainable = False  # do not retrain the convolutional layers
+
+
+model = tf.keras.Sequential([
+
+    pretrained_model,                # features
+    # tf.keras.layers.Dense(10),    (first try)
+    tf.keras.layers.Flatten(),
+
+    tf.keras.layers.Dense(5, activation='softmax')  # one output per class
+])
+
+model.compile(
+    optimizer='adam',  # as in the lab
+    loss='sparse_categorical_crossentropy',  # labels are class indices
+
+    metrics=['accuracy']
+)
+# model.summary()
+"""),
+    Answer("from_logits_on_linear_output", compiled_with(
+        head="tf.keras.layers.Dense(5)", loss="tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
+    )),
+    Answer("model_add", FROZEN + """
+model = tf.keras.Sequential()
+model.add(pretrained_model)
+model.add(tf.keras.layers.Flatten())
+model.add(tf.keras.layers.Dense(5, activation='softmax'))
+""" + COMPILE),
+    Answer("layers_imported_by_name", """from tensorflow.keras.models import Sequential
+from tensorflow.keras.layers import Dense, Flatten
+
+""" + FROZEN + """
+model = Sequential([
+    pretrained_model,
+    Flatten(),
+    Dense(5, activation='softmax')
+])
+""" + COMPILE),
+    Answer("import_keras_sequential", """import keras
+
+""" + FROZEN + """
+model = keras.Sequential([
+    pretrained_model,
+    keras.layers.GlobalAveragePooling2D(),
+    keras.layers.Dense(5, activation='softmax'),
+])
+""" + COMPILE),
+    Answer("optimizer_object", compiled_with(optimizer="tf.keras.optimizers.Adam(learning_rate=1e-3)")),
+    Answer("loss_object", compiled_with(loss="tf.keras.losses.SparseCategoricalCrossentropy()")),
+    Answer("loss_function", compiled_with(loss="tf.keras.losses.sparse_categorical_crossentropy")),
+    Answer("metrics_acc", compiled_with(metrics="['acc']")),
+    Answer("metrics_object", compiled_with(metrics="[tf.keras.metrics.SparseCategoricalAccuracy()]")),
+    Answer("nested_augmentation", FROZEN + """
+data_augmentation = tf.keras.Sequential([
+    tf.keras.layers.RandomFlip('horizontal'),
+    tf.keras.layers.RandomRotation(0.1),
+])
+
+model = tf.keras.Sequential([
+    data_augmentation,
+    pretrained_model,
+    tf.keras.layers.GlobalAveragePooling2D(),
+    tf.keras.layers.Dense(5, activation='softmax')
+])
+""" + COMPILE),
+    # the student moved the compile into a new cell below the answer
+    Answer("compile_in_added_cell", model_of("pretrained_model", FLATTEN, SOFTMAX5, after="\nmodel.summary()\n"), below=(COMPILE.strip(),)),
+    Answer(
+        "helper_in_added_cell_above",
+        FROZEN + "\nmodel = make_model(pretrained_model, len(CLASSES))\n" + COMPILE,
+        above=("""def make_model(base, n_classes):
+    return tf.keras.Sequential([
+        base,
+        tf.keras.layers.GlobalAveragePooling2D(),
+        tf.keras.layers.Dense(n_classes, activation='softmax'),
+    ])""",),
+    ),
+]
+
+WRONG = [
+    # (the freezing line deleted is the scenario unfrozen_base, graded in tests/test_grading.py:
+    # its training goes through the whole base, minutes that one batch pays once)
+    Answer(
+        "weights_none",
+        model_of("pretrained_model", FLATTEN, SOFTMAX5, before=FROZEN.replace("include_top=False)", "include_top=False, weights=None)")),
+        fails=("structure|frozen",), may_fail=("accuracy",), says=("pretrained",),
+    ),
+    # the lab's part 1: a dense model without the pretrained base
+    Answer(
+        "dense_only_no_base",
+        model_of("tf.keras.layers.Flatten(input_shape=[*IMAGE_SIZE, 3])", SOFTMAX5, before=""),
+        fails=("structure", "frozen"), may_fail=("accuracy",), says=("MobileNetV2",),
+    ),
+    Answer("dense_10", model_of("pretrained_model", FLATTEN, "tf.keras.layers.Dense(10, activation='softmax')"), fails=("structure",), may_fail=("accuracy",), says=("class",)),
+    Answer("no_flatten", model_of("pretrained_model", SOFTMAX5), fails=("structure",), may_fail=("accuracy",), says=("Flatten",)),
+    Answer(
+        "hidden_softmax_output_relu",
+        model_of("pretrained_model", FLATTEN, "tf.keras.layers.Dense(64, activation='softmax')", "tf.keras.layers.Dense(5, activation='relu')"),
+        fails=("structure",), may_fail=("accuracy",), says=("relu", "64"),
+    ),
+    Answer("no_softmax_no_from_logits", model_of("pretrained_model", FLATTEN, "tf.keras.layers.Dense(5)"), fails=("structure",), may_fail=("accuracy",), says=("softmax",)),
+    Answer(
+        "softmax_with_from_logits",
+        compiled_with(loss="tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)"),
+        fails=("compile",), may_fail=("accuracy",), says=("from_logits",),
+    ),
+    # with this lab's class-index labels the student's own fit fails
+    Answer("categorical_loss_on_class_indices", compiled_with(loss="'categorical_crossentropy'"), fails=("compile",), may_fail=("accuracy",), says=("one-hot",)),
+    Answer("binary_crossentropy", compiled_with(loss="'binary_crossentropy'"), fails=("compile",), may_fail=("accuracy",), says=("binary",)),
+    Answer("mse_loss", compiled_with(loss="'mse'"), fails=("compile",), may_fail=("accuracy",), says=("mse",)),
+    Answer("no_metrics", model_of("pretrained_model", FLATTEN, SOFTMAX5, after="\nmodel.compile(optimizer='adam', loss='sparse_categorical_crossentropy')\n"), fails=("compile",), says=("metric",)),
+    # the layers written, the compile placeholder left as released: compile() has no loss
+    Answer(
+        "empty_compile",
+        model_of("pretrained_model", FLATTEN, SOFTMAX5, after="\nmodel.compile(\n    # YOUR CODE HERE\n)\n\nmodel.summary()\n"),
+        fails=("compile", "accuracy"), says=("loss",),
+    ),
+    Answer("no_compile", model_of("pretrained_model", FLATTEN, SOFTMAX5, after="\nmodel.summary()\n"), fails=("compile", "accuracy"), says=("compile",)),
+    # a hand-made global average pooling: code the grader will not run in its own process
+    Answer(
+        "lambda_pooling",
+        model_of("pretrained_model", "tf.keras.layers.Lambda(lambda x: tf.reduce_mean(x, axis=[1, 2]))", SOFTMAX5),
+        fails=("structure",), may_fail=("frozen", "compile", "accuracy"), says=("Lambda",),
+    ),
+    Answer("untouched_playground", "", fails=CHECKS, untouched=True),
+]
+
+POPULATION = CORRECT + WRONG
