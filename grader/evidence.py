@@ -257,7 +257,8 @@ class Evidence:
             output = self.model()(np.zeros((2, size, size, 3), np.float32), training=False)
         except Exception as error:  # the student's model: shapes that do not fit (not kept: it may be a passing failure)
             return f"the model cannot take the lab's {size}x{size}x3 images: {type(error).__name__}: {str(error)[:300]}"
-        _APPLIES[key] = _output_problem(tuple(int(d) for d in output.shape[1:]), classes)
+        _APPLIES[key] = _output_problem(tuple(int(d) for d in output.shape[1:]), classes,
+                                        self.setting.lab.hint("to_vector", "put Flatten or GlobalAveragePooling2D before the last Dense layer"))
         while len(_APPLIES) > APPLIES_KEPT:
             _APPLIES.pop(next(iter(_APPLIES)))
         return _APPLIES[key]
@@ -334,11 +335,11 @@ class Evidence:
         return "_training" in self.__dict__
 
 
-def _output_problem(shape: tuple, classes: int) -> str:
-    """What is wrong with a model's output of `shape` per image for a lab of `classes` classes ("" if nothing)."""
+def _output_problem(shape: tuple, classes: int, to_vector: str = "put Flatten or GlobalAveragePooling2D before the last Dense layer") -> str:
+    """What is wrong with a model's output of `shape` per image for a lab of `classes` classes
+    ("" if nothing); `to_vector`: the lab's words for how a picture's features become one vector."""
     if len(shape) != 1:
-        return (f"the model gives an output of shape {shape} per image, not one score per class: "
-                "put Flatten or GlobalAveragePooling2D before the last Dense layer")
+        return f"the model gives an output of shape {shape} per image, not one score per class: {to_vector}"
     if shape[0] != classes:
         # one score per class: with more, the lab's one-hot labels do not fit the output (the
         # student's own fit fails), and class-index labels leave the extra scores meaningless
