@@ -175,6 +175,20 @@ def outside_scope(source: str, name: str) -> list[tuple[int, str]]:
     return found
 
 
+def compared_not_set(source: str, attribute: str) -> list[tuple[int, str]]:
+    """Statements that compare an object's `attribute` and throw the answer away, where an
+    assignment was meant (`pretrained_model.trainable == False`), as (line, text)."""
+    tree = _parsed(source)
+    if tree is None:
+        return []
+    lines = source.splitlines()
+    return [(node.lineno, lines[node.lineno - 1].strip() if node.lineno <= len(lines) else "")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Compare)
+            and isinstance(node.value.left, ast.Attribute) and node.value.left.attr == attribute
+            and len(node.value.ops) == 1 and isinstance(node.value.ops[0], (ast.Eq, ast.Is))]
+
+
 def defines_only(source: str) -> bool:
     """Does the cell only define things (functions, classes, imports, a docstring), so that
     running it earlier than its place changes nothing but what names exist?"""

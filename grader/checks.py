@@ -208,11 +208,14 @@ class FrozenBase(Check):
         if trainable:
             layers = sorted({variable.path.split("/")[-2] for variable in trainable if "/" in variable.path})
             example = f", e.g. in {layers[0]}" if layers else ""
-            return Verdict(
-                "failed",
-                f"{len(trainable)} weight tensors of the pretrained base {base.name} would change in training{example}: "
-                + evidence.setting.lab.hint("freeze", "set the base's trainable to False before building the model"),
-            )
+            said = f"{len(trainable)} weight tensors of the pretrained base {base.name} would change in training{example}: "
+            for cell in evidence.student_cells:  # `trainable == False`: a comparison, thrown away, where `=` was meant
+                compared = cells.compared_not_set(cell.source, "trainable")
+                if compared:
+                    line, text = compared[0]
+                    return Verdict("failed", said + f"line {line}, `{text}`, compares the flag with False (==) and sets "
+                                   "nothing: assign it with one =, `" + text.replace("==", "=").replace(" is ", " = ") + "`")
+            return Verdict("failed", said + evidence.setting.lab.hint("freeze", "set the base's trainable to False before building the model"))
         if not evidence.base_is_pretrained:
             return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: keep the default weights='imagenet'")
         try:
@@ -328,6 +331,11 @@ def _accuracy_hint(evidence: Evidence) -> str:
     base = evidence.chain.base_layer
     if base is not None and base.trainable_weights:
         return "; training the whole pretrained base on this little data spoils its features: freeze it"
+    frozen = [layer.name for layer in evidence.chain.head if layer.weights and not layer.trainable]
+    if frozen:
+        names = ", ".join(frozen[:3]) + (", ..." if len(frozen) > 3 else "")
+        return (f"; {len(frozen)} of your own layers are frozen (trainable=False: {names}): they keep their random "
+                "starting weights and never learn, so the model cannot either: take trainable=False out")
     return ""
 
 

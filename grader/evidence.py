@@ -202,10 +202,24 @@ class Evidence:
         """The chain's layers as the structure rules see them."""
         if self.chain.problem:
             raise Missing(self.chain.problem)
-        found = fold_activations([self.describe(layer, index) for index, layer in enumerate(self.chain.layers)])
+        found = fold_activations(self._expanded([self.describe(layer, index) for index, layer in enumerate(self.chain.layers)]))
         if found and found[-1].activation == "linear" and self._from_logits():
             found[-1] = dataclasses.replace(found[-1], activation="softmax", note="linear, with softmax in the loss: from_logits=True")
         return found
+
+    def _expanded(self, found: list[Found]) -> list[Found]:
+        """The layers as what they do: a base made with its own pooling (`pooling='avg'`)
+        is the base, then that pooling, so that a rule asking for a reduction to one vector
+        after the base is met by it, and no one is told to add what would break the model."""
+        if self.chain.base is None:
+            return found
+        inner = getattr(self.chain.base_layer, "layers", [])
+        pooling = type(inner[-1]).__name__ if inner else ""
+        if pooling not in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+            return found
+        at = next(n for n, layer in enumerate(found) if layer.index == self.chain.base)
+        own = "avg" if pooling == "GlobalAveragePooling2D" else "max"
+        return found[: at + 1] + [Found(pooling, name=inner[-1].name, index=self.chain.base, note=f"the base's own pooling='{own}'")] + found[at + 1 :]
 
     def _from_logits(self) -> bool:
         choices, _ = self._compile

@@ -55,6 +55,14 @@ def compile_choices(config: dict | None, one_hot_labels: bool = False) -> Compil
     fitting = "categorical_crossentropy" if one_hot_labels else "sparse_categorical_crossentropy"
     if not config:
         raise CompileProblem("the model is not compiled: call model.compile(optimizer='adam', loss=..., metrics=['accuracy'])")
+    weights = config.get("loss_weights")
+    if isinstance(weights, (list, tuple, dict)) and any(isinstance(w, str) for w in (weights.values() if isinstance(weights, dict) else weights)):
+        # model.compile('adam', 'sparse_categorical_crossentropy', ['accuracy']): in Keras 3 the third
+        # argument is loss_weights, not metrics, and the student's own fit raises on the strings
+        raise CompileProblem(
+            f"compile() was given {weights!r} as its third argument, which Keras 3 reads as loss_weights, not metrics, so "
+            "the model has no metric and its own fit fails (\"dtype='string' is not a valid dtype\"): name the arguments, "
+            f"model.compile(optimizer='adam', loss='{fitting}', metrics=['accuracy'])")
     optimizer = config.get("optimizer")
     if isinstance(optimizer, str):
         optimizer = {"class_name": optimizer.capitalize() if optimizer != "sgd" else "SGD", "config": {}}

@@ -78,3 +78,9 @@ def test_the_names_a_cell_binds_and_whether_it_only_defines():
     assert cells.assigned_names("x = 1\nwith s.scope():\n    model = f()\ndef g():\n    y = 2\nimport tf\nfor i in r:\n    pass\n") == {"x", "model", "g", "i"}
     assert cells.defines_only("import os\ndef a():\n    '''doc'''\n    return 1\nclass B:\n    pass\n")
     assert not cells.defines_only("def a():\n    pass\na()\n") and not cells.defines_only("") and not cells.defines_only("x = (")
+
+
+def test_a_comparison_where_an_assignment_was_meant_is_found():
+    source = "pretrained_model = make()\npretrained_model.trainable == False\nok = layer.trainable == False\nif base.trainable is False:\n    pass\n"
+    assert cells.compared_not_set(source, "trainable") == [(2, "pretrained_model.trainable == False")]
+    assert cells.compared_not_set("pretrained_model.trainable is False", "trainable") == [(1, "pretrained_model.trainable is False")]

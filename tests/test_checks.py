@@ -83,3 +83,12 @@ def test_the_parameter_budget_is_never_below_a_bound_the_manifest_declares():
     assert model_budget(manifest(), solution) == 249_890  # ten times the lab's solution
     assert model_budget(manifest(bound=1_000_000), solution) == 1_000_000  # the lab's own text wins over the default
     assert model_budget(manifest(max_parameters=50_000, bound=1_000_000), solution) == 50_000  # the instructor's explicit setting wins
+
+
+def test_keras_3s_positional_compile_is_named_and_cannot_train():
+    from reference.training import CompileProblem, compile_choices
+
+    config = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "loss_weights": ["accuracy"], "metrics": None}
+    with pytest.raises(CompileProblem, match=r"third argument, which Keras 3 reads as loss_weights, not metrics.*metrics=\['accuracy'\]"):
+        compile_choices(config)
+    assert compile_choices({**config, "loss_weights": [1.0], "metrics": ["accuracy"]}).metrics == ("accuracy",)  # numbers are weights

@@ -242,6 +242,21 @@ model = tf.keras.Sequential([
     ),
 ]
 
+CORRECT += [
+    # batch normalisation in the head, as dropout is: a teacher accepts both
+    Answer("batch_norm_head", model_of("pretrained_model", GAP, "tf.keras.layers.BatchNormalization()", SOFTMAX5)),
+    Answer("batch_norm_then_dropout", model_of("pretrained_model", FLATTEN, "tf.keras.layers.BatchNormalization()",
+                                               "tf.keras.layers.Dropout(0.3)", SOFTMAX5)),
+    # the base's own pooling: its output is already one vector per image (None, 1280)
+    Answer("base_pooling_avg", model_of("pretrained_model", SOFTMAX5, before=FROZEN.replace("include_top=False)", "include_top=False, pooling='avg')"))),
+    Answer("base_pooling_max_hidden_dense", model_of(
+        "pretrained_model", "tf.keras.layers.Dense(32, activation='relu')", SOFTMAX5,
+        before=FROZEN.replace("include_top=False)", "include_top=False, pooling='max')"))),
+    Answer("global_max_pooling", model_of("pretrained_model", "tf.keras.layers.GlobalMaxPooling2D()", SOFTMAX5)),
+    Answer("regularized_hidden_dense", model_of(
+        "pretrained_model", GAP, "tf.keras.layers.Dense(64, activation='relu', kernel_regularizer=tf.keras.regularizers.l2(1e-4))", SOFTMAX5)),
+]
+
 WRONG = [
     # (the freezing line deleted is the scenario unfrozen_base, graded in tests/test_grading.py:
     # its training goes through the whole base, minutes that one batch pays once)
@@ -288,6 +303,16 @@ WRONG = [
         fails=("structure",), may_fail=("frozen", "compile", "accuracy"), says=("Lambda",),
     ),
     Answer("untouched_playground", "", fails=CHECKS, untouched=True),
+]
+
+WRONG += [
+    # Keras 3: compile's third positional argument is loss_weights, so ['accuracy'] lands there and the student's own fit raises
+    Answer("positional_compile", model_of("pretrained_model", FLATTEN, SOFTMAX5,
+                                          after="\nmodel.compile('adam', 'sparse_categorical_crossentropy', ['accuracy'])\n"),
+           fails=("compile", "accuracy"), says=("loss_weights", "metrics=['accuracy']")),
+    # a comparison where an assignment was meant: the base stays trainable
+    Answer("trainable_compared", model_of("pretrained_model", FLATTEN, SOFTMAX5, before=PRETRAINED + "pretrained_model.trainable == False\n"),
+           fails=("frozen",), may_fail=("accuracy",), says=("compares", "pretrained_model.trainable = False")),
 ]
 
 POPULATION = CORRECT + WRONG
