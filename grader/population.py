@@ -132,9 +132,11 @@ class Calibration:
         return said + [""] + self.spread + ["", f"the grader agrees with the teacher on {agreed} of {len(population)} answers"]
 
 
-def calibrate(manifest, population, out_dir: str, **options) -> Calibration:
+def calibrate(manifest, population, out_dir: str, extra: dict[str, bytes] | None = None, **options) -> Calibration:
     """Grade every answer of `population` in one batch (in `out_dir`); the verdicts compared
-    with the teacher's, and the accuracies' spread against the manifest's threshold."""
+    with the teacher's, and the accuracies' spread against the manifest's threshold.
+    `extra`: other notebooks (file name -> bytes) graded in the same batch (their results are
+    in `results` too, by their names without .ipynb)."""
     import os
 
     from grader import batch, release
@@ -145,6 +147,8 @@ def calibrate(manifest, population, out_dir: str, **options) -> Calibration:
     folder = os.path.join(out_dir, "answers")
     for answer in population:
         write_atomic(os.path.join(folder, f"{answer.name}.ipynb"), notebook_of(answer, playground, key))
+    for name, content in (extra or {}).items():
+        write_atomic(os.path.join(folder, name), content)
     graded = batch.grade(manifest, [folder], batch.Options(out_dir=os.path.join(out_dir, "graded"), quiet=True, identify="file", **options))
     results = {result.submission: result for result in graded.results}
     found = {answer.name: disagreements(answer, results[answer.name]) if answer.name in results else ["not graded"]

@@ -121,15 +121,20 @@ def grade_lab(assignment: str, tmp_path_factory, leave_out=()):
     return grade_all(loaded, folder, tmp_path_factory.mktemp(f"{name}-graded"), use_cache=False)
 
 
-def calibrated(assignment: str, tmp_path_factory, **options):
-    """The lab's population (its module's POPULATION) graded in one batch: (answers by name,
-    the Calibration), as `grader calibrate` grades it."""
-    from grader import labs, manifest as manifest_mod, population
+def calibrated(assignment: str, tmp_path_factory, scenarios_too=(), **options):
+    """The lab's population (its module's POPULATION) graded in one batch, with the lab's
+    scenarios named in `scenarios_too`: (answers by name, the Calibration), as `grader
+    calibrate` grades it."""
+    from grader import labs, manifest as manifest_mod, population, release, scenarios
 
     loaded = manifest_mod.load(assignment)
     answers = labs.population(loaded)
-    found = population.calibrate(loaded, answers, str(tmp_path_factory.mktemp(f"{os.path.basename(assignment)}-population")), **options)
-    return {answer.name: answer for answer in answers}, found
+    extra = {}
+    if scenarios_too:
+        record, playground = release.build(loaded)
+        extra = scenarios.make(record, playground, list(scenarios_too), labs.scenarios(loaded))
+    out = str(tmp_path_factory.mktemp(f"{os.path.basename(assignment)}-population"))
+    return {answer.name: answer for answer in answers}, population.calibrate(loaded, answers, out, extra, **options)
 
 
 def population_names(assignment: str) -> list[str]:

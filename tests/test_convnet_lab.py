@@ -1,16 +1,16 @@
 """The convnet lab (part 3): no pretrained base, so every model is trained in full; the
-answer is built inside `strategy.scope()`; one-hot labels. One batch of the lab's
-scenarios, graded once (each trained for the lab's 12 epochs: about two minutes).
+answer is built inside `strategy.scope()`; one-hot labels. One batch: the lab's population
+(answers as students write them, each with a teacher's verdict) and two of its scenarios.
 
-The threshold (0.70) is calibrated on the demo data: the lab's solution reaches 0.78,
-the playground's starting model (one convolution) 0.53."""
+The threshold is calibrated on the population's spread (docs/authoring.md), not on the
+solution alone."""
 
 import os
 
 import pytest
 
 from grader import manifest as manifest_mod
-from conftest import ROOT, assert_grades_like, checks, failing, grade_lab
+from conftest import ROOT, assert_grades_like, calibrated, checks, failing, population_names
 
 CONVNET = os.path.join(ROOT, "assignments", "keras_flowers_convnet")
 
@@ -18,68 +18,77 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def convnet_graded(tmp_path_factory):
-    # not_a_notebook is the same for every lab (tests/test_grading.py); a model without
-    # convolutions fails the rule (tests/test_structure.py) before any training could say so
-    return grade_lab(CONVNET, tmp_path_factory, leave_out=("not_a_notebook.ipynb", "dense_only.ipynb"))[0]
+def population(tmp_path_factory):
+    return calibrated(CONVNET, tmp_path_factory, scenarios_too=("colab_download.ipynb", "solution.ipynb"), use_cache=False)
 
 
-@pytest.mark.parametrize("name", ["solution", "colab_download", "batch_norm_loop"])
+@pytest.fixture(scope="module")
+def convnet_graded(population):
+    return population[1].results
+
+
+@pytest.mark.parametrize("name", population_names(CONVNET))
+def test_population_verdict(population, name):
+    _, found = population
+    result = found.results[name]
+    seen = "\n".join(f"  {c.id}: {c.status} {c.score:g}/{c.max_score:g} {c.message}" for c in result.checks)
+    assert not found.disagreements.get(name), "\n".join(found.disagreements[name]) + "\n" + seen
+
+
+def test_the_population_is_large_and_mixed_and_every_correct_answer_clears_the_threshold_with_a_margin(population):
+    answers, found = population
+    assert len(answers) >= 40 and sum(a.correct for a in answers.values()) >= 20
+    correct = [found.results[name].training["val_accuracy"] for name, answer in answers.items() if answer.correct]
+    threshold = next(c for c in manifest_mod.load(CONVNET).checks if c.id == "accuracy").params["threshold"]
+    assert min(correct) >= threshold + 0.05, sorted(correct)  # at least 5 points: a few pictures are not the verdict
+
+
+@pytest.mark.parametrize("name", ["solution", "colab_download", "four_blocks", "batch_norm"])
 def test_full_marks_trained_in_full(convnet_graded, name):
     result = convnet_graded[name]
     assert result.status == "graded"
     assert result.score == result.max_score == 100, [(c.id, c.status, c.message) for c in result.checks]
     assert result.provenance["training"].startswith("full training")
-    assert result.training["val_accuracy"] >= 0.70
 
 
 def test_batch_normalisation_after_every_convolution_settles_before_it_is_measured(convnet_graded):
-    # Before its statistics were re-estimated, this model learned its training images
+    # Before its statistics were re-estimated, such a model learned its training images
     # perfectly and answered one class for every validation image: 0.20, half the points.
-    result = convnet_graded["batch_norm_loop"]
-    assert result.score == result.max_score == 100, [(c.id, c.status, c.message) for c in result.checks]
+    result = convnet_graded["batch_norm"]
     assert result.training["batch_norm_settled"] is True
     assert "batch-normalisation statistics then re-estimated" in result.provenance["training"]
     assert "batch_norm_settled" not in convnet_graded["solution"].training  # nothing to settle there
 
 
-def test_the_codelab_download_is_matched_by_its_headings_and_grades_as_the_solution(convnet_graded):
+def test_the_codelab_download_is_matched_by_its_cell_ids_and_grades_as_the_solution(convnet_graded):
     result = convnet_graded["colab_download"]
-    assert result.provenance["matched_by"] == "headings"
+    assert result.provenance["matched_by"] == "ids"
     assert result.training["val_accuracy"] == convnet_graded["solution"].training["val_accuracy"]  # the same model
+    replaced = next(cell for cell in result.cells if cell["role"] == "replaced")
+    assert "the codelab's own versions of the lab's cells (hardware, config)" in replaced["note"]
 
 
-def test_the_starting_model_is_below_the_threshold_and_asked_for_more_convolutions(convnet_graded):
+def test_the_untouched_playground_gets_nothing_and_is_not_trained(convnet_graded):
     result = convnet_graded["untouched_playground"]
-    assert failing(result) == ["runs", "structure", "accuracy"]
-    found = checks(result)
-    assert found["structure"].message.startswith("expected another Conv2D(relu) after Conv2D(16, relu")
-    assert "below the 0.70 the lab expects" in found["accuracy"].message
-    assert result.training["val_accuracy"] < 0.58  # not even the band's half points
+    assert result.score == 0 and result.training == {}
+    assert "placeholder" in checks(result)["runs"].message
 
 
 def test_flatten_fails_the_structure_check_naming_global_pooling(convnet_graded):
     result = convnet_graded["flatten_head"]
     assert failing(result) == ["structure"]
-    assert "expected GlobalAveragePooling2D as layer 8; found Flatten" in checks(result)["structure"].message
+    assert "expected GlobalAveragePooling2D as layer 6; found Flatten" in checks(result)["structure"].message
 
 
-def test_a_sparse_loss_on_one_hot_labels_fails_the_compile_check(convnet_graded):
-    result = convnet_graded["sparse_loss"]
-    assert failing(result) == ["compile", "accuracy"]  # the lab's own fit would fail: nothing to train
-    message = checks(result)["compile"].message
-    assert "this lab's labels are one-hot vectors" in message and "use loss='categorical_crossentropy'" in message
-
-
-def test_a_head_without_softmax_fails_structure_and_accuracy(convnet_graded):
-    result = convnet_graded["no_softmax"]
-    assert failing(result) == ["structure", "accuracy"]
-    assert "set activation='softmax'" in checks(result)["structure"].message
+def test_a_model_without_convolutions_is_told_so_in_the_labs_words(convnet_graded):
+    message = checks(convnet_graded["no_convolution"])["structure"].message
+    assert "has no Conv2D(relu) or SeparableConv2D(relu) layer at all; it should be a stack of convolutions" in message
 
 
 # --- `grader new` on the lab's pair, as the codelab ships it ---------------------------
 
 
+@pytest.mark.skip(reason="grader new on the codelab's pairs is being reworked (issue 22): this comparison returns with it")
 def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, convnet_graded):
     from labs import flowers
     from test_importer import colab_pair
