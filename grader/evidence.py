@@ -340,10 +340,15 @@ class Evidence:
     def trained_base_weights(self):
         """The base's weights after the trusted run, or None if the run did not train
         through the base (the fast path trains the head on the base's cached outputs)."""
-        name = self.base().name
+        base = self.base()
         trained = self._training[1]
-        layer = next((layer for layer in trained.layers if layer.name == name), None)
-        return None if layer is None else layer.get_weights()
+        # by its place, not its name: a run kept from an earlier notebook of the same model
+        # (reference.training) names its layers as that notebook did
+        layers = list(trained.layers)
+        at = self.chain.base
+        if at is None or at >= len(layers) or graph.shapes_of(layers[at].weights) != graph.shapes_of(base.weights):
+            return None  # the fast path trained the head alone, on the base's cached outputs
+        return layers[at].get_weights()
 
     def has_training(self) -> bool:
         return "_training" in self.__dict__
