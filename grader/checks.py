@@ -115,7 +115,7 @@ class AnswerCellsRun(Check):
                 where = _quote_line(cell.source, error.get("line"))
                 return Verdict(
                     "failed",
-                    f"{which} raised {error.get('name', 'an error')}{where}: {error.get('message', '')}",
+                    f"{which} raised {error.get('name', 'an error')}{where}: {error.get('message', '')}{_not_run_definer(evidence, error)}",
                     evidence={"traceback": str(error.get("traceback", ""))},
                 )
             if evidence.outcome.stopped_by and evidence.outcome.stopped_cell == cell.key:
@@ -126,6 +126,20 @@ class AnswerCellsRun(Check):
         added = sum(1 for cell in evidence.student_cells if cell.role == "added")
         said = "the answer cell ran without errors" + (f", with the {added} cell(s) you added to it" if added else "")
         return Verdict("passed", said + _above_failures(evidence))
+
+
+def _not_run_definer(evidence: Evidence, error: dict) -> str:
+    """For a NameError: the cell of the notebook that defines the name but did not run, and why."""
+    import re
+
+    found = re.search(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined", str(error.get("message", "")))
+    if error.get("name") != "NameError" or not found:
+        return ""
+    for cell in evidence.match.skipped:
+        if found.group(1) in cells.assigned_names(cell.source):
+            return (f" (`{found.group(1)}` is set in a cell of your notebook that the grader did not run: {cell.reason}; "
+                    "move what the answer needs into a cell of its own, next to the answer)")
+    return ""
 
 
 def _lab_cell_broken_after_added(evidence: Evidence) -> str:

@@ -92,3 +92,16 @@ def test_keras_3s_positional_compile_is_named_and_cannot_train():
     with pytest.raises(CompileProblem, match=r"third argument, which Keras 3 reads as loss_weights, not metrics.*metrics=\['accuracy'\]"):
         compile_choices(config)
     assert compile_choices({**config, "loss_weights": [1.0], "metrics": ["accuracy"]}).metrics == ("accuracy",)  # numbers are weights
+
+
+def test_a_name_error_for_a_name_set_in_a_cell_that_did_not_run_says_which_and_why():
+    from types import SimpleNamespace
+
+    from grader.match import Skipped
+
+    skipped = Skipped("config+1", "GCS_PATTERN = 'gs://mine/*.tfrec'\ndef my_helper():\n    pass", "it sets `GCS_PATTERN`, which the lab's own cells set")
+    evidence = SimpleNamespace(match=SimpleNamespace(skipped=(skipped,)))
+    said = checks._not_run_definer(evidence, {"name": "NameError", "message": "name 'my_helper' is not defined"})
+    assert "`my_helper` is set in a cell of your notebook that the grader did not run: it sets `GCS_PATTERN`" in said
+    assert checks._not_run_definer(evidence, {"name": "NameError", "message": "name 'other' is not defined"}) == ""
+    assert checks._not_run_definer(evidence, {"name": "ValueError", "message": "name 'my_helper' is not defined"}) == ""
