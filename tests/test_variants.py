@@ -36,3 +36,10 @@ def test_verdict(variant_results, name):
     result = variant_results.results[name]
     seen = "\n".join(f"  {c.id}: {c.status} {c.score:g}/{c.max_score:g} {c.message}" for c in result.checks)
     assert not variant_results.disagreements.get(name), "\n".join(variant_results.disagreements[name]) + "\n" + seen
+
+
+def test_every_correct_answer_clears_the_threshold_with_a_margin(variant_results, manifest):
+    correct = [variant_results.results[a.name].training["val_accuracy"] for a in POPULATION if a.correct]
+    threshold = next(c for c in manifest.checks if c.id == "accuracy").params["threshold"]
+    assert min(correct) >= threshold + 0.05, sorted(correct)  # at least 5 points: a few pictures are not the verdict
+    assert len(POPULATION) >= 40 and len(correct) >= 20
