@@ -317,7 +317,10 @@ class Evidence:
             raise Missing(self.chain.problem)
         if self._applies:
             raise Missing(self._applies)
-        choices = self.compile_choices()
+        try:
+            choices = self.compile_choices()
+        except Missing as missing:  # what the compile check says, and that nothing could be trained
+            raise Missing(f"not trained, as the notebook's own fit could not train it: {missing}") from None
         if self.label_problem():
             raise Missing(f"not trained: {self.label_problem()}")
         # The trusted run never starts from the student's weights (they could have been
