@@ -176,21 +176,26 @@ def _options(args):
 def _check(args) -> int:
     from grader import manifest
 
-    _preflight(manifest.load(args.assignment), args)
+    _preflight(manifest.load(args.assignment), args, suggest=True)
     return 0
 
 
-def _preflight(loaded, args) -> None:
-    """Run the preflight in a scratch folder; print what passed (a failure raises)."""
+def _preflight(loaded, args, suggest: bool = False) -> None:
+    """Run the preflight in a scratch folder; print what passed (a failure raises). With
+    `suggest`, also grade the playground's starting code and print the accuracy threshold
+    that grading the pair suggests (grader/calibration.py)."""
     import tempfile
 
-    from grader import batch
+    from grader import batch, calibration
 
     with tempfile.TemporaryDirectory(prefix="grader-check-") as scratch:
         options = _options(argparse.Namespace(**{**vars(args), "out": scratch, "regrade": True, "quiet": True}))
         found = batch.check(loaded, options)
-    print(f"preflight of {loaded.name}: passed")
-    for line in found.lines():
+        print(f"preflight of {loaded.name}: passed")
+        for line in found.lines():
+            print(f"  {line}")
+        suggestion = calibration.measure(loaded, found.solution, options) if suggest else None
+    for line in suggestion.lines() if suggestion else ():
         print(f"  {line}")
 
 
