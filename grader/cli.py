@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--data", help="a glob of the lab's data files (default: \"demo\", which needs a lab module)")
     new.add_argument("--weights", help="the pretrained base's weights file (default: \"demo\")")
     new.add_argument("--image-size", type=_positive_int, help="the data's image size (default: read off the notebook)")
-    new.add_argument("--threshold", type=float, default=0.5, help="the accuracy threshold to start from (calibrate it)")
+    new.add_argument("--threshold", type=float, help="the accuracy threshold to start from (default: chance level, until `grader check` suggests one)")
 
     cache = commands.add_parser("cache", help="show or clear the feature cache of the fast path")
     cache.add_argument("--cache-dir", help="the cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
