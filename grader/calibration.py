@@ -65,7 +65,8 @@ class Suggestion:
         said.append(f"  suggested: threshold = {self.threshold:.2f}, bands = [[{self.band:.2f}, 0.5]] (set them in "
                     f"assignment.toml; it says threshold = {self.current if self.current is not None else 'nothing'})")
         if self.current is not None and self.current <= self.floor:
-            said.append(f"  the threshold {self.current:g} lets the starting code pass: raise it")
+            passes = "the starting code" if self.start is not None and self.start >= self.chance else "a model that guesses"
+            said.append(f"  the threshold {self.current:g} lets {passes} pass: raise it")
         elif self.current is not None and self.current > self.solution:
             said.append(f"  the threshold {self.current:g} is above the solution: lower it")
         return said

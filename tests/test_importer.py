@@ -365,6 +365,7 @@ def test_the_threshold_suggested_sits_between_the_starting_code_and_the_solution
     assert (found.threshold, found.band) == (0.75, 0.55) and 0.444 < found.threshold < 0.956
     assert "the threshold 0.2 lets the starting code pass" in "\n".join(found.lines())
     assert Suggestion("accuracy", 0.5, 0.85, None, 0.2).threshold == 0.59  # no model to start from: above chance
+    assert "the threshold 0.2 lets a model that guesses pass" in "\n".join(Suggestion("accuracy", 0.2, 0.85, None, 0.2).lines())
     assert "cannot tell" in "\n".join(Suggestion("accuracy", 0.5, 0.47, 0.444, 0.2).lines())
 
 
