@@ -156,8 +156,7 @@ def cell_keys(pairs: list[tuple]) -> list[str]:
     display utilities [RUN ME]`) is named by it."""
     used: set[str] = set()
     keys, topic = [], ""
-    for given, solved in pairs:
-        cell = solved if solved is not None else given
+    for _, cell in pairs:
         text = cells.source_of(cell)
         if cells.is_heading(cell):
             topic = _slug(text.lstrip().splitlines()[0].lstrip("#"))
