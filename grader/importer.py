@@ -386,8 +386,8 @@ def _checks(answer_code: str, locked_code: str, base: str, kind: str, classes: i
             tables.append(("compile", "compile_settings", "Compiled with a loss that fits the labels and the accuracy metric", 10, []))
         rest = 100 - sum(points for *_, points, _ in tables)
         if threshold is None:
-            threshold = math.ceil(100 / classes / 5) * 5 / 100  # chance, rounded up: a place holder the solution passes
-            undecided.append(f"[[checks]] accuracy: threshold {threshold:g} is only chance level, a place holder; once the "
+            threshold = math.ceil(100 / classes / 5) * 5 / 100  # chance, rounded up: a placeholder the solution passes
+            undecided.append(f"[[checks]] accuracy: threshold {threshold:g} is only chance level, a placeholder; once the "
                              "lab runs, `grader check` grades the solution and the playground's starting code in the grader's "
                              "training and prints the threshold to set between them")
         else:

@@ -93,7 +93,7 @@ def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, convnet
     # what the instructor does with the to-do it printed: the training and the threshold, calibrated
     toml = folder / "assignment.toml"
     text = toml.read_text().replace("epochs = 6", "epochs = 12").replace("batch_size = 32", "batch_size = 16")
-    assert "threshold = 0.2\n" in text  # chance level: a place holder until `grader check` suggests one
+    assert "threshold = 0.2\n" in text  # chance level: a placeholder until `grader check` suggests one
     toml.write_text(text.replace("threshold = 0.2\n", "threshold = 0.70\n"))
     imported = manifest_mod.load(str(folder))
     assert imported.lab.base is None and imported.labels == "one_hot"
