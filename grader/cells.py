@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import re
 
 WORK_MARKERS = ("[WORK REQUIRED]", "[WORK WAS REQUIRED HERE]")
@@ -17,10 +18,12 @@ PLACEHOLDERS = ("# YOUR CODE HERE", "# YOUR CODE GOES HERE", "# YOUR LAYERS HERE
 DEFAULT_PLACEHOLDER = "# YOUR CODE HERE"
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s*(?P<placeholder>#.*))?$")
 _END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
+_GIVEN_BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN GIVEN\s*$")
+_GIVEN_END = re.compile(r"^[ \t]*### END GIVEN\s*$")
 
 
 class SolutionMarkerError(ValueError):
-    """A `### BEGIN SOLUTION` without its `### END SOLUTION`, or the reverse."""
+    """A `### BEGIN SOLUTION` without its `### END SOLUTION` (or a GIVEN block's), or the reverse."""
 
 
 def source_of(cell) -> str:
@@ -113,7 +116,7 @@ def _binds(node, name: str) -> bool:
     return any(_binds(child, name) for child in ast.iter_child_nodes(node))
 
 
-def _parsed(source: str):
+def parsed(source: str):
     """The cell's syntax tree, IPython lines (`%magic`, `!shell`) left out; None if it does not parse."""
     code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     try:
@@ -125,7 +128,7 @@ def _parsed(source: str):
 def assigned_names(source: str) -> set[str]:
     """The names a cell binds at top level by assignment, `def` or `class` (imports left
     out: importing a module again under its usual name changes nothing)."""
-    tree = _parsed(source)
+    tree = parsed(source)
     if tree is None:
         return set()
     found: set[str] = set()
@@ -142,7 +145,7 @@ def outside_scope(source: str, name: str) -> list[tuple[int, str]]:
     """The statements of the cell (outside any def or class) that bind `name` or call
     `name.compile(...)` without being inside a `with <strategy>.scope():` block, as (line,
     text of the line). A cell that does not parse has none as far as this says."""
-    tree = _parsed(source)
+    tree = parsed(source)
     if tree is None:
         return []
     lines = source.splitlines()
@@ -178,7 +181,7 @@ def outside_scope(source: str, name: str) -> list[tuple[int, str]]:
 def compared_not_set(source: str, attribute: str) -> list[tuple[int, str]]:
     """Statements that compare an object's `attribute` and throw the answer away, where an
     assignment was meant (`pretrained_model.trainable == False`), as (line, text)."""
-    tree = _parsed(source)
+    tree = parsed(source)
     if tree is None:
         return []
     lines = source.splitlines()
@@ -192,7 +195,7 @@ def compared_not_set(source: str, attribute: str) -> list[tuple[int, str]]:
 def defines_only(source: str) -> bool:
     """Does the cell only define things (functions, classes, imports, a docstring), so that
     running it earlier than its place changes nothing but what names exist?"""
-    tree = _parsed(source)
+    tree = parsed(source)
     allowed = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
     return tree is not None and bool(tree.body) and all(
         isinstance(node, allowed) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in tree.body)
@@ -218,29 +221,79 @@ def imported_modules(source: str) -> list[str]:
 
 
 def strip_solutions(source: str) -> str:
-    """Replace each `### BEGIN SOLUTION` ... `### END SOLUTION` block by its placeholder.
+    """The playground's version of an answer cell: each `### BEGIN SOLUTION` ... `### END
+    SOLUTION` block replaced by its placeholder, each `### BEGIN GIVEN` ... `### END GIVEN`
+    block by the lines it holds, uncommented.
 
-    The placeholder is the comment written after BEGIN SOLUTION (`### BEGIN SOLUTION
-    # YOUR LAYERS HERE`), or `# YOUR CODE HERE`, at the marker's indentation.
+    A solution block's placeholder is the comment written after BEGIN SOLUTION (`### BEGIN
+    SOLUTION  # YOUR LAYERS HERE`), or `# YOUR CODE HERE`, at the marker's indentation; a
+    solution block right after a given block has none: the given block is what the
+    playground shows in its place. A given block holds the playground's lines commented
+    out (`# ` after the marker's indentation, so that the source still runs as the
+    solution); blank lines stay blank.
     """
     out: list[str] = []
-    inside = False
+    inside, given, after_given = False, None, False
     for number, line in enumerate(source.splitlines(), start=1):
         begin, end = _BEGIN.match(line), _END.match(line)
-        if begin:
+        given_begin, given_end = _GIVEN_BEGIN.match(line), _GIVEN_END.match(line)
+        if given is not None:
+            if given_end:
+                given, after_given = None, True
+            elif begin or end or given_begin:
+                raise SolutionMarkerError(f"line {number}: a marker inside a GIVEN block; close it with ### END GIVEN first")
+            else:
+                out.append(_uncommented(line, given, number))
+            continue
+        if given_begin:
+            if inside:
+                raise SolutionMarkerError(f"line {number}: BEGIN GIVEN inside a solution block; put it just before the block")
+            given = given_begin["indent"]
+        elif given_end:
+            raise SolutionMarkerError(f"line {number}: END GIVEN without BEGIN GIVEN")
+        elif begin:
             if inside:
                 raise SolutionMarkerError(f"line {number}: BEGIN SOLUTION inside another solution block")
+            if after_given and begin["placeholder"]:
+                raise SolutionMarkerError(f"line {number}: a solution block right after a GIVEN block takes the given "
+                                          f"lines as its placeholder; remove {begin['placeholder'].strip()!r}")
             inside = True
-            out.append(begin["indent"] + (begin["placeholder"] or DEFAULT_PLACEHOLDER).strip())
+            if not after_given:
+                out.append(begin["indent"] + (begin["placeholder"] or DEFAULT_PLACEHOLDER).strip())
         elif end:
             if not inside:
                 raise SolutionMarkerError(f"line {number}: END SOLUTION without BEGIN SOLUTION")
             inside = False
         elif not inside:
             out.append(line)
+        after_given = False
     if inside:
         raise SolutionMarkerError("BEGIN SOLUTION is never closed by END SOLUTION")
+    if given is not None:
+        raise SolutionMarkerError("BEGIN GIVEN is never closed by END GIVEN")
     return "\n".join(out)
+
+
+def _uncommented(line: str, indent: str, number: int) -> str:
+    """A given block's line as the playground shows it: `<indent># x` -> `<indent>x`."""
+    if not line.strip():
+        return line
+    if not line.startswith(indent + "#"):
+        raise SolutionMarkerError(f"line {number}: each line of a GIVEN block is the playground's line commented out, "
+                                  f"`# ` after the block's indentation ({len(indent)} spaces)")
+    rest = line[len(indent) + 1:]
+    return indent + (rest[1:] if rest.startswith(" ") else rest)
+
+
+def given_block(lines: list[str], indent: str = "") -> list[str]:
+    """A `### BEGIN GIVEN` ... `### END GIVEN` block that shows `lines` in the playground
+    (the reverse of what strip_solutions does): the markers at the lines' common
+    indentation (`indent` when there is no line), each non-blank line commented out after it."""
+    filled = [line for line in lines if line.strip()]
+    if filled:
+        indent = os.path.commonprefix([re.match(r"[ \t]*", line).group(0) for line in filled])
+    body = [line if not line.strip() else indent + "# " + line[len(indent):] for line in lines]
+    return [f"{indent}### BEGIN GIVEN", *body, f"{indent}### END GIVEN"]
 
 
 def has_solution_markers(source: str) -> bool:
@@ -248,8 +301,14 @@ def has_solution_markers(source: str) -> bool:
 
 
 def solution_code(source: str) -> str:
-    """The source with only the marker lines removed: what the solution runs."""
-    return "\n".join(line for line in source.splitlines() if not (_BEGIN.match(line) or _END.match(line)))
+    """What the solution runs: the source without its given blocks and marker lines."""
+    kept, given = [], False
+    for line in source.splitlines():
+        if _GIVEN_BEGIN.match(line) or _GIVEN_END.match(line):
+            given = bool(_GIVEN_BEGIN.match(line))
+        elif not (given or _BEGIN.match(line) or _END.match(line)):
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def as_playground_heading(source: str) -> str:

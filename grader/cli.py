@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--data", help="a glob of the lab's data files (default: \"demo\", which needs a lab module)")
     new.add_argument("--weights", help="the pretrained base's weights file (default: \"demo\")")
     new.add_argument("--image-size", type=_positive_int, help="the data's image size (default: read off the notebook)")
-    new.add_argument("--threshold", type=float, default=0.5, help="the accuracy threshold to start from (calibrate it)")
+    new.add_argument("--threshold", type=float, help="the accuracy threshold to start from (default: chance level, until `grader check` suggests one)")
 
     calibrate = commands.add_parser("calibrate", help="grade the lab's population of answers (its module's POPULATION) and show how "
                                     "the verdicts and accuracies lie against the checks and the threshold")
@@ -182,21 +182,26 @@ def _options(args):
 def _check(args) -> int:
     from grader import manifest
 
-    _preflight(manifest.load(args.assignment), args)
+    _preflight(manifest.load(args.assignment), args, suggest=True)
     return 0
 
 
-def _preflight(loaded, args) -> None:
-    """Run the preflight in a scratch folder; print what passed (a failure raises)."""
+def _preflight(loaded, args, suggest: bool = False) -> None:
+    """Run the preflight in a scratch folder; print what passed (a failure raises). With
+    `suggest`, also grade the playground's starting code and print the accuracy threshold
+    that grading the pair suggests (grader/threshold.py)."""
     import tempfile
 
-    from grader import batch
+    from grader import batch, threshold
 
     with tempfile.TemporaryDirectory(prefix="grader-check-") as scratch:
         options = _options(argparse.Namespace(**{**vars(args), "out": scratch, "regrade": True, "quiet": True}))
         found = batch.check(loaded, options)
-    print(f"preflight of {loaded.name}: passed")
-    for line in found.lines():
+        print(f"preflight of {loaded.name}: passed")
+        for line in found.lines():
+            print(f"  {line}")
+        suggestion = threshold.measure(loaded, found.solution, options) if suggest else None
+    for line in suggestion.lines() if suggestion else ():
         print(f"  {line}")
 
 

@@ -72,7 +72,8 @@ class Executor(Protocol):
 class Attempts:
     """The retry policy for the grader's own failures, the same for every executor: a
     notebook is tried up to `limit` times, then gets an "ungradable: the grader's fault"
-    result."""
+    result. A lab's own cell that failed (provenance `lab_cell`) is not tried again: it
+    would fail the same way."""
 
     def __init__(self, context: Context, limit: int):
         self.context, self.limit = context, max(1, limit)
@@ -80,7 +81,7 @@ class Attempts:
 
     def settle(self, work: Work, result: SubmissionResult) -> SubmissionResult | None:
         """The result to hand on, or None: the grader failed on `work` and may try again."""
-        if not result.provenance.get("grader_error"):
+        if not result.provenance.get("grader_error") or result.provenance.get("lab_cell"):
             return result
         return _given_up(result, self.tried[work.key]) if self._spent(work) else None
 

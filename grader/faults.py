@@ -32,6 +32,20 @@ class GraderFault(Exception):
         return cls(f"{doing}: {type(error).__name__}: {str(error)[:300]}")
 
 
+class LabCellFailed(GraderFault):
+    """A cell of the lab's own, run before any of the student's, failed in the sandbox: it
+    fails the same way for every notebook, so it is the instructor's to fix (the preflight
+    names it), and trying the notebook again would change nothing."""
+
+    def __init__(self, key: str, error: str):
+        super().__init__(f"the assignment's own cell {key!r} failed in the sandbox: {error}")
+        self.key, self.error = key, error
+
+    def record(self) -> dict:
+        """What a result keeps of it (under provenance `lab_cell`), for the preflight to say."""
+        return {"key": self.key, "error": self.error}
+
+
 def owner(error: BaseException) -> str:
     """Whose fault an exception raised while grading a submission is."""
     if isinstance(error, GraderError):

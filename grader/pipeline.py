@@ -19,7 +19,7 @@ from grader import sample as sample_mod
 from grader import cells as cells_mod
 from grader.context import Context
 from grader.evidence import Evidence, Missing, Setting, model_summary
-from grader.faults import GraderFault
+from grader.faults import GraderFault, LabCellFailed
 from grader.results import CheckResult, SubmissionResult
 from reference.cache import FeatureCache
 from reference.hashing import file_sha256
@@ -102,9 +102,13 @@ def finish_safely(path: str, name: str, started, batch: Batch) -> SubmissionResu
 
 
 def grader_failed(path: str, name: str, batch: Batch, fault: GraderFault, started: float) -> SubmissionResult:
-    """The result of a notebook the grader failed on: not a verdict, never stored."""
-    return ungradable(batch.context, path, name, f"the grader itself failed on this notebook ({fault.message})",
-                      "tell your instructor: this is the grader's fault, and grading it again may work", started, grader_error=True)
+    """The result of a notebook the grader failed on: not a verdict, never stored (a lab's
+    own cell that failed is kept in its provenance, `lab_cell`: see faults.LabCellFailed)."""
+    result = ungradable(batch.context, path, name, f"the grader itself failed on this notebook ({fault.message})",
+                        "tell your instructor: this is the grader's fault, and grading it again may work", started, grader_error=True)
+    if isinstance(fault, LabCellFailed):
+        result = dataclasses.replace(result, provenance={**result.provenance, "lab_cell": fault.record()})
+    return result
 
 
 def ungradable(context: Context, path: str, name: str, reason: str, fix: str, started: float | None = None,
@@ -215,8 +219,7 @@ def _assignment_cells_ran(outcome, made, found) -> None:
             return
         if entry.get("status") == "error":
             error = entry.get("error") or {}
-            raise GraderFault(f"the assignment's own cell {entry.get('key')!r} failed in the sandbox: "
-                              f"{error.get('name', 'an error')}: {str(error.get('message', ''))[:200]}")
+            raise LabCellFailed(str(entry.get("key")), f"{error.get('name', 'an error')}: {str(error.get('message', ''))[:200]}")
 
 
 def _base_result(context: Context, name: str, path: str, digest: str) -> SubmissionResult:

@@ -61,6 +61,13 @@ def run(context: Context, pool_of, book: gradebook.Gradebook, out_dir: str, regr
         else:
             todo.append(Work(digest, path, name))
     for work, result in (pool_of().grade(todo) if todo else ()):
+        failed = result.provenance.get("lab_cell")
+        if failed:
+            raise PreflightFailed(
+                f"the lab's own cell {failed['key']!r} failed when the grader ran the lab's {work.name.replace('-', ' ')}: "
+                f"{failed['error']}",
+                hint="the cell is the lab's, not a student's: change it in the source notebook so that it runs in the "
+                "grader's sandbox (no TPU, no gs://: docs/authoring.md, \"The environment contract\"); nothing was graded")
         if result.provenance.get("grader_error"):
             raise PreflightFailed(f"the grader could not grade the lab's own {work.name.replace('-', ' ')}: {result.reason}",
                                   hint="nothing was graded; fix what the message says and run again")

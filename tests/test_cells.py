@@ -22,6 +22,51 @@ def test_strip_solutions_rejects_broken_markers(source, fragment):
         cells.strip_solutions(source)
 
 
+GIVEN = """model = Sequential([
+    ### BEGIN GIVEN
+    # Conv2D(8),   # the starting model
+    #
+    # # YOUR LAYERS HERE
+
+    ### END GIVEN
+    ### BEGIN SOLUTION
+    Conv2D(16),
+    Conv2D(32),
+    ### END SOLUTION
+    Dense(5),
+    ### BEGIN GIVEN
+    # # (end of the list)
+    ### END GIVEN
+])"""
+
+
+def test_a_given_block_is_what_the_playground_shows_in_place_of_the_solution():
+    assert cells.strip_solutions(GIVEN) == "model = Sequential([\n    Conv2D(8),   # the starting model\n    \n    # YOUR LAYERS HERE\n\n    Dense(5),\n    # (end of the list)\n])"
+    assert cells.solution_code(GIVEN) == "model = Sequential([\n    Conv2D(16),\n    Conv2D(32),\n    Dense(5),\n])"
+
+
+def test_given_block_writes_what_strip_solutions_reads_back():
+    lines = ["  x = 1  ", "", "    # YOUR CODE HERE", "  # ###"]
+    block = cells.given_block(lines)
+    assert block[0] == "  ### BEGIN GIVEN" and block[-1] == "  ### END GIVEN"
+    assert cells.strip_solutions("\n".join(block)) == "\n".join(lines) and cells.solution_code("\n".join(block)) == ""
+    assert cells.given_block([], "    ") == ["    ### BEGIN GIVEN", "    ### END GIVEN"]  # the playground shows nothing there
+    assert cells.strip_solutions("\n".join([*cells.given_block([], "    "), "    ### BEGIN SOLUTION", "    y = 2", "    ### END SOLUTION"])) == ""
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("### BEGIN GIVEN\n# x = 1", "never closed by END GIVEN"),
+    ("### END GIVEN", "without BEGIN GIVEN"),
+    ("### BEGIN GIVEN\nx = 1\n### END GIVEN", "commented out"),
+    ("### BEGIN GIVEN\n# x\n### BEGIN SOLUTION\n### END SOLUTION\n### END GIVEN", "inside a GIVEN block"),
+    ("### BEGIN SOLUTION\n### BEGIN GIVEN\n### END GIVEN\n### END SOLUTION", "just before the block"),
+    ("### BEGIN GIVEN\n# x\n### END GIVEN\n### BEGIN SOLUTION  # YOUR CODE HERE\ny\n### END SOLUTION", "remove '# YOUR CODE HERE'"),
+])
+def test_broken_given_blocks_are_refused_with_the_fix(source, fragment):
+    with pytest.raises(cells.SolutionMarkerError, match=fragment):
+        cells.strip_solutions(source)
+
+
 def test_cell_key_prefers_top_level_id_then_colab_metadata():
     assert cells.cell_key({"id": "abc", "metadata": {"id": "colab"}}) == "abc"
     assert cells.cell_key({"metadata": {"id": "XLJNVGwHUDy1"}}) == "XLJNVGwHUDy1"
