@@ -38,6 +38,7 @@ from grader import rundisk, runfiles, watch
 from grader.artifact import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 from grader.cgroups import RunCgroup
 from grader.errors import SandboxUnavailable
+from grader.faults import GraderFault
 from grader.manifest import Limits
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,6 @@ class Places:
     python: str | None  # the base installation (None: it is under /usr, already there)
     site: str | None  # the venv's site-packages (None: not in a venv)
     data: str  # /data
-    models: str  # /keras/models
 
 
 def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) -> list[str]:
@@ -238,7 +238,8 @@ def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) ->
         command += ["--file", str(files["/venv/pyvenv.cfg"]), "/venv/pyvenv.cfg", "--ro-bind", places.site, python.site_inside]
         command += ["--remount-ro", "/venv"]
     command += ["--ro-bind", places.data, "/data"]
-    command += ["--size", str(1 << 20), "--tmpfs", "/keras", "--ro-bind", places.models, "/keras/models"]
+    # /keras is each run's own (its slot's, with a copy of the weights): see Pending._give_weights
+    command += ["--size", str(1 << 20), "--tmpfs", "/keras"]
     command += ["--bind", places.slots, "/slots"]
     command += ["--tmpfs", "/runner", "--file", str(files["/runner/run.py"]), "/runner/run.py", "--remount-ro", "/runner"]
     command += ["--bind", places.scratch, "/scratch", "--chdir", "/scratch", "--clearenv"]
@@ -262,6 +263,7 @@ def sandbox_env(plan: "Plan", home: str, data: str, keras_home: str, python: str
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "HDF5_USE_FILE_LOCKING": "FALSE",  # a lock a run takes on a file must not fail another's open
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "OMP_NUM_THREADS": "2",
@@ -276,7 +278,7 @@ def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
     from, whether the run has a capped disk of its own)."""
     python = python_layout()
     reads = {"python": python.base if python.base_inside != python.base else None, "site": python.site,
-             "data": plan.mounts.data_dir, "models": plan.mounts.keras_models}
+             "data": plan.mounts.data_dir}
     views = _mounted(folder, reads) if plan.sandboxed and _can_mount() else None
     capped, reads = views is not None, views or reads
     disk = os.path.join(folder, "disk")
@@ -297,12 +299,12 @@ def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
         _disk_folders(place)
         _fresh_file(os.path.join(place, STDERR))
     os.chmod(slots, 0o755)
-    return Places(scratch, tmp if capped else None, shm, slots, reads["python"], reads["site"], reads["data"], reads["models"]), capped
+    return Places(scratch, tmp if capped else None, shm, slots, reads["python"], reads["site"], reads["data"]), capped
 
 
 def _disk_folders(disk: str) -> tuple[str, str, str]:
-    """scratch/ (with out/), tmp/, shm/ and keras/ (with models/, where the pretrained weights
-    are mounted) on a disk, as a run finds them."""
+    """scratch/ (with out/), tmp/, shm/ and keras/ (with models/, where the run's own copy of
+    the pretrained weights goes) on a disk, as a run finds them."""
     scratch, tmp, shm = (os.path.join(disk, name) for name in ("scratch", "tmp", "shm"))
     for path, mode in ((scratch, 0o777), (os.path.join(scratch, "out"), 0o777), (tmp, 0o1777), (shm, 0o1777),
                        (os.path.join(disk, "keras"), 0o777), (os.path.join(disk, "keras", "models"), 0o755)):
@@ -501,13 +503,9 @@ class _Zygote:
             files["/runner/run.py"] = _memfd("runner", _runner_source())
             if python.site:
                 files["/venv/pyvenv.cfg"] = _memfd("pyvenv.cfg", python.pyvenv_cfg.encode())
-        else:
-            keras_home = os.path.join(folder, "keras")
-            os.makedirs(keras_home, exist_ok=True)
-            if not os.path.exists(os.path.join(keras_home, "models")):
-                os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
-            inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER,
-                      "python": sys.executable, "slots": places.slots}
+        else:  # each run's KERAS_HOME is its slot's keras/ (the runner sets it)
+            inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": os.path.join(places.slots, "0", "keras"),
+                      "runner": RUNNER, "python": sys.executable, "slots": places.slots}
         self.inside = inside
         # As root, bubblewrap maps the sandbox's user to root outside; as nobody, to nobody. It
         # can run as nobody where everything it binds is a view of the grader's (the views'
@@ -696,6 +694,21 @@ class _Zygote:
                 pass
 
 
+def _give_weights(source: str, models: str) -> None:
+    """Copy the staged pretrained weights into a run's own keras/models/ (read-only inside:
+    the runner binds it so). Every run gets its own file: a lock one run takes on it
+    (flock, fcntl) or anything it does to it reaches no other run and not the grader, which
+    loads the base from the staged file the runs never see."""
+    for name in sorted(os.listdir(source)):
+        path = os.path.join(source, name)
+        if os.path.isfile(path) and not name.endswith(".partial"):
+            target = os.path.join(models, name)
+            if os.path.lexists(target):  # left by a run that never started
+                os.unlink(target)
+            shutil.copyfile(path, target)
+            os.chmod(target, 0o444)
+
+
 STDERR = "stderr.txt"  # in a slot, beside scratch/: the run's stderr (the child opens it before the slots are hidden)
 
 
@@ -879,8 +892,12 @@ class Pending:
             "kind": plan.kind,
         }
         # The slot's disk is as the grader made it: nothing has run on it since it was emptied.
-        with open(os.path.join(self.scratch, "job.json"), "w") as handle:
-            json.dump(job, handle)
+        try:
+            with open(os.path.join(self.scratch, "job.json"), "w") as handle:
+                json.dump(job, handle)
+            _give_weights(plan.mounts.keras_models, os.path.join(os.path.dirname(self.scratch), "keras", "models"))
+        except OSError as error:  # the host's side of the run (a missing file, a full disk): never the student's
+            raise GraderFault(f"the grader could not prepare the run's disk: {error}") from None
         self.progress = _Progress(os.path.join(self.scratch, "out", "progress"))
         try:
             self.child, self.pid = zygote.fork(self.slot)

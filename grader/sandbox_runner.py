@@ -279,7 +279,7 @@ def _check(result, what):
         raise OSError(number, f"{what}: {os.strerror(number)}")
 
 
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC = 1, 2, 4, 8, 4096, 16384
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 
 
 def _mount(source, target, kind, flags, options):
@@ -302,8 +302,11 @@ def _isolate(slot, slots):
             handle.write(text)
     _loopback_up()
     place = os.path.join(slots, str(slot))
-    # Keras' folder is the slot's too (it caches there), with the pretrained weights in it, read-only.
-    _mount("/keras/models", os.path.join(place, "keras", "models"), None, _MS_BIND | _MS_REC, None)
+    # Keras' folder is the slot's too (it caches there), with the run's own copy of the
+    # pretrained weights (the grader's, made before `go`) in models/, read-only.
+    models = os.path.join(place, "keras", "models")
+    _mount(models, models, None, _MS_BIND, None)
+    _mount(None, models, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
     for name, target in (("scratch", "/scratch"), ("tmp", "/tmp"), ("shm", "/dev/shm"), ("keras", "/keras")):
         _mount(os.path.join(place, name), target, None, _MS_BIND | _MS_REC, None)
     _mount("tmpfs", slots, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=0")
@@ -393,7 +396,8 @@ def _child(shell, config, go, slot, theirs):
         else:  # no sandbox (the instructor said so): the slot's folders by their own paths
             place = os.path.join(config["slots"], str(slot))
             scratch = os.path.join(place, "scratch")
-            os.environ.update(HOME=scratch, TMPDIR=os.path.join(place, "tmp"), MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"))
+            os.environ.update(HOME=scratch, TMPDIR=os.path.join(place, "tmp"), MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"),
+                              KERAS_HOME=os.path.join(place, "keras"))
         _check(libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
         resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"]))
         resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"], config["file_bytes"]))

@@ -395,7 +395,7 @@ def test_a_zygote_that_died_is_replaced(tmp_path):
 
 
 def test_every_path_inside_is_a_neutral_one():
-    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/tmp/grader-run-x/slots", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data", "/out/.grader/keras/models")
+    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/tmp/grader-run-x/slots", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data")
     command = sandbox.bwrap_command(places, {}, {"/runner/run.py": 3, "/venv/pyvenv.cfg": 4})
     targets = [command[i + 2] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind")]
     python = sandbox.python_layout()
@@ -564,3 +564,61 @@ def test_a_cell_that_fills_its_memory_is_stopped_and_the_limit_named(tmp_path):
     if not has_cgroup:
         pytest.skip("no memory cgroup here: the address-space limit stops it as a MemoryError")
     assert outcome.stopped_by == "memory" and "the memory limit (1 GiB) was reached" in outcome.limit_message
+
+
+@needs_bwrap
+def test_a_lock_one_run_holds_on_the_weights_or_data_blocks_no_other_run(tmp_path):
+    """Each run gets its own copy of the pretrained weights, read-only; HDF5 takes no lock.
+    A run that holds an exclusive lock on every file it can read leaves the run beside it
+    free to open, lock and load its own weights, and the data."""
+    (tmp_path / "models").mkdir(exist_ok=True)
+    import h5py
+    import numpy as np
+
+    with h5py.File(tmp_path / "models" / "weights.h5", "w") as handle:
+        handle["w"] = np.arange(6.0)
+    runner = sandbox.Runner(_plan(tmp_path, limits=Limits(cell_timeout=30, run_timeout=60)), ahead=True)
+    holder = (
+        "import fcntl, glob, os, time\nheld = []\n"
+        "for path in glob.glob('/keras/models/*') + glob.glob('/data/*'):\n"
+        "    handle = open(path, 'rb')\n    fcntl.flock(handle, fcntl.LOCK_EX)\n    held.append(handle)\n"
+        "open('/scratch/locked', 'w').write(str(len(held)))\ntime.sleep(60)"
+    )
+    opener = (
+        "import fcntl, h5py, os\npath = '/keras/models/weights.h5'\n"
+        "with open(path, 'rb') as handle:\n    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "print(h5py.File(path, 'r')['w'][()].tolist(), os.environ['HDF5_USE_FILE_LOCKING'])\n"
+        "for name in os.listdir('/data'):\n    open(os.path.join('/data', name), 'rb').read()\n"
+        "for change in (lambda: open(path, 'ab'), lambda: os.chmod(path, 0o666)):\n"
+        "    try:\n        change()\n    except OSError as error:\n        print(type(error).__name__)"
+    )
+    try:
+        holding = runner.start([RunCell("c0", "answer", holder)])
+        marker = os.path.join(holding.scratch, "locked")
+        assert watch_for(lambda: os.path.exists(marker)), "the first run never took its locks"
+        assert open(marker).read() == "2"  # the weights and the one data file
+        outcome = runner.run([RunCell("c0", "answer", opener)])
+        log = _log(outcome)
+        assert log["c0"]["status"] == "ok", log["c0"]
+        printed = log["c0"]["stdout"].split("\n")
+        assert printed[0] == "[0.0, 1.0, 2.0, 3.0, 4.0, 5.0] FALSE"
+        assert printed[1:3] in (["PermissionError"] * 2, ["OSError"] * 2, ["PermissionError", "OSError"])  # its copy is read-only
+        holding.cancel()
+        outcome.remove()
+    finally:
+        runner.close()
+    # the staged file the runs were given copies of is untouched and unlocked
+    with open(tmp_path / "models" / "weights.h5", "rb") as handle:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def watch_for(condition, seconds=120.0) -> bool:
+    """Wait until `condition()` holds (True), or give up after `seconds` (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
