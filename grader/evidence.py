@@ -23,6 +23,7 @@ from grader.sandbox import Outcome
 from grader.structure import Found
 from reference import graph
 from reference import training as harness
+from reference.initial import CarriedValues
 from reference.data import Dataset, Picture, decoded_pictures
 from reference.strategy import Placement
 from reference.weights import Weights, pretrained_base
@@ -297,6 +298,10 @@ class Evidence:
         # fitted to the validation files): the model is made afresh from its layers' configs,
         # the base holding the grader's own pretrained weights, the head a seeded initialisation.
         # A failure from here on is the grader's, not the student's: it is raised.
+        try:
+            harness.replaced_initial_values(self.chain)
+        except CarriedValues as problem:
+            raise Missing(f"not trained: {problem}") from None
         return harness.train(
             self.chain,
             choices,
