@@ -18,7 +18,7 @@ import sys
 
 import tqdm
 
-from grader import cgroups, classreport, classview, gradebook, notebook, preflight, report, sandbox, submissions
+from grader import budget, cgroups, classreport, classview, gradebook, notebook, preflight, report, sandbox, submissions
 from grader import context as context_mod
 from grader.context import Context
 from grader.errors import GraderError
@@ -200,6 +200,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
         if todo:
             pool = workers.get()
             pool.set("max_parameters", model_budget(manifest, reference))
+            pool.set("budget", budget_for(manifest, reference))
             failed = _grade_todo(pool, todo, context, book, folders, options, progress)
     finally:
         progress.close()
@@ -225,6 +226,11 @@ def _graded(view: classview.ClassView, paths: dict, failed: list[SubmissionResul
 def model_budget(manifest: Manifest, reference: SubmissionResult) -> int:
     """The largest model the workers rebuild: the manifest's, else a multiple of the solution's."""
     return manifest.grader.max_parameters or BUDGET_MULTIPLE * int(reference.model.get("total_params", 0))
+
+
+def budget_for(manifest: Manifest, reference: SubmissionResult) -> budget.Budget:
+    """The budget of the workers' own work on each notebook (grader/budget.py)."""
+    return budget.for_class(manifest, reference, model_budget(manifest, reference))
 
 
 class Failures:

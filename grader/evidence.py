@@ -17,6 +17,7 @@ import numpy as np
 
 from grader import artifact as artifact_mod
 from grader.artifact import Artifact, Refused
+from grader.budget import Budget, OverBudget, Watch, model_cost
 from grader import sample as sample_mod
 from grader.match import Match
 from grader.sandbox import Outcome
@@ -47,6 +48,12 @@ class Setting:
     context: object  # grader.context.Context
     cache: object = None  # a reference.cache.FeatureCache, or None for full training always
     max_parameters: int = 0  # largest model rebuilt (0: no bound)
+    budget: Budget | None = None  # the grader's work on one notebook (None: only max_parameters)
+
+    def work_budget(self) -> Budget:
+        """The budget of the work on one notebook, the parameter bound included."""
+        budget = self.budget or Budget()
+        return budget if budget.parameters else budget.replace(parameters=self.max_parameters)
 
     @property
     def lab(self):
@@ -110,10 +117,16 @@ class Setting:
 
 
 class Evidence:
-    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict[str, str]):
+    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict[str, str],
+                 watch: Watch | None = None):
         self.setting, self.match, self.outcome, self.artifact = setting, match, outcome, artifact
         self.student_cells = match.student_cells  # the answers and the cells added to them
         self.given = given  # answer key -> the playground's version of the cell
+        self.watch = watch or Watch(None)  # the budget of the work here (see grader/budget.py)
+
+    def over_budget(self) -> str:
+        """Why the work on this notebook was stopped ("" if it was not)."""
+        return self.watch.reason
 
     # --- the run -------------------------------------------------------------------
 
@@ -171,10 +184,14 @@ class Evidence:
         export = self.artifact.export
         if not export.get("found") or self.artifact.model_json is None:
             return None, self.answer_failure() or export.get("problem") or self.why_not_run()
+        if self.watch.fired:
+            return None, self.watch.reason
         try:
-            return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path, self.setting.max_parameters), None
+            return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path, budget=self.setting.work_budget()), None
         except Refused as refusal:
             return None, str(refusal)
+        except OverBudget:
+            return None, self.watch.reason
 
     def model(self):
         model, problem = self._model
@@ -287,6 +304,8 @@ class Evidence:
     @functools.cached_property
     def _training(self):
         self.model()  # a refused model is the reason, not a training problem
+        if self.watch.fired:
+            raise Missing(self.watch.reason)
         if self.chain.problem:
             raise Missing(self.chain.problem)
         if self._applies:
@@ -302,15 +321,18 @@ class Evidence:
             harness.replaced_initial_values(self.chain)
         except CarriedValues as problem:
             raise Missing(f"not trained: {problem}") from None
-        return harness.train(
-            self.chain,
-            choices,
-            self.setting.dataset,
-            self.setting.training,
-            self.setting.placement,
-            cache=self.setting.cache,
-            base_weights=self.setting.pretrained_weights,
-        )
+        try:
+            return harness.train(
+                self.chain,
+                choices,
+                self.setting.dataset,
+                self.setting.training,
+                self.setting.placement,
+                cache=self.setting.cache,
+                base_weights=self.setting.pretrained_weights,
+            )
+        except OverBudget:
+            raise Missing(f"not trained: {self.watch.reason}") from None
 
     def training(self) -> harness.TrainingRun:
         return self._training[0]
@@ -401,4 +423,6 @@ def model_summary(model, chain: graph.Chain | None = None, base_name: str = "pre
         rows.append({"name": layer.name, "layer": described, "output_shape": shape, "params": int(layer.count_params()) if layer.built else 0})
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
-    return {"layers": rows, "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable}
+    cost = model_cost(model)  # what the budget of a class is made from, for the lab's solution
+    return {"layers": rows, "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable,
+            "gflops_per_image": round(cost.gflops, 4), "activations_per_image": cost.activations}

@@ -15,6 +15,8 @@ import time
 
 import grader
 from grader import artifact, checks, match, notebook, sandbox
+from grader import budget as budget_mod
+from grader.budget import Budget
 from grader import sample as sample_mod
 from grader import cells as cells_mod
 from grader.context import Context
@@ -49,6 +51,15 @@ class Batch:
     @max_parameters.setter
     def max_parameters(self, value: int) -> None:
         self.setting.max_parameters = value
+
+    @property
+    def budget(self) -> Budget | None:
+        """The budget of the grader's work on each notebook (grader/budget.py), set once the lab's solution is graded."""
+        return self.setting.budget
+
+    @budget.setter
+    def budget(self, value: Budget | None) -> None:
+        self.setting.budget = value
 
     @property
     def release(self):
@@ -165,28 +176,55 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
     grader's own failures (among them a run the host starved of CPU)."""
     if started.result is not None:
         return started.result
-    found, base = started.found, started.base
     outcome = started.pending.outcome()
     try:
         if outcome.host_fault:
             raise GraderFault(outcome.host_fault)
         made = artifact.read(outcome.out_dir)
-        _assignment_cells_ran(outcome, made, found)
-        given = {key: batch.release.cell(key).given for key in batch.release.answer_keys}
-        evidence = Evidence(batch.setting, found, outcome, made, given)
-        results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
-        return dataclasses.replace(
-            base,
-            status="graded",
-            score=round(sum(r.score for r in results), 2),
-            checks=results,
-            model=_summary(evidence),
-            training=_training(evidence),
-            cells=_cells(evidence, found),
-            provenance=_provenance(batch, evidence, found, started.clock),
-        )
+        _assignment_cells_ran(outcome, made, started.found)
+        watch = budget_mod.Watch(batch.setting.budget)
+        try:
+            with watch:
+                return _checked(started, batch, made, outcome, watch)
+        except budget_mod.OverBudget:
+            # Stopped between two steps of its own: once more, with every costly fact now the
+            # budget's verdict (the watch fires once). What the stopped work was building in
+            # this process (a rebuilt model, a trained head) is forgotten.
+            forget_work()
+            return _checked(started, batch, made, outcome, watch)
     finally:
         outcome.remove()
+
+
+def _checked(started: Started, batch: Batch, made, outcome, watch) -> SubmissionResult:
+    """The checks of a run's artifact, and the result they make."""
+    found, base = started.found, started.base
+    given = {key: batch.release.cell(key).given for key in batch.release.answer_keys}
+    evidence = Evidence(batch.setting, found, outcome, made, given, watch)
+    results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
+    if watch.fired:
+        forget_work()
+    return dataclasses.replace(
+        base,
+        status="graded",
+        score=round(sum(r.score for r in results), 2),
+        checks=results,
+        model=_summary(evidence),
+        training=_training(evidence),
+        cells=_cells(evidence, found),
+        provenance=_provenance(batch, evidence, found, started.clock),
+    )
+
+
+def forget_work() -> None:
+    """Drop what this process keeps between notebooks (rebuilt models, trained heads, shapes
+    asked), after work that was stopped partway: nothing half made is used again."""
+    from grader import evidence as evidence_mod
+    from reference import training
+
+    artifact.REBUILT.models.clear()
+    training._HEADS.items.clear()
+    evidence_mod._APPLIES.clear()
 
 
 def _assignment_cells_ran(outcome, made, found) -> None:
@@ -303,6 +341,10 @@ def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict
     }
     if getattr(evidence.outcome, "cpu_seconds", None) is not None:
         facts["sandbox_cpu_seconds"] = round(evidence.outcome.cpu_seconds, 2)
+    cpu, grown = evidence.watch.used()
+    facts["grader_cpu_seconds"] = round(cpu, 2)  # the grader's own work on it, against [grader] work_cpu_seconds
+    if evidence.watch.fired:
+        facts["over_budget"] = evidence.watch.reason
     if evidence.has_training():
         run = evidence.training()
         facts.update(training=run.path, training_seconds=run.seconds, device=run.device, replicas=run.replicas, strategy=run.placement)
