@@ -16,6 +16,7 @@ import hashlib
 import numpy as np
 
 from grader import artifact as artifact_mod
+from grader import integrity
 from grader.artifact import Artifact, Refused
 from grader.budget import Budget, OverBudget, Watch, model_cost
 from grader import sample as sample_mod
@@ -123,6 +124,21 @@ class Evidence:
         self.student_cells = match.student_cells  # the answers and the cells added to them
         self.given = given  # answer key -> the playground's version of the cell
         self.watch = watch or Watch(None)  # the budget of the work here (see grader/budget.py)
+        self.review: list[str] = []  # for the instructor: what the checks found the run's reports contradicting
+
+    def source_notes(self, ran) -> tuple[str, ...]:
+        """What the rebuilt model has that no cell of the run (`ran`, the RunCells) writes:
+        the run's report of its model is then to be looked at (was to_json or get_config changed?)."""
+        text = "\n".join(cell.source for cell in ran)
+        notes = []
+        try:
+            if self.output_activation() == "softmax" and "softmax" not in text.lower():
+                notes.append("the rebuilt model ends in softmax, which no cell of the run writes")
+            if self.chain.base is not None and not self.base().trainable_weights and "trainable" not in text:
+                notes.append("the rebuilt model's base is frozen, but no cell of the run sets trainable")
+        except Missing:
+            pass
+        return tuple(notes)
 
     def over_budget(self) -> str:
         """Why the work on this notebook was stopped ("" if it was not)."""
@@ -279,9 +295,14 @@ class Evidence:
             return None, self.answer_failure() or self.why_not_run()
         try:
             config = artifact_mod.vetted(self.artifact.compile_config, "compile settings") if self.artifact.compile_config else None
-            return harness.compile_choices(config, self.setting.labels == "one_hot"), None
+            choices = harness.compile_choices(config, self.setting.labels == "one_hot")
         except (harness.CompileProblem, Refused) as problem:
             return None, str(problem)
+        contradicted = integrity.loss_problem(choices.loss, self.student_cells)
+        if contradicted:
+            self.review.append(contradicted)
+            return None, contradicted
+        return choices, None
 
     def compile_choices(self) -> harness.CompileChoices:
         choices, problem = self._compile

@@ -14,7 +14,7 @@ import os
 import time
 
 import grader
-from grader import artifact, checks, match, notebook, sandbox
+from grader import artifact, checks, integrity, match, notebook, sandbox
 from grader import budget as budget_mod
 from grader.budget import Budget
 from grader import sample as sample_mod
@@ -181,22 +181,27 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
         if outcome.host_fault:
             raise GraderFault(outcome.host_fault)
         made = artifact.read(outcome.out_dir)
-        _assignment_cells_ran(outcome, made, started.found)
+        ran = match.run_cells(batch.release, started.found)
+        log, disagreed = integrity.reconciled(made.log, outcome.witness, ran)
+        made = dataclasses.replace(made, log=log)
+        _assignment_cells_ran(outcome, made, started.found, ran)
+        review = (*disagreed, *integrity.export_notes(made.export),
+                  *(f"the answer {reach}" for reach in integrity.reaches(started.found.student_cells)))
         watch = budget_mod.Watch(batch.setting.budget)
         try:
             with watch:
-                return _checked(started, batch, made, outcome, watch)
+                return _checked(started, batch, made, outcome, watch, review, ran)
         except budget_mod.OverBudget:
             # Stopped between two steps of its own: once more, with every costly fact now the
             # budget's verdict (the watch fires once). What the stopped work was building in
             # this process (a rebuilt model, a trained head) is forgotten.
             forget_work()
-            return _checked(started, batch, made, outcome, watch)
+            return _checked(started, batch, made, outcome, watch, review, ran)
     finally:
         outcome.remove()
 
 
-def _checked(started: Started, batch: Batch, made, outcome, watch) -> SubmissionResult:
+def _checked(started: Started, batch: Batch, made, outcome, watch, review: tuple[str, ...], ran) -> SubmissionResult:
     """The checks of a run's artifact, and the result they make."""
     found, base = started.found, started.base
     given = {key: batch.release.cell(key).given for key in batch.release.answer_keys}
@@ -204,6 +209,8 @@ def _checked(started: Started, batch: Batch, made, outcome, watch) -> Submission
     results = tuple(checks.run_check(spec, check, evidence) for spec, check in batch.checks)
     if watch.fired:
         forget_work()
+    elif batch.setting.lab.kind == "model":
+        evidence.review.extend(evidence.source_notes(ran))
     return dataclasses.replace(
         base,
         status="graded",
@@ -213,6 +220,7 @@ def _checked(started: Started, batch: Batch, made, outcome, watch) -> Submission
         training=_training(evidence),
         cells=_cells(evidence, found),
         provenance=_provenance(batch, evidence, found, started.clock),
+        review=tuple(dict.fromkeys((*review, *evidence.review))),
     )
 
 
@@ -227,12 +235,17 @@ def forget_work() -> None:
     evidence_mod._APPLIES.clear()
 
 
-def _assignment_cells_ran(outcome, made, found) -> None:
+def _assignment_cells_ran(outcome, made, found, ran) -> None:
     """The cells before the first answer are the assignment's, the same for everyone: if the
     run ended before any of them ran, or one of them failed, the sandbox or the assignment is
-    at fault, never the student (who has not run a line yet)."""
+    at fault, never the student (who has not run a line yet). What the run's log says of
+    them is taken from the runner's witness (see grader/integrity.py): a run that rewrites
+    its log cannot pass its own failure off as the assignment's."""
     if outcome.stopped_by:
         return
+    student = {cell.key for cell in found.student_cells}
+    if not integrity.sealed_before_answer(outcome.witness, ran, student) and outcome.last_started in student:
+        return  # the student's code had started (the progress file says so): whatever happened next is the run's own
     if not made.log:
         last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:] or ["no message"]
         raise GraderFault(f"the sandbox run ended before any cell ran (exit code {outcome.exit_code}: {last[0][-300:]})")

@@ -91,6 +91,9 @@ class Outcome:
     folder: str = ""  # the run's own folder (out_dir is inside it)
     cpu_seconds: float = 0.0  # CPU time of everything the run started, from its cells on
     host_fault: str = ""  # non-empty: the host starved the run; the grader's fault, never a grade
+    # per cell, the runner's records of how it ended (sandbox_runner.seal): those of the cells
+    # before the student's first were sealed before any of the student's code ran
+    witness: tuple[tuple[dict, ...], ...] = ()
 
     def remove(self) -> None:
         """Delete the run's files (once the grader has read them). Never raises."""
@@ -306,8 +309,10 @@ def _disk_folders(disk: str) -> tuple[str, str, str]:
     """scratch/ (with out/), tmp/, shm/ and keras/ (with models/, where the run's own copy of
     the pretrained weights goes) on a disk, as a run finds them."""
     scratch, tmp, shm = (os.path.join(disk, name) for name in ("scratch", "tmp", "shm"))
+    # export/: where the run reports (see sandbox_runner.open_channels); never mounted where the run can see it
     for path, mode in ((scratch, 0o777), (os.path.join(scratch, "out"), 0o777), (tmp, 0o1777), (shm, 0o1777),
-                       (os.path.join(disk, "keras"), 0o777), (os.path.join(disk, "keras", "models"), 0o755)):
+                       (os.path.join(disk, "keras"), 0o777), (os.path.join(disk, "keras", "models"), 0o755),
+                       (os.path.join(disk, "export"), 0o777)):
         os.makedirs(path, exist_ok=True)
         os.chmod(path, mode)
     return scratch, tmp, shm
@@ -665,7 +670,7 @@ class _Zygote:
         """Empty the slot's disk for its next run (nothing of the last one may be alive) and
         make the folders the runner expects."""
         place = os.path.join(self.places.slots, str(slot))
-        for name in ("scratch", "tmp", "shm", "keras"):
+        for name in ("scratch", "tmp", "shm", "keras", "export"):
             folder = os.path.join(place, name)
             for entry in os.listdir(folder):
                 runfiles.remove_tree(os.path.join(folder, entry))
@@ -881,6 +886,7 @@ class Pending:
     def _begin(self, cells) -> None:
         zygote, plan = self.zygote, self.plan
         zygote.await_ready()
+        self.cells = len(cells)
         job = {
             "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
             "out": os.path.join(zygote.inside_scratch(self.slot), "out"),
@@ -987,7 +993,7 @@ class Pending:
         self.group.destroy()  # nothing of the run may still be writing while its files are copied
         if reached is None and watched.stopped_by is None and zygote.capped and rundisk.is_full(self.scratch):
             reached = "disk_full"  # the run filled its disk and ended before the watcher looked
-        out, refused = _collect(self.scratch, self.folder)
+        out, refused, witness = _collect(os.path.dirname(self.scratch), self.folder, self.cells)
         self.progress.look()
         last_started = self.progress.last
         stopped_by, stopped_cell = watched.stopped_by, watched.cell
@@ -1012,23 +1018,47 @@ class Pending:
             folder=self.folder,
             cpu_seconds=round(watched.cpu_seconds, 3),
             host_fault=fault,
+            witness=witness,
         )
 
 
-def _collect(scratch: str, folder: str) -> tuple[str, tuple[str, ...]]:
-    """Copy the files the grader reads from the run's /scratch/out into a folder of the
-    grader's own: (that folder, why each refused file was refused)."""
+def _collect(slot: str, folder: str, cells: int) -> tuple[str, tuple[str, ...], tuple[tuple[dict, ...], ...]]:
+    """Copy the files the run reported through (the slot's export/, which the run never
+    saw by any path) into a folder of the grader's own: (that folder, why each refused file
+    was refused, the runner's witness of each cell: the records in it, normally one)."""
     out = os.path.join(folder, "out")
     os.mkdir(out, 0o700)
     refused: dict[str, None] = {}
     for name, limit in COLLECTED.items():
         try:
-            runfiles.copy(scratch, f"out/{name}", limit, os.path.join(out, name))
+            if runfiles.copy(slot, f"export/{name}", limit, os.path.join(out, name)) and os.path.getsize(os.path.join(out, name)) == 0:
+                # made before the run, never written: as if absent
+                os.unlink(os.path.join(out, name))
         except runfiles.Refused as refusal:
-            refused[f"/scratch/{refusal}"] = None
+            refused[f"the run's {name} ({refusal})"] = None
         except OSError as error:
-            refused[f"/scratch/out/{name} cannot be read ({error.strerror})"] = None
-    return out, tuple(refused)
+            refused[f"the run's {name} cannot be read ({error.strerror})"] = None
+    witness = []
+    for index in range(cells):
+        try:
+            data = runfiles.read(slot, f"export/witness-{index}", WITNESS_BYTES) or b""
+        except (runfiles.Refused, OSError):
+            data = b""
+        witness.append(tuple(_records(data)))
+    return out, tuple(refused), tuple(witness)
+
+
+WITNESS_BYTES = 64 * 2**10
+
+
+def _records(data: bytes):
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = {"status": "unreadable"}
+        if isinstance(record, dict):
+            yield {k: str(v)[:200] for k, v in record.items() if k in ("key", "status", "error")}
 
 
 

@@ -122,22 +122,49 @@ def test_a_progress_file_replaced_by_a_pipe_blocks_nothing(tmp_path):
 
 
 @needs_bwrap
-def test_links_left_in_the_out_folder_are_not_followed(tmp_path):
+def test_files_and_links_left_in_the_out_folder_count_for_nothing(tmp_path):
+    """The run reports through files opened before it started, in a folder it cannot see:
+    whatever it leaves under /scratch/out (forged files, links to the host) is never read."""
     host = tmp_path / "host"
     host.mkdir()
     (host / "log.json").write_text('[{"key": "c0", "stdout": "forged"}]')
-    outcome = _run_outcome(tmp_path, f"import os\nos.symlink({str(host / 'log.json')!r}, '/scratch/out/model.json')")
-    assert outcome.stopped_by == "tampered" and "/scratch/out/model.json is a link" in outcome.limit_message
-    assert not os.path.exists(os.path.join(outcome.out_dir, "model.json"))
+    forge = (f"import json, os\nos.symlink({str(host / 'log.json')!r}, '/scratch/out/model.json')\n"
+             "json.dump([{'key': 'c0', 'status': 'ok', 'stdout': 'forged'}], open('/scratch/out/log.json', 'w'))\n"
+             "print(sorted(os.listdir('/scratch/out')), os.path.exists('/slots/0/export'))")
+    outcome = _run_outcome(tmp_path, forge)
+    assert outcome.stopped_by is None and not os.path.exists(os.path.join(outcome.out_dir, "model.json"))
+    log = _log(outcome)
+    assert log["c0"]["stdout"].strip() == "['log.json', 'model.json', 'progress'] False" and list(log) == ["c0"]
     outcome = _run_outcome(tmp_path, f"import os\nos.rename('/scratch/out', '/scratch/old')\nos.symlink({str(host)!r}, '/scratch/out')")
-    assert outcome.stopped_by == "tampered" and "/scratch/out is a link or not a folder" in outcome.limit_message
-    assert os.listdir(outcome.out_dir) == []
+    assert outcome.stopped_by is None and "forged" not in json.dumps(_log(outcome)) and _log(outcome)["c0"]["status"] == "ok"
+
+
+@needs_bwrap
+def test_the_runner_seals_its_witness_of_each_cell_as_the_cell_ends(tmp_path):
+    """One record per cell, written when it has ended; the run can forge its log only by
+    reaching into the runner's own descriptors, and the witness of an earlier cell is closed by then."""
+    reach = ("import json, os\n"
+             "for fd in os.listdir('/proc/self/fd'):\n"
+             "    try:\n        target = os.readlink(f'/proc/self/fd/{fd}')\n    except OSError:\n        continue\n"
+             "    if target.endswith('log.json'):\n"
+             "        os.ftruncate(int(fd), 0)\n"
+             "        os.pwrite(int(fd), json.dumps([{'key': 'c0', 'status': 'ok'}]).encode(), 0)\n"
+             "os._exit(0)")
+    outcome = _run_outcome_cells(tmp_path, ["raise ValueError('first')", reach])
+    assert outcome.witness[0] == ({"key": "c0", "status": "error", "error": "ValueError"},)
+    assert outcome.witness[1] == ()  # the run ended inside it: no record
+    assert _log(outcome)["c0"]["status"] == "ok"  # the log is the run's to forge; the witness is not
 
 
 def _run_outcome(tmp_path, source):
+    return _run_outcome_cells(tmp_path, [source])
+
+
+def _run_outcome_cells(tmp_path, sources):
     (tmp_path / "models").mkdir(exist_ok=True)
     mounts = sandbox.Mounts(data_dir=str(tmp_path / "models"), keras_models=str(tmp_path / "models"))
-    return sandbox.run([RunCell("c0", "answer", source)], sandbox.tempfile.mkdtemp(dir=tmp_path), mounts, Limits(), 96, 32, sandboxed=True)
+    cells = [RunCell(f"c{index}", "answer", source) for index, source in enumerate(sources)]
+    return sandbox.run(cells, sandbox.tempfile.mkdtemp(dir=tmp_path), mounts, Limits(), 96, 32, sandboxed=True)
 
 
 @needs_bwrap
@@ -157,6 +184,7 @@ def _plan(tmp_path, limits=Limits(cell_timeout=30, run_timeout=60), warm=()):
 def _log(outcome):
     path = f"{outcome.out_dir}/log.json"
     return {entry["key"]: entry for entry in json.load(open(path))} if os.path.exists(path) else {}
+
 
 
 @needs_bwrap
@@ -622,3 +650,27 @@ def watch_for(condition, seconds=120.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@needs_bwrap
+def test_a_thread_left_running_cannot_write_after_the_export(tmp_path):
+    """A cell starts a thread that keeps rewriting the runner's export.json (found through
+    /proc/self/fd): the export is written by a child of its own once every other process of
+    the run is stopped, and the run is then killed, so what the grader reads is the export's."""
+    source = ("import os, threading\n"
+              "def forge():\n"
+              "    while True:\n"
+              "        for fd in os.listdir('/proc/self/fd'):\n"
+              "            try:\n"
+              "                if os.readlink(f'/proc/self/fd/{fd}').endswith('export.json'):\n"
+              "                    os.ftruncate(int(fd), 0)\n"
+              "                    os.pwrite(int(fd), b'{\"found\": true, \"forged\": true}', 0)\n"
+              "            except OSError:\n"
+              "                pass\n"
+              "threading.Thread(target=forge, daemon=True).start()\n"
+              "model = 42")
+    for _ in range(3):
+        outcome = _run_outcome(tmp_path, source)
+        export = json.load(open(os.path.join(outcome.out_dir, "export.json")))
+        assert "forged" not in export and export["problem"] == "`model` is a int, not a Keras model", export
+        assert export["integrity"]["threads"] == 1 and outcome.exit_code == 0
