@@ -88,40 +88,50 @@ class Cost:
 
 
 def model_cost(model) -> Cost:
-    """The FLOPs and output values of one image through `model`, from its layers' shapes
-    (no image is run): for each layer with a kernel, two FLOPs per kernel weight per output
-    position; one per output value for every other layer. Nested models are counted through."""
+    """The FLOPs and output values of one image through `model`, from its graph's shapes (no
+    image is run): at every application of a layer (a layer shared by several places of the
+    graph counts at each), two FLOPs per kernel weight per output position for a layer with
+    a kernel, one per output value for any other. A nested model is counted through its own
+    graph, at each place that applies it."""
     flops = activations = 0
-    for layer in _leaves(model):
-        try:
-            shape = tuple(layer.output.shape[1:])
-        except (AttributeError, ValueError):  # a layer without one output (used twice, not built)
+    for node in _applications(model):
+        layer = node.operation
+        if _is_model(layer):
+            inner = model_cost(layer)
+            flops, activations = flops + inner.flops, activations + inner.activations
             continue
-        if any(d is None for d in shape):
+        if type(layer).__name__ == "InputLayer":
             continue
-        values = 1
-        for dimension in shape:
-            values *= int(dimension)
-        activations += values
-        positions = values // int(shape[-1]) if shape and int(shape[-1]) else values
         kernels = [w for w in layer.weights if w.name in KERNELS]
-        if kernels:
-            for kernel in kernels:
-                size = 1
-                for dimension in kernel.shape:
-                    size *= int(dimension)
-                flops += 2 * size * positions
-        else:
-            flops += values
+        for output in node.outputs:
+            shape = tuple(output.shape[1:])
+            if any(d is None for d in shape):
+                continue
+            values = 1
+            for dimension in shape:
+                values *= int(dimension)
+            activations += values
+            positions = values // int(shape[-1]) if shape and int(shape[-1]) else values
+            flops += sum(2 * _count(kernel.shape) * positions for kernel in kernels) if kernels else values
     return Cost(flops, activations)
 
 
-def _leaves(model):
-    for layer in getattr(model, "layers", ()):
-        if hasattr(layer, "layers") and type(layer).__name__ in ("Sequential", "Functional", "Model"):
-            yield from _leaves(layer)
-        elif type(layer).__name__ != "InputLayer":
-            yield layer
+def _applications(model):
+    """The nodes of the model's graph (a Sequential's is the functional graph it keeps)."""
+    graph = getattr(model, "_functional", None) or model
+    by_depth = getattr(graph, "_nodes_by_depth", None) or {}
+    return [node for depth in sorted(by_depth) for node in by_depth[depth]]
+
+
+def _is_model(layer) -> bool:
+    return hasattr(layer, "layers") and type(layer).__name__ in ("Sequential", "Functional", "Model")
+
+
+def _count(shape) -> int:
+    total = 1
+    for dimension in shape:
+        total *= int(dimension)
+    return total
 
 
 def model_problem(model, cost: Cost, parameters: int, budget: Budget) -> str:

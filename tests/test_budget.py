@@ -77,3 +77,24 @@ def test_a_budget_travels_as_a_frozen_value():
     assert dataclasses.is_dataclass(limits) and limits.replace(parameters=7).parameters == 7
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.parameters = 3
+
+
+def test_a_layer_applied_many_times_counts_at_each_application():
+    """One convolution shared by twenty places of the graph costs twenty times its FLOPs (a
+    count by layers, not by applications, missed them all)."""
+    import keras
+
+    from grader import artifact
+
+    def shared(times):
+        inputs = keras.Input((16, 16, 3))
+        conv = keras.layers.Conv2D(8, 3, padding="same")
+        x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+        for _ in range(times):
+            x = conv(x)
+        return artifact._from_config(keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(x))).to_json())
+
+    once, twenty = budget.model_cost(shared(1)), budget.model_cost(shared(20))
+    per_application = 2 * (3 * 3 * 8 * 8) * 16 * 16
+    assert twenty.flops - once.flops == 19 * per_application
+    assert twenty.activations - once.activations == 19 * 16 * 16 * 8
