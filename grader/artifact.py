@@ -438,7 +438,14 @@ def _check_array(path: str, dataset, shapes) -> int:
         if chunk > max(size, 2**20):
             raise Refused(f"the weights file stores {path!r} in chunks of {chunk:,} bytes, more than the array itself holds "
                           f"({size:,}): unpacking one would cost the grader that much; save the weights with model.save_weights")
+        pieces = int(np.prod([-(-int(n) // int(c)) for n, c in zip(shape, dataset.chunks)], dtype=np.int64))
+        if pieces > MAX_CHUNKS:
+            raise Refused(f"the weights file stores {path!r} in {pieces:,} chunks (reading each is a step of its own): "
+                          "save the weights with model.save_weights")
     return size
+
+
+MAX_CHUNKS = 1024  # chunks of one array: Keras writes none; a file of millions holds the grader in one read
 
 
 def _over_budget(model, budget: Budget) -> None:

@@ -126,8 +126,9 @@ def _bombed(keras, tmp_path, name, make):
     ("deflated_twice", "compressed more than once"),
     ("maze", "a second time through another link"),
     ("loop", "reaches 'loop/again' a second time"),
+    ("tiny_chunks", r"in [\d,]+ chunks \(reading each is a step of its own\)"),
 ])
-def test_weights_files_that_unpack_or_lead_round_are_refused_before_a_byte_is_read(keras, tmp_path, name, fragment):
+def test_weights_files_that_unpack_or_lead_round_are_refused_before_a_byte_is_read(keras, tmp_path, name, fragment, monkeypatch):
     """Every array one chunk of 256 MiB deflated twice (the file: a few kilobytes), groups
     linked twice to the next (2**24 paths), a group linked into itself: each is refused on
     its first offending link or array, by a walk that reaches every object once."""
@@ -140,13 +141,31 @@ def test_weights_files_that_unpack_or_lead_round_are_refused_before_a_byte_is_re
         "deflated_twice": lambda src, dst: bombs.chunk_bomb(src, dst, 2**12, 2),
         "maze": lambda src, dst: bombs.link_maze(src, dst, 24),
         "loop": bombs.self_linked,
+        "tiny_chunks": _one_number_a_chunk,
     }[name]
+    monkeypatch.setattr(artifact, "MAX_CHUNKS", 64)  # this model's largest array holds 320 numbers
     config, path = _bombed(keras, tmp_path, name, make)
     assert os.path.getsize(path) < 8 * 2**20  # what it would unpack to: 256 MiB an array
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(artifact.Refused, match=fragment):
         artifact.rebuild(config, path)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: nothing was unpacked
+
+
+def _one_number_a_chunk(src, dst):
+    """The honest file with its largest array stored one number a chunk."""
+    import shutil
+
+    import h5py
+
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "a") as handle:
+        arrays = []
+        handle.visititems(lambda name, item: arrays.append(name) if isinstance(item, h5py.Dataset) else None)
+        largest = max(arrays, key=lambda name: handle[name].size)
+        data = handle[largest][()]
+        del handle[largest]
+        handle.create_dataset(largest, data=data, chunks=(1,) * data.ndim)
 
 
 def test_the_links_and_bytes_of_a_weights_file_have_a_budget(keras, tmp_path):
