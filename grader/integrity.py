@@ -209,16 +209,21 @@ def loss_problem(reported: str, cells) -> str:
 # --- the run's log against the runner's witness ------------------------------------------
 
 
-def reconciled(log: tuple[dict, ...], witness, run_cells) -> tuple[tuple[dict, ...], tuple[str, ...]]:
+def reconciled(log: tuple[dict, ...], witness, run_cells, student=frozenset()) -> tuple[tuple[dict, ...], tuple[str, ...]]:
     """The run's log with each cell's status taken from the runner's witness where it has
     one, and what disagreed, in words. `witness`: per run cell, the records the runner
     sealed (normally one; none if the run ended inside the cell or closed the runner's
-    descriptor; more if the run wrote into it)."""
+    descriptor; more if the run wrote into it). The witness of a cell before the student's
+    first (`student`: their keys) was sealed before any of the student's code ran and
+    decides alone; a later cell's could be written by the cell itself, so there the worse
+    of the log and the witness counts."""
     if not witness:
         return log, ()
     entries = {entry.get("key"): dict(entry) for entry in log}
     notes: list[str] = []
+    sealed = True
     for cell, records in zip(run_cells, witness):
+        sealed = sealed and cell.key not in student
         if not records:
             if cell.key in entries:  # the runner logs a cell only once it has sealed its record
                 notes.append(f"the run's log has cell {cell.key!r}, which the runner never saw end: left out")
@@ -231,6 +236,10 @@ def reconciled(log: tuple[dict, ...], witness, run_cells) -> tuple[tuple[dict, .
         status = "error" if "error" in statuses or statuses - {"ok"} else "ok"
         error = next((r.get("error") for r in records if r.get("error")), "an error")
         entry = entries.get(cell.key)
+        if not sealed and entry is not None and entry.get("status") == "error":
+            if status != "error":
+                notes.append(f"the runner's record of cell {cell.key!r} says it ended 'ok'; the run's log says it raised: the error counts")
+            continue  # the worse of the two: the log's error stands
         if entry is None:
             notes.append(f"the run's log leaves out cell {cell.key!r}, which the runner saw end ({status})")
             entries[cell.key] = {"key": cell.key, "role": cell.role, "status": status,

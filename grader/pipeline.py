@@ -182,7 +182,7 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
             raise GraderFault(outcome.host_fault)
         made = artifact.read(outcome.out_dir)
         ran = match.run_cells(batch.release, started.found)
-        log, disagreed = integrity.reconciled(made.log, outcome.witness, ran)
+        log, disagreed = integrity.reconciled(made.log, outcome.witness, ran, {cell.key for cell in started.found.student_cells})
         made = dataclasses.replace(made, log=log)
         _assignment_cells_ran(outcome, made, started.found, ran)
         review = (*disagreed, *integrity.export_notes(made.export),

@@ -75,3 +75,18 @@ def test_what_the_export_saw_is_said_in_words():
     notes = integrity.export_notes({"integrity": {"replaced": ["Model.get_compile_config"], "on_answer": ["to_json"], "threads": 2}})
     assert len(notes) == 3 and "Model.get_compile_config" in notes[0] and "to_json" in notes[1] and notes[2].startswith("2 thread(s)")
     assert integrity.export_notes({"integrity": {"replaced": [], "on_answer": [], "threads": 0}}) == ()
+
+
+def test_a_students_own_witness_cannot_hide_the_error_its_log_records():
+    """The answer's witness was open while the answer ran: a record the answer wrote there
+    (and the runner's kept out) does not outweigh the error in the runner's log."""
+    ran = (RunCell("setup", "locked", "x = 1"), RunCell("model", "answer", "raise ValueError()"))
+    log = ({"key": "setup", "role": "locked", "status": "ok"},
+           {"key": "model", "role": "answer", "status": "error", "error": {"name": "ValueError"}})
+    witness = (({"key": "setup", "status": "ok"},), ({"key": "model", "status": "ok"},))
+    fixed, notes = integrity.reconciled(log, witness, ran, {"model"})
+    assert fixed[1]["status"] == "error" and "the error counts" in notes[0]
+    # before the student's first cell the sealed witness decides alone
+    blamed = ({"key": "setup", "role": "locked", "status": "error", "error": {"name": "NameError"}}, log[1])
+    fixed, _ = integrity.reconciled(blamed, witness, ran, {"model"})
+    assert fixed[0]["status"] == "ok"
