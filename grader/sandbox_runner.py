@@ -402,11 +402,12 @@ def restore():
         setattr(owner, name, function)
 
 
-def export_apart(namespace, files, job, watcher=-1):
+def export_apart(namespace, files, job, watcher=-1, seen=None):
     """The export, by a child forked for it (see above); returns once it has ended. With a
     `watcher` (the zygote's child, outside the run), the run is stopped meanwhile and killed
-    once the export has ended: this returns only without one (no sandbox)."""
-    seen = integrity(namespace, job.get("answer", "model"))
+    once the export has ended: this returns only without one (no sandbox). `seen`: what
+    `integrity` found before the runner's functions were put back."""
+    seen = seen if seen is not None else integrity(namespace, job.get("answer", "model"))
     child = os.fork()
     if child == 0:
         code = 1
@@ -447,7 +448,9 @@ def run_job(shell, job, channels):
     run_cells(shell, job, files, witness, progress)
     progress.started("(export)")
     try:
-        export_apart(shell.user_ns, files, job, watcher)
+        seen = integrity(shell.user_ns, job.get("answer", "model"))  # what the cells changed, before it is undone
+        restore()  # the cells may have rewritten the runner's own functions, export_apart among them
+        export_apart(shell.user_ns, files, job, watcher, seen)
     except Exception:
         write_json(files["export.json"], {"found": False, "problem": traceback.format_exc(limit=3)[-2000:]})
 
