@@ -90,6 +90,8 @@ def _what(node, keras_names: set[str], modules: set[str] = frozenset()):
             yield f"reaches {ATTRIBUTES[node.attr]}"
         if node.attr in DESCRIPTORS and _root(node) == "os":
             yield f"works on file descriptors or processes directly (os.{node.attr})"
+    elif isinstance(node, ast.Name) and node.id in ("__import__", "__builtins__"):
+        yield "imports or reaches modules by a computed name (__import__, __builtins__)"
     elif isinstance(node, ast.Constant) and isinstance(node.value, str):
         for text, what in STRINGS.items():
             if text in node.value:

@@ -34,6 +34,8 @@ def test_reaching_into_the_runner_is_named_with_where():
     assert found["names the runner's descriptors (/proc/self/fd)"] == 8
     assert "uses threads (alive while the runner works)" in found and "runs code made from a string (exec, eval, compile)" in found
     assert "replaces a function or value of a module (os.waitpid)" not in found  # os is not imported in this cell
+    hidden = {r.what for r in integrity.reaches([cell("collector = __import__('g' + 'c')\ncollector.get_objects()")])}
+    assert hidden == {"imports or reaches modules by a computed name (__import__, __builtins__)"}
     assert "replaces a function or value of a module (os.waitpid)" in {r.what for r in integrity.reaches([cell("import os\nos.waitpid = print")])}
     assert str(integrity.reaches([cell("import gc")])[0]) == "uses the garbage collector (it finds every object, the runner's too) (cell 'model', line 1)"
 
