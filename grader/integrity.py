@@ -296,3 +296,16 @@ def export_notes(export: dict) -> tuple[str, ...]:
         notes.append(f"{threads} thread(s) the run started were still running when the model was exported "
                      "(they cannot reach the export, which a process of its own writes)")
     return tuple(notes)
+
+
+def believed_export(artifact, watcher: str):
+    """The artifact as the grader believes it, and why not, in words: in a sandbox, the export
+    is believed only if the watcher stopped the run for it ("export"); a run that closed or
+    replaced the runner's channel to its watcher reported while its threads and processes
+    ran, so nothing it reported of its model is believed."""
+    if watcher in ("", "export") or not artifact.export.get("found"):
+        return artifact, ()
+    why = ("the run closed the runner's channel to its watcher, so its report of the model was written while its other threads "
+           "and processes ran, and is not believed")
+    return dataclasses.replace(artifact, export={"found": False, "problem": why}, model_json=None, compile_config=None,
+                               weights_path=None), (why,)

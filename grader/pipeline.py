@@ -183,9 +183,9 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
         made = artifact.read(outcome.out_dir)
         ran = match.run_cells(batch.release, started.found)
         log, disagreed = integrity.reconciled(made.log, outcome.witness, ran, {cell.key for cell in started.found.student_cells})
-        made = dataclasses.replace(made, log=log)
+        made, distrusted = integrity.believed_export(dataclasses.replace(made, log=log), outcome.watcher)
         _assignment_cells_ran(outcome, made, started.found, ran)
-        review = (*disagreed, *integrity.export_notes(made.export),
+        review = (*disagreed, *distrusted, *integrity.export_notes(made.export),
                   *(f"the answer {reach}" for reach in integrity.reaches(started.found.student_cells)))
         watch = budget_mod.Watch(batch.setting.budget)
         try:

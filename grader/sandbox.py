@@ -94,6 +94,9 @@ class Outcome:
     # per cell, the runner's records of how it ended (sandbox_runner.seal): those of the cells
     # before the student's first were sealed before any of the student's code ran
     witness: tuple[tuple[dict, ...], ...] = ()
+    # the watcher's record (sandbox_runner._watch_run): "export" if the run was stopped for its
+    # export; "closed" or "ended" if not; "" without a sandbox (nothing to believe but the files)
+    watcher: str = ""
 
     def remove(self) -> None:
         """Delete the run's files (once the grader has read them). Never raises."""
@@ -993,7 +996,7 @@ class Pending:
         self.group.destroy()  # nothing of the run may still be writing while its files are copied
         if reached is None and watched.stopped_by is None and zygote.capped and rundisk.is_full(self.scratch):
             reached = "disk_full"  # the run filled its disk and ended before the watcher looked
-        out, refused, witness = _collect(os.path.dirname(self.scratch), self.folder, self.cells)
+        out, refused, witness, watcher = _collect(os.path.dirname(self.scratch), self.folder, self.cells)
         self.progress.look()
         last_started = self.progress.last
         stopped_by, stopped_cell = watched.stopped_by, watched.cell
@@ -1019,13 +1022,15 @@ class Pending:
             cpu_seconds=round(watched.cpu_seconds, 3),
             host_fault=fault,
             witness=witness,
+            watcher=watcher if plan.sandboxed else "",
         )
 
 
-def _collect(slot: str, folder: str, cells: int) -> tuple[str, tuple[str, ...], tuple[tuple[dict, ...], ...]]:
+def _collect(slot: str, folder: str, cells: int) -> tuple[str, tuple[str, ...], tuple[tuple[dict, ...], ...], str]:
     """Copy the files the run reported through (the slot's export/, which the run never
     saw by any path) into a folder of the grader's own: (that folder, why each refused file
-    was refused, the runner's witness of each cell: the records in it, normally one)."""
+    was refused, the runner's witness of each cell: the records in it, normally one, and
+    the watcher's record of the export: "export", "closed", "ended" or "" without one)."""
     out = os.path.join(folder, "out")
     os.mkdir(out, 0o700)
     refused: dict[str, None] = {}
@@ -1038,6 +1043,10 @@ def _collect(slot: str, folder: str, cells: int) -> tuple[str, tuple[str, ...], 
             refused[f"the run's {name} ({refusal})"] = None
         except OSError as error:
             refused[f"the run's {name} cannot be read ({error.strerror})"] = None
+    try:
+        watcher = (runfiles.read(slot, "export/watcher", WITNESS_BYTES) or b"").decode("utf-8", errors="replace").split()
+    except (runfiles.Refused, OSError):
+        watcher = []
     witness = []
     for index in range(cells):
         try:
@@ -1045,7 +1054,7 @@ def _collect(slot: str, folder: str, cells: int) -> tuple[str, tuple[str, ...], 
         except (runfiles.Refused, OSError):
             data = b""
         witness.append(tuple(_records(data)))
-    return out, tuple(refused), tuple(witness)
+    return out, tuple(refused), tuple(witness), watcher[0] if watcher else ""
 
 
 WITNESS_BYTES = 64 * 2**10

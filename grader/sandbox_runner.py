@@ -579,6 +579,8 @@ def _child(shell, config, go, slot, theirs):
         with open(os.path.join(place, "scratch", "job.json")) as handle:
             job = json.load(handle)
         channels = open_channels(place, len(job["cells"]))
+        # the watcher's own record of the export (see _watch_run), for the grader only
+        record = os.open(os.path.join(place, "export", "watcher"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         _, libc = _libc()
         if config["isolate"]:
             _isolate(slot, config["slots"])
@@ -592,8 +594,9 @@ def _child(shell, config, go, slot, theirs):
                 os.close(tell)
                 for fd in (*channels[0].values(), *channels[1]):
                     os.close(fd)
-                _end_like(_watch_run(run, told))
+                _end_like(_watch_run(run, told, record))
             os.close(told)
+            os.close(record)
             channels = (*channels, tell)
             os.setsid()
             _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
@@ -603,6 +606,7 @@ def _child(shell, config, go, slot, theirs):
             scratch = os.path.join(place, "scratch")
             os.environ.update(HOME=scratch, TMPDIR=os.path.join(place, "tmp"), MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"),
                               KERAS_HOME=os.path.join(place, "keras"))
+            os.close(record)  # no watcher without a sandbox: the grader believes the export as it is
         _check(libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
         resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"]))
         resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"], config["file_bytes"]))
@@ -618,7 +622,7 @@ def _child(shell, config, go, slot, theirs):
         os._exit(code)
 
 
-def _watch_run(run, told):
+def _watch_run(run, told, record=-1):
     """Wait for the run (in the zygote's child, outside the run's namespaces); returns its
     wait status. When the run says its export has begun (a line with the export child's
     id, on `told`), every process of the run but that child is stopped, and once the child
@@ -628,21 +632,26 @@ def _watch_run(run, told):
 
     The run mounted its own /proc where this process looks (they share a mount namespace):
     its processes are found and signalled there, through their /proc folders, by their ids
-    in the run's namespace."""
+    in the run's namespace. What happened goes into `record`, a file of the slot's that only
+    this process holds: "export" once the run was stopped for its export, else "closed" (the
+    run closed its end of `told` first: it is killed then, as a run that tampered with the
+    runner) or "ended" (the run ended without exporting). The grader believes an export
+    only after "export"."""
     import select
     import signal
 
     alive = os.pidfd_open(run)
     heard = b""
     while True:
-        ready, _, _ = select.select([alive] + ([told] if told >= 0 else []), [], [])
+        ready, _, _ = select.select([alive, told], [], [])
         if alive in ready:
+            _note(record, "ended")
             return os.waitpid(run, 0)[1]
         piece = os.read(told, 64)
-        if not piece:  # the run closed its end: only its own end is left to wait for
-            os.close(told)
-            told = -1
-            continue
+        if not piece:  # the run closed the runner's end before the export: nothing it reports now is the runner's
+            _note(record, "closed")
+            os.kill(run, signal.SIGKILL)
+            return os.waitpid(run, 0)[1]
         heard += piece
         if b"\n" not in heard:
             continue
@@ -650,11 +659,20 @@ def _watch_run(run, told):
         for pid in os.listdir("/proc"):
             if pid.isdigit() and pid != exporter:
                 _signal(pid, signal.SIGSTOP)
+        _note(record, "export")
         while exporter.isdigit() and exporter != "1" and _running(exporter):
             time.sleep(0.002)
         os.kill(run, signal.SIGKILL)  # process 1 of the run's namespace: everything in it goes
         os.waitpid(run, 0)
         return 0
+
+
+def _note(record, word):
+    if record >= 0:
+        try:
+            os.write(record, f"{word}\n".encode())
+        except OSError:
+            pass
 
 
 def _signal(pid, number):

@@ -92,3 +92,14 @@ def test_a_students_own_witness_cannot_hide_the_error_its_log_records():
     blamed = ({"key": "setup", "role": "locked", "status": "error", "error": {"name": "NameError"}}, log[1])
     fixed, _ = integrity.reconciled(blamed, witness, ran, {"model"})
     assert fixed[0]["status"] == "ok"
+
+
+def test_an_export_the_watcher_did_not_stop_the_run_for_is_not_believed():
+    from grader.artifact import Artifact
+
+    made = Artifact((), {"found": True, "integrity": {}}, "{}", {"loss": "mse"}, "/x/model.weights.h5")
+    assert integrity.believed_export(made, "export") == (made, ())
+    assert integrity.believed_export(made, "") == (made, ())  # no sandbox, no watcher: the files are all there is
+    distrusted, notes = integrity.believed_export(made, "closed")
+    assert distrusted.model_json is None and distrusted.weights_path is None and not distrusted.export["found"]
+    assert "closed the runner's channel to its watcher" in notes[0] and notes[0] == distrusted.export["problem"]

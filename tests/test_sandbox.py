@@ -674,3 +674,15 @@ def test_a_thread_left_running_cannot_write_after_the_export(tmp_path):
         export = json.load(open(os.path.join(outcome.out_dir, "export.json")))
         assert "forged" not in export and export["problem"] == "`model` is a int, not a Keras model", export
         assert export["integrity"]["threads"] == 1 and outcome.exit_code == 0
+
+
+@needs_bwrap
+def test_a_run_that_closes_its_channel_to_the_watcher_is_ended_and_its_export_not_believed(tmp_path):
+    """Without its channel the watcher could not stop the run's threads for the export: the
+    run is killed there and then, and says so ("closed"); an honest run says "export"."""
+    close = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
+             "        if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):\n            os.close(int(fd))\n"
+             "    except OSError:\n        pass\nmodel = 1")
+    outcome = _run_outcome(tmp_path, close)
+    assert outcome.watcher == "closed" and "export.json" not in os.listdir(outcome.out_dir)
+    assert _run_outcome(tmp_path, "model = 1").watcher == "export"
