@@ -97,8 +97,8 @@ def _what(node, keras_names: set[str], modules: set[str] = frozenset()):
             if text in node.value:
                 yield f"names {what} ({text})"
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        if node.func.id in ("setattr", "delattr") and node.args and _root(node.args[0]) in keras_names:
-            yield "changes an attribute of Keras with setattr or delattr"
+        if node.func.id in ("setattr", "delattr"):
+            yield "changes attributes by name (setattr, delattr)"
         elif node.func.id in ("exec", "eval") or (node.func.id == "compile" and node.args and isinstance(node.args[0], ast.Constant)):
             yield "runs code made from a string (exec, eval, compile)"
     elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):

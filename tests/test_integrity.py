@@ -34,6 +34,7 @@ def test_reaching_into_the_runner_is_named_with_where():
     assert found["names the runner's descriptors (/proc/self/fd)"] == 8
     assert "uses threads (alive while the runner works)" in found and "runs code made from a string (exec, eval, compile)" in found
     assert "replaces a function or value of a module (os.waitpid)" not in found  # os is not imported in this cell
+    assert {r.what for r in integrity.reaches([cell("setattr(type(model), 'to_json', print)")])} == {"changes attributes by name (setattr, delattr)"}
     hidden = {r.what for r in integrity.reaches([cell("collector = __import__('g' + 'c')\ncollector.get_objects()")])}
     assert hidden == {"imports or reaches modules by a computed name (__import__, __builtins__)"}
     assert "replaces a function or value of a module (os.waitpid)" in {r.what for r in integrity.reaches([cell("import os\nos.waitpid = print")])}
