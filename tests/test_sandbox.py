@@ -686,3 +686,17 @@ def test_a_run_that_closes_its_channel_to_the_watcher_is_ended_and_its_export_no
     outcome = _run_outcome(tmp_path, close)
     assert outcome.watcher == "closed" and "export.json" not in os.listdir(outcome.out_dir)
     assert _run_outcome(tmp_path, "model = 1").watcher == "export"
+
+
+@needs_bwrap
+def test_the_runners_functions_rewritten_by_a_cell_are_put_back_for_the_export(tmp_path):
+    source = ("import gc, types\nfor thing in gc.get_objects():\n"
+              "    if isinstance(thing, types.FunctionType) and thing.__name__ in ('export_apart', 'export_model', 'seal'):\n"
+              "        thing.__code__ = (lambda *args, **kwargs: None).__code__\nmodel = 42")
+    outcome = _run_outcome_cells(tmp_path, [source, "x = 1"])
+    export = json.load(open(os.path.join(outcome.out_dir, "export.json")))
+    assert export["problem"] == "`model` is a int, not a Keras model"
+    assert {"runner.export_apart", "runner.export_model", "runner.seal"} <= set(export["integrity"]["replaced"])
+    # the runner's seal, rewritten before the first cell ended, sealed nothing: no record (the
+    # grader then leaves those cells out of the log, and the scorecard says why)
+    assert outcome.witness == ((), ()) and outcome.watcher == "export"
