@@ -15,7 +15,9 @@ import json
 import os
 from typing import Any
 
+from grader import budget as budget_mod
 from grader import runfiles
+from grader.budget import Budget
 
 MAX_JSON_BYTES = 8 * 2**20
 MAX_WEIGHTS_BYTES = 256 * 2**20
@@ -226,25 +228,27 @@ REBUILT = _Rebuilt()
 MARKED_VARIABLES = 2**20  # float32 holds every whole number up to 2**24 exactly
 
 
-def rebuild(model_json: str, weights_path: str | None, max_parameters: int = 0):
+def rebuild(model_json: str, weights_path: str | None, max_parameters: int = 0, budget: Budget | None = None):
     """The student's model, rebuilt from its config with safe_mode and its weights loaded.
 
     Refused (the student's to fix): a config that names anything outside the allow-list,
-    a model over `max_parameters` (0: no bound), a model with weights but no weights
-    file, and a weights file whose datasets do not have the model's shapes."""
+    a model over the budget (`budget`, or just `max_parameters`; 0: no bound), a model
+    with weights but no weights file, and a weights file whose datasets do not have the
+    model's shapes or are over the budget for reading (see _examine)."""
+    budget = budget or Budget(parameters=max_parameters)
     key = hashlib.sha256(model_json.encode("utf-8", errors="replace")).hexdigest()
     found = REBUILT.take(key) if weights_path is not None else None
     if found is None:
-        model = _from_config(model_json, max_parameters)
+        model = _from_config(model_json, budget)
         found = (model, _dataset_names(model))
         REBUILT.keep(key, *found)
     model, layout = found
-    _over_budget(model, max_parameters)
+    _over_budget(model, budget)
     if model.weights and weights_path is None:
         raise Refused("the run saved no weights for the model, so its base cannot be checked: keep model.save_weights-able layers and let the cell finish")
     if weights_path is not None and model.weights:
-        _check_weights_file(weights_path, model)
-        arrays = _read_as_keras_would(weights_path, model, layout)
+        examined = _examine(weights_path, model, budget)
+        arrays = _read_as_keras_would(weights_path, model, layout, examined)
         if arrays is not None:
             for variable, array in zip(model.weights, arrays):
                 variable.assign(array)
@@ -281,7 +285,8 @@ def _dataset_names(model) -> tuple[tuple[str, ...], frozenset[str]] | None:
             path = os.path.join(folder, "marked.weights.h5")
             model.save_weights(path)
             with h5py.File(path, "r") as handle:
-                layout = _layout(handle)
+                found = _examine_open(handle, None, Budget())
+                layout = (found.groups, found.datasets) if found.plain else None
                 for name in layout[1] if layout else ():
                     values = np.unique(np.asarray(handle[name][()]))
                     whole = values.size == 1 and np.isfinite(values[0]) and values[0] == int(values[0])
@@ -296,7 +301,7 @@ def _dataset_names(model) -> tuple[tuple[str, ...], frozenset[str]] | None:
     return tuple(names[number] for number in range(1, len(weights) + 1)), frozenset(layout[0])
 
 
-def _read_as_keras_would(path: str, model, layout) -> list | None:
+def _read_as_keras_would(path: str, model, layout, examined: "Examined | None" = None) -> list | None:
     """The arrays `load_weights` would assign, read straight from the file (a tenth of its
     time: no walk through every layer's attributes), when the file is laid out exactly as
     Keras saves this model (and any optimizer's state): the same groups and datasets, each
@@ -312,7 +317,8 @@ def _read_as_keras_would(path: str, model, layout) -> list | None:
     arrays = []
     try:
         with h5py.File(path, "r") as handle:
-            if _layout(handle) != (set(groups), set(names)):
+            found = examined or _examine_open(handle, None, Budget())
+            if not found.plain or (found.groups, found.datasets) != (set(groups), set(names)):
                 return None  # a link, a group or a dataset Keras would not have written
             for variable, name in zip(model.weights, names):
                 dataset = handle[name]
@@ -325,34 +331,6 @@ def _read_as_keras_would(path: str, model, layout) -> list | None:
     return arrays
 
 
-def _layout(handle) -> tuple[set[str], set[str]] | None:
-    """The paths of every group and of every dataset in an open HDF5 file, found link by
-    link (a dataset linked under two names is both), the optimizer's state left out; None
-    if any link is soft or external (Keras refuses those; so does the straight read). The
-    student's optimizer's state is saved with the weights of a compiled model; the rebuilt
-    model has no optimizer, and load_weights leaves that state unread too."""
-    import h5py
-
-    groups: set[str] = set()
-    datasets: set[str] = set()
-    pending = [("", handle)]
-    while pending:
-        prefix, group = pending.pop()
-        for key in group:
-            if not isinstance(group.get(key, getlink=True), h5py.HardLink):
-                return None
-            path = f"{prefix}{key}"
-            if path == "optimizer":
-                continue
-            item = group[key]
-            if isinstance(item, h5py.Group):
-                groups.add(path)
-                pending.append((f"{path}/", item))
-            else:
-                datasets.add(path)
-    return groups, datasets
-
-
 def _size(variable) -> int:
     count = 1
     for dimension in variable.shape:
@@ -360,45 +338,127 @@ def _size(variable) -> int:
     return count
 
 
-def _check_weights_file(path: str, model) -> list:
-    """Before anything is loaded: every dataset in the file must be numeric, scalar or of
-    the shape of one of the model's variables, and all of them together no larger than the
-    model and an optimizer's state for it. (A dataset may declare any size and store only a
-    fill value: reading it would cost the grader that much memory.)"""
-    import h5py
-    import numpy as np
+@dataclasses.dataclass(frozen=True)
+class Examined:
+    """A weights file as one walk of its links found it."""
 
-    shapes = {tuple(int(d) for d in w.shape) for w in model.weights}
-    budget = 3 * sum(_size(w) * 8 for w in model.weights) + 2**20
-    found: list[tuple[str, tuple, np.dtype]] = []
+    groups: frozenset[str]  # every group's path (the optimizer's state left out: the rebuilt model has none)
+    datasets: frozenset[str]  # every dataset's path (likewise)
+    arrays: tuple[tuple[str, tuple, str], ...]  # (path, shape, type) of every dataset, the optimizer's too
+    plain: bool  # hard links only, and every dataset a plain array stored in the file itself, as Keras saves
+
+
+def _examine(path: str, model, budget: Budget) -> Examined:
+    """Before anything is read: one walk of the file's links, within the budget, in which
+    every group and dataset is reached once; every dataset must be numeric, scalar or of the
+    shape of one of the model's variables, stored whole or in chunks no larger than itself,
+    compressed at most once, and all of them together no larger than the model and an
+    optimizer's state for it, nor than the budget for reading. (A dataset may declare any
+    size and store only a fill value; a chunk may be far larger than its dataset and unpack
+    to gigabytes; links may lead round in circles: each would cost the grader that much.)"""
+    import h5py
+
     try:
         with h5py.File(path, "r") as handle:
-            handle.visititems(lambda name, item: found.append((name, item.shape, item.dtype)) if isinstance(item, h5py.Dataset) else None)
+            return _examine_open(handle, model, budget)
+    except Refused:
+        raise
     except Exception as error:
         raise Refused(f"the model's weights file cannot be read: {type(error).__name__}: {error}") from None
-    total = 0
-    for name, shape, dtype in found:
-        if shape is None or dtype.kind not in "fiub" or (shape and tuple(shape) not in shapes):
-            raise Refused(f"the weights file holds {name!r} of shape {shape} and type {dtype}, which is none of the model's variables")
-        total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(found) > 3 * len(model.weights) + 16 or total > budget:
-        raise Refused(f"the weights file declares {len(found)} arrays and {total:,} bytes, far more than the model has")
-    return found
 
 
-def _over_budget(model, max_parameters: int) -> None:
-    parameters = sum(_size(w) for w in model.weights)
-    if max_parameters and parameters > max_parameters:
-        raise Refused(
-            f"the model has {parameters:,} parameters, more than the {max_parameters:,} the grader trains for this "
-            "assignment: build a smaller model (fewer or narrower layers)"
-        )
+def _examine_open(handle, model, budget: Budget) -> Examined:
+    """_examine on an open file; `model` None: the grader's own file, no shapes checked."""
+    import h5py
+
+    shapes = None if model is None else {tuple(int(d) for d in w.shape) for w in model.weights}
+    groups: set[str] = set()
+    datasets: set[str] = set()
+    arrays: list[tuple[str, tuple, str]] = []
+    seen, links, plain, total = {handle.id}, 0, True, 0
+    pending = [("", handle)]
+    while pending:
+        prefix, group = pending.pop()
+        for key in group:
+            links += 1
+            if budget.links and links > budget.links:
+                raise Refused(f"the weights file has more than {budget.links:,} links, more than the grader follows for one notebook "
+                              "([grader] max_links; Keras saves the lab's model with a few hundred): save the weights with "
+                              "model.save_weights and leave the file as it is")
+            path = f"{prefix}{key}"
+            if not isinstance(group.get(key, getlink=True), h5py.HardLink):
+                plain = False  # a soft or external link: not followed (load_weights refuses them)
+                continue
+            item = group[key]
+            if item.id in seen:
+                raise Refused(f"the weights file reaches {path!r} a second time through another link (a group or an array linked "
+                              "twice, or into itself), which Keras never saves: save the weights with model.save_weights")
+            seen.add(item.id)
+            kept = path != "optimizer" and not path.startswith("optimizer/")
+            if isinstance(item, h5py.Group):
+                if kept:
+                    groups.add(path)
+                pending.append((f"{path}/", item))
+            elif isinstance(item, h5py.Dataset):
+                total += _check_array(path, item, shapes)
+                arrays.append((path, tuple(item.shape or ()), str(item.dtype)))
+                plain = plain and not (item.external or item.is_virtual or len(item.attrs))
+                if kept:
+                    datasets.add(path)
+            else:
+                plain = False
+    if model is not None:
+        allowed = 3 * sum(_size(w) * 8 for w in model.weights) + 2**20
+        if len(arrays) > 3 * len(model.weights) + 16 or total > allowed:
+            raise Refused(f"the weights file declares {len(arrays)} arrays and {total:,} bytes, far more than the model has")
+    if budget.read_mb and total > budget.read_mb * 2**20:
+        raise Refused(f"the weights file's arrays hold {total:,} bytes, more than the {budget.read_mb:,} MiB the grader reads for "
+                      "one notebook ([grader] read_mb): make the model smaller")
+    return Examined(frozenset(groups), frozenset(datasets), tuple(arrays), plain)
 
 
-def _from_config(model_json: str, max_parameters: int = 0):
-    """The model of a vetted config, its variables made only once its size is within
-    `max_parameters`: the layers are built in a scope that records each variable's shape
-    and defers its memory, so a config declaring a huge layer costs nothing to refuse."""
+FILTERS_KERAS_MAY_MEET = frozenset((1, 2, 3))  # deflate, shuffle, fletcher32 (h5py's ids): Keras itself writes none
+
+
+def _check_array(path: str, dataset, shapes) -> int:
+    """The bytes the array holds, once it is known to cost no more than that to read."""
+    import numpy as np
+
+    shape, dtype = dataset.shape, dataset.dtype
+    if shape is None or dtype.kind not in "fiub" or (shapes is not None and shape and tuple(shape) not in shapes):
+        raise Refused(f"the weights file holds {path!r} of shape {shape} and type {dtype}, which is none of the model's variables")
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    plist = dataset.id.get_create_plist()
+    filters = [plist.get_filter(index)[0] for index in range(plist.get_nfilters())]
+    if any(f not in FILTERS_KERAS_MAY_MEET for f in filters) or filters.count(1) > 1:
+        raise Refused(f"the weights file stores {path!r} compressed more than once, or through filters Keras never uses: "
+                      "save the weights with model.save_weights")
+    if dataset.chunks is not None:
+        chunk = int(np.prod(dataset.chunks, dtype=np.int64)) * dtype.itemsize
+        if chunk > max(size, 2**20):
+            raise Refused(f"the weights file stores {path!r} in chunks of {chunk:,} bytes, more than the array itself holds "
+                          f"({size:,}): unpacking one would cost the grader that much; save the weights with model.save_weights")
+        pieces = int(np.prod([-(-int(n) // int(c)) for n, c in zip(shape, dataset.chunks)], dtype=np.int64))
+        if pieces > MAX_CHUNKS:
+            raise Refused(f"the weights file stores {path!r} in {pieces:,} chunks (reading each is a step of its own): "
+                          "save the weights with model.save_weights")
+    return size
+
+
+MAX_CHUNKS = 1024  # chunks of one array: Keras writes none; a file of millions holds the grader in one read
+
+
+def _over_budget(model, budget: Budget) -> None:
+    """Refused if the model costs more to train than the budget (see grader/budget.py)."""
+    problem = budget_mod.model_problem(model, budget_mod.model_cost(model), sum(_size(w) for w in model.weights), budget)
+    if problem:
+        raise Refused(problem)
+
+
+def _from_config(model_json: str, budget: Budget | None = None):
+    """The model of a vetted config, its variables made only once its cost is within
+    `budget`: the layers are built in a scope that records each variable's shape and
+    defers its memory, so a config declaring a huge layer costs nothing to refuse."""
     import keras
     from keras.src.backend.common import global_state
     from keras.src.backend.common.variables import initialize_all_variables
@@ -417,7 +477,7 @@ def _from_config(model_json: str, max_parameters: int = 0):
                 model = keras.saving.deserialize_keras_object(config, safe_mode=True)
         except Exception as error:
             raise Refused(f"the model cannot be rebuilt from its config: {type(error).__name__}: {str(error)[:500]}") from None
-        _over_budget(model, max_parameters)
+        _over_budget(model, budget or Budget())
         initialize_all_variables()
         return model
     finally:

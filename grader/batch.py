@@ -18,7 +18,7 @@ import sys
 
 import tqdm
 
-from grader import cgroups, classreport, classview, gradebook, notebook, preflight, report, sandbox, submissions
+from grader import budget, cgroups, classreport, classview, gradebook, notebook, preflight, report, sandbox, submissions
 from grader import context as context_mod
 from grader.context import Context
 from grader.errors import GraderError
@@ -200,6 +200,7 @@ def _grade_class(context: Context, chosen: list[submissions.Submission], found, 
         if todo:
             pool = workers.get()
             pool.set("max_parameters", model_budget(manifest, reference))
+            pool.set("budget", budget_for(manifest, reference))
             failed = _grade_todo(pool, todo, context, book, folders, options, progress)
     finally:
         progress.close()
@@ -231,6 +232,11 @@ def model_budget(manifest: Manifest, reference: SubmissionResult) -> int:
     declared = [int(spec.params["parameters"][1]) for spec in manifest.checks
                 if isinstance(spec.params.get("parameters"), (list, tuple)) and len(spec.params["parameters"]) == 2]
     return max([BUDGET_MULTIPLE * int(reference.model.get("total_params", 0)), *declared])
+
+
+def budget_for(manifest: Manifest, reference: SubmissionResult) -> budget.Budget:
+    """The budget of the workers' own work on each notebook (grader/budget.py)."""
+    return budget.for_class(manifest, reference, model_budget(manifest, reference))
 
 
 class Failures:

@@ -13,6 +13,7 @@ from typing import Callable
 
 from grader import cells
 from grader import sample as sample_mod
+from grader.budget import OverBudget
 from grader.errors import ManifestError
 from grader.evidence import Evidence, Missing
 from grader.faults import GraderFault
@@ -75,6 +76,8 @@ def run_check(spec: CheckSpec, check: Check, evidence: Evidence) -> CheckResult:
         verdict = check(evidence)
     except Missing as missing:
         verdict = Verdict("failed", str(missing))
+    except OverBudget:  # the grader's work on the notebook went over its budget here: the notebook's verdict
+        verdict = Verdict("failed", evidence.over_budget())
     except GraderFault:
         raise
     except Exception as error:

@@ -50,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--code", default="", help="the workshop code students join with (default: made at the first start and kept)")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest notebook taken, in MiB (default: 20)")
     serve.add_argument("--uploads-per-minute", type=_positive_int, default=4, help="uploads a student may send per minute (default: 4)")
-    serve.add_argument("--trusted-proxies", default="127.0.0.1", help="addresses whose X-Forwarded-* headers are believed (default: 127.0.0.1)")
+    serve.add_argument("--trusted-proxies", default="", help="addresses of the reverse proxies whose X-Forwarded-* headers are "
+                       "believed, comma-separated, e.g. 127.0.0.1 behind a proxy on this host (default: none)")
     _grading_flags(serve)
 
     links = commands.add_parser("links", help="write students' personal links for `grader serve` as a CSV, or a new instructor's link")

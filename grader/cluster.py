@@ -244,7 +244,8 @@ def local_cluster(workers: int, memory_mb: int, attempts: int):
     from distributed import LocalCluster
 
     with dask.config.set(dask_settings(attempts)):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        # every port on loopback: the dashboard shows task keys (students' names) and logs
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                             silence_logs=logging.ERROR, memory_limit=f"{memory_mb}MiB" if memory_mb else 0)
 
 

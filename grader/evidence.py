@@ -17,13 +17,16 @@ import numpy as np
 
 from grader import artifact as artifact_mod
 from grader import cells
+from grader import integrity
 from grader.artifact import Artifact, Refused
+from grader.budget import Budget, OverBudget, Watch, model_cost
 from grader import sample as sample_mod
 from grader.match import Match
 from grader.sandbox import Outcome
 from grader.structure import Found
 from reference import graph
 from reference import training as harness
+from reference.initial import CarriedValues
 from reference.data import Dataset, Picture, decoded_pictures
 from reference.strategy import Placement
 from reference.weights import Weights, pretrained_base
@@ -47,6 +50,12 @@ class Setting:
     context: object  # grader.context.Context
     cache: object = None  # a reference.cache.FeatureCache, or None for full training always
     max_parameters: int = 0  # largest model rebuilt (0: no bound)
+    budget: Budget | None = None  # the grader's work on one notebook (None: only max_parameters)
+
+    def work_budget(self) -> Budget:
+        """The budget of the work on one notebook, the parameter bound included."""
+        budget = self.budget or Budget()
+        return budget if budget.parameters else budget.replace(parameters=self.max_parameters)
 
     @property
     def lab(self):
@@ -110,10 +119,13 @@ class Setting:
 
 
 class Evidence:
-    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict):
+    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict,
+                 watch: Watch | None = None):
         self.setting, self.match, self.outcome, self.artifact = setting, match, outcome, artifact
         self.student_cells = match.student_cells  # the answers and the cells added to them
         self.given = given  # answer key -> the release's answer cell (its playground version, `given`)
+        self.watch = watch or Watch(None)  # the budget of the work here (see grader/budget.py)
+        self.review: list[str] = []  # for the instructor: what the checks found the run's reports contradicting
 
     def unanswered(self, cell) -> bool:
         """Does this answer cell hold only what a playground gave (the lab's, or the codelab's own)?"""
@@ -125,6 +137,23 @@ class Evidence:
         student's at all (every check then gets nothing)?"""
         return bool(self.student_cells) and all(
             self.unanswered(cell) if cell.role == "answer" else not cells.code_lines(cell.source) for cell in self.student_cells)
+    def source_notes(self, ran) -> tuple[str, ...]:
+        """What the rebuilt model has that no cell of the run (`ran`, the RunCells) writes:
+        the run's report of its model is then to be looked at (was to_json or get_config changed?)."""
+        text = "\n".join(cell.source for cell in ran)
+        notes = []
+        try:
+            if self.output_activation() == "softmax" and "softmax" not in text.lower():
+                notes.append("the rebuilt model ends in softmax, which no cell of the run writes")
+            if self.chain.base is not None and not self.base().trainable_weights and "trainable" not in text:
+                notes.append("the rebuilt model's base is frozen, but no cell of the run sets trainable")
+        except Missing:
+            pass
+        return tuple(notes)
+
+    def over_budget(self) -> str:
+        """Why the work on this notebook was stopped ("" if it was not)."""
+        return self.watch.reason
 
     # --- the run -------------------------------------------------------------------
 
@@ -182,10 +211,14 @@ class Evidence:
         export = self.artifact.export
         if not export.get("found") or self.artifact.model_json is None:
             return None, self.answer_failure() or export.get("problem") or self.why_not_run()
+        if self.watch.fired:
+            return None, self.watch.reason
         try:
-            return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path, self.setting.max_parameters), None
+            return artifact_mod.rebuild(self.artifact.model_json, self.artifact.weights_path, budget=self.setting.work_budget()), None
         except Refused as refusal:
             return None, str(refusal)
+        except OverBudget:
+            return None, self.watch.reason
 
     def model(self):
         model, problem = self._model
@@ -288,9 +321,14 @@ class Evidence:
             return None, self.answer_failure() or self.why_not_run()
         try:
             config = artifact_mod.vetted(self.artifact.compile_config, "compile settings") if self.artifact.compile_config else None
-            return harness.compile_choices(config, self.setting.labels == "one_hot"), None
+            choices = harness.compile_choices(config, self.setting.labels == "one_hot")
         except (harness.CompileProblem, Refused) as problem:
             return None, str(problem)
+        contradicted = integrity.loss_problem(choices.loss, self.student_cells)
+        if contradicted:
+            self.review.append(contradicted)
+            return None, contradicted
+        return choices, None
 
     def compile_choices(self) -> harness.CompileChoices:
         choices, problem = self._compile
@@ -313,6 +351,8 @@ class Evidence:
     @functools.cached_property
     def _training(self):
         self.model()  # a refused model is the reason, not a training problem
+        if self.watch.fired:
+            raise Missing(self.watch.reason)
         if self.chain.problem:
             raise Missing(self.chain.problem)
         if self._applies:
@@ -327,15 +367,22 @@ class Evidence:
         # fitted to the validation files): the model is made afresh from its layers' configs,
         # the base holding the grader's own pretrained weights, the head a seeded initialisation.
         # A failure from here on is the grader's, not the student's: it is raised.
-        return harness.train(
-            self.chain,
-            choices,
-            self.setting.dataset,
-            self.setting.training,
-            self.setting.placement,
-            cache=self.setting.cache,
-            base_weights=self.setting.pretrained_weights,
-        )
+        try:
+            harness.replaced_initial_values(self.chain)
+        except CarriedValues as problem:
+            raise Missing(f"not trained: {problem}") from None
+        try:
+            return harness.train(
+                self.chain,
+                choices,
+                self.setting.dataset,
+                self.setting.training,
+                self.setting.placement,
+                cache=self.setting.cache,
+                base_weights=self.setting.pretrained_weights,
+            )
+        except OverBudget:
+            raise Missing(f"not trained: {self.watch.reason}") from None
 
     def training(self) -> harness.TrainingRun:
         return self._training[0]
@@ -435,4 +482,6 @@ def model_summary(model, chain: graph.Chain | None = None, base_name: str = "pre
         rows.append({"name": layer.name, "layer": described, "output_shape": shape, "params": int(layer.count_params()) if layer.built else 0})
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
-    return {"layers": rows, "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable}
+    cost = model_cost(model)  # what the budget of a class is made from, for the lab's solution
+    return {"layers": rows, "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable,
+            "gflops_per_image": round(cost.gflops, 4), "activations_per_image": cost.activations}

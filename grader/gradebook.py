@@ -74,6 +74,7 @@ def result_from_json(data: dict) -> SubmissionResult:
     fields = dict(data)
     fields["checks"] = tuple(CheckResult(**check) for check in data.get("checks", []))
     fields["cells"] = tuple(data.get("cells", []))
+    fields["review"] = tuple(str(note) for note in data.get("review", []))
     return SubmissionResult(**fields)
 
 

@@ -11,9 +11,11 @@ the assignment's autograder:
 
 `run` is what run_autograder calls: it grades the one notebook with the same pipeline as
 `grader grade` (the preflight first) and writes results.json in Gradescope's format
-(score, execution_time, output, visibility, tests). Where bubblewrap cannot make a
-sandbox (Gradescope's container may forbid user namespaces), the notebook runs without
-one: each submission already has a container of its own there, and the scorecard says so.
+(score, execution_time, output, visibility, tests). Student code never runs outside the
+sandbox here either: where bubblewrap cannot make one (a container that forbids user
+namespaces), nothing runs, and results.json says so to the student (score 0, visible) so
+that the instructor hears of it; the container is no sandbox (the submission runs as the
+user that writes results.json, and could write it itself).
 """
 
 from __future__ import annotations
@@ -112,7 +114,10 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
     # Gradescope applies its own due date and late policy to what the autograder scores.
     manifest = dataclasses.replace(manifest, rules=dataclasses.replace(manifest.rules, due=None))
     notebooks = sorted(glob.glob(os.path.join(submission_dir, "**", "*.ipynb"), recursive=True))
-    if not notebooks:
+    problem = sandbox.bubblewrap_problem()
+    if problem is not None:
+        payload = {"score": 0, "execution_time": 0, "visibility": "visible", "output": unsandboxed_message(problem)}
+    elif not notebooks:
         payload = {"score": 0, "execution_time": 0, "visibility": manifest.rules.visibility,
                    "output": "No .ipynb file was submitted: upload your notebook (File > Download > Download .ipynb)."}
     else:
@@ -120,9 +125,7 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
             folder = os.path.join(work, "submissions", "student")
             os.makedirs(folder)
             shutil.copy(notebooks[0], folder)
-            options = batch.Options(out_dir=os.path.join(work, "out"), quiet=True, jobs=1,
-                                    allow_unsandboxed=sandbox.bubblewrap_problem() is not None,
-                                    cache_dir=os.path.join(work, "cache"))
+            options = batch.Options(out_dir=os.path.join(work, "out"), quiet=True, jobs=1, cache_dir=os.path.join(work, "cache"))
             graded = batch.grade(manifest, [os.path.join(work, "submissions")], options)
             row = next(r for r in graded.view.rows if r.student == "student")
             payload = exports.gradescope(row, manifest.rules.visibility)
@@ -131,3 +134,11 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
     payload["execution_time"] = round(time.monotonic() - started, 2)
     write_atomic(results_path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return payload
+
+
+def unsandboxed_message(problem: str) -> str:
+    """What the student reads when this container cannot run the sandbox: not graded, and why."""
+    return ("Your notebook was not graded: the autograder cannot make the sandbox it runs students' code in, in this "
+            f"container ({problem}), and it never runs a notebook without one. This is not your doing: tell your "
+            "instructor, who must let the autograder's container make user namespaces (or grade with `grader grade`), "
+            "then regrade it.")

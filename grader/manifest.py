@@ -44,6 +44,10 @@ def _positive(value) -> str:
     return "" if value > 0 else f"must be positive, got {value}"
 
 
+def _not_negative(value) -> str:
+    return "" if value >= 0 else f"must be 0 or more, got {value}"
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
     return lambda value: "" if value in choices else f"{value!r} is not one of {', '.join(choices)}"
 
@@ -125,6 +129,24 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
         Key("max_parameters", int, 0,
             "Largest model the grader rebuilds and trains, in parameters; 0: ten times the lab's solution.",
             lambda v: "" if v >= 0 else f"must be 0 or more, got {v}"),
+        # The budget of the grader's own work on one notebook (grader/budget.py): over it, the notebook's verdict.
+        Key("max_gflops", (int, float), 0.0,
+            "Most GFLOPs per image of a model the grader trains (its layers' kernels, counted from its config); "
+            "0: ten times the lab's solution.", _not_negative),
+        Key("max_activations", int, 0,
+            "Most values a model's layers may output per image (what training holds in memory per image); "
+            "0: ten times the lab's solution.", _not_negative),
+        Key("work_cpu_seconds", (int, float), 900.0,
+            "CPU seconds the grader's own work on one notebook may use (reading what the run left, rebuilding, "
+            "training); 0: no limit.", _not_negative),
+        Key("work_memory_mb", int, 4096,
+            "Memory the grader's own work on one notebook may add to its grading worker, in MiB; 0: no limit.", _not_negative),
+        Key("read_mb", int, 512,
+            "Most bytes the arrays of a notebook's weights file may hold, in MiB (as the grader holds them, unpacked).",
+            _positive),
+        Key("max_links", int, 20000,
+            "Most links the grader follows in a notebook's weights file (Keras saves the lab's model with a few hundred).",
+            _positive),
     )),
     "class": ("How a class's submissions become grades.", (
         Key("count", str, "latest", "Which of a student's submissions counts: latest or best.", _one_of(COUNTS)),
@@ -177,6 +199,12 @@ class GraderLimits:
     memory_mb: int = 8192
     attempts: int = 3
     max_parameters: int = 0
+    max_gflops: float = 0.0
+    max_activations: int = 0
+    work_cpu_seconds: float = 900.0
+    work_memory_mb: int = 4096
+    read_mb: int = 512
+    max_links: int = 20000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,9 @@ import os
 import time
 
 import grader
-from grader import artifact, checks, match, notebook, sandbox
+from grader import artifact, checks, integrity, match, notebook, sandbox
+from grader import budget as budget_mod
+from grader.budget import Budget
 from grader import sample as sample_mod
 from grader import cells as cells_mod
 from grader.context import Context
@@ -49,6 +51,15 @@ class Batch:
     @max_parameters.setter
     def max_parameters(self, value: int) -> None:
         self.setting.max_parameters = value
+
+    @property
+    def budget(self) -> Budget | None:
+        """The budget of the grader's work on each notebook (grader/budget.py), set once the lab's solution is graded."""
+        return self.setting.budget
+
+    @budget.setter
+    def budget(self, value: Budget | None) -> None:
+        self.setting.budget = value
 
     @property
     def release(self):
@@ -169,27 +180,27 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
     grader's own failures (among them a run the host starved of CPU)."""
     if started.result is not None:
         return started.result
-    found, base = started.found, started.base
     outcome = started.pending.outcome()
     try:
         if outcome.host_fault:
             raise GraderFault(outcome.host_fault)
         made = artifact.read(outcome.out_dir)
-        _assignment_cells_ran(outcome, made, found)
-        given = {key: batch.release.cell(key) for key in batch.release.answer_keys}
-        evidence = Evidence(batch.setting, found, outcome, made, given)
-        results = tuple(_untouched(spec, check, evidence) if evidence.untouched() and spec.check != "answer_cells_run"
-                        else checks.run_check(spec, check, evidence) for spec, check in batch.checks)
-        return dataclasses.replace(
-            base,
-            status="graded",
-            score=round(sum(r.score for r in results), 2),
-            checks=results,
-            model=_summary(evidence),
-            training=_training(evidence),
-            cells=_cells(evidence, found),
-            provenance=_provenance(batch, evidence, found, started.clock),
-        )
+        ran = match.run_cells(batch.release, started.found)
+        log, disagreed = integrity.reconciled(made.log, outcome.witness, ran, {cell.key for cell in started.found.student_cells})
+        made, distrusted = integrity.believed_export(dataclasses.replace(made, log=log), outcome.watcher)
+        _assignment_cells_ran(outcome, made, started.found, ran)
+        review = (*disagreed, *distrusted, *integrity.export_notes(made.export),
+                  *(f"the answer {reach}" for reach in integrity.reaches(started.found.student_cells)))
+        watch = budget_mod.Watch(batch.setting.budget)
+        try:
+            with watch:
+                return _checked(started, batch, made, outcome, watch, review, ran)
+        except budget_mod.OverBudget:
+            # Stopped between two steps of its own: once more, with every costly fact now the
+            # budget's verdict (the watch fires once). What the stopped work was building in
+            # this process (a rebuilt model, a trained head) is forgotten.
+            forget_work()
+            return _checked(started, batch, made, outcome, watch, review, ran)
     finally:
         outcome.remove()
 
@@ -202,12 +213,52 @@ def _untouched(spec, check, evidence: Evidence) -> CheckResult:
                        "of yours in it; write your answer in the cell under the [WORK REQUIRED] heading", repr(check))
 
 
-def _assignment_cells_ran(outcome, made, found) -> None:
+def _checked(started: Started, batch: Batch, made, outcome, watch, review: tuple[str, ...], ran) -> SubmissionResult:
+    """The checks of a run's artifact, and the result they make."""
+    found, base = started.found, started.base
+    given = {key: batch.release.cell(key) for key in batch.release.answer_keys}
+    evidence = Evidence(batch.setting, found, outcome, made, given, watch)
+    results = tuple(_untouched(spec, check, evidence) if evidence.untouched() and spec.check != "answer_cells_run"
+                    else checks.run_check(spec, check, evidence) for spec, check in batch.checks)
+    if watch.fired:
+        forget_work()
+    elif batch.setting.lab.kind == "model":
+        evidence.review.extend(evidence.source_notes(ran))
+    return dataclasses.replace(
+        base,
+        status="graded",
+        score=round(sum(r.score for r in results), 2),
+        checks=results,
+        model=_summary(evidence),
+        training=_training(evidence),
+        cells=_cells(evidence, found),
+        provenance=_provenance(batch, evidence, found, started.clock),
+        review=tuple(dict.fromkeys((*review, *evidence.review))),
+    )
+
+
+def forget_work() -> None:
+    """Drop what this process keeps between notebooks (rebuilt models, trained heads, shapes
+    asked), after work that was stopped partway: nothing half made is used again."""
+    from grader import evidence as evidence_mod
+    from reference import training
+
+    artifact.REBUILT.models.clear()
+    training._HEADS.items.clear()
+    evidence_mod._APPLIES.clear()
+
+
+def _assignment_cells_ran(outcome, made, found, ran) -> None:
     """The cells before the first answer are the assignment's, the same for everyone: if the
     run ended before any of them ran, or one of them failed, the sandbox or the assignment is
-    at fault, never the student (who has not run a line yet)."""
+    at fault, never the student (who has not run a line yet). What the run's log says of
+    them is taken from the runner's witness (see grader/integrity.py): a run that rewrites
+    its log cannot pass its own failure off as the assignment's."""
     if outcome.stopped_by:
         return
+    student = {cell.key for cell in found.student_cells}
+    if not integrity.sealed_before_answer(outcome.witness, ran, student) and outcome.last_started in student:
+        return  # the student's code had started (the progress file says so): whatever happened next is the run's own
     if not made.log:
         last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:] or ["no message"]
         raise GraderFault(f"the sandbox run ended before any cell ran (exit code {outcome.exit_code}: {last[0][-300:]})")
@@ -332,6 +383,10 @@ def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict
     }
     if getattr(evidence.outcome, "cpu_seconds", None) is not None:
         facts["sandbox_cpu_seconds"] = round(evidence.outcome.cpu_seconds, 2)
+    cpu, grown = evidence.watch.used()
+    facts["grader_cpu_seconds"] = round(cpu, 2)  # the grader's own work on it, against [grader] work_cpu_seconds
+    if evidence.watch.fired:
+        facts["over_budget"] = evidence.watch.reason
     if evidence.has_training():
         run = evidence.training()
         facts.update(training=run.path, training_seconds=run.seconds, device=run.device, replicas=run.replicas, strategy=run.placement)

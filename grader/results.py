@@ -41,6 +41,7 @@ class SubmissionResult:
     training: dict[str, Any] = dataclasses.field(default_factory=dict)  # curves, accuracy, confusion
     cells: tuple[dict, ...] = ()  # the answer cells as they ran
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    review: tuple[str, ...] = ()  # for the instructor: how the run reached into the runner, what it forged (grader/integrity.py)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

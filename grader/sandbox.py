@@ -38,6 +38,7 @@ from grader import rundisk, runfiles, watch
 from grader.artifact import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 from grader.cgroups import RunCgroup
 from grader.errors import SandboxUnavailable
+from grader.faults import GraderFault
 from grader.manifest import Limits
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,12 @@ class Outcome:
     folder: str = ""  # the run's own folder (out_dir is inside it)
     cpu_seconds: float = 0.0  # CPU time of everything the run started, from its cells on
     host_fault: str = ""  # non-empty: the host starved the run; the grader's fault, never a grade
+    # per cell, the runner's records of how it ended (sandbox_runner.seal): those of the cells
+    # before the student's first were sealed before any of the student's code ran
+    witness: tuple[tuple[dict, ...], ...] = ()
+    # the watcher's record (sandbox_runner._watch_run): "export" if the run was stopped for its
+    # export; "closed" or "ended" if not; "" without a sandbox (nothing to believe but the files)
+    watcher: str = ""
 
     def remove(self) -> None:
         """Delete the run's files (once the grader has read them). Never raises."""
@@ -212,7 +219,6 @@ class Places:
     python: str | None  # the base installation (None: it is under /usr, already there)
     site: str | None  # the venv's site-packages (None: not in a venv)
     data: str  # /data
-    models: str  # /keras/models
 
 
 def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) -> list[str]:
@@ -238,7 +244,8 @@ def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) ->
         command += ["--file", str(files["/venv/pyvenv.cfg"]), "/venv/pyvenv.cfg", "--ro-bind", places.site, python.site_inside]
         command += ["--remount-ro", "/venv"]
     command += ["--ro-bind", places.data, "/data"]
-    command += ["--size", str(1 << 20), "--tmpfs", "/keras", "--ro-bind", places.models, "/keras/models"]
+    # /keras is each run's own (its slot's, with a copy of the weights): see Pending._give_weights
+    command += ["--size", str(1 << 20), "--tmpfs", "/keras"]
     command += ["--bind", places.slots, "/slots"]
     command += ["--tmpfs", "/runner", "--file", str(files["/runner/run.py"]), "/runner/run.py", "--remount-ro", "/runner"]
     command += ["--bind", places.scratch, "/scratch", "--chdir", "/scratch", "--clearenv"]
@@ -262,6 +269,7 @@ def sandbox_env(plan: "Plan", home: str, data: str, keras_home: str, python: str
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "HDF5_USE_FILE_LOCKING": "FALSE",  # a lock a run takes on a file must not fail another's open
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "OMP_NUM_THREADS": "2",
@@ -276,7 +284,7 @@ def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
     from, whether the run has a capped disk of its own)."""
     python = python_layout()
     reads = {"python": python.base if python.base_inside != python.base else None, "site": python.site,
-             "data": plan.mounts.data_dir, "models": plan.mounts.keras_models}
+             "data": plan.mounts.data_dir}
     views = _mounted(folder, reads) if plan.sandboxed and _can_mount() else None
     capped, reads = views is not None, views or reads
     disk = os.path.join(folder, "disk")
@@ -297,15 +305,17 @@ def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
         _disk_folders(place)
         _fresh_file(os.path.join(place, STDERR))
     os.chmod(slots, 0o755)
-    return Places(scratch, tmp if capped else None, shm, slots, reads["python"], reads["site"], reads["data"], reads["models"]), capped
+    return Places(scratch, tmp if capped else None, shm, slots, reads["python"], reads["site"], reads["data"]), capped
 
 
 def _disk_folders(disk: str) -> tuple[str, str, str]:
-    """scratch/ (with out/), tmp/, shm/ and keras/ (with models/, where the pretrained weights
-    are mounted) on a disk, as a run finds them."""
+    """scratch/ (with out/), tmp/, shm/ and keras/ (with models/, where the run's own copy of
+    the pretrained weights goes) on a disk, as a run finds them."""
     scratch, tmp, shm = (os.path.join(disk, name) for name in ("scratch", "tmp", "shm"))
+    # export/: where the run reports (see sandbox_runner.open_channels); never mounted where the run can see it
     for path, mode in ((scratch, 0o777), (os.path.join(scratch, "out"), 0o777), (tmp, 0o1777), (shm, 0o1777),
-                       (os.path.join(disk, "keras"), 0o777), (os.path.join(disk, "keras", "models"), 0o755)):
+                       (os.path.join(disk, "keras"), 0o777), (os.path.join(disk, "keras", "models"), 0o755),
+                       (os.path.join(disk, "export"), 0o777)):
         os.makedirs(path, exist_ok=True)
         os.chmod(path, mode)
     return scratch, tmp, shm
@@ -502,13 +512,9 @@ class _Zygote:
             files["/runner/run.py"] = _memfd("runner", _runner_source())
             if python.site:
                 files["/venv/pyvenv.cfg"] = _memfd("pyvenv.cfg", python.pyvenv_cfg.encode())
-        else:
-            keras_home = os.path.join(folder, "keras")
-            os.makedirs(keras_home, exist_ok=True)
-            if not os.path.exists(os.path.join(keras_home, "models")):
-                os.symlink(plan.mounts.keras_models, os.path.join(keras_home, "models"))
-            inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": keras_home, "runner": RUNNER,
-                      "python": sys.executable, "slots": places.slots}
+        else:  # each run's KERAS_HOME is its slot's keras/ (the runner sets it)
+            inside = {"scratch": places.scratch, "data": plan.mounts.data_dir, "keras": os.path.join(places.slots, "0", "keras"),
+                      "runner": RUNNER, "python": sys.executable, "slots": places.slots}
         self.inside = inside
         # As root, bubblewrap maps the sandbox's user to root outside; as nobody, to nobody. It
         # can run as nobody where everything it binds is a view of the grader's (the views'
@@ -668,7 +674,7 @@ class _Zygote:
         """Empty the slot's disk for its next run (nothing of the last one may be alive) and
         make the folders the runner expects."""
         place = os.path.join(self.places.slots, str(slot))
-        for name in ("scratch", "tmp", "shm", "keras"):
+        for name in ("scratch", "tmp", "shm", "keras", "export"):
             folder = os.path.join(place, name)
             for entry in os.listdir(folder):
                 runfiles.remove_tree(os.path.join(folder, entry))
@@ -695,6 +701,21 @@ class _Zygote:
                 stream.close()
             except OSError:
                 pass
+
+
+def _give_weights(source: str, models: str) -> None:
+    """Copy the staged pretrained weights into a run's own keras/models/ (read-only inside:
+    the runner binds it so). Every run gets its own file: a lock one run takes on it
+    (flock, fcntl) or anything it does to it reaches no other run and not the grader, which
+    loads the base from the staged file the runs never see."""
+    for name in sorted(os.listdir(source)):
+        path = os.path.join(source, name)
+        if os.path.isfile(path) and not name.endswith(".partial"):
+            target = os.path.join(models, name)
+            if os.path.lexists(target):  # left by a run that never started
+                os.unlink(target)
+            shutil.copyfile(path, target)
+            os.chmod(target, 0o444)
 
 
 STDERR = "stderr.txt"  # in a slot, beside scratch/: the run's stderr (the child opens it before the slots are hidden)
@@ -869,6 +890,7 @@ class Pending:
     def _begin(self, cells) -> None:
         zygote, plan = self.zygote, self.plan
         zygote.await_ready()
+        self.cells = len(cells)
         job = {
             "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
             "out": os.path.join(zygote.inside_scratch(self.slot), "out"),
@@ -881,8 +903,12 @@ class Pending:
             "count_limit": plan.count_limit,
         }
         # The slot's disk is as the grader made it: nothing has run on it since it was emptied.
-        with open(os.path.join(self.scratch, "job.json"), "w") as handle:
-            json.dump(job, handle)
+        try:
+            with open(os.path.join(self.scratch, "job.json"), "w") as handle:
+                json.dump(job, handle)
+            _give_weights(plan.mounts.keras_models, os.path.join(os.path.dirname(self.scratch), "keras", "models"))
+        except OSError as error:  # the host's side of the run (a missing file, a full disk): never the student's
+            raise GraderFault(f"the grader could not prepare the run's disk: {error}") from None
         self.progress = _Progress(os.path.join(self.scratch, "out", "progress"))
         try:
             self.child, self.pid = zygote.fork(self.slot)
@@ -972,7 +998,7 @@ class Pending:
         self.group.destroy()  # nothing of the run may still be writing while its files are copied
         if reached is None and watched.stopped_by is None and zygote.capped and rundisk.is_full(self.scratch):
             reached = "disk_full"  # the run filled its disk and ended before the watcher looked
-        out, refused = _collect(self.scratch, self.folder)
+        out, refused, witness, watcher = _collect(os.path.dirname(self.scratch), self.folder, self.cells)
         self.progress.look()
         last_started = self.progress.last
         stopped_by, stopped_cell = watched.stopped_by, watched.cell
@@ -997,23 +1023,53 @@ class Pending:
             folder=self.folder,
             cpu_seconds=round(watched.cpu_seconds, 3),
             host_fault=fault,
+            witness=witness,
+            watcher=watcher if plan.sandboxed else "",
         )
 
 
-def _collect(scratch: str, folder: str) -> tuple[str, tuple[str, ...]]:
-    """Copy the files the grader reads from the run's /scratch/out into a folder of the
-    grader's own: (that folder, why each refused file was refused)."""
+def _collect(slot: str, folder: str, cells: int) -> tuple[str, tuple[str, ...], tuple[tuple[dict, ...], ...], str]:
+    """Copy the files the run reported through (the slot's export/, which the run never
+    saw by any path) into a folder of the grader's own: (that folder, why each refused file
+    was refused, the runner's witness of each cell: the records in it, normally one, and
+    the watcher's record of the export: "export", "closed", "ended" or "" without one)."""
     out = os.path.join(folder, "out")
     os.mkdir(out, 0o700)
     refused: dict[str, None] = {}
     for name, limit in COLLECTED.items():
         try:
-            runfiles.copy(scratch, f"out/{name}", limit, os.path.join(out, name))
+            if runfiles.copy(slot, f"export/{name}", limit, os.path.join(out, name)) and os.path.getsize(os.path.join(out, name)) == 0:
+                # made before the run, never written: as if absent
+                os.unlink(os.path.join(out, name))
         except runfiles.Refused as refusal:
-            refused[f"/scratch/{refusal}"] = None
+            refused[f"the run's {name} ({refusal})"] = None
         except OSError as error:
-            refused[f"/scratch/out/{name} cannot be read ({error.strerror})"] = None
-    return out, tuple(refused)
+            refused[f"the run's {name} cannot be read ({error.strerror})"] = None
+    try:
+        watcher = (runfiles.read(slot, "export/watcher", WITNESS_BYTES) or b"").decode("utf-8", errors="replace").split()
+    except (runfiles.Refused, OSError):
+        watcher = []
+    witness = []
+    for index in range(cells):
+        try:
+            data = runfiles.read(slot, f"export/witness-{index}", WITNESS_BYTES) or b""
+        except (runfiles.Refused, OSError):
+            data = b""
+        witness.append(tuple(_records(data)))
+    return out, tuple(refused), tuple(witness), watcher[0] if watcher else ""
+
+
+WITNESS_BYTES = 64 * 2**10
+
+
+def _records(data: bytes):
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = {"status": "unreadable"}
+        if isinstance(record, dict):
+            yield {k: str(v)[:200] for k, v in record.items() if k in ("key", "status", "error")}
 
 
 

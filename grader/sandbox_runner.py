@@ -37,6 +37,7 @@ import os
 import sys
 import time
 import traceback
+import types
 
 
 class CappedText(io.TextIOBase):
@@ -87,11 +88,53 @@ def error_line(error):
     return line
 
 
-def write_json(path, value):
-    partial = path + ".partial"
-    with open(partial, "w") as handle:
-        json.dump(value, handle)
-    os.replace(partial, path)
+EXPORTED = ("log.json", "export.json", "model.json", "compile.json", "model.weights.h5")
+
+
+def rewrite(fd, data):
+    """Make the file open at `fd` hold `data` (bytes), whatever it held before."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except OSError:
+        pass  # closed or replaced by the run's own code: what the grader reads then shows it
+
+
+def write_json(fd, value):
+    rewrite(fd, json.dumps(value).encode())
+
+
+def open_channels(place, cells):
+    """The files the run reports through, opened by the zygote's child before the run
+    exists, in the slot's export/ folder, which the run cannot see (its mounts show the
+    slot's scratch/, tmp/, shm/ and keras/ only): what is in them went through these
+    descriptors. One witness file per cell, which the runner writes once, when the cell
+    has ended, and then closes: the cells before the student's first are sealed before
+    any of the student's code runs. Returns ({name: fd}, [witness fd per cell])."""
+    folder = os.path.join(place, "export")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    files = {name: os.open(os.path.join(folder, name), flags, 0o600) for name in EXPORTED}
+    witness = [os.open(os.path.join(folder, f"witness-{index}"), flags, 0o600) for index in range(cells)]
+    return files, witness
+
+
+def seal(witness, index, entry):
+    """The runner's record of how cell `index` ended, written once; the descriptor is then closed."""
+    fd, witness[index] = witness[index], -1
+    if fd < 0:
+        return
+    record = {"key": entry["key"], "status": entry["status"]}
+    if entry.get("error"):
+        record["error"] = entry["error"]["name"]
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class Progress:
@@ -108,9 +151,9 @@ class Progress:
             pass  # the cell closed it: the grader's per-run clock still counts
 
 
-def run_cells(shell, job, out, progress):
+def run_cells(shell, job, files, witness, progress):
     log = []
-    for cell in job["cells"]:
+    for index, cell in enumerate(job["cells"]):
         progress.started(cell["key"])
         stdout, stderr = CappedText(job["output_chars"]), CappedText(job["output_chars"])
         tracebacks = []
@@ -142,27 +185,29 @@ def run_cells(shell, job, out, progress):
                 "traceback": "\n".join(tracebacks).replace(f"Cell In[{number}]", f"Cell {cell['key']!r}")[-8000:],
             }
         log.append(entry)
-        write_json(os.path.join(out, "log.json"), log)
+        seal(witness, index, entry)
+        write_json(files["log.json"], log)
     return log
 
 
-def export(namespace, out, job):
-    """Write what the answer defined as data: a model, or a sample of a dataset."""
+def export(namespace, files, job, seen):
+    """Write what the answer defined as data: a model, or a sample of a dataset. `seen`:
+    what the runner saw of the run just before (see integrity)."""
     name = job.get("answer", "model")
     value = namespace.get(name)
     if value is None:
-        write_json(os.path.join(out, "export.json"), {"found": False, "problem": f"no variable named `{name}` after the answer cells ran"})
+        write_json(files["export.json"], {"found": False, "problem": f"no variable named `{name}` after the answer cells ran", **seen})
     elif job.get("kind") == "dataset":
-        export_dataset(value, name, out, job.get("sample", SAMPLE), job.get("count_limit", 0))
+        export_dataset(value, name, files, job.get("sample", SAMPLE), seen, job.get("count_limit", 0))
     else:
-        export_model(value, name, out, job.get("input_shape"), namespace)
+        export_model(value, name, files, job.get("input_shape"), seen, namespace)
 
 
 SAMPLE = 24  # elements of a dataset exported
 PARTS = 16  # parts of an element exported
 
 
-def export_dataset(dataset, name, out, count, limit=0):
+def export_dataset(dataset, name, files, count, seen, limit=0):
     """Write a sample of what the dataset yields, as data: each element's parts with their
     dtype, shape, a hash of their bytes, (strings, small arrays) their values, (pictures)
     their thumbnails; and how many elements it has (counted up to `limit` when its
@@ -171,10 +216,10 @@ def export_dataset(dataset, name, out, count, limit=0):
 
     tf = sys.modules.get("tensorflow")  # not imported by the run: the value cannot be a dataset
 
-    facts = {"found": True}
+    facts = {"found": True, **seen}
     if tf is None or not isinstance(dataset, tf.data.Dataset):
         facts["problem"] = f"`{name}` is a {type(dataset).__name__}, not a tf.data.Dataset"
-        write_json(os.path.join(out, "export.json"), facts)
+        write_json(files["export.json"], facts)
         return
 
     def describe(value):
@@ -212,14 +257,16 @@ def export_dataset(dataset, name, out, count, limit=0):
         facts["problem"] = f"`{name}` fails when it is read: {type(error).__name__}: {str(error)[:500]}"
     else:  # describing them is the runner's own work: its failure is not the student's
         facts["sample"] = [[describe(part) for part in parts[:PARTS]] for parts in elements]
-    write_json(os.path.join(out, "export.json"), facts)
+    write_json(files["export.json"], facts)
 
 
-def export_model(model, name, out, input_shape=None, namespace=None):
-    """Write the model as data: Keras config JSON, compile config, weights (HDF5), and the
-    notebook's names of the distribution strategy its variables were made under.
-    A model not built yet (no layer knows its input's shape) is built for `input_shape`."""
-    facts = {"found": True}
+def export_model(model, name, files, input_shape=None, seen=None, namespace=None):
+    """Write the model as data: Keras config JSON, compile config, weights (HDF5), each
+    made by Keras' own functions as they were before the run (not as the run may have
+    patched them, on the class or on the model); and the notebook's names of the
+    distribution strategy its variables were made under. A model not built yet (no layer
+    knows its input's shape) is built for `input_shape`."""
+    facts = {"found": True, **(seen or {})}
     keras = sys.modules.get("keras")  # not imported by the run: the value cannot be a Keras model
 
     if keras is None or not isinstance(model, keras.Model):
@@ -234,21 +281,192 @@ def export_model(model, name, out, input_shape=None, namespace=None):
             except Exception as error:  # the student's layers may not fit the lab's images
                 facts["build_problem"] = f"{type(error).__name__}: {error}"
         try:
-            with open(os.path.join(out, "model.json"), "w") as handle:
-                handle.write(model.to_json())
+            rewrite(files["model.json"], keras.Model.to_json(model).encode())
         except Exception as error:  # the student's model may not serialize
             facts["problem"] = f"the model cannot be saved as a Keras config: {type(error).__name__}: {error}"
         try:
-            compile_config = model.get_compile_config() if model.compiled else None
-            write_json(os.path.join(out, "compile.json"), compile_config)
+            write_json(files["compile.json"], keras.Model.get_compile_config(model) if model.compiled else None)
         except Exception as error:
             facts["compile_problem"] = f"{type(error).__name__}: {error}"
         if model.built and model.weights:
             try:
-                model.save_weights(os.path.join(out, "model.weights.h5"))
+                rewrite(files["model.weights.h5"], saved_weights(model))
             except Exception as error:
                 facts["weights_problem"] = f"{type(error).__name__}: {error}"
-    write_json(os.path.join(out, "export.json"), facts)
+    write_json(files["export.json"], facts)
+
+
+def saved_weights(model):
+    """The bytes of the model's weights file as model.save_weights writes it, made in memory
+    (no path the run could reach in between)."""
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    return buffer.getvalue()
+
+
+# --- the export's integrity ---------------------------------------------------------------
+#
+# The export is written by a child the runner forks once the cells have ended: it has one
+# thread (threads the cells started do not exist in it), it puts back every function of
+# Keras' and of this runner as they were before the run (a cell may have replaced or
+# rewritten them), and it writes through the descriptors opened before the run. What it
+# saw of the run before it put them back (threads alive, functions replaced, methods set
+# on the model itself) goes into export.json for the grader to show, not to believe.
+
+class _Runner:
+    """This runner's own functions, by their globals: run as a script, it is __main__ only
+    until IPython puts the cells' namespace there (sys.modules cannot find it then)."""
+
+    def __init__(self, functions):
+        self.functions = functions
+
+
+_RUNNER = _Runner(globals())
+
+
+def _held(owner):
+    """What an owner of noted functions holds, by name."""
+    return owner.functions if isinstance(owner, _Runner) else vars(owner)
+
+
+def _name_of(owner):
+    return "runner" if isinstance(owner, _Runner) else getattr(owner, "__name__", "?")
+
+
+_PRISTINE = []  # (owner, name, function, its code), as the zygote found them
+_OWNED = {}  # id(owner) -> the names of the functions it held then
+
+
+def capture():
+    """Note every function of Keras' layers, models and saving, and of this runner (in the zygote, before any run)."""
+    owners = []
+    try:
+        if "tensorflow" in sys.modules or "keras" in sys.modules:  # the lab's cells use it: the run will
+            import keras
+            from keras.src.saving import saving_lib, serialization_lib
+        else:
+            keras = None
+    except Exception:  # a Keras that cannot be imported here: nothing of it to guard
+        keras = None
+    if keras is not None:
+        owners = [keras.Model, keras.Sequential, keras.layers.Layer, saving_lib, serialization_lib, saving_lib.H5IOStore]
+        owners += [kind for kind in vars(keras.layers).values() if isinstance(kind, type)]
+        owners += [kind for kind in keras.Model.__mro__ if kind is not object]
+    for owner in dict.fromkeys([*owners, _RUNNER]):
+        names = []
+        for name, value in list(_held(owner).items()):
+            if isinstance(value, types.FunctionType):
+                _PRISTINE.append((owner, name, value, value.__code__))
+                names.append(name)
+        _OWNED[id(owner)] = (owner, frozenset(names))
+
+
+def integrity(namespace, answer):
+    """What the run did to the runner and to Keras, as seen just before the export: names of
+    functions replaced or rewritten, functions added to Keras' classes, methods set on the
+    answer itself, and the Python threads still alive besides this one."""
+    changed = []
+    for owner, name, function, code in _PRISTINE:
+        if _held(owner).get(name) is not function or function.__code__ is not code:
+            changed.append(f"{_name_of(owner)}.{name}")
+    for owner, names in _OWNED.values():
+        if isinstance(owner, type):
+            changed += [f"{owner.__name__}.{name}" for name, value in list(vars(owner).items())
+                        if isinstance(value, types.FunctionType) and name not in names]
+    value = namespace.get(answer)
+    methods = {name for _, name, _, _ in _PRISTINE}
+    on_answer = sorted(name for name, held in getattr(value, "__dict__", {}).items() if name in methods and _foreign(held)) \
+        if value is not None else []
+    import threading
+
+    return {"integrity": {"replaced": sorted(set(changed))[:50], "on_answer": on_answer[:50],
+                          "threads": threading.active_count() - 1}}
+
+
+def _await_stillness(seconds=10.0):
+    """In the export child: wait until every other process of the run (its threads too) is
+    stopped by the watcher outside, so that nothing writes after the export has."""
+    deadline = time.monotonic() + seconds
+    me = str(os.getpid())
+    while time.monotonic() < deadline:
+        moving = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid == me:
+                continue
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{task}/stat") as handle:
+                        state = handle.read().rsplit(")", 1)[1].split()[0]
+                except (OSError, IndexError):
+                    continue
+                moving = moving or state not in ("T", "t", "Z", "X")
+        if not moving:
+            return
+        time.sleep(0.002)
+
+
+def _foreign(value):
+    """Whether `value` is a function the run wrote (Keras sets wrappers of its own on its objects)."""
+    function = getattr(value, "__func__", value)
+    code = getattr(function, "__code__", None) or getattr(getattr(type(value), "__call__", None), "__code__", None)
+    return code is not None and not any(part in code.co_filename for part in ("/keras/", "/tensorflow/"))
+
+
+def restore():
+    """Put every noted function back as it was, and take away functions added to Keras' classes."""
+    for owner, names in _OWNED.values():
+        if isinstance(owner, type):
+            for name, value in list(vars(owner).items()):
+                if isinstance(value, types.FunctionType) and name not in names:
+                    delattr(owner, name)
+    for owner, name, function, code in _PRISTINE:
+        try:
+            function.__code__ = code
+        except ValueError:  # its closure was made for this code: it cannot have been changed for another
+            pass
+        if isinstance(owner, _Runner):
+            owner.functions[name] = function
+        else:
+            setattr(owner, name, function)
+
+
+def export_apart(namespace, files, job, watcher=-1, seen=None):
+    """The export, by a child forked for it (see above); returns once it has ended. With a
+    `watcher` (the zygote's child, outside the run), the run is stopped meanwhile and killed
+    once the export has ended: this returns only without one (no sandbox). `seen`: what
+    `integrity` found before the runner's functions were put back."""
+    seen = seen if seen is not None else integrity(namespace, job.get("answer", "model"))
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            if watcher >= 0:
+                _await_stillness()
+            restore()
+            value = namespace.get(job.get("answer", "model"))
+            if value is not None and hasattr(value, "__dict__"):
+                for name in seen["integrity"]["on_answer"]:
+                    value.__dict__.pop(name, None)  # a method set on the model itself: Keras' own is used
+            export(namespace, files, job, seen)
+            code = 0
+        except BaseException:
+            write_json(files["export.json"], {"found": False, "problem": traceback.format_exc(limit=3)[-2000:], **seen})
+        finally:
+            os._exit(code)
+    if watcher >= 0:
+        try:
+            os.write(watcher, f"{child}\n".encode())
+        except OSError:
+            pass  # the run closed it: the export goes on without the run being stopped
+    os.waitpid(child, 0)
 
 
 def strategy_names(model, namespace):
@@ -275,17 +493,18 @@ def warm_up(modules):
             pass  # the cell that imports it meets the same error in its own time
 
 
-def run_job(shell, job_path):
-    with open(job_path) as handle:
-        job = json.load(handle)
-    out = job["out"]
-    progress = Progress(os.path.join(out, "progress"))
-    run_cells(shell, job, out, progress)
+def run_job(shell, job, channels):
+    files, witness = channels[:2]
+    watcher = channels[2] if len(channels) > 2 else -1
+    progress = Progress(os.path.join(job["out"], "progress"))
+    run_cells(shell, job, files, witness, progress)
     progress.started("(export)")
     try:
-        export(shell.user_ns, out, job)
+        seen = integrity(shell.user_ns, job.get("answer", "model"))  # what the cells changed, before it is undone
+        restore()  # the cells may have rewritten the runner's own functions, export_apart among them
+        export_apart(shell.user_ns, files, job, watcher, seen)
     except Exception:
-        write_json(os.path.join(out, "export.json"), {"found": False, "problem": traceback.format_exc(limit=3)[-2000:]})
+        write_json(files["export.json"], {"found": False, "problem": traceback.format_exc(limit=3)[-2000:]})
 
 
 # --- the zygote ----------------------------------------------------------------------------
@@ -309,7 +528,7 @@ def _check(result, what):
         raise OSError(number, f"{what}: {os.strerror(number)}")
 
 
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC = 1, 2, 4, 8, 4096, 16384
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 
 
 def _mount(source, target, kind, flags, options):
@@ -332,8 +551,11 @@ def _isolate(slot, slots):
             handle.write(text)
     _loopback_up()
     place = os.path.join(slots, str(slot))
-    # Keras' folder is the slot's too (it caches there), with the pretrained weights in it, read-only.
-    _mount("/keras/models", os.path.join(place, "keras", "models"), None, _MS_BIND | _MS_REC, None)
+    # Keras' folder is the slot's too (it caches there), with the run's own copy of the
+    # pretrained weights (the grader's, made before `go`) in models/, read-only.
+    models = os.path.join(place, "keras", "models")
+    _mount(models, models, None, _MS_BIND, None)
+    _mount(None, models, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
     for name, target in (("scratch", "/scratch"), ("tmp", "/tmp"), ("shm", "/dev/shm"), ("keras", "/keras")):
         _mount(os.path.join(place, name), target, None, _MS_BIND | _MS_REC, None)
     _mount("tmpfs", slots, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=0")
@@ -401,10 +623,16 @@ def _child(shell, config, go, slot, theirs):
         if os.read(go, 16) != b"go":
             os._exit(0)  # not needed after all
         os.close(go)
-        # The run's stderr: the slot's file, opened while the slots can still be seen.
-        stderr = os.open(os.path.join(config["slots"], str(slot), "stderr.txt"), os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        # The run's stderr, its job and the files it reports through: the slot's, opened while the slots can still be seen.
+        place = os.path.join(config["slots"], str(slot))
+        stderr = os.open(os.path.join(place, "stderr.txt"), os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
         os.dup2(stderr, 2)
         os.close(stderr)
+        with open(os.path.join(place, "scratch", "job.json")) as handle:
+            job = json.load(handle)
+        channels = open_channels(place, len(job["cells"]))
+        # the watcher's own record of the export (see _watch_run), for the grader only
+        record = os.open(os.path.join(place, "export", "watcher"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         _, libc = _libc()
         if config["isolate"]:
             _isolate(slot, config["slots"])
@@ -412,23 +640,30 @@ def _child(shell, config, go, slot, theirs):
             # This process stays outside the run's PID namespace, where the run could see it
             # in /proc: not dumpable (the run is, for its own tools' sake: it is alone there).
             _check(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+            told, tell = os.pipe()
             run = os.fork()
             if run:
-                _, status = os.waitpid(run, 0)
-                _end_like(status)
+                os.close(tell)
+                for fd in (*channels[0].values(), *channels[1]):
+                    os.close(fd)
+                _end_like(_watch_run(run, told, record))
+            os.close(told)
+            os.close(record)
+            channels = (*channels, tell)
             os.setsid()
             _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
             _cap_namespaces()
             _drop_capabilities()
         else:  # no sandbox (the instructor said so): the slot's folders by their own paths
-            place = os.path.join(config["slots"], str(slot))
             scratch = os.path.join(place, "scratch")
-            os.environ.update(HOME=scratch, TMPDIR=os.path.join(place, "tmp"), MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"))
+            os.environ.update(HOME=scratch, TMPDIR=os.path.join(place, "tmp"), MPLCONFIGDIR=os.path.join(scratch, ".matplotlib"),
+                              KERAS_HOME=os.path.join(place, "keras"))
+            os.close(record)  # no watcher without a sandbox: the grader believes the export as it is
         _check(libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
         resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"]))
         resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"], config["file_bytes"]))
         os.chdir(scratch)
-        run_job(shell, os.path.join(scratch, "job.json"))
+        run_job(shell, job, channels)
         code = 0
     except BaseException:
         traceback.print_exc()
@@ -437,6 +672,84 @@ def _child(shell, config, go, slot, theirs):
         sys.stderr.flush()
         # Everything is written; skip the interpreter's teardown (with TensorFlow loaded it takes seconds).
         os._exit(code)
+
+
+def _watch_run(run, told, record=-1):
+    """Wait for the run (in the zygote's child, outside the run's namespaces); returns its
+    wait status. When the run says its export has begun (a line with the export child's
+    id, on `told`), every process of the run but that child is stopped, and once the child
+    has ended the run is killed and counts as ended well: nothing the cells left running
+    (a thread, a process) acts between the export and the run's end. A run that says so
+    early, or names another process, only stops itself (see SECURITY.md).
+
+    The run mounted its own /proc where this process looks (they share a mount namespace):
+    its processes are found and signalled there, through their /proc folders, by their ids
+    in the run's namespace. What happened goes into `record`, a file of the slot's that only
+    this process holds: "export" once the run was stopped for its export, else "closed" (the
+    run closed its end of `told` first: it is killed then, as a run that tampered with the
+    runner) or "ended" (the run ended without exporting). The grader believes an export
+    only after "export"."""
+    import select
+    import signal
+
+    alive = os.pidfd_open(run)
+    heard = b""
+    while True:
+        ready, _, _ = select.select([alive, told], [], [])
+        if alive in ready:
+            _note(record, "ended")
+            return os.waitpid(run, 0)[1]
+        piece = os.read(told, 64)
+        if not piece:  # the run closed the runner's end before the export: nothing it reports now is the runner's
+            _note(record, "closed")
+            os.kill(run, signal.SIGKILL)
+            return os.waitpid(run, 0)[1]
+        heard += piece
+        if b"\n" not in heard:
+            continue
+        exporter = heard.split(b"\n", 1)[0].decode(errors="replace").strip()
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and pid != exporter:
+                _signal(pid, signal.SIGSTOP)
+        _note(record, "export")
+        while exporter.isdigit() and exporter != "1" and _running(exporter):
+            time.sleep(0.002)
+        os.kill(run, signal.SIGKILL)  # process 1 of the run's namespace: everything in it goes
+        os.waitpid(run, 0)
+        return 0
+
+
+def _note(record, word):
+    if record >= 0:
+        try:
+            os.write(record, f"{word}\n".encode())
+        except OSError:
+            pass
+
+
+def _signal(pid, number):
+    """Send `number` to the run's process `pid` (its id in the run's namespace)."""
+    import signal
+
+    try:
+        folder = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        signal.pidfd_send_signal(folder, number)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
+
+
+def _running(pid):
+    """Whether the run's process `pid` exists and has not ended (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _end_like(status):
@@ -474,6 +787,7 @@ def zygote(config_json, modules=""):
     shell = InteractiveShell.instance(config=settings, colors="NoColor")
     shell.InteractiveTB.set_mode(mode="Plain")
     warm_up([name for name in modules.split(",") if name])
+    capture()
     _, libc = _libc()
     _check(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
     commands = os.fdopen(0, "rb", buffering=0)

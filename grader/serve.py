@@ -73,7 +73,7 @@ class Settings:
     uploads_per_minute: int = 4  # per student
     code: str = ""  # the workshop code (no roster); "": made at the first start and kept
     links: str | None = None  # write the links of students who have none to this CSV at start
-    trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For / -Proto uvicorn believes
+    trusted_proxies: str = ""  # whose X-Forwarded-For / -Proto uvicorn believes (comma-separated; "": nobody's)
 
     @property
     def public_url(self) -> str:
@@ -564,14 +564,24 @@ def run(manifest: Manifest, options: batch.Options, settings: Settings) -> None:
         holder["live"] = live_pages = live.Live(queue, workshop.book_path, workshop.facts, workshop.jobs)
         server = Server(manifest, settings, queue, live_pages, workshop, roster_mode)
         _announce(server, queue, students, settings)
-        config = uvicorn.Config(server.app(), host=settings.host, port=settings.port, log_level="warning", proxy_headers=True,
-                                forwarded_allow_ips=settings.trusted_proxies, server_header=False, timeout_keep_alive=5)
+        config = uvicorn.Config(server.app(), host=settings.host, port=settings.port, log_level="warning",
+                                **proxy_settings(settings.trusted_proxies), server_header=False, timeout_keep_alive=5)
         # uvicorn stops on SIGTERM, then raises it again: let that unwind through `finally`.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.Server(config).run()
     finally:
         print("grader serve: stopping; uploads not graded yet are kept and graded at the next start", file=sys.stderr, flush=True)
         workshop.close()
+
+
+def proxy_settings(trusted: str) -> dict:
+    """uvicorn's settings for forwarded headers: believed only from the proxies named. Without
+    one, none is believed (a client on this host, or any other, could otherwise set its own
+    address in X-Forwarded-For and escape the limits per address)."""
+    proxies = [address.strip() for address in trusted.split(",") if address.strip()]
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(proxies)}
 
 
 def _exit_on_signal(number, frame) -> None:

@@ -78,6 +78,7 @@ class Workshop:
         self.reference = found.solution
         report.save_reference(self.reference, self.out_dir)
         self.pool.set("max_parameters", batch.model_budget(self.manifest, self.reference))
+        self.pool.set("budget", batch.budget_for(self.manifest, self.reference))
         interrupted = self.queue.requeue_interrupted()
         if interrupted:
             log.warning("%d upload(s) were being graded when the server stopped: they are graded now", interrupted)

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from reference import data as data_mod
+from reference import initial
 from reference.strategy import Placement
 
 CROSS_ENTROPIES = {
@@ -175,6 +176,7 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
     from reference import cache as cache_mod
 
     started = time.monotonic()
+    replaced = replaced_initial_values(chain)  # before any work: a config that carries arrays is not trained
     quiet_tensorflow()
     base = chain.base_layer
     if base_weights is None and base is not None:
@@ -225,6 +227,8 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
     else:
         fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs, verbose=0)
         history = {name: [float(v) for v in values] for name, values in fit.history.items()}
+    if replaced:
+        path += f"; initial values the model's config gave ({', '.join(replaced)}) replaced by the layers' own seeded initialisation"
     settled = _settle_batch_norm(trained, batches("train", True))
     if settled:
         path += "; batch-normalisation statistics then re-estimated over the training images"
@@ -466,13 +470,27 @@ def _settle_batch_norm(model, batches) -> bool:
 
 
 def fresh_copy(layer):
-    """A new layer (or nested model) from `layer`'s config, with its trainable flags."""
-    copy = type(layer).from_config(layer.get_config())
+    """A new layer (or nested model) from `layer`'s config, with its trainable flags: its
+    initial values the grader's own (see reference/initial.py)."""
+    config, _ = initial.decided(layer.get_config(), type(layer).__name__)
+    copy = type(layer).from_config(config)
     if hasattr(layer, "_flatten_layers"):
         # parents first: setting a parent's flag also sets its children's, which follow
         for original, made in zip(layer._flatten_layers(include_self=True), copy._flatten_layers(include_self=True)):
             made.trainable = original.trainable
     return copy
+
+
+def replaced_initial_values(chain) -> tuple[str, ...]:
+    """What the trusted copy of `chain` does not take from its config: the initializers that
+    carry values, in words (the base's own are the grader's pretrained weights anyway).
+    Raises initial.CarriedValues for a config that holds arrays of numbers."""
+    replaced: list[str] = []
+    for index, layer in enumerate(chain.layers):
+        _, found = initial.decided(layer.get_config(), type(layer).__name__)
+        if index != chain.base:
+            replaced.extend(found)
+    return tuple(replaced)
 
 
 def _fits(layer, weights) -> bool:

@@ -111,6 +111,103 @@ def test_a_weights_file_that_declares_more_than_the_model_has_is_refused_before_
         artifact.rebuild(config, path)
 
 
+def _bombed(keras, tmp_path, name, make):
+    """The nested-base model's config and its weights file, made hostile by `make(src, dst)` (tests/attacks/bombs.py)."""
+    model = _with_nested_base(keras, 3)
+    plain = str(tmp_path / f"{name}-plain.weights.h5")
+    model.save_weights(plain)
+    path = str(tmp_path / f"{name}.weights.h5")
+    make(plain, path)
+    return model.to_json(), path
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("chunks", r"in chunks of 268,435,\d+ bytes, more than the array itself holds"),
+    ("deflated_twice", "compressed more than once"),
+    ("maze", "a second time through another link"),
+    ("loop", "reaches 'loop/again' a second time"),
+    ("tiny_chunks", r"in [\d,]+ chunks \(reading each is a step of its own\)"),
+])
+def test_weights_files_that_unpack_or_lead_round_are_refused_before_a_byte_is_read(keras, tmp_path, name, fragment, monkeypatch):
+    """Every array one chunk of 256 MiB deflated twice (the file: a few kilobytes), groups
+    linked twice to the next (2**24 paths), a group linked into itself: each is refused on
+    its first offending link or array, by a walk that reaches every object once."""
+    import resource
+
+    from attacks import bombs
+
+    make = {
+        "chunks": lambda src, dst: bombs.chunk_bomb(src, dst, 2**28, 1),
+        "deflated_twice": lambda src, dst: bombs.chunk_bomb(src, dst, 2**12, 2),
+        "maze": lambda src, dst: bombs.link_maze(src, dst, 24),
+        "loop": bombs.self_linked,
+        "tiny_chunks": _one_number_a_chunk,
+    }[name]
+    monkeypatch.setattr(artifact, "MAX_CHUNKS", 64)  # this model's largest array holds 320 numbers
+    config, path = _bombed(keras, tmp_path, name, make)
+    assert os.path.getsize(path) < 8 * 2**20  # what it would unpack to: 256 MiB an array
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(artifact.Refused, match=fragment):
+        artifact.rebuild(config, path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: nothing was unpacked
+
+
+def _one_number_a_chunk(src, dst):
+    """The honest file with its largest array stored one number a chunk."""
+    import shutil
+
+    import h5py
+
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "a") as handle:
+        arrays = []
+        handle.visititems(lambda name, item: arrays.append(name) if isinstance(item, h5py.Dataset) else None)
+        largest = max(arrays, key=lambda name: handle[name].size)
+        data = handle[largest][()]
+        del handle[largest]
+        handle.create_dataset(largest, data=data, chunks=(1,) * data.ndim)
+
+
+def test_the_links_and_bytes_of_a_weights_file_have_a_budget(keras, tmp_path):
+    model = _with_nested_base(keras, 4)
+    path = str(tmp_path / "plain.weights.h5")
+    model.save_weights(path)
+    examined = artifact._examine(path, artifact._from_config(model.to_json()), artifact.Budget())
+    links = len(examined.groups) + len(examined.arrays) + 2  # the optimizer's group and its vars
+    assert artifact.rebuild(model.to_json(), path, budget=artifact.Budget(links=links))
+    with pytest.raises(artifact.Refused, match=f"more than {links - 1:,} links.*max_links"):
+        artifact.rebuild(model.to_json(), path, budget=artifact.Budget(links=links - 1))
+    with pytest.raises(artifact.Refused, match=r"more than the 0 MiB|\[grader\] read_mb"):
+        artifact.rebuild(model.to_json(), path, budget=artifact.Budget(read_mb=1e-6))
+
+
+def test_a_model_that_computes_too_much_per_image_is_refused_before_its_memory_is_taken(keras, tmp_path):
+    """Resizing up in front of the base: few parameters more, many more FLOPs and activations per image."""
+    config, path = _with_resizing(keras, tmp_path, 8)
+    small = artifact.rebuild(config, path)
+    from grader import budget
+
+    cost = budget.model_cost(small)
+    big_config, big_path = _with_resizing(keras, tmp_path, 64)
+    big = budget.model_cost(artifact.rebuild(big_config, big_path))
+    assert big.flops > 10 * cost.flops and big.activations > 10 * cost.activations
+    with pytest.raises(artifact.Refused, match="GFLOPs per image, more than .*max_gflops"):
+        artifact.rebuild(big_config, big_path, budget=artifact.Budget(gflops=10 * cost.gflops))
+    with pytest.raises(artifact.Refused, match="values per image, more than"):
+        artifact.rebuild(big_config, big_path, budget=artifact.Budget(activations=10 * cost.activations))
+
+
+def _with_resizing(keras, tmp_path, size):
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    base = keras.Model(inputs, keras.layers.Conv2D(16, 3, name="conv2")(x), name="base")
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Resizing(size, size), base,
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")])
+    path = str(tmp_path / f"resized{size}.weights.h5")
+    model.save_weights(path)
+    return model.to_json(), path
+
+
 def test_a_model_over_the_parameter_budget_is_refused(keras, tmp_path):
     config, path = saved(keras, tmp_path, "big", 1.0)  # 4 * 3 + 3 = 15 parameters
     assert artifact.rebuild(config, path, max_parameters=15)
@@ -177,7 +274,7 @@ def test_weights_read_straight_from_the_file_are_what_load_weights_loads(keras, 
     model.save_weights(path)
     rebuilt = artifact.rebuild(model.to_json(), path)
     layout = artifact._dataset_names(rebuilt)
-    assert any(name.startswith("optimizer/") for name, _, _ in artifact._check_weights_file(path, rebuilt))
+    assert any(name.startswith("optimizer/") for name, _, _ in artifact._examine(path, rebuilt, artifact.Budget()).arrays)
     assert layout is not None and len(layout[0]) == len(rebuilt.weights)  # the straight read applies
     assert artifact._read_as_keras_would(path, rebuilt, layout) is not None
     loaded = keras.models.model_from_json(model.to_json())
@@ -274,7 +371,8 @@ def test_whether_a_model_takes_the_lab_images_is_asked_once_per_config_size_and_
         model.save_weights(path)
         found = artifact.Artifact(log=(), export={"found": True}, model_json=model.to_json(), compile_config=None, weights_path=path)
         lab = SimpleNamespace(hint=lambda name, default: default)
-        setting = SimpleNamespace(image_size=size, dataset=SimpleNamespace(classes=["c"] * classes), max_parameters=0, lab=lab)
+        setting = SimpleNamespace(image_size=size, dataset=SimpleNamespace(classes=["c"] * classes), max_parameters=0, lab=lab,
+                                  work_budget=artifact.Budget)
         return evidence.Evidence(setting, SimpleNamespace(student_cells=[]), None, found, {})._applies
 
     flat = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(5)], name="flat")

@@ -47,7 +47,7 @@ def two_workers():
     from distributed import LocalCluster
 
     with dask.config.set(dask_settings(3)):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR)
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
     yield cluster.scheduler_address
     cluster.close()
     assert no_dask_children()
@@ -111,7 +111,7 @@ def cluster_without_bwrap():
     from distributed import LocalCluster
 
     with dask.config.set(dask_settings(3)):  # the settings --cluster local:N uses
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR, env=NO_BWRAP)
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR, env=NO_BWRAP)
     yield cluster
     cluster.close()
     assert cluster.status.name == "closed"
@@ -261,7 +261,7 @@ def test_a_worker_that_does_not_see_the_clients_files_is_sent_them_once(tmp_path
     unseen = lambda a: dask_worker.Asset(str(tmp_path / "elsewhere" / a.relative), a.sha256, a.within)  # noqa: E731
     assets = dask_worker.Assets(*(tuple(map(unseen, group)) for group in (real.data, real.weights)), real.code, tuple(map(unseen, real.lab)))
     with dask.config.set(dask_settings(3)):
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR,
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
                                env={"GRADER_STAGING": str(tmp_path / "staged")})
     try:
         with Client(cluster) as client:

@@ -93,8 +93,10 @@ def test_the_runners_sample_is_the_reference_pipelines_pictures(tmp_path):
         return tf.io.decode_jpeg(tf.io.read_file(filename)), tf.strings.split(filename, sep="/")[-2]
 
     answer = tf.data.Dataset.list_files(pattern, seed=1).map(decode)
-    sandbox_runner.export_dataset(answer, "dataset", str(tmp_path), 6)
-    found = sample.read(json.loads((tmp_path / "export.json").read_text()))
+    path = tmp_path / "export.json"
+    with open(path, "wb") as handle:
+        sandbox_runner.export_dataset(answer, "dataset", {"export.json": handle.fileno()}, 6, {})
+    found = sample.read(json.loads(path.read_text()))
     pictures = data.decoded_pictures(dataset)
     assert len(found.elements) == 6
     for image, label in found.elements:

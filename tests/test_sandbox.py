@@ -122,22 +122,49 @@ def test_a_progress_file_replaced_by_a_pipe_blocks_nothing(tmp_path):
 
 
 @needs_bwrap
-def test_links_left_in_the_out_folder_are_not_followed(tmp_path):
+def test_files_and_links_left_in_the_out_folder_count_for_nothing(tmp_path):
+    """The run reports through files opened before it started, in a folder it cannot see:
+    whatever it leaves under /scratch/out (forged files, links to the host) is never read."""
     host = tmp_path / "host"
     host.mkdir()
     (host / "log.json").write_text('[{"key": "c0", "stdout": "forged"}]')
-    outcome = _run_outcome(tmp_path, f"import os\nos.symlink({str(host / 'log.json')!r}, '/scratch/out/model.json')")
-    assert outcome.stopped_by == "tampered" and "/scratch/out/model.json is a link" in outcome.limit_message
-    assert not os.path.exists(os.path.join(outcome.out_dir, "model.json"))
+    forge = (f"import json, os\nos.symlink({str(host / 'log.json')!r}, '/scratch/out/model.json')\n"
+             "json.dump([{'key': 'c0', 'status': 'ok', 'stdout': 'forged'}], open('/scratch/out/log.json', 'w'))\n"
+             "print(sorted(os.listdir('/scratch/out')), os.path.exists('/slots/0/export'))")
+    outcome = _run_outcome(tmp_path, forge)
+    assert outcome.stopped_by is None and not os.path.exists(os.path.join(outcome.out_dir, "model.json"))
+    log = _log(outcome)
+    assert log["c0"]["stdout"].strip() == "['log.json', 'model.json', 'progress'] False" and list(log) == ["c0"]
     outcome = _run_outcome(tmp_path, f"import os\nos.rename('/scratch/out', '/scratch/old')\nos.symlink({str(host)!r}, '/scratch/out')")
-    assert outcome.stopped_by == "tampered" and "/scratch/out is a link or not a folder" in outcome.limit_message
-    assert os.listdir(outcome.out_dir) == []
+    assert outcome.stopped_by is None and "forged" not in json.dumps(_log(outcome)) and _log(outcome)["c0"]["status"] == "ok"
+
+
+@needs_bwrap
+def test_the_runner_seals_its_witness_of_each_cell_as_the_cell_ends(tmp_path):
+    """One record per cell, written when it has ended; the run can forge its log only by
+    reaching into the runner's own descriptors, and the witness of an earlier cell is closed by then."""
+    reach = ("import json, os\n"
+             "for fd in os.listdir('/proc/self/fd'):\n"
+             "    try:\n        target = os.readlink(f'/proc/self/fd/{fd}')\n    except OSError:\n        continue\n"
+             "    if target.endswith('log.json'):\n"
+             "        os.ftruncate(int(fd), 0)\n"
+             "        os.pwrite(int(fd), json.dumps([{'key': 'c0', 'status': 'ok'}]).encode(), 0)\n"
+             "os._exit(0)")
+    outcome = _run_outcome_cells(tmp_path, ["raise ValueError('first')", reach])
+    assert outcome.witness[0] == ({"key": "c0", "status": "error", "error": "ValueError"},)
+    assert outcome.witness[1] == ()  # the run ended inside it: no record
+    assert _log(outcome)["c0"]["status"] == "ok"  # the log is the run's to forge; the witness is not
 
 
 def _run_outcome(tmp_path, source):
+    return _run_outcome_cells(tmp_path, [source])
+
+
+def _run_outcome_cells(tmp_path, sources):
     (tmp_path / "models").mkdir(exist_ok=True)
     mounts = sandbox.Mounts(data_dir=str(tmp_path / "models"), keras_models=str(tmp_path / "models"))
-    return sandbox.run([RunCell("c0", "answer", source)], sandbox.tempfile.mkdtemp(dir=tmp_path), mounts, Limits(), 96, 32, sandboxed=True)
+    cells = [RunCell(f"c{index}", "answer", source) for index, source in enumerate(sources)]
+    return sandbox.run(cells, sandbox.tempfile.mkdtemp(dir=tmp_path), mounts, Limits(), 96, 32, sandboxed=True)
 
 
 @needs_bwrap
@@ -157,6 +184,7 @@ def _plan(tmp_path, limits=Limits(cell_timeout=30, run_timeout=60), warm=()):
 def _log(outcome):
     path = f"{outcome.out_dir}/log.json"
     return {entry["key"]: entry for entry in json.load(open(path))} if os.path.exists(path) else {}
+
 
 
 @needs_bwrap
@@ -395,7 +423,7 @@ def test_a_zygote_that_died_is_replaced(tmp_path):
 
 
 def test_every_path_inside_is_a_neutral_one():
-    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/tmp/grader-run-x/slots", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data", "/out/.grader/keras/models")
+    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/tmp/grader-run-x/slots", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data")
     command = sandbox.bwrap_command(places, {}, {"/runner/run.py": 3, "/venv/pyvenv.cfg": 4})
     targets = [command[i + 2] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind")]
     python = sandbox.python_layout()
@@ -564,3 +592,111 @@ def test_a_cell_that_fills_its_memory_is_stopped_and_the_limit_named(tmp_path):
     if not has_cgroup:
         pytest.skip("no memory cgroup here: the address-space limit stops it as a MemoryError")
     assert outcome.stopped_by == "memory" and "the memory limit (1 GiB) was reached" in outcome.limit_message
+
+
+@needs_bwrap
+def test_a_lock_one_run_holds_on_the_weights_or_data_blocks_no_other_run(tmp_path):
+    """Each run gets its own copy of the pretrained weights, read-only; HDF5 takes no lock.
+    A run that holds an exclusive lock on every file it can read leaves the run beside it
+    free to open, lock and load its own weights, and the data."""
+    (tmp_path / "models").mkdir(exist_ok=True)
+    import h5py
+    import numpy as np
+
+    with h5py.File(tmp_path / "models" / "weights.h5", "w") as handle:
+        handle["w"] = np.arange(6.0)
+    runner = sandbox.Runner(_plan(tmp_path, limits=Limits(cell_timeout=30, run_timeout=60)), ahead=True)
+    holder = (
+        "import fcntl, glob, os, time\nheld = []\n"
+        "for path in glob.glob('/keras/models/*') + glob.glob('/data/*'):\n"
+        "    handle = open(path, 'rb')\n    fcntl.flock(handle, fcntl.LOCK_EX)\n    held.append(handle)\n"
+        "open('/scratch/locked', 'w').write(str(len(held)))\ntime.sleep(60)"
+    )
+    opener = (
+        "import fcntl, h5py, os\npath = '/keras/models/weights.h5'\n"
+        "with open(path, 'rb') as handle:\n    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "print(h5py.File(path, 'r')['w'][()].tolist(), os.environ['HDF5_USE_FILE_LOCKING'])\n"
+        "for name in os.listdir('/data'):\n    open(os.path.join('/data', name), 'rb').read()\n"
+        "for change in (lambda: open(path, 'ab'), lambda: os.chmod(path, 0o666)):\n"
+        "    try:\n        change()\n    except OSError as error:\n        print(type(error).__name__)"
+    )
+    try:
+        holding = runner.start([RunCell("c0", "answer", holder)])
+        marker = os.path.join(holding.scratch, "locked")
+        assert watch_for(lambda: os.path.exists(marker)), "the first run never took its locks"
+        assert open(marker).read() == "2"  # the weights and the one data file
+        outcome = runner.run([RunCell("c0", "answer", opener)])
+        log = _log(outcome)
+        assert log["c0"]["status"] == "ok", log["c0"]
+        printed = log["c0"]["stdout"].split("\n")
+        assert printed[0] == "[0.0, 1.0, 2.0, 3.0, 4.0, 5.0] FALSE"
+        assert printed[1:3] in (["PermissionError"] * 2, ["OSError"] * 2, ["PermissionError", "OSError"])  # its copy is read-only
+        holding.cancel()
+        outcome.remove()
+    finally:
+        runner.close()
+    # the staged file the runs were given copies of is untouched and unlocked
+    with open(tmp_path / "models" / "weights.h5", "rb") as handle:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def watch_for(condition, seconds=120.0) -> bool:
+    """Wait until `condition()` holds (True), or give up after `seconds` (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@needs_bwrap
+def test_a_thread_left_running_cannot_write_after_the_export(tmp_path):
+    """A cell starts a thread that keeps rewriting the runner's export.json (found through
+    /proc/self/fd): the export is written by a child of its own once every other process of
+    the run is stopped, and the run is then killed, so what the grader reads is the export's."""
+    source = ("import os, threading\n"
+              "def forge():\n"
+              "    while True:\n"
+              "        for fd in os.listdir('/proc/self/fd'):\n"
+              "            try:\n"
+              "                if os.readlink(f'/proc/self/fd/{fd}').endswith('export.json'):\n"
+              "                    os.ftruncate(int(fd), 0)\n"
+              "                    os.pwrite(int(fd), b'{\"found\": true, \"forged\": true}', 0)\n"
+              "            except OSError:\n"
+              "                pass\n"
+              "threading.Thread(target=forge, daemon=True).start()\n"
+              "model = 42")
+    for _ in range(3):
+        outcome = _run_outcome(tmp_path, source)
+        export = json.load(open(os.path.join(outcome.out_dir, "export.json")))
+        assert "forged" not in export and export["problem"] == "`model` is a int, not a Keras model", export
+        assert export["integrity"]["threads"] == 1 and outcome.exit_code == 0
+
+
+@needs_bwrap
+def test_a_run_that_closes_its_channel_to_the_watcher_is_ended_and_its_export_not_believed(tmp_path):
+    """Without its channel the watcher could not stop the run's threads for the export: the
+    run is killed there and then, and says so ("closed"); an honest run says "export"."""
+    close = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
+             "        if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):\n            os.close(int(fd))\n"
+             "    except OSError:\n        pass\nmodel = 1")
+    outcome = _run_outcome(tmp_path, close)
+    assert outcome.watcher == "closed" and "export.json" not in os.listdir(outcome.out_dir)
+    assert _run_outcome(tmp_path, "model = 1").watcher == "export"
+
+
+@needs_bwrap
+def test_the_runners_functions_rewritten_by_a_cell_are_put_back_for_the_export(tmp_path):
+    source = ("import gc, types\nfor thing in gc.get_objects():\n"
+              "    if isinstance(thing, types.FunctionType) and thing.__name__ in ('export_apart', 'export_model', 'seal'):\n"
+              "        thing.__code__ = (lambda *args, **kwargs: None).__code__\nmodel = 42")
+    outcome = _run_outcome_cells(tmp_path, [source, "x = 1"])
+    export = json.load(open(os.path.join(outcome.out_dir, "export.json")))
+    assert export["problem"] == "`model` is a int, not a Keras model"
+    assert {"runner.export_apart", "runner.export_model", "runner.seal"} <= set(export["integrity"]["replaced"])
+    # the runner's seal, rewritten before the first cell ended, sealed nothing: no record (the
+    # grader then leaves those cells out of the log, and the scorecard says why)
+    assert outcome.witness == ((), ()) and outcome.watcher == "export"

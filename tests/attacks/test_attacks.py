@@ -19,8 +19,11 @@ import sys
 import tempfile
 import threading
 
+import inspect
+
 import pytest
 
+from attacks import bombs
 from conftest import INJECTION_NAME, attempt
 from grader import batch, cgroups, context, manifest as manifest_mod, rundisk, sandbox, scenarios
 
@@ -28,7 +31,8 @@ pytestmark = pytest.mark.slow
 SECRET = "grader-host-secret-4711"
 # honest submissions graded among the attacks (names in the session's `submissions`)
 SAMPLES = ("solution", "untouched_playground", "no_softmax", "syntax_error", "not_a_notebook")
-LIMITS = "[sandbox]\ncell_timeout = 12\nrun_timeout = 120\nmemory_mb = 6144\nmax_processes = 128\n"
+LIMITS = ("[sandbox]\ncell_timeout = 12\nrun_timeout = 120\nmemory_mb = 6144\nmax_processes = 128\n"
+          "[grader]\nwork_cpu_seconds = 15\n")  # the grader's own work: the honest samples use a few seconds each
 
 
 def attacks(solution: str, paths: dict) -> dict[str, str]:
@@ -63,11 +67,11 @@ def attacks(solution: str, paths: dict) -> dict[str, str]:
         "lambda_layer": solution.replace("tf.keras.layers.Flatten(),", "tf.keras.layers.Lambda(lambda x: tf.reshape(x, [-1, 11520])),"),
         "custom_layer_class": "class Sneaky(tf.keras.layers.Layer):\n    def call(self, x):\n        return tf.reshape(x, [-1, 11520])\n\n"
         + solution.replace("tf.keras.layers.Flatten(),", "Sneaky(),"),
-        "handwritten_artifact": solution + "\nimport json, os\nmodel.save_weights('/scratch/out/model.weights.h5')\n"
-        "open('/scratch/out/model.json', 'w').write(model.to_json())\n"
-        "json.dump({'found': True, 'val_accuracy': 1.0, 'accuracy': 1.0}, open('/scratch/out/export.json', 'w'))\n"
-        "json.dump([{'key': 'model', 'role': 'answer', 'status': 'ok', 'stdout': 'val_accuracy: 1.0'}], open('/scratch/out/log.json', 'w'))\n"
-        "json.dump(model.get_compile_config(), open('/scratch/out/compile.json', 'w'))\nos._exit(0)",
+        "handwritten_artifact": solution + "\nmodel.save_weights('/scratch/out/model.weights.h5')\n" + FORGE
+        + "forge({'model.json': model.to_json(), 'compile.json': json.dumps(model.get_compile_config()),\n"
+        "       'export.json': json.dumps({'found': True, 'val_accuracy': 1.0, 'accuracy': 1.0}),\n"
+        "       'log.json': json.dumps([{'key': 'model', 'role': 'answer', 'status': 'ok', 'stdout': 'val_accuracy: 1.0'}]),\n"
+        "       'model.weights.h5': open('/scratch/out/model.weights.h5', 'rb').read()})",
         "fifo_as_progress": "import os, time\nos.remove('/scratch/out/progress')\nos.mkfifo('/scratch/out/progress')\ntime.sleep(10**6)",
         "out_folder_links_to_host": f"import os\nos.rename('/scratch/out', '/scratch/moved')\nos.symlink({paths['host_folder']!r}, '/scratch/out')\n" + solution,
         # the export writes the model through the link (to /tmp inside); the grader, outside,
@@ -86,15 +90,113 @@ def attacks(solution: str, paths: dict) -> dict[str, str]:
         "config['config']['layers'][-1]['config']['activation'] = " + repr(LAMBDA) + "\n" + HANDWRITTEN.format(config="json.dumps(config)", compile="model.get_compile_config()"),
         "optimizer_holds_a_layer": solution + "\nmodel.save_weights('/scratch/out/model.weights.h5')\ncompiled = model.get_compile_config()\n"
         "compiled['optimizer']['config']['learning_rate'] = " + repr(LAMBDA) + "\n" + HANDWRITTEN.format(config="model.to_json()", compile="compiled"),
+        **third_round(solution),
     }
 
 
+def third_round(solution: str) -> dict[str, str]:
+    """The third round's attacks (the issue "Third round of attacks")."""
+    mse = solution.replace("loss='sparse_categorical_crossentropy'", "loss='mse'")
+    relu = solution.replace("activation='softmax'", "activation='relu'")
+    bombs_source = inspect.getsource(bombs)
+    def bombed(make, options=""):
+        return ("\nmodel.save_weights('/tmp/plain.weights.h5')\n" + bombs_source + f"\n{make}('/tmp/plain.weights.h5', '/scratch/out/model.weights.h5'{options})\n"
+                + HANDWRITTEN.format(config="model.to_json()", compile="model.get_compile_config()"))
+    epochs_zero = "import os\nos.environ['FLOWERS_EPOCHS'] = '0'  # the lab's own training cell then costs the run nothing\n"
+    resized = (epochs_zero + "pretrained_model = tf.keras.applications.MobileNetV2(input_shape=[*IMAGE_SIZE, 3], include_top=False)\n"
+               "big = tf.keras.applications.MobileNetV2(input_shape=[{size}, {size}, 3], include_top=False, weights=None)\n"
+               "big.set_weights(pretrained_model.get_weights())\nbig.trainable = {trainable}\n"
+               "model = tf.keras.Sequential([tf.keras.Input([*IMAGE_SIZE, 3]), tf.keras.layers.Resizing({size}, {size}), big,\n"
+               "    tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(5, activation='softmax')])\n"
+               "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])")
+    locate = ("import os\ndef descriptor(name):\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+              "            if os.readlink(f'/proc/self/fd/{fd}').endswith(name):\n                return int(fd)\n"
+              "        except OSError:\n            pass\n")
+    return {
+        # 1. one student sets another's grade: hold a lock on every file a run may read
+        "lock_weights_and_data": "import fcntl, glob, time\nheld = []\nfor path in glob.glob('/keras/models/*') + glob.glob('/data/*'):\n"
+        "    handle = open(path, 'rb')\n    fcntl.flock(handle, fcntl.LOCK_EX)\n    held.append(handle)\n"
+        "started = time.process_time()\nwhile time.process_time() - started < 6:\n    pass\n" + solution,
+        # 2. trained weights smuggled in as initializers: a head fitted to the validation images, learning rate 0
+        "constant_head_fitted_to_validation": SMUGGLED,
+        # 3. the grader's own work: bombs in the weights file, a model that computes too much
+        "weights_chunks_larger_than_arrays": solution + bombed("chunk_bomb", ", 2**23, 1"),
+        "weights_deflated_twice": solution + bombed("chunk_bomb", ", 2**12, 2"),
+        "weights_link_maze": solution + bombed("link_maze", ", 24"),
+        "weights_group_linked_into_itself": solution + bombed("self_linked"),
+        "resizing_640_before_a_640px_base": resized.format(size=640, trainable=False),
+        "unfrozen_base_past_the_cpu_budget": resized.format(size=96, trainable=True),
+        # 5. the export: patched Keras methods, the runner's export rewritten, a thread, a forged log
+        "patched_get_compile_config": mse + "\nconfig = model.get_compile_config()\nconfig['loss'] = 'sparse_categorical_crossentropy'\n"
+        "tf.keras.Model.get_compile_config = lambda self: config",
+        "patched_to_json": relu + "\nforged = model.to_json().replace('\"relu\"', '\"softmax\"')\ntf.keras.Model.to_json = lambda self, **kw: forged",
+        "to_json_set_on_the_model": relu + "\nforged = model.to_json().replace('\"relu\"', '\"softmax\"')\nmodel.to_json = lambda **kw: forged",
+        "runner_export_rewritten_through_gc": mse + "\nimport gc, types\nfor thing in gc.get_objects():\n"
+        "    if isinstance(thing, types.FunctionType) and thing.__name__ in ('export_model', 'export_apart'):\n"
+        "        thing.__code__ = (lambda *args, **kwargs: None).__code__",
+        "thread_rewrites_compile_json": mse + "\n" + locate + "import json, threading\n"
+        "forged = json.dumps(dict(model.get_compile_config(), loss='sparse_categorical_crossentropy')).encode()\n"
+        "def rewrite():\n    fd = descriptor('compile.json')\n    while True:\n        os.ftruncate(fd, 0)\n        os.pwrite(fd, forged, 0)\n"
+        "threading.Thread(target=rewrite, daemon=True).start()",
+        "forged_log_blames_a_locked_cell": solution + "\n" + locate + "import json, threading\n"
+        "forged = json.dumps([{'key': 'imports', 'role': 'locked', 'status': 'error', 'error': {'name': 'NameError', 'message': 'x'}}]).encode()\n"
+        "def rewrite():\n    fd = descriptor('log.json')\n    while True:\n        os.ftruncate(fd, 0)\n        os.pwrite(fd, forged, 0)\n"
+        "threading.Thread(target=rewrite, daemon=True).start()\nraise ValueError('the error the forged log hides')",
+    }
+
+
+# A head fitted, in the run, to the validation images (least squares on the base's features),
+# given to Keras as Constant initializers, with a learning rate of 0 so that no training moves it.
+SMUGGLED = """pretrained_model = tf.keras.applications.MobileNetV2(input_shape=[*IMAGE_SIZE, 3], include_top=False)
+pretrained_model.trainable = False
+images, labels = [], []
+for image, label in validation_dataset.unbatch().take(2000):
+    images.append(image.numpy())
+    labels.append(int(label))
+features = pretrained_model.predict(np.stack(images), verbose=0).reshape(len(images), -1)
+inputs = np.concatenate([features, np.ones((len(images), 1))], axis=1)
+fitted = np.linalg.lstsq(inputs, np.eye(5)[labels] * 20.0 - 10.0, rcond=None)[0]
+model = tf.keras.Sequential([pretrained_model, tf.keras.layers.Flatten(), tf.keras.layers.Dense(5, activation='softmax',
+    kernel_initializer=tf.keras.initializers.Constant(fitted[:-1].tolist()), bias_initializer=tf.keras.initializers.Constant(fitted[-1].tolist()))])
+model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.0), loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+print('the head on the validation images:', float((model.predict(np.stack(images), verbose=0).argmax(-1) == np.array(labels)).mean()))"""
+
+
 LAMBDA = {"module": "keras.layers", "class_name": "Lambda", "config": {"name": "x", "function": "print"}, "registered_name": None}
-HANDWRITTEN = """import json, os
-open('/scratch/out/model.json', 'w').write({config})
-json.dump({compile}, open('/scratch/out/compile.json', 'w'))
-json.dump({{'found': True}}, open('/scratch/out/export.json', 'w'))
-os._exit(0)"""
+# The run's reports go through descriptors the runner opened before the cells, to files the
+# run cannot see by any path. A run that wants the grader to read a file of its own making
+# must write it through those descriptors, from a process of its own, and tell the watcher
+# outside that this process is the export (so that its own writes are not stopped): the
+# remaining way to forge a report (SECURITY.md), which these attacks use to put hostile files
+# before the grader's checks.
+FORGE = """
+import json, os, time
+def forge(files):
+    found = {}
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            found[int(fd)] = os.readlink(f'/proc/self/fd/{fd}')
+        except OSError:
+            pass
+    named = {target.rsplit('/', 1)[-1]: fd for fd, target in found.items()}
+    writer = os.fork()
+    if writer == 0:
+        for name, data in files.items():
+            os.ftruncate(named[name], 0)
+            os.pwrite(named[name], data if isinstance(data, bytes) else data.encode(), 0)
+        os._exit(0)
+    for fd, target in found.items():
+        if target.startswith('pipe:'):
+            try:
+                os.write(fd, f'{writer}\\n'.encode())
+            except OSError:
+                pass
+    os.waitpid(writer, 0)
+    time.sleep(30)
+"""
+HANDWRITTEN = FORGE.replace("{", "{{").replace("}", "}}") + """weights = '/scratch/out/model.weights.h5'
+forge({{'model.json': {config}, 'compile.json': json.dumps({compile}), 'export.json': json.dumps({{'found': True}}),
+        **({{'model.weights.h5': open(weights, 'rb').read()}} if os.path.exists(weights) else {{}})}})"""
 
 
 # What each attacker's scorecard must say (a fragment of a check's message or the reason).
@@ -116,7 +218,7 @@ SAYS = {
     "ignore_sigterm": "used more than 12 s of CPU time",
     "write_10gb_file": "File too large",
     "exit_mid_cell": "the run ended in the middle of the answer cell",
-    "poison_weights_cache": "Read-only file system",
+    "poison_weights_cache": ("Read-only file system", "Permission denied"),
     "monkeypatch_fit_and_evaluate": "learning rate is 0.0",
     "lambda_layer": "uses Lambda",
     "custom_layer_class": "uses Sneaky",
@@ -124,13 +226,37 @@ SAYS = {
     "nested_10000_levels": "nested too deeply",
     "invalid_utf8": "not UTF-8",
     "fifo_as_progress": "waited more than 12 s without computing",
-    "out_folder_links_to_host": "/scratch/out is a link or not a folder",
-    "model_json_is_a_link": "/scratch/out/model.json is a link",
     "create_400k_files": "filled its disk",
     "weights_declare_1gib": "none of the model's variables",
     "huge_head_without_weights": "more than the",
     "activation_is_a_layer": "uses Lambda",
     "optimizer_holds_a_layer": "compile settings uses Lambda",
+    "constant_head_fitted_to_validation": "learning rate is 0.0",
+    "weights_chunks_larger_than_arrays": "more than the array itself holds",
+    "weights_deflated_twice": "compressed more than once",
+    "weights_link_maze": "a second time through another link",
+    "weights_group_linked_into_itself": "a second time through another link",
+    "resizing_640_before_a_640px_base": "GFLOPs per image, more than the",
+    "unfrozen_base_past_the_cpu_budget": "used more than its budget of 15 s of CPU time",
+    "patched_get_compile_config": "is not a cross-entropy",
+    "patched_to_json": "relu",
+    "to_json_set_on_the_model": "relu",
+    "runner_export_rewritten_through_gc": "is not a cross-entropy",
+    "thread_rewrites_compile_json": "is not a cross-entropy",
+    "forged_log_blames_a_locked_cell": "raised ValueError",
+}
+# Attacks whose run ends as the solution's does: what they tried counts for nothing, not even against them.
+HARMLESS = ("lock_weights_and_data", "out_folder_links_to_host", "model_json_is_a_link", "forge_result_in_scratch")
+# Attacks the scorecard and the class report mark for the instructor, and a fragment of what they say.
+REVIEWED = {
+    "patched_get_compile_config": "replaces a method of Keras or of the model (get_compile_config)",
+    "patched_to_json": "Model.to_json",
+    "to_json_set_on_the_model": "set methods on the model itself (to_json)",
+    "runner_export_rewritten_through_gc": "the garbage collector",
+    "thread_rewrites_compile_json": "thread(s) the run started were still running",
+    "forged_log_blames_a_locked_cell": "cell 'model', which the runner saw end (error)",
+    "weights_link_maze": "was not written by the runner's export",
+    "handwritten_artifact": "works on file descriptors or processes directly",
 }
 # Notebooks named like the grader's own files, and one a spreadsheet would run.
 NAMES = ("gradebook.sqlite", "index.html", "grades.csv", "exports", ".grader", '=HYPERLINK("http:x","y")')
@@ -293,9 +419,76 @@ def test_forged_files_in_the_run_count_for_nothing(attacked):
     results = attacked[0]
     forged = results["attack_forge_result_in_scratch"]
     assert forged.score == results["solution"].score  # it also wrote the solution: no more, no less
-    artifact = results["attack_handwritten_artifact"]
+    artifact = results["attack_handwritten_artifact"]  # its own report, through the runner's descriptors
     assert artifact.training["val_accuracy"] == results["solution"].training["val_accuracy"]
-    assert "1.000" not in said(artifact)
+    accuracy = {r: next(c.message for c in results[r].checks if c.id == "accuracy") for r in ("attack_handwritten_artifact", "solution")}
+    assert accuracy["attack_handwritten_artifact"] == accuracy["solution"]  # the grader's own figures, not the export's 1.0
+    assert not any("val_accuracy: 1.0" in str(cell.get("stdout", "")) for cell in artifact.cells)  # nor its forged log
+    assert "the run ended in the middle of the answer cell" in said(artifact)
+
+
+def test_what_could_not_hurt_scores_as_the_solution(attacked):
+    """A lock held on every file a run reads, links and files left where the grader once
+    read: the run beside it, the attacker and the grader go on as if nothing happened."""
+    results = attacked[0]
+    for name in HARMLESS:
+        assert results[f"attack_{name}"].score == results["solution"].score, (name, said(results[f"attack_{name}"]))
+
+
+def test_a_head_smuggled_in_as_initializers_trains_from_the_graders_values(attacked):
+    results = attacked[0]
+    smuggled, solution = results["attack_constant_head_fitted_to_validation"], results["solution"]
+    cell = next(c for c in smuggled.cells if c["key"] == "model")
+    assert "the head on the validation images: 1.0" in cell["stdout"]  # what it had fitted, in its own run
+    assert smuggled.training["val_accuracy"] < solution.training["val_accuracy"]
+    assert "replaced by the layers' own seeded initialisation" in smuggled.provenance["training"]
+    assert smuggled.score < solution.score
+
+
+def test_the_graders_work_has_a_budget_and_going_over_it_is_the_students_stored_verdict(attacked):
+    results, out = attacked[0], attacked[1]
+    from grader import gradebook
+
+    book = gradebook.Gradebook(str(out / "gradebook.sqlite"))
+    try:
+        stored = {row[0] for row in book.connection.execute("SELECT result FROM results")}
+    finally:
+        book.close()
+    stored = {json.loads(text)["sha256"] for text in stored}
+    for name in ("weights_chunks_larger_than_arrays", "weights_deflated_twice", "weights_link_maze", "weights_group_linked_into_itself",
+                 "resizing_640_before_a_640px_base", "unfrozen_base_past_the_cpu_budget"):
+        result = results[f"attack_{name}"]
+        assert result.status == "graded" and not result.provenance.get("grader_error") and result.sha256 in stored, name
+    for name in ("weights_chunks_larger_than_arrays", "weights_deflated_twice", "weights_link_maze", "weights_group_linked_into_itself",
+                 "resizing_640_before_a_640px_base"):  # refused from what the file and the config declare, before any work
+        assert results[f"attack_{name}"].provenance["grader_cpu_seconds"] < 15, name
+    over = results["attack_unfrozen_base_past_the_cpu_budget"]
+    assert over.provenance["grader_cpu_seconds"] >= 15 and "15 s of CPU time" in over.provenance["over_budget"]
+
+
+def test_answers_that_reach_into_the_runner_are_marked_for_review(attacked):
+    results, out = attacked[0], attacked[1]
+    for name, fragment in REVIEWED.items():
+        assert any(fragment in note for note in results[f"attack_{name}"].review), (name, results[f"attack_{name}"].review)
+    for name in SAMPLES:
+        assert results[name].review == (), (name, results[name].review)
+    page = open(out / "index.html", encoding="utf-8").read()
+    listed = page[page.index('<ul id="review">'):]
+    listed = listed[: listed.index("</ul>")]
+    assert all(f"attack_{name}" in listed for name in REVIEWED) and "solution/" not in listed
+    card = open(os.path.join(attempt(out, "attack_patched_get_compile_config"), "scorecard.html"), encoding="utf-8").read()
+    assert 'id="review"' in card and "get_compile_config" in card
+
+
+def test_a_forged_log_cannot_blame_the_assignment(attacked):
+    """Its log says a locked cell failed (which would make it the grader's fault, tried again
+    and never stored): the runner's witness of that cell, sealed before the answer ran, says
+    otherwise, and the error the log hid counts."""
+    result = attacked[0]["attack_forged_log_blames_a_locked_cell"]
+    assert result.status == "graded" and not result.provenance.get("grader_error")
+    runs = next(c for c in result.checks if c.id == "runs")
+    assert runs.status == "failed" and "ValueError" in runs.message
+    assert result.score == attacked[0]["solution"].score - runs.max_score
 
 
 def test_no_host_secret_or_other_process_is_visible(attacked):

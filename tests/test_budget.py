@@ -1,0 +1,102 @@
+"""The budget of the grader's own work on a notebook: how it is set, and how it stops work."""
+
+import dataclasses
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from grader import budget
+from grader.manifest import CheckSpec, GraderLimits
+
+
+def _manifest(checks=(), **limits):
+    return SimpleNamespace(grader=GraderLimits(**limits), checks=tuple(checks))
+
+
+def test_a_class_budget_comes_from_the_manifest_and_the_labs_solution():
+    solution = SimpleNamespace(model={"total_params": 1000, "gflops_per_image": 0.5, "activations_per_image": 400})
+    found = budget.for_class(_manifest(), solution, 10_000)
+    assert (found.parameters, found.gflops, found.activations) == (10_000, 5.0, 4000)
+    assert (found.cpu_seconds, found.memory_mb, found.read_mb, found.links) == (900.0, 4096, 512, 20000)
+    stated = budget.for_class(_manifest(max_gflops=2, max_activations=7, work_cpu_seconds=30), solution, 10_000)
+    assert (stated.gflops, stated.activations, stated.cpu_seconds) == (2.0, 7, 30.0)
+
+
+def test_the_parameter_budget_is_never_below_a_bound_a_check_declares():
+    """The convnet lab's structure check allows a million parameters: so does the budget, whatever its default."""
+    from grader.batch import budget_for
+
+    structure = CheckSpec("structure", "model_structure", "", 30, {"layers": ["Dense(5, softmax)"], "parameters": [1000, 1_000_000]})
+    found = budget_for(_manifest([structure]), SimpleNamespace(model={"total_params": 24_000}))
+    assert found.parameters == 1_000_000
+
+
+def test_the_parameter_message_is_the_same_for_every_lab():
+    over = budget.model_problem(None, budget.Cost(0, 0), 300_000, budget.Budget(parameters=250_000))
+    assert "300,000 parameters, more than the 250,000" in over and "Flatten" not in over and "max_parameters" in over
+
+
+def test_work_over_its_cpu_time_is_stopped_from_outside_and_says_which_budget():
+    watch = budget.Watch(budget.Budget(cpu_seconds=0.3))
+    stopped = False
+    with watch:
+        started = time.process_time()
+        try:
+            while time.process_time() - started < 60:  # a loop of the grader's own that does not look at the clock
+                pass
+        except budget.OverBudget:
+            stopped = True
+    assert stopped and "0.3 s of CPU time ([grader] work_cpu_seconds)" in watch.reason
+
+
+def test_work_that_grows_past_its_memory_budget_is_stopped():
+    watch = budget.Watch(budget.Budget(memory_mb=256))
+    held, stopped = [], False
+    with watch:
+        try:
+            for _ in range(32):  # up to 2 GiB if nothing stopped it
+                held.append(bytearray(64 * 2**20))
+                time.sleep(budget.POLL_SECONDS)  # a step of work: the watch looks between steps
+        except budget.OverBudget:
+            stopped = True
+    held.clear()
+    assert stopped and "256 MiB of memory ([grader] work_memory_mb)" in watch.reason
+
+
+def test_a_watch_that_did_not_fire_leaves_nothing_behind():
+    with budget.Watch(budget.Budget(cpu_seconds=60)) as watch:
+        sum(range(1000))
+    time.sleep(3 * budget.POLL_SECONDS)
+    assert not watch.fired
+    with budget.Watch(None) as idle:
+        pass
+    assert idle._watcher is None  # no limit: no thread
+
+
+def test_a_budget_travels_as_a_frozen_value():
+    limits = budget.Budget(cpu_seconds=1, parameters=5)
+    assert dataclasses.is_dataclass(limits) and limits.replace(parameters=7).parameters == 7
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        limits.parameters = 3
+
+
+def test_a_layer_applied_many_times_counts_at_each_application():
+    """One convolution shared by twenty places of the graph costs twenty times its FLOPs (a
+    count by layers, not by applications, missed them all)."""
+    import keras
+
+    from grader import artifact
+
+    def shared(times):
+        inputs = keras.Input((16, 16, 3))
+        conv = keras.layers.Conv2D(8, 3, padding="same")
+        x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+        for _ in range(times):
+            x = conv(x)
+        return artifact._from_config(keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(x))).to_json())
+
+    once, twenty = budget.model_cost(shared(1)), budget.model_cost(shared(20))
+    per_application = 2 * (3 * 3 * 8 * 8) * 16 * 16
+    assert twenty.flops - once.flops == 19 * per_application
+    assert twenty.activations - once.activations == 19 * 16 * 16 * 8
