@@ -12,15 +12,13 @@ import ast
 import hashlib
 import re
 
+from grader.faults import ManifestError  # a `### BEGIN SOLUTION` without its `### END SOLUTION`, or the reverse
+
 WORK_MARKERS = ("[WORK REQUIRED]", "[WORK WAS REQUIRED HERE]")
 PLACEHOLDERS = ("# YOUR CODE HERE", "# YOUR CODE GOES HERE", "# YOUR LAYERS HERE")
 DEFAULT_PLACEHOLDER = "# YOUR CODE HERE"
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s*(?P<placeholder>#.*))?$")
 _END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
-
-
-class SolutionMarkerError(ValueError):
-    """A `### BEGIN SOLUTION` without its `### END SOLUTION`, or the reverse."""
 
 
 def source_of(cell) -> str:
@@ -137,17 +135,17 @@ def strip_solutions(source: str) -> str:
         begin, end = _BEGIN.match(line), _END.match(line)
         if begin:
             if inside:
-                raise SolutionMarkerError(f"line {number}: BEGIN SOLUTION inside another solution block")
+                raise ManifestError(f"line {number}: BEGIN SOLUTION inside another solution block")
             inside = True
             out.append(begin["indent"] + (begin["placeholder"] or DEFAULT_PLACEHOLDER).strip())
         elif end:
             if not inside:
-                raise SolutionMarkerError(f"line {number}: END SOLUTION without BEGIN SOLUTION")
+                raise ManifestError(f"line {number}: END SOLUTION without BEGIN SOLUTION")
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise SolutionMarkerError("BEGIN SOLUTION is never closed by END SOLUTION")
+        raise ManifestError("BEGIN SOLUTION is never closed by END SOLUTION")
     return "\n".join(out)
 
 

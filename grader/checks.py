@@ -13,12 +13,12 @@ from typing import Callable
 
 from grader import cells
 from grader import sample as sample_mod
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from grader.evidence import Evidence, Missing
 from grader.faults import GraderFault
 from grader.manifest import CheckSpec
 from grader.results import CheckResult
-from grader.structure import RuleError, compare, parse_rule
+from grader.structure import compare, parse_rule
 
 REGISTRY: dict[str, Callable[..., "Check"]] = {}
 
@@ -65,7 +65,7 @@ def build(spec: CheckSpec) -> Check:
         )
     try:
         return factory(**spec.params)
-    except (TypeError, ValueError, RuleError) as error:
+    except (TypeError, ValueError, ManifestError) as error:
         raise ManifestError(f"check {spec.id!r} ({spec.check}): bad parameters: {error}") from None
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 import grader
-from grader.errors import GraderError
+from grader.faults import GraderError
 
 DEFAULT_ASSIGNMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assignments", "keras_flowers_transfer")
 
@@ -154,7 +154,7 @@ def _release(args) -> int:
 
 
 def _options(args):
-    from grader.batch import Options
+    from grader.run import Options
 
     return Options(
         out_dir=os.path.abspath(args.out),
@@ -205,11 +205,11 @@ def _positive_int(text: str) -> int:
 
 
 def _cluster_address(text: str) -> str:
-    from grader.cluster import ClusterError, check_address
+    from grader.cluster import check_address
 
     try:
         return check_address(text)
-    except ClusterError as error:
+    except GraderError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -254,7 +254,7 @@ def _summarise(graded) -> None:
 def _serve(args) -> int:
     from grader import manifest, serve
 
-    settings = serve.Settings(
+    settings = serve.ServerOptions(
         host=args.host, port=args.port, url=args.url, max_upload_mb=args.max_upload_mb, uploads_per_minute=args.uploads_per_minute,
         code=args.code, links=args.links, trusted_proxies=args.trusted_proxies,
     )

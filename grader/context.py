@@ -15,14 +15,15 @@ import os
 
 import grader
 from grader import gradebook, labs, release as release_mod, sandbox
-from grader.errors import AssetError, ManifestError
+from grader.faults import GraderError, ManifestError
 from grader.manifest import Manifest
 from grader.release import Release
+from grader.storage import STATE
 from reference import data as data_mod
 from reference import weights as weights_mod
 from reference.hashing import file_sha256
 
-STATE = ".grader"  # the output folder's own folder: staged weights, the solution notebook, class facts
+BUDGET_MULTIPLE = 10  # default largest model: this many times the lab's solution's parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +38,17 @@ class Context:
     sandboxed: bool
     cache_dir: str | None  # the feature cache (None: every model trained in full)
     fingerprint: str  # a hash of all of the above and of the grader's own code
-    max_parameters: int = 0  # largest model rebuilt (0: not known yet)
+    max_parameters: int = 0  # largest model rebuilt (0: no bound): the manifest's, else set by `with_budget`
 
     @property
     def lab(self):
         return self.manifest.lab
+
+    def with_budget(self, solution) -> "Context":
+        """The run's context once the lab's solution is graded (a SubmissionResult): the
+        largest model the workers rebuild is the manifest's, else a multiple of the solution's."""
+        solution_size = int(solution.model.get("total_params", 0))
+        return dataclasses.replace(self, max_parameters=self.manifest.grader.max_parameters or BUDGET_MULTIPLE * solution_size)
 
     @property
     def mounts(self) -> sandbox.Mounts:
@@ -95,18 +102,18 @@ def dataset_for(manifest: Manifest, override: str | None) -> data_mod.Dataset:
         pattern = os.path.join(manifest.directory, pattern)
     if os.path.isdir(pattern):
         example = os.path.join(pattern, "*.tfrec" if manifest.data_format == "tfrecord" else "*/*.jpg")
-        raise AssetError(f"{pattern} is a folder; name the files in it", hint=f"pass --data '{example}'")
+        raise GraderError(f"{pattern} is a folder; name the files in it", hint=f"pass --data '{example}'")
     lab = manifest.lab
     try:
         dataset = data_mod.split_files(pattern, manifest.data_format, manifest.image_size, lab.classes, lab.validation_split,
                                        manifest.image_feature, manifest.label_feature)
     except data_mod.DataError as error:
-        raise AssetError(str(error)) from None
+        raise GraderError(str(error)) from None
     folders = {os.path.dirname(f) for f in dataset.files}
     if manifest.data_format == "folders":
         folders = {os.path.dirname(folder) for folder in folders}
     if len(folders) != 1:
-        raise AssetError(f"the files of {pattern!r} must all be in one folder (it is mounted read-only in the sandbox)")
+        raise GraderError(f"the files of {pattern!r} must all be in one folder (it is mounted read-only in the sandbox)")
     return dataset
 
 
@@ -124,9 +131,9 @@ def _check_image_size(dataset: data_mod.Dataset, sized: bool = True) -> None:
     try:
         shape = data_mod.first_image_shape(dataset)
     except data_mod.DataError as error:
-        raise AssetError(str(error)) from None
+        raise GraderError(str(error)) from None
     if sized and shape[:2] != (dataset.image_size, dataset.image_size):
-        raise AssetError(
+        raise GraderError(
             f"the dataset's images are {shape[0]}x{shape[1]} but the manifest's image_size is {dataset.image_size}",
             hint="set [data] image_size to the size of the images",
         )
@@ -136,7 +143,7 @@ def weights_for(manifest: Manifest, override: str | None) -> weights_mod.Weights
     base = manifest.lab.base
     if base is None:
         if override is not None:  # the instructor meant another lab, or another manifest
-            raise AssetError(f"--weights {override}: the lab {manifest.name} has no pretrained base ([lab.base]) to load weights into",
+            raise GraderError(f"--weights {override}: the lab {manifest.name} has no pretrained base ([lab.base]) to load weights into",
                              hint="leave out --weights, or declare the base in [lab.base]")
         return None
     if override is None and manifest.weights_file == "demo":
@@ -146,7 +153,7 @@ def weights_for(manifest: Manifest, override: str | None) -> weights_mod.Weights
     try:
         return weights_mod.resolve(path, kind, base)
     except weights_mod.WeightsError as error:
-        raise AssetError(str(error)) from None
+        raise GraderError(str(error)) from None
 
 
 def check_weights(base: weights_mod.Base, weights: weights_mod.Weights, image_size: int) -> None:
@@ -154,7 +161,7 @@ def check_weights(base: weights_mod.Base, weights: weights_mod.Weights, image_si
     try:
         weights_mod.pretrained_base(base, weights, image_size)
     except Exception as error:
-        raise AssetError(
+        raise GraderError(
             f"the weights file {weights.path} does not load into {base.application}(include_top=False) at "
             f"{image_size}x{image_size}: {type(error).__name__}: {str(error)[:300]}",
             hint=f"pass Keras's {base.keras_file.format(size='<size>')}, or \"demo\"",

@@ -24,7 +24,7 @@ import re
 import nbformat
 
 from grader import cells
-from grader.errors import GraderError
+from grader.faults import GraderError
 from grader.notebook import Unreadable, read_submission
 from grader.storage import write_atomic
 

@@ -15,7 +15,7 @@ import os
 import tomllib
 from typing import Any, Callable
 
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from reference.weights import Base
 
 STRATEGIES = ("auto", "tpu", "gpu", "cpu")

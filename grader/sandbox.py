@@ -37,7 +37,7 @@ import time
 from grader import rundisk, runfiles, watch
 from grader.artifact import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 from grader.cgroups import RunCgroup
-from grader.errors import SandboxUnavailable
+from grader.faults import SandboxUnavailable
 from grader.manifest import Limits
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,8 @@ import dataclasses
 import functools
 import re
 
+from grader.faults import ManifestError  # a structure rule that cannot be read is the instructor's to fix
+
 FAMILIES = {
     "preprocessing": frozenset(
         "Rescaling Resizing Normalization CenterCrop RandomCrop RandomFlip RandomRotation RandomZoom "
@@ -32,10 +34,6 @@ FAMILIES = {
     "dropout": frozenset("Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise AlphaDropout".split()),
 }
 _SPEC = re.compile(r"^\s*(?P<pretrained>pretrained\s+)?(?P<kind>[A-Za-z_][A-Za-z0-9_]*)\s*(?:\((?P<args>[^()]*)\))?\s*$")
-
-
-class RuleError(ValueError):
-    pass
 
 
 def _layer_text(kind: str, units, activation, options) -> str:
@@ -192,7 +190,7 @@ def _words(node) -> str:
 
 def parse_rule(rule: list[str]) -> Rule:
     if not isinstance(rule, (list, tuple)) or not rule or not all(isinstance(p, str) for p in rule):
-        raise RuleError("layers must be a non-empty list of strings")
+        raise ManifestError("layers must be a non-empty list of strings")
     return Rule(tuple(_Parser(text).step() for text in rule), tuple(rule))
 
 
@@ -203,8 +201,8 @@ class _Parser:
     def __init__(self, text: str):
         self.text, self.tokens, self.at = text, re.findall(r"\(|\)|\||,|[?*+]|[^()|,?*+]+(?:\([^()]*\))?", text), 0
 
-    def fail(self, why: str = "") -> RuleError:
-        return RuleError(f"cannot read the layer pattern {self.text.strip()!r}{': ' + why if why else ''}; write e.g. 'Dense(5, softmax)' or '(Dense(relu) | Dropout)*'")
+    def fail(self, why: str = "") -> ManifestError:
+        return ManifestError(f"cannot read the layer pattern {self.text.strip()!r}{': ' + why if why else ''}; write e.g. 'Dense(5, softmax)' or '(Dense(relu) | Dropout)*'")
 
     def peek(self) -> str | None:
         while self.at < len(self.tokens) and not self.tokens[self.at].strip():

@@ -1,6 +1,7 @@
 import pytest
 
 from grader import cells
+from grader.faults import ManifestError
 
 
 def test_strip_solutions_keeps_indent_and_named_placeholder():
@@ -18,7 +19,7 @@ def test_strip_solutions_default_placeholder():
     ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
 ])
 def test_strip_solutions_rejects_broken_markers(source, fragment):
-    with pytest.raises(cells.SolutionMarkerError, match=fragment):
+    with pytest.raises(ManifestError, match=fragment):
         cells.strip_solutions(source)
 
 

@@ -32,7 +32,7 @@ def test_a_check_that_crashes_is_the_graders_fault_not_a_grade():
 
 
 def test_an_unknown_check_names_the_closest():
-    from grader.errors import ManifestError
+    from grader.faults import ManifestError
 
     with pytest.raises(ManifestError, match="did you mean 'frozen_base'"):
         checks.build(CheckSpec("f", "frozen_bse", "t", 1.0, {}))
