@@ -18,7 +18,7 @@ from grader.evidence import Evidence, Missing
 from grader.faults import GraderFault
 from grader.manifest import CheckSpec
 from grader.results import CheckResult
-from grader.structure import compare, parse_rule
+from grader.structure import PRETRAINED_FIX, compare, parse_rule
 
 REGISTRY: dict[str, Callable[..., "Check"]] = {}
 
@@ -148,12 +148,14 @@ class ModelStructure(Check):
 
     def __call__(self, evidence: Evidence) -> Verdict:
         found = evidence.layers
-        verdict = compare(self._patterns, found)
+        lab = evidence.setting.lab
+        verdict = compare(self._patterns, found, lab.hint("pretrained_weights", PRETRAINED_FIX))
         base_size = dict(next((f.options for f in found if f.kind == evidence.setting.base_name), ())).get("input")
         expected_size = f"{evidence.setting.image_size}x{evidence.setting.image_size}x3"
         facts = {"layers": [str(f) for f in found], "expected": list(self._patterns.texts), "differs_at": verdict.differs_at}
         if verdict.ok and base_size and base_size != expected_size:
-            return Verdict("failed", f"the pretrained model's input is {base_size}; build it with input_shape=[*IMAGE_SIZE, 3] ({expected_size})", evidence=facts)
+            build = lab.hint("input_shape", "build it for the lab's images")
+            return Verdict("failed", f"the pretrained model's input is {base_size}; {build} ({expected_size})", evidence=facts)
         if verdict.ok and self.parameters:
             count = evidence.model().count_params()
             low, high = self.parameters
@@ -182,7 +184,8 @@ class FrozenBase(Check):
                 + evidence.setting.lab.hint("freeze", "set the base's trainable to False before building the model"),
             )
         if not evidence.base_is_pretrained:
-            return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: keep the default weights='imagenet'")
+            return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: "
+                           + evidence.setting.lab.hint("pretrained_weights", PRETRAINED_FIX))
         try:
             after = evidence.trained_base_weights()
         except Missing:

@@ -10,7 +10,7 @@ import time
 import grader
 from grader.faults import GraderError
 
-DEFAULT_ASSIGNMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assignments", "keras_flowers_transfer")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,14 +107,14 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="release the lab, make sample submissions, grade them")
     demo.add_argument("--out", default="demo-out", help="folder for everything the demo writes (default: demo-out)")
-    demo.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help=argparse.SUPPRESS)
+    demo.add_argument("--assignment", default=None, help=argparse.SUPPRESS)  # default: the series' demo (labs.DEMO)
     _grading_flags(demo)
     return top
 
 
 def _grading_flags(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--data", help="glob of the flowers .tfrec files (default: the manifest's [data] pattern)")
-    command.add_argument("--weights", help="the pretrained base's no-top weights file, e.g. the real ImageNet one (default: the manifest's)")
+    command.add_argument("--data", help="glob of the lab's data files (default: the manifest's [data] pattern)")
+    command.add_argument("--weights", help="the pretrained base's no-top weights file, e.g. the one Keras downloads (default: the manifest's)")
     command.add_argument("--no-sandbox", action="store_true", help="run student code without isolation if bubblewrap cannot (scorecards say so)")
     command.add_argument("--quiet", action="store_true", help="no progress lines")
     command.add_argument("--cache-dir", help="feature cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
@@ -223,8 +223,9 @@ def _grade(args) -> int:
 def _demo(args) -> int:
     from grader import batch, labs, manifest, release, scenarios
     from grader.storage import write_atomic
+    from labs import DEMO  # the series' demo assignment: the core names no lab
 
-    loaded = manifest.load(args.assignment)
+    loaded = manifest.load(args.assignment or os.path.join(ROOT, "assignments", DEMO))
     built, playground = release.build(loaded)
     out = os.path.abspath(args.out)
     release.write(built, playground, os.path.join(out, "release"))

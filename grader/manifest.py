@@ -88,7 +88,8 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
         Key("base", dict, {}, "The pretrained base, if any (see [lab.base])."),
         Key("environment", dict, {}, "Environment variables the locked cells read, as templates of {data_dir}, "
             "{image_size}, {batch_size}."),
-        Key("hints", dict, {}, "Texts the feedback uses, by name (freeze, add_base)."),
+        Key("hints", dict, {}, "Texts the feedback uses, in the lab's words, by name (freeze, add_base, pretrained_weights, "
+            "input_shape); a name the lab leaves out gets the grader's own words."),
     )),
     "data": ("The dataset the grader trains and validates on.", (
         Key("pattern", str, REQUIRED, '"demo" (the lab\'s own demo data, from its module) or a glob of the lab\'s data files.'),
