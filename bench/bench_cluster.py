@@ -16,7 +16,10 @@
     folder (each worker builds the features it needs) against the warm shared folder of (1);
 (4) with --codelab N: N distinct notebooks at the codelab's scale (3,670 images at
     192x192, 10 epochs, the solution) on local:1 with a warm cache: the seconds per
-    notebook one Dask worker needs, the figure the README's throughput model uses.
+    notebook one Dask worker needs, the figure the README's throughput model uses;
+(5) the client's own cost per result in the cluster batches of (1), as the grading run
+    measured it (the gradebook, and each submission's pages written from what the
+    worker rendered): the ceiling of one client, however many workers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_grading import ASSIGNMENT, SCALES, assignment_at, make_batch_of_30, solution_file, timed  # noqa: E402
 from grader import batch, manifest as manifest_mod  # noqa: E402
+from grader.run import Options  # noqa: E402
 
 
 OUT = {"--jobs 1": "out-jobs1", "--cluster local:1": "out-local1", "--cluster local:2": "out-local2"}
@@ -44,7 +48,7 @@ OUT = {"--jobs 1": "out-jobs1", "--cluster local:1": "out-local1", "--cluster lo
 def grade(manifest, folder: str, out: str, cache_dir: str, **options) -> tuple[float, dict, float]:
     """(wall seconds, {submission: score}, steady seconds per notebook) of one batch."""
     shutil.rmtree(out, ignore_errors=True)
-    seconds, graded = timed(batch.grade, manifest, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, **options))
+    seconds, graded = timed(batch.grade, manifest, [folder], Options(out_dir=out, quiet=True, cache_dir=cache_dir, **options))
     return seconds, {r.submission: r.score for r in graded.results}, steady_rate(out)
 
 
@@ -80,7 +84,7 @@ def demo_batches(work: str, count: int, cold_cache: bool) -> str:
             shutil.copy(os.path.join(every, name), folder)
     cache = os.path.join(work, "cache-demo")
     shutil.rmtree(os.path.join(work, "warmup"), ignore_errors=True)
-    batch.check(demo, batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache, jobs=1))  # the preflight warms the cache
+    batch.check(demo, Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache, jobs=1))  # the preflight warms the cache
     print(f"grading {len(os.listdir(folder))} demo notebooks; load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     runs = {"--jobs 1": dict(jobs=1), "--cluster local:1": dict(cluster="local:1"), "--cluster local:2": dict(cluster="local:2")}
     figures = {}
@@ -106,25 +110,18 @@ def demo_batches(work: str, count: int, cold_cache: bool) -> str:
     return folder
 
 
-def client_cost(folder: str, work: str) -> None:
-    """What the client does per result whatever the number of workers: the scorecard and
-    the student's notebook as HTML (in its budgeted child process), as the batch writes them."""
-    from grader import report
+def client_cost(work: str) -> None:
+    """What the client itself does per result whatever the number of workers, as the
+    grading run measured it in each cluster batch (grader/run.py): keep the result, write
+    the submission's result.json, scorecard and notebook.html (rendered on the worker)."""
+    import json
 
-    graded = batch.rerender(os.path.join(work, OUT["--cluster local:2"]))
-    results = [r for r in graded.results if os.path.isfile(os.path.join(folder, r.file))]
-    scratch = os.path.join(work, "out-client-cost")
-    shutil.rmtree(scratch, ignore_errors=True)
-
-    def write(result) -> None:
-        page_folder = os.path.join(scratch, result.submission)
-        batch.write_notebook(os.path.join(folder, result.file), page_folder)
-        report.write_submission(result, page_folder, None)
-
-    seconds, _ = timed(lambda: [write(r) for r in results])
-    print(f"(5) the client's own work per result (scorecard and notebook.html): {seconds / len(results):.2f} s "
-          f"({len(results)} results in {seconds:.1f} s), a ceiling of {len(results) / seconds * 3600:.0f} notebooks an hour "
-          "for one client, however many workers", flush=True)
+    for label in ("--cluster local:1", "--cluster local:2"):
+        with open(os.path.join(work, OUT[label], ".grader", "batch.json")) as handle:
+            seconds = json.load(handle)["client_seconds_per_result"]
+        print(f"(5) {label}: the client's own work per result (the gradebook and the pages) {seconds * 1000:.0f} ms, "
+              f"a ceiling of {1 / seconds:.0f} results a second ({3600 / seconds:,.0f} notebooks an hour) for one client, "
+              "however many workers", flush=True)
 
 
 def scheduler_overhead(folder: str) -> None:
@@ -162,7 +159,7 @@ def codelab(work: str, count: int) -> None:
             handle.write(solution.replace("model.summary()", f"model.summary()  # student {index}"))
     cache = os.path.join(work, "cache-codelab")
     started = time.perf_counter()
-    batch.grade(manifest, [folder], batch.Options(out_dir=os.path.join(work, "codelab-warmup"), quiet=True, cache_dir=cache, jobs=1, regrade=True))
+    batch.grade(manifest, [folder], Options(out_dir=os.path.join(work, "codelab-warmup"), quiet=True, cache_dir=cache, jobs=1, regrade=True))
     print(f"(4) codelab scale: warming the cache (and grading {count} once with --jobs 1) took {time.perf_counter() - started:.0f} s", flush=True)
     for label, options in {"--jobs 1": dict(jobs=1), "--cluster local:1": dict(cluster="local:1")}.items():
         seconds, scores, steady = grade(manifest, folder, os.path.join(work, "codelab-" + OUT[label]), cache, **options)
@@ -180,7 +177,7 @@ def main(argv=None) -> int:
     os.makedirs(args.work, exist_ok=True)
     folder = demo_batches(args.work, args.notebooks, args.cold_cache)
     scheduler_overhead(folder)
-    client_cost(folder, args.work)
+    client_cost(args.work)
     if args.codelab:
         codelab(args.work, args.codelab)
     return 0

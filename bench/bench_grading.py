@@ -41,7 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from grader import batch, context, manifest as manifest_mod, release, scenarios  # noqa: E402
-from grader.pipeline import Batch, grade_all, grade_submission  # noqa: E402
+from grader.pipeline import Grader, Work, grade_all, grade_submission  # noqa: E402
+from grader.run import Options, default_jobs  # noqa: E402
 from grader import labs  # noqa: E402
 from labs import flowers  # noqa: E402
 from reference import weights  # noqa: E402
@@ -100,7 +101,7 @@ def run_nbclient(notebook_path: str, data_dir: str, size: int, epochs: int, kera
 
 def per_submission(manifest, path: str, out: str, cache_dir: str | None, repeats: int) -> list[float]:
     """Seconds for each of `repeats` gradings, one after the other, each sandbox started cold."""
-    prepared = Batch(context.resolve(manifest, out, cache_dir=cache_dir, use_cache=cache_dir is not None))
+    prepared = Grader(context.resolve(manifest, out, cache_dir=cache_dir, use_cache=cache_dir is not None))
     try:
         return [timed(grade_submission, path, "solution", prepared)[0] for _ in range(repeats)]
     finally:
@@ -111,10 +112,10 @@ def in_a_row(manifest, path: str, out: str, cache_dir: str, repeats: int) -> lis
     """Seconds between consecutive results when `repeats` gradings go through the
     pipeline a batch uses (--jobs 1): the next sandbox starts ahead and runs while the
     last submission is checked. The first figure includes starting from nothing."""
-    prepared = Batch(context.resolve(manifest, out, cache_dir=cache_dir), ahead=True)
+    prepared = Grader(context.resolve(manifest, out, cache_dir=cache_dir), ahead=True)
     try:
         stamps = [time.perf_counter()]
-        for _ in grade_all([(i, path, "solution") for i in range(repeats)], prepared):
+        for _ in grade_all([Work(str(i), path, "solution") for i in range(repeats)], prepared):
             stamps.append(time.perf_counter())
     finally:
         prepared.close()
@@ -124,7 +125,7 @@ def in_a_row(manifest, path: str, out: str, cache_dir: str, repeats: int) -> lis
 def on_started_worker(manifest, path: str, other: str, out: str, cache_dir: str) -> float:
     """Seconds from submitting one notebook to its result on a worker that has already
     graded one (its zygote started, the feature cache in memory): the portal's case."""
-    prepared = Batch(context.resolve(manifest, out, cache_dir=cache_dir), ahead=True)
+    prepared = Grader(context.resolve(manifest, out, cache_dir=cache_dir), ahead=True)
     try:
         grade_submission(path, "warm-up", prepared)
         time.sleep(2)  # idle, as a worker between uploads
@@ -162,8 +163,8 @@ def a_class(manifest, count: int, folder: str, out: str, cache_dir: str) -> dict
     shutil.rmtree(out, ignore_errors=True)
     # In a fresh interpreter, as `grader grade` is: a worker's peak memory as the kernel
     # reports it starts from its parent's size when it was started (this bench's is large).
-    script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from grader import batch, manifest; "
-              "graded = batch.grade(manifest.load(sys.argv[2]), [sys.argv[3]], batch.Options(out_dir=sys.argv[4], quiet=True, cache_dir=sys.argv[5])); "
+    script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from grader import batch, manifest; from grader.run import Options; "
+              "graded = batch.grade(manifest.load(sys.argv[2]), [sys.argv[3]], Options(out_dir=sys.argv[4], quiet=True, cache_dir=sys.argv[5])); "
               "print(json.dumps(len(graded.results)))")
     seconds, finished = timed(subprocess.run, [sys.executable, "-c", script, ROOT, manifest.directory, folder, out, cache_dir],
                               capture_output=True, text=True)
@@ -180,7 +181,7 @@ def a_class(manifest, count: int, folder: str, out: str, cache_dir: str) -> dict
         stored = sorted(row[0] for row in book.execute("SELECT graded_at FROM results"))[-count:]
     marginal = (stored[-1] - stored[0]) / (len(stored) - 1) if len(stored) > 1 else seconds
     return {"count": count, "seconds": seconds, "per_notebook": seconds / max(1, count), "marginal": marginal,
-            "fixed": seconds - marginal * count, "jobs": batch.default_jobs(), "worker_peak_mb": facts.get("worker_peak_rss_mb")}
+            "fixed": seconds - marginal * count, "jobs": default_jobs(), "worker_peak_mb": facts.get("worker_peak_rss_mb")}
 
 
 # notebooks the fast path cannot take (trained in full: minutes each at the codelab's scale)
@@ -282,12 +283,12 @@ def batch_of_30(work: str) -> None:
     demo = manifest_mod.load(ASSIGNMENT)
     folder = make_batch_of_30(demo, os.path.join(work, "batch30"))
     cache_dir = os.path.join(work, "cache-demo")
-    batch.grade(demo, [folder], batch.Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache_dir, jobs=1))  # warm the cache
+    batch.grade(demo, [folder], Options(out_dir=os.path.join(work, "warmup"), quiet=True, cache_dir=cache_dir, jobs=1))  # warm the cache
     results = {}
     for jobs in (1, 2):
         out = os.path.join(work, f"batch30-jobs{jobs}")
         shutil.rmtree(out, ignore_errors=True)
-        seconds, graded = timed(lambda: batch.grade(demo, [folder], batch.Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=jobs)).results)
+        seconds, graded = timed(lambda: batch.grade(demo, [folder], Options(out_dir=out, quiet=True, cache_dir=cache_dir, jobs=jobs)).results)
         results[jobs] = (seconds, {r.submission: r.score for r in graded})
         print(f"batch of {len(graded)} with --jobs {jobs}: {seconds:.1f} s ({seconds / len(graded):.1f} s per submission)", flush=True)
     print(f"  speed-up --jobs 2 over --jobs 1: {results[1][0] / results[2][0]:.2f}x; same scores: {results[1][1] == results[2][1]}")

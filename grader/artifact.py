@@ -18,6 +18,7 @@ from typing import Any
 from grader import budget as budget_mod
 from grader import runfiles
 from grader.budget import Budget
+from grader.faults import Refused
 
 MAX_JSON_BYTES = 8 * 2**20
 MAX_WEIGHTS_BYTES = 256 * 2**20
@@ -31,10 +32,6 @@ ALLOWED_LAYERS = frozenset(
     RandomContrast RandomBrightness RandomCrop CenterCrop Normalization Softmax LeakyReLU ELU PReLU
     AlphaDropout SpatialDropout1D SpatialDropout3D GlobalAveragePooling1D GlobalMaxPooling1D""".split()
 )
-
-
-class Refused(Exception):
-    """The artifact cannot be believed or rebuilt; the message says why, for the student."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +76,7 @@ def _checked_path(out_dir: str, name: str, limit: int) -> str | None:
     """The file's path if it is a regular file of at most `limit` bytes, reached without a link."""
     try:
         os.close(runfiles.open_regular(out_dir, name, limit))
-    except (runfiles.Refused, OSError):
+    except (Refused, OSError):
         return None
     return os.path.join(out_dir, name)
 
@@ -89,8 +86,6 @@ def _text(out_dir: str, name: str) -> str | None:
     file, or over MAX_JSON_BYTES."""
     try:
         data = runfiles.read(out_dir, name, MAX_JSON_BYTES)
-    except runfiles.Refused as refusal:
-        raise Refused(str(refusal)) from None
     except OSError as error:
         raise Refused(f"{name} cannot be read ({error.strerror})") from None
     return None if data is None else data.decode("utf-8", errors="replace")

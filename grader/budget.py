@@ -53,7 +53,7 @@ class Budget:
 def for_class(manifest, reference, parameters: int) -> Budget:
     """A class's budget: the manifest's `[grader]` figures, and those it leaves at 0 from the
     lab's solution (`reference`, its result as the preflight graded it). `parameters`: the
-    model's parameter bound as the batch decides it (batch.model_budget: never below a bound
+    model's parameter bound as the batch decides it (context.model_budget: never below a bound
     a check declares)."""
     limits = manifest.grader
     model = reference.model if reference is not None else {}

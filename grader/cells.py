@@ -13,6 +13,8 @@ import hashlib
 import os
 import re
 
+from grader.faults import ManifestError  # a `### BEGIN SOLUTION` (or GIVEN) without its END, or the reverse
+
 WORK_MARKERS = ("[WORK REQUIRED]", "[WORK WAS REQUIRED HERE]")
 PLACEHOLDERS = ("# YOUR CODE HERE", "# YOUR CODE GOES HERE", "# YOUR LAYERS HERE")
 DEFAULT_PLACEHOLDER = "# YOUR CODE HERE"
@@ -20,10 +22,6 @@ _BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s*(?P<placeholder
 _END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
 _GIVEN_BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN GIVEN\s*$")
 _GIVEN_END = re.compile(r"^[ \t]*### END GIVEN\s*$")
-
-
-class SolutionMarkerError(ValueError):
-    """A `### BEGIN SOLUTION` without its `### END SOLUTION` (or a GIVEN block's), or the reverse."""
 
 
 def source_of(cell) -> str:
@@ -241,36 +239,36 @@ def strip_solutions(source: str) -> str:
             if given_end:
                 given, after_given = None, True
             elif begin or end or given_begin:
-                raise SolutionMarkerError(f"line {number}: a marker inside a GIVEN block; close it with ### END GIVEN first")
+                raise ManifestError(f"line {number}: a marker inside a GIVEN block; close it with ### END GIVEN first")
             else:
                 out.append(_uncommented(line, given, number))
             continue
         if given_begin:
             if inside:
-                raise SolutionMarkerError(f"line {number}: BEGIN GIVEN inside a solution block; put it just before the block")
+                raise ManifestError(f"line {number}: BEGIN GIVEN inside a solution block; put it just before the block")
             given = given_begin["indent"]
         elif given_end:
-            raise SolutionMarkerError(f"line {number}: END GIVEN without BEGIN GIVEN")
+            raise ManifestError(f"line {number}: END GIVEN without BEGIN GIVEN")
         elif begin:
             if inside:
-                raise SolutionMarkerError(f"line {number}: BEGIN SOLUTION inside another solution block")
+                raise ManifestError(f"line {number}: BEGIN SOLUTION inside another solution block")
             if after_given and begin["placeholder"]:
-                raise SolutionMarkerError(f"line {number}: a solution block right after a GIVEN block takes the given "
+                raise ManifestError(f"line {number}: a solution block right after a GIVEN block takes the given "
                                           f"lines as its placeholder; remove {begin['placeholder'].strip()!r}")
             inside = True
             if not after_given:
                 out.append(begin["indent"] + (begin["placeholder"] or DEFAULT_PLACEHOLDER).strip())
         elif end:
             if not inside:
-                raise SolutionMarkerError(f"line {number}: END SOLUTION without BEGIN SOLUTION")
+                raise ManifestError(f"line {number}: END SOLUTION without BEGIN SOLUTION")
             inside = False
         elif not inside:
             out.append(line)
         after_given = False
     if inside:
-        raise SolutionMarkerError("BEGIN SOLUTION is never closed by END SOLUTION")
+        raise ManifestError("BEGIN SOLUTION is never closed by END SOLUTION")
     if given is not None:
-        raise SolutionMarkerError("BEGIN GIVEN is never closed by END GIVEN")
+        raise ManifestError("BEGIN GIVEN is never closed by END GIVEN")
     return "\n".join(out)
 
 
@@ -279,7 +277,7 @@ def _uncommented(line: str, indent: str, number: int) -> str:
     if not line.strip():
         return line
     if not line.startswith(indent + "#"):
-        raise SolutionMarkerError(f"line {number}: each line of a GIVEN block is the playground's line commented out, "
+        raise ManifestError(f"line {number}: each line of a GIVEN block is the playground's line commented out, "
                                   f"`# ` after the block's indentation ({len(indent)} spaces)")
     rest = line[len(indent) + 1:]
     return indent + (rest[1:] if rest.startswith(" ") else rest)

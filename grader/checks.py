@@ -14,12 +14,12 @@ from typing import Callable
 from grader import cells
 from grader import sample as sample_mod
 from grader.budget import OverBudget
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from grader.evidence import Evidence, Missing
 from grader.faults import GraderFault
 from grader.manifest import CheckSpec
 from grader.results import CheckResult
-from grader.structure import RuleError, compare, parse_rule
+from grader.structure import PRETRAINED_FIX, compare, parse_rule
 
 REGISTRY: dict[str, Callable[..., "Check"]] = {}
 
@@ -66,7 +66,7 @@ def build(spec: CheckSpec) -> Check:
         )
     try:
         return factory(**spec.params)
-    except (TypeError, ValueError, RuleError) as error:
+    except (TypeError, ValueError, ManifestError) as error:
         raise ManifestError(f"check {spec.id!r} ({spec.check}): bad parameters: {error}") from None
 
 
@@ -197,12 +197,14 @@ class ModelStructure(Check):
 
     def __call__(self, evidence: Evidence) -> Verdict:
         found = evidence.layers
-        verdict = compare(self._patterns, found, self.expected)
+        lab = evidence.setting.lab
+        verdict = compare(self._patterns, found, self.expected, lab.hint("pretrained_weights", PRETRAINED_FIX))
         base_size = dict(next((f.options for f in found if f.kind == evidence.setting.base_name), ())).get("input")
         expected_size = f"{evidence.setting.image_size}x{evidence.setting.image_size}x3"
         facts = {"layers": [str(f) for f in found], "expected": list(self._patterns.texts), "differs_at": verdict.differs_at}
         if verdict.ok and base_size and base_size != expected_size:
-            return Verdict("failed", f"the pretrained model's input is {base_size}; build it with input_shape=[*IMAGE_SIZE, 3] ({expected_size})", evidence=facts)
+            build = lab.hint("input_shape", "build it for the lab's images")
+            return Verdict("failed", f"the pretrained model's input is {base_size}; {build} ({expected_size})", evidence=facts)
         if verdict.ok and self.parameters:
             count = evidence.model().count_params()
             low, high = self.parameters
@@ -234,7 +236,8 @@ class FrozenBase(Check):
                                    "nothing: assign it with one =, `" + text.replace("==", "=").replace(" is ", " = ") + "`")
             return Verdict("failed", said + evidence.setting.lab.hint("freeze", "set the base's trainable to False before building the model"))
         if not evidence.base_is_pretrained:
-            return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: keep the default weights='imagenet'")
+            return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: "
+                           + evidence.setting.lab.hint("pretrained_weights", PRETRAINED_FIX))
         try:
             after = evidence.trained_base_weights()
         except Missing:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from typing import Container
 
 from grader import charts, exports, report
 from grader.classview import Attempt, ClassFacts, ClassView, Row
-from grader.context import STATE
 from grader.results import SubmissionResult
-from grader.storage import write_atomic
+from grader.storage import STATE, write_atomic
 
 FACTS = "class.json"
 
@@ -26,7 +26,7 @@ def save_facts(facts: ClassFacts, out_dir: str) -> None:
 
 
 def load_facts(out_dir: str) -> ClassFacts:
-    from grader.errors import GraderError
+    from grader.faults import GraderError
 
     try:
         with open(os.path.join(out_dir, STATE, FACTS)) as handle:
@@ -35,11 +35,12 @@ def load_facts(out_dir: str) -> ClassFacts:
         raise GraderError(f"{out_dir} holds no graded class", hint="pass the --out folder of a `grader grade` run") from None
 
 
-def write(view: ClassView, out_dir: str, reference: SubmissionResult | None) -> dict[str, str]:
-    """Every page of the class; returns the paths of index.html and grades.csv."""
+def write(view: ClassView, out_dir: str, reference: SubmissionResult | None, skip: Container[str] = ()) -> dict[str, str]:
+    """Every page of the class but those in `skip` (folders, absolute: written already);
+    returns the paths of index.html and grades.csv."""
     for row in view.rows:
         for attempt in row.attempts:
-            if attempt.result is not None:
+            if attempt.result is not None and os.path.join(out_dir, attempt.folder) not in skip:
                 write_attempt(row, attempt, out_dir, reference)
     return write_class(view, out_dir)
 

@@ -146,6 +146,14 @@ def build(book: Gradebook, facts: ClassFacts) -> ClassView:
     return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules, began)
 
 
+def refreshed(book: Gradebook, facts: ClassFacts, row: Row) -> Row:
+    """`row` again with the results the gradebook holds now (the same submissions, the
+    same folders): what one result changes, without building the whole class again."""
+    folder = row.attempts[0].folder.split("/")[1] if row.attempts else ""
+    attempts = _attempts(book, facts, folder, [attempt.stored for attempt in row.attempts])
+    return _score(Row(row.student, row.info, row.known, attempts, row.overrides, row.max_score), facts.rules)
+
+
 def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored]) -> tuple[Attempt, ...]:
     taken: set[str] = set()
     attempts = []

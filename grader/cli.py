@@ -8,9 +8,9 @@ import sys
 import time
 
 import grader
-from grader.errors import GraderError
+from grader.faults import GraderError
 
-DEFAULT_ASSIGNMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assignments", "keras_flowers_transfer")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -114,14 +114,14 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="release the lab, make sample submissions, grade them")
     demo.add_argument("--out", default="demo-out", help="folder for everything the demo writes (default: demo-out)")
-    demo.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help=argparse.SUPPRESS)
+    demo.add_argument("--assignment", default=None, help=argparse.SUPPRESS)  # default: the series' demo (labs.DEMO)
     _grading_flags(demo)
     return top
 
 
 def _grading_flags(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--data", help="glob of the flowers .tfrec files (default: the manifest's [data] pattern)")
-    command.add_argument("--weights", help="the pretrained base's no-top weights file, e.g. the real ImageNet one (default: the manifest's)")
+    command.add_argument("--data", help="glob of the lab's data files (default: the manifest's [data] pattern)")
+    command.add_argument("--weights", help="the pretrained base's no-top weights file, e.g. the one Keras downloads (default: the manifest's)")
     command.add_argument("--no-sandbox", action="store_true", help="run student code without isolation if bubblewrap cannot (scorecards say so)")
     command.add_argument("--quiet", action="store_true", help="no progress lines")
     command.add_argument("--cache-dir", help="feature cache folder (default: $GRADER_CACHE or ~/.cache/keras-grader/features)")
@@ -161,7 +161,7 @@ def _release(args) -> int:
 
 
 def _options(args):
-    from grader.batch import Options
+    from grader.run import Options
 
     return Options(
         out_dir=os.path.abspath(args.out),
@@ -217,11 +217,11 @@ def _positive_int(text: str) -> int:
 
 
 def _cluster_address(text: str) -> str:
-    from grader.cluster import ClusterError, check_address
+    from grader.cluster import check_address
 
     try:
         return check_address(text)
-    except ClusterError as error:
+    except GraderError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -235,8 +235,9 @@ def _grade(args) -> int:
 def _demo(args) -> int:
     from grader import batch, labs, manifest, release, scenarios
     from grader.storage import write_atomic
+    from labs import DEMO  # the series' demo assignment: the core names no lab
 
-    loaded = manifest.load(args.assignment)
+    loaded = manifest.load(args.assignment or os.path.join(ROOT, "assignments", DEMO))
     built, playground = release.build(loaded)
     out = os.path.abspath(args.out)
     release.write(built, playground, os.path.join(out, "release"))
@@ -251,7 +252,7 @@ def _demo(args) -> int:
 
 def _calibrate(args) -> int:
     from grader import labs, manifest, population
-    from grader.errors import ManifestError
+    from grader.faults import ManifestError
 
     loaded = manifest.load(args.assignment)
     answers = labs.population(loaded)
@@ -282,7 +283,7 @@ def _summarise(graded) -> None:
 def _serve(args) -> int:
     from grader import manifest, serve
 
-    settings = serve.Settings(
+    settings = serve.ServerOptions(
         host=args.host, port=args.port, url=args.url, max_upload_mb=args.max_upload_mb, uploads_per_minute=args.uploads_per_minute,
         code=args.code, links=args.links, trusted_proxies=args.trusted_proxies,
     )

@@ -4,8 +4,10 @@
 a LocalCluster of worker processes on this machine (`local:N`), sets up the grading
 plugin on every worker (grader/dask_worker.py), sends the data and weights to workers
 that do not share this machine's files, and grades each notebook as one task: the
-notebook's bytes go out, its result comes back as JSON. The batch, in this process,
-stays the one writer of the gradebook.
+notebook's bytes and the run's context go out, its result and its page (the notebook
+rendered as HTML on the worker) come back as JSON. The client only schedules and
+records: the grading run, in this process, stays the one writer of the gradebook and
+of the pages' files.
 
 Faults keep their owners (grader/faults.py). A result the grader failed on is tried
 again by the policy every executor shares (`executors.Attempts`). A worker that dies
@@ -30,9 +32,10 @@ from typing import Callable, Iterable, Iterator
 
 from grader import dask_worker, executors
 from grader.context import Context
-from grader.errors import GraderError
-from grader.executors import Attempts, Work
-from grader.gradebook import result_from_json
+from grader.executors import Attempts, Done
+from grader.faults import GraderError
+from grader.pipeline import Work
+from grader.render_notebook import Rendering
 from grader.results import SubmissionResult
 
 LOCAL = re.compile(r"local:([1-9][0-9]*)")
@@ -43,15 +46,11 @@ FETCH_SECONDS = 30  # a finished task's result not fetched by then was lost with
 AHEAD = 2  # tasks in flight per grading worker: one graded, the next one waiting on it
 
 
-class ClusterError(GraderError):
-    """The cluster cannot grade this batch (not a student's fault)."""
-
-
 def check_address(text: str) -> str:
-    """`local:N` or a scheduler's address; raise a ClusterError naming the forms otherwise."""
+    """`local:N` or a scheduler's address; raise a GraderError naming the forms otherwise."""
     if LOCAL.fullmatch(text) if text.startswith("local:") else ADDRESS.fullmatch(text):
         return text
-    raise ClusterError(f"--cluster {text!r} is neither a scheduler's address nor local:N",
+    raise GraderError(f"--cluster {text!r} is neither a scheduler's address nor local:N",
                        hint="pass tcp://host:8786 (what `dask scheduler` prints), or local:2 for two workers on this machine")
 
 
@@ -68,7 +67,6 @@ class DaskPool:
         token = uuid.uuid4().hex[:8]
         self.plugin = f"keras-grader-{context.fingerprint[:12]}-{token}"
         self.resource = f"grader-{token}"  # offered only by workers ready for this batch
-        self.facts: dict[str, object] = {}
         self.ready: set[str] = set()
         self.refused: dict[str, str] = {}
         self.cluster = self.client = None
@@ -84,7 +82,7 @@ class DaskPool:
             self.client = Client(self.cluster or self.address, timeout="30s")
         except (OSError, TimeoutError) as error:
             self.__exit__()
-            raise ClusterError(f"cannot reach the Dask scheduler at {self.address}: {error}",
+            raise GraderError(f"cannot reach the Dask scheduler at {self.address}: {error}",
                                hint="start it with `dask scheduler` (see README: Grading on a cluster), or use --cluster local:N") from None
         assets = dask_worker.assets_of(self.context)
         self.assets = {a.sha256: a for a in assets.all()}
@@ -107,12 +105,13 @@ class DaskPool:
             self.cluster.close()
         self.cluster = self.client = None
 
-    def set(self, name: str, value) -> None:
-        """Tell every worker a fact learnt while grading: it travels with each task."""
-        self.facts[name] = value
+    def use(self, context: Context) -> None:
+        """Grade with `context` from now on: it travels whole with each task (a worker
+        takes its own paths for the files it staged)."""
+        self.context = self.attempts.context = context
 
-    def grade(self, works: Iterable[Work]) -> Iterator[tuple[Work, SubmissionResult]]:
-        """(work, result) for every work, each exactly once, in the order they finish."""
+    def grade(self, works: Iterable[Work]) -> Iterator[Done]:
+        """Every work's outcome, each exactly once, in the order they finish."""
         queue = collections.deque(works)
         running: dict = {}  # future -> work
         while queue or running:
@@ -122,29 +121,29 @@ class DaskPool:
                 running[self._submit(work)] = work
             for future in _finished(list(running)):
                 work = running.pop(future)
-                result = self._settle(work, future)
-                if result is None:
+                done = self._settle(work, future)
+                if done is None:
                     queue.appendleft(work)
                 else:
-                    yield work, result
+                    yield done
 
     def _submit(self, work: Work):
         with open(work.path, "rb") as handle:
             notebook = dask_worker.Notebook(work.key, work.name, _file_name(work.path), handle.read())
         return self.client.submit(
-            self.task, notebook, dict(self.facts), self.plugin, key=f"grade-{work.name[:40]}-{self.resource}-{next(self._numbers)}",
+            self.task, notebook, self.context, self.plugin, key=f"grade-{work.name[:40]}-{self.resource}-{next(self._numbers)}",
             resources={self.resource: 1}, pure=False, retries=0,
         )
 
-    def _settle(self, work: Work, future) -> SubmissionResult | None:
-        """A finished task's result, or None to grade the notebook again."""
+    def _settle(self, work: Work, future) -> Done | None:
+        """A finished task's outcome, or None to grade the notebook again."""
         from distributed import KilledWorker
 
         if future.status != "finished":
             error = future.exception() if future.status == "error" else None
             if isinstance(error, KilledWorker):  # Dask tried it on allowed_failures + 1 workers
                 why = f"a grading worker died while checking it, on {error.allowed_failures + 1} workers in a row"
-                return executors.died_result(self.context, work, why, error.allowed_failures + 1)
+                return Done(work, executors.died_result(self.context, work, why, error.allowed_failures + 1))
             why = f"{type(error).__name__}: {str(error)[:300]}" if error is not None else f"the task was {future.status}"
             return self.attempts.lost(work, f"its grading task failed ({why})")
         try:
@@ -158,7 +157,8 @@ class DaskPool:
             return self.attempts.lost(work, "its result was lost with the worker that held it")
         if "failed" in answer:  # a worker could not warm up: the instructor's or the machine's
             raise executors.worker_failed(*answer["failed"])
-        return self.attempts.settle(work, result_from_json(answer["result"]))
+        page = answer.get("notebook")
+        return self.attempts.settle(Done(work, SubmissionResult.from_json(answer["result"]), Rendering(**page) if page else None))
 
     def _admit(self) -> None:
         """Look at workers not yet ready: stage what they lack, note those that refuse.
@@ -170,7 +170,7 @@ class DaskPool:
             for address, status in self.client.run(dask_worker.status, self.plugin, workers=unsettled, on_error="return").items():
                 self._note(address, self._staged(address, status) if isinstance(status, dict) and "missing" in status else status)
         if not self.ready and workers <= set(self.refused):
-            raise ClusterError(
+            raise GraderError(
                 "no worker of the cluster can grade this batch: "
                 + "; ".join(f"{address} refuses: {why}" for address, why in sorted(self.refused.items())),
                 hint="install bubblewrap on the workers and allow user namespaces in their containers (README: Grading on a cluster), "
@@ -184,7 +184,7 @@ class DaskPool:
             try:
                 self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
             except TimeoutError:
-                raise ClusterError(f"the Dask scheduler at {self.address} has had no worker for {WAIT_FOR_WORKERS} s",
+                raise GraderError(f"the Dask scheduler at {self.address} has had no worker for {WAIT_FOR_WORKERS} s",
                                    hint=f"start workers: dask worker {self.address} --nthreads 1 (README: Grading on a cluster)") from None
             workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
         return workers

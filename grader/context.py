@@ -15,14 +15,15 @@ import os
 
 import grader
 from grader import gradebook, labs, release as release_mod, sandbox
-from grader.errors import AssetError, ManifestError
+from grader.faults import GraderError, ManifestError
 from grader.manifest import Manifest
 from grader.release import Release
+from grader.storage import STATE
 from reference import data as data_mod
 from reference import weights as weights_mod
 from reference.hashing import file_sha256
 
-STATE = ".grader"  # the output folder's own folder: staged weights, the solution notebook, class facts
+BUDGET_MULTIPLE = 10  # default largest model: this many times the lab's solution's parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +38,32 @@ class Context:
     sandboxed: bool
     cache_dir: str | None  # the feature cache (None: every model trained in full)
     fingerprint: str  # a hash of all of the above and of the grader's own code
-    max_parameters: int = 0  # largest model rebuilt (0: not known yet)
+    max_parameters: int = 0  # largest model rebuilt (0: no bound): the manifest's, else set by `with_budget`
+    budget: object = None  # the grader's own work on one notebook (a grader.budget.Budget), set by `with_budget`
 
     @property
     def lab(self):
         return self.manifest.lab
+
+    def with_budget(self, solution) -> "Context":
+        """The run's context once the lab's solution is graded (a SubmissionResult): the
+        budget of the workers' own work on each notebook (grader/budget.py), the largest
+        model they rebuild among it."""
+        from grader import budget
+
+        largest = model_budget(self.manifest, solution)
+        return dataclasses.replace(self, max_parameters=largest, budget=budget.for_class(self.manifest, solution, largest))
+
+
+def model_budget(manifest: Manifest, solution) -> int:
+    """The largest model the workers rebuild: the manifest's `[grader] max_parameters`, else a
+    multiple of the solution's, never below a bound on parameters that a check declares (the
+    lab's own text wins over a default of the grader's)."""
+    if manifest.grader.max_parameters:
+        return manifest.grader.max_parameters
+    declared = [int(spec.params["parameters"][1]) for spec in manifest.checks
+                if isinstance(spec.params.get("parameters"), (list, tuple)) and len(spec.params["parameters"]) == 2]
+    return max([BUDGET_MULTIPLE * int(solution.model.get("total_params", 0)), *declared])
 
     @property
     def mounts(self) -> sandbox.Mounts:
@@ -96,18 +118,18 @@ def dataset_for(manifest: Manifest, override: str | None) -> data_mod.Dataset:
         pattern = os.path.join(manifest.directory, pattern)
     if os.path.isdir(pattern):
         example = os.path.join(pattern, "*.tfrec" if manifest.data_format == "tfrecord" else "*/*.jpg")
-        raise AssetError(f"{pattern} is a folder; name the files in it", hint=f"pass --data '{example}'")
+        raise GraderError(f"{pattern} is a folder; name the files in it", hint=f"pass --data '{example}'")
     lab = manifest.lab
     try:
         dataset = data_mod.split_files(pattern, manifest.data_format, manifest.image_size, lab.classes, lab.validation_split,
                                        manifest.image_feature, manifest.label_feature)
     except data_mod.DataError as error:
-        raise AssetError(str(error)) from None
+        raise GraderError(str(error)) from None
     folders = {os.path.dirname(f) for f in dataset.files}
     if manifest.data_format == "folders":
         folders = {os.path.dirname(folder) for folder in folders}
     if len(folders) != 1:
-        raise AssetError(f"the files of {pattern!r} must all be in one folder (it is mounted read-only in the sandbox)")
+        raise GraderError(f"the files of {pattern!r} must all be in one folder (it is mounted read-only in the sandbox)")
     return dataset
 
 
@@ -125,9 +147,9 @@ def _check_image_size(dataset: data_mod.Dataset, sized: bool = True) -> None:
     try:
         shape = data_mod.first_image_shape(dataset)
     except data_mod.DataError as error:
-        raise AssetError(str(error)) from None
+        raise GraderError(str(error)) from None
     if sized and shape[:2] != (dataset.image_size, dataset.image_size):
-        raise AssetError(
+        raise GraderError(
             f"the dataset's images are {shape[0]}x{shape[1]} but the manifest's image_size is {dataset.image_size}",
             hint="set [data] image_size to the size of the images",
         )
@@ -137,7 +159,7 @@ def weights_for(manifest: Manifest, override: str | None) -> weights_mod.Weights
     base = manifest.lab.base
     if base is None:
         if override is not None:  # the instructor meant another lab, or another manifest
-            raise AssetError(f"--weights {override}: the lab {manifest.name} has no pretrained base ([lab.base]) to load weights into",
+            raise GraderError(f"--weights {override}: the lab {manifest.name} has no pretrained base ([lab.base]) to load weights into",
                              hint="leave out --weights, or declare the base in [lab.base]")
         return None
     if override is None and manifest.weights_file == "demo":
@@ -147,7 +169,7 @@ def weights_for(manifest: Manifest, override: str | None) -> weights_mod.Weights
     try:
         return weights_mod.resolve(path, kind, base)
     except weights_mod.WeightsError as error:
-        raise AssetError(str(error)) from None
+        raise GraderError(str(error)) from None
 
 
 def check_weights(base: weights_mod.Base, weights: weights_mod.Weights, image_size: int) -> None:
@@ -155,7 +177,7 @@ def check_weights(base: weights_mod.Base, weights: weights_mod.Weights, image_si
     try:
         weights_mod.pretrained_base(base, weights, image_size)
     except Exception as error:
-        raise AssetError(
+        raise GraderError(
             f"the weights file {weights.path} does not load into {base.application}(include_top=False) at "
             f"{image_size}x{image_size}: {type(error).__name__}: {str(error)[:300]}",
             hint=f"pass Keras's {base.keras_file.format(size='<size>')}, or \"demo\"",

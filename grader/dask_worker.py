@@ -14,10 +14,11 @@ whether the worker may grade:
 
 A worker that may grade offers the batch's resource (one unit), which every grading
 task asks for: tasks go only to such workers, one at a time each. It then warms a
-`pipeline.Batch` in a thread (TensorFlow, the reference base, the feature cache, a
-sandbox zygote) that every task reuses. The task (`grade`) writes the notebook's bytes
-to a private temporary file, grades it in the sandbox on this host and returns the
-result as JSON text; nothing else comes back.
+`pipeline.Grader` in a thread (TensorFlow, the reference base, the feature cache, a
+sandbox zygote) that every task reuses. The task (`grade`) carries the notebook's bytes
+and the run's context (whole: the worker puts its own paths in), writes the bytes to a
+private temporary file, grades it in the sandbox on this host, renders its page beside
+the grading, and returns the result and the page as JSON text; nothing else comes back.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from grader import context as context_mod
 from grader.context import Context
-from grader.errors import GraderError
+from grader.faults import GraderError, GraderFault
 from grader.storage import write_atomic
 from reference.hashing import file_sha256
 
@@ -146,6 +147,7 @@ class GradingPlugin(WorkerPlugin):
         self.missing: tuple[Asset, ...] = ()
         self.warm: concurrent.futures.Future | None = None
         self.offered = False  # the scheduler knows this worker offers the resource
+        self.run_context = context  # the client's context of the last task
 
     async def setup(self, worker) -> None:
         self.worker = worker
@@ -190,7 +192,7 @@ class GradingPlugin(WorkerPlugin):
     async def ready_if_complete(self) -> None:
         """Once nothing is missing: warm up in a thread, and offer to grade."""
         if self.refused is None and not self.missing and self.warm is None:
-            self.warm = self._threads.submit(lambda: warm_batch(self.local_context()))  # off the event loop: it copies and imports
+            self.warm = self._threads.submit(lambda: warm_grader(self.local_context()))  # off the event loop: it copies and imports
             await self.worker.set_resources(**{self.resource: 1})
             self.offered = True
 
@@ -216,25 +218,37 @@ class GradingPlugin(WorkerPlugin):
         return dataclasses.replace(context, manifest=manifest, dataset=dataset, weights=weights, keras_models=keras_models,
                                    cache_dir=_cache_dir(context.cache_dir))
 
-    def grade(self, notebook: Notebook, facts: dict) -> str:
-        """The task's body: the result of one notebook, as JSON text."""
+    def grade(self, notebook: Notebook, context: Context) -> str:
+        """The task's body: the result of one notebook and its page, as JSON text."""
         from grader import executors, pipeline
 
         try:
-            batch = self.warm.result()
+            grader = self.warm.result()
         except BaseException as error:  # noqa: BLE001 - the client stops the batch with this message
             return json.dumps({"failed": executors.start_failure(error)})
-        for name, value in facts.items():
-            setattr(batch, name, value)
+        if context != self.run_context:  # the run's context changed (the model budget is known)
+            grader.use(self.localized(context, grader.context))
+            self.run_context = context
+        pages = executors.Renderings()
         with tempfile.TemporaryDirectory(prefix="grader-notebook-") as folder:
             path = os.path.join(folder, notebook.file)
             with open(path, "wb") as handle:
                 handle.write(notebook.content)
+            work = pipeline.Work(notebook.key, path, notebook.name)
             if hashlib.sha256(notebook.content).hexdigest() != notebook.key:
-                result = pipeline.grader_failed(path, notebook.name, batch, _damaged(notebook), time.monotonic())
+                result = pipeline.grader_failed(path, notebook.name, grader, _damaged(notebook), time.monotonic())
             else:
-                result = pipeline.grade_submission(path, notebook.name, batch)
-        return json.dumps({"result": result.to_json()})
+                pages.start(work)
+                result = pipeline.grade_submission(path, notebook.name, grader)
+            page = pages.take(work)
+            pages.close()
+        return json.dumps({"result": result.to_json(), "notebook": dataclasses.asdict(page) if page else None})
+
+    @staticmethod
+    def localized(context: Context, local: Context) -> Context:
+        """The client's context with this worker's paths (those of `local`, the context it warmed up with)."""
+        return dataclasses.replace(context, manifest=local.manifest, dataset=local.dataset, weights=local.weights,
+                                   keras_models=local.keras_models, cache_dir=local.cache_dir)
 
     async def teardown(self, worker) -> None:
         if self.warm is not None:
@@ -244,7 +258,7 @@ class GradingPlugin(WorkerPlugin):
         self._threads.shutdown(wait=False)
 
 
-def warm_batch(context: Context):
+def warm_grader(context: Context):
     """What each worker holds for its tasks (in a thread: it imports TensorFlow)."""
     from grader import labs, pipeline
     from reference.training import quiet_tensorflow
@@ -252,7 +266,7 @@ def warm_batch(context: Context):
     quiet_tensorflow()
     labs.load(context.manifest)  # the lab's own checks register themselves
     context_mod.check_assets(context)
-    return pipeline.Batch(context, ahead=True)
+    return pipeline.Grader(context, ahead=True)
 
 
 def _close(warm: concurrent.futures.Future) -> None:
@@ -272,9 +286,7 @@ def _cache_dir(wanted: str | None) -> str | None:
     return wanted if os.access(wanted, os.W_OK) else context_mod.default_cache_dir()
 
 
-def _damaged(notebook: Notebook):
-    from grader.faults import GraderFault
-
+def _damaged(notebook: Notebook) -> GraderFault:
     return GraderFault(f"the notebook's bytes arrived damaged (they do not hash to {notebook.key[:16]})")
 
 
@@ -312,6 +324,6 @@ def peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def grade(notebook: Notebook, facts: dict, name: str) -> str:
+def grade(notebook: Notebook, context: Context, name: str) -> str:
     """The grading task: runs on a worker that offers the batch's resource."""
-    return get_worker().plugins[name].grade(notebook, facts)
+    return get_worker().plugins[name].grade(notebook, context)

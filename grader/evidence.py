@@ -18,8 +18,9 @@ import numpy as np
 from grader import artifact as artifact_mod
 from grader import cells
 from grader import integrity
-from grader.artifact import Artifact, Refused
+from grader.artifact import Artifact
 from grader.budget import Budget, OverBudget, Watch, model_cost
+from grader.faults import Missing, Refused
 from grader import sample as sample_mod
 from grader.match import Match
 from grader.sandbox import Outcome
@@ -37,20 +38,24 @@ _APPLIES: dict[tuple, str] = {}  # (the model's config's hash, image size, class
 EXPORT_STEP = "(export)"  # what the sandbox runner calls its export step in its progress (a cell's key otherwise)
 
 
-class Missing(Exception):
-    """A fact a check needs is not there because of the submission; the message says why, for the student."""
-
-
 @dataclasses.dataclass
-class Setting:
-    """A worker's view of the grading context: what is the same for every submission, and
-    what it costs to compute once (the placement, the reference base's weights). The
-    model budget is learnt when the lab's solution is graded, and set then."""
+class Trusted:
+    """The trusted side of a worker (each Evidence's `setting`): what is the same for every
+    submission, read from the run's context, and what it costs to compute once (the
+    placement, the reference base's weights, the data's pictures)."""
 
-    context: object  # grader.context.Context
+    context: object  # grader.context.Context: replaced whole when the run's budget is known (Grader.use)
     cache: object = None  # a reference.cache.FeatureCache, or None for full training always
-    max_parameters: int = 0  # largest model rebuilt (0: no bound)
-    budget: Budget | None = None  # the grader's work on one notebook (None: only max_parameters)
+
+    @property
+    def max_parameters(self) -> int:
+        """The largest model rebuilt (0: no bound)."""
+        return self.context.max_parameters
+
+    @property
+    def budget(self) -> Budget | None:
+        """The grader's work on one notebook (None: only max_parameters), known once the lab's solution is graded."""
+        return self.context.budget
 
     def work_budget(self) -> Budget:
         """The budget of the work on one notebook, the parameter bound included."""
@@ -119,7 +124,7 @@ class Setting:
 
 
 class Evidence:
-    def __init__(self, setting: Setting, match: Match, outcome: Outcome, artifact: Artifact, given: dict,
+    def __init__(self, setting: Trusted, match: Match, outcome: Outcome, artifact: Artifact, given: dict,
                  watch: Watch | None = None):
         self.setting, self.match, self.outcome, self.artifact = setting, match, outcome, artifact
         self.student_cells = match.student_cells  # the answers and the cells added to them

@@ -1,25 +1,26 @@
 """Grade notebooks in supervised worker processes: one seam for every way of grading.
 
-An `Executor` grades notebooks and yields each one's result, as data: `LocalPool` here
-(worker processes on this machine) and `cluster.DaskPool` (a Dask cluster) are its two
-implementations, and `Attempts` is the retry policy both share.
+An `Executor` grades notebooks and yields each one's outcome (`Done`), as data:
+`LocalPool` here (worker processes on this machine) and `cluster.DaskPool` (a Dask
+cluster) are its two implementations, and `Attempts` is the retry policy both share.
 
-`LocalPool.grade(works)` takes notebooks and yields each one's result, as data. Each
-worker process holds a warm `pipeline.Batch` (TensorFlow imported, the reference base
-and the feature cache loaded, its sandbox zygote started) and grades in a pipeline: it
-is given a second notebook while it checks the first, so the next sandbox runs while
-the last model trains.
+Each worker process holds a warm `pipeline.Grader` (TensorFlow imported, the reference
+base and the feature cache loaded, its sandbox zygote started) and grades in a pipeline
+(`pipeline.graded`): it is given a second notebook while it checks the first, so the
+next sandbox runs while the last model trains. It renders each notebook's page beside
+the grading (`Renderings`), so the run that receives the result only writes files.
 
 The parent only supervises: a worker that dies (a crash in TensorFlow, the kernel's
 OOM killer on the grader's own memory limit) costs one attempt of the notebook it was
-checking, never the batch, and is replaced; a notebook the grader fails on (its
-result marked `grader_error`) is tried again, up to the manifest's `[grader] attempts`,
-then gets an "ungradable: the grader's fault" result, which the gradebook never keeps.
+checking, never the batch, and is replaced; a notebook the grader fails on (a result
+the grader owns) is tried again, up to the manifest's `[grader] attempts`, then gets an
+"ungradable: the grader's fault" result, which the gradebook never keeps.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
@@ -28,10 +29,11 @@ import signal
 import traceback
 from typing import Callable, Iterable, Iterator, Protocol
 
-from grader import cgroups, faults
+from grader import cgroups, faults, pipeline, report
 from grader.context import Context
-from grader.errors import GraderError
-from grader.gradebook import result_from_json
+from grader.faults import GraderError, Owner
+from grader.pipeline import Work
+from grader.render_notebook import Rendering
 from grader.results import SubmissionResult
 
 AHEAD = 2  # notebooks given to a worker at once: one checked, the next one's sandbox running
@@ -40,20 +42,17 @@ STARTS = 3  # workers that may die before they are ready, in a row, before the b
 
 
 @dataclasses.dataclass(frozen=True)
-class Work:
-    """One notebook to grade: its content hash (the key), file and display name."""
+class Done:
+    """A notebook graded: its result, and its page rendered where it was graded (None:
+    not rendered there, e.g. a worker that died on it)."""
 
-    key: str
-    path: str
-    name: str
-
-
-class WorkersFailed(GraderError):
-    """The grading workers cannot start (the grader's or the machine's fault, not a student's)."""
+    work: Work
+    result: SubmissionResult
+    notebook: Rendering | None = None
 
 
 class Executor(Protocol):
-    """What the batch and the preflight grade through: a context manager that grades notebooks."""
+    """What a grading run grades through: a context manager that grades notebooks."""
 
     peak_bytes: int  # the largest of the workers' own peak memory, once closed
 
@@ -61,34 +60,38 @@ class Executor(Protocol):
 
     def __exit__(self, *exc) -> None: ...
 
-    def set(self, name: str, value) -> None:
-        """Tell every worker, now and later, a fact learnt while grading (e.g. the model budget)."""
+    def use(self, context: Context) -> None:
+        """Grade with the run's context from now on, whole (once the lab's solution has
+        set the model budget): every worker, now and later, receives it."""
 
-    def grade(self, works: Iterable[Work]) -> Iterator[tuple[Work, SubmissionResult]]:
-        """(work, result) for every work, each exactly once, in the order they finish; a
-        result marked `grader_error` is one the grader gave up on (never a grade)."""
+    def grade(self, works: Iterable[Work]) -> Iterator[Done]:
+        """Every work's outcome, each exactly once, in the order they finish; a result
+        the grader owns is one it gave up on (never a grade)."""
 
 
 class Attempts:
     """The retry policy for the grader's own failures, the same for every executor: a
     notebook is tried up to `limit` times, then gets an "ungradable: the grader's fault"
-    result. A lab's own cell that failed (provenance `lab_cell`) is not tried again: it
-    would fail the same way."""
+    result. An outcome that is not the grader's (a student's verdict; a lab's own cell that
+    failed, the instructor's) is not tried again: it would be the same."""
 
     def __init__(self, context: Context, limit: int):
         self.context, self.limit = context, max(1, limit)
         self.tried: collections.Counter = collections.Counter()
 
-    def settle(self, work: Work, result: SubmissionResult) -> SubmissionResult | None:
-        """The result to hand on, or None: the grader failed on `work` and may try again."""
-        if not result.provenance.get("grader_error") or result.provenance.get("lab_cell"):
-            return result
-        return _given_up(result, self.tried[work.key]) if self._spent(work) else None
+    def settle(self, done: Done) -> Done | None:
+        """The outcome to hand on, or None: the grader failed on it and may try again."""
+        if not done.result.graders_fault:
+            return done
+        if not self._spent(done.work):
+            return None
+        reason, fix = faults.retry_message(self.tried[done.work.key], done.result.reason)
+        return dataclasses.replace(done, result=dataclasses.replace(done.result, reason=reason, fix=fix))
 
-    def lost(self, work: Work, why: str) -> SubmissionResult | None:
+    def lost(self, work: Work, why: str) -> Done | None:
         """The grader lost `work` without a result (its worker died, its task raised): None
-        to try it again, or its result once it has no attempt left."""
-        return died_result(self.context, work, why, self.tried[work.key]) if self._spent(work) else None
+        to try it again, or its outcome once it has no attempt left."""
+        return Done(work, died_result(self.context, work, why, self.tried[work.key])) if self._spent(work) else None
 
     def _spent(self, work: Work) -> bool:
         """Count one more failure of the grader's on `work`; True once it has no attempt left."""
@@ -96,54 +99,66 @@ class Attempts:
         return self.tried[work.key] >= self.limit
 
 
+class Renderings:
+    """Each notebook's page, rendered in a child process (grader/render_notebook.py) from a
+    thread beside the grading, started as the notebook arrives."""
+
+    def __init__(self):
+        self.threads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="grader-render")
+        self.started: dict[str, concurrent.futures.Future] = {}
+
+    def start(self, work: Work) -> None:
+        self.started[work.key] = self.threads.submit(report.rendering_of, work.path)
+
+    def take(self, work: Work) -> Rendering | None:
+        future = self.started.pop(work.key, None)
+        return future.result() if future is not None else None
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+
 def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None:
     """A worker: grade what the connection sends, report each result (see the module doc)."""
     if group is not None and group.active:
         group.enter()
-    from grader import context as context_mod, pipeline
+    from grader import context as context_mod
     from reference.training import quiet_tensorflow
 
     quiet_tensorflow()
     try:
         context_mod.check_assets(context)
-        batch = pipeline.Batch(context, ahead=True)
+        grader = pipeline.Grader(context, ahead=True)
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops the batch
         connection.send(("failed", *start_failure(error)))
         return
     connection.send(("ready",))
-    started = None  # (work, Started or the error that starting it raised)
+    pages = Renderings()
 
-    def finish(item) -> None:
-        work, begun = item
-        connection.send(("finishing", work.key))
-        result = pipeline.finish_safely(work.path, work.name, begun, batch)
-        connection.send(("result", work.key, result.to_json()))
-
-    try:
+    def incoming():
         while True:
             message = connection.recv()
             if message[0] == "grade":
-                work = message[1]
-                batch.runner.expect_more(True)
-                previous, started = started, (work, pipeline.start_safely(work.path, work.name, batch))
-                if previous is not None:
-                    finish(previous)
+                grader.runner.expect_more(True)
+                pages.start(message[1])
+                yield message[1]
             elif message[0] == "flush":
-                if len(message) > 1 and message[1] == "end":  # the batch's queue is empty for good
-                    batch.runner.expect_more(False)
-                if started is not None:
-                    previous, started = started, None
-                    finish(previous)
-            elif message[0] == "set":
-                setattr(batch, message[1], message[2])
+                if message[1] == "end":  # the batch's queue is empty for good
+                    grader.runner.expect_more(False)
+                yield pipeline.FLUSH
+            elif message[0] == "use":
+                grader.use(message[1])
             elif message[0] == "stop":
-                break
+                return
+
+    try:
+        for work, result in pipeline.graded(incoming(), grader, lambda work: connection.send(("finishing", work.key))):
+            connection.send(("result", work.key, result.to_json(), pages.take(work)))
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
-        if started is not None and not isinstance(started[1], Exception):
-            started[1].cancel()
-        batch.close()
+        pages.close()
+        grader.close()
         try:  # what this worker's own process needed at its peak (its sandboxes are not counted)
             connection.send(("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
         except OSError:
@@ -152,10 +167,11 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
 
 class _Worker:
     def __init__(self, pool: "LocalPool"):
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
-        self.connection, child = context.Pipe()
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
+        self.connection, child = spawn.Pipe()
         self.group = cgroups.RunCgroup(WORKER_PROCESSES, pool.memory_mb * 2**20) if pool.memory_mb else None
-        self.process = context.Process(target=pool.worker, args=(child, pool.context, self.group), daemon=True)
+        self.started_with = pool.context  # the run's context as it was when this worker started
+        self.process = spawn.Process(target=pool.worker, args=(child, pool.context, self.group), daemon=True)
         self.process.start()
         child.close()
         self.ready = False
@@ -207,7 +223,6 @@ class LocalPool:
         # a server's (final=False) may get an upload any moment, and keeps one warm for it
         self.final = final
         self.workers: list[_Worker] = []
-        self.facts: dict[str, object] = {}
         self.peak_bytes = 0  # the largest of the workers' own peak memory
         self._failed_starts = 0
 
@@ -220,15 +235,15 @@ class LocalPool:
             self.peak_bytes = max(self.peak_bytes, worker.close())
         self.workers = []
 
-    def set(self, name: str, value) -> None:
-        """Tell every worker, now and later, a fact learnt while grading (e.g. the model budget)."""
-        self.facts[name] = value
+    def use(self, context: Context) -> None:
+        """Grade with `context` from now on: every worker receives it whole, now and when it starts."""
+        self.context = self.attempts.context = context
         for worker in self.workers:
             if worker.ready:
-                worker.send("set", name, value)
+                worker.send("use", context)
 
-    def grade(self, works: Iterable[Work]) -> Iterator[tuple[Work, SubmissionResult]]:
-        """(work, result) for every work, in the order they finish."""
+    def grade(self, works: Iterable[Work]) -> Iterator[Done]:
+        """Every work's outcome, in the order they finish."""
         queue = collections.deque(works)
         by_key = {work.key: work for work in queue}
         remaining = len(queue)
@@ -271,8 +286,8 @@ class LocalPool:
         if kind == "ready":
             worker.ready = True
             self._failed_starts = 0
-            for name, value in self.facts.items():
-                worker.send("set", name, value)
+            if worker.started_with is not self.context:  # the run's context changed while it started
+                worker.send("use", self.context)
         elif kind == "failed":
             raise worker_failed(*message[1:])
         elif kind == "finishing":
@@ -281,11 +296,11 @@ class LocalPool:
             key = message[1]
             worker.given.remove(key)
             worker.finishing = None
-            result = self.attempts.settle(by_key[key], result_from_json(message[2]))
-            if result is None:
+            done = self.attempts.settle(Done(by_key[key], SubmissionResult.from_json(message[2]), message[3]))
+            if done is None:
                 queue.appendleft(by_key[key])
                 return
-            yield by_key[key], result
+            yield done
 
     def _died(self, worker: _Worker, queue, by_key):
         """A worker died: charge the notebook it was checking, requeue the rest, replace it."""
@@ -293,13 +308,15 @@ class LocalPool:
         if not worker.ready:
             self._failed_starts += 1
             if self._failed_starts >= STARTS:
-                raise WorkersFailed(f"grading workers keep dying before they are ready ({why})")
+                raise GraderError(f"grading workers keep dying before they are ready ({why})",
+                                  hint="the grader's or the machine's fault, not a student's: run again; if it keeps happening, "
+                                  "pass fewer --jobs or raise [grader] memory_mb")
         culprit = worker.finishing or (worker.given[0] if worker.given else None)
         for key in reversed(worker.given):
             if key == culprit:
-                result = self.attempts.lost(by_key[key], why)
-                if result is not None:
-                    yield by_key[key], result
+                done = self.attempts.lost(by_key[key], why)
+                if done is not None:
+                    yield done
                     continue
             queue.appendleft(by_key[key])
         worker.given = []
@@ -316,19 +333,10 @@ def start_failure(error: BaseException) -> tuple[str, str, int]:
 
 def worker_failed(message: str, hint: str, exit_code: int) -> GraderError:
     """The error that stops the batch when a worker could not start (see start_failure)."""
-    error = GraderError(message, hint=hint)
-    error.exit_code = exit_code
-    return error
-
-
-def _given_up(result: SubmissionResult, attempts: int) -> SubmissionResult:
-    reason, fix = faults.retry_message(attempts, result.reason)
-    return dataclasses.replace(result, reason=reason, fix=fix)
+    return GraderError(message, hint=hint, exit_code=exit_code)
 
 
 def died_result(context: Context, work: Work, why: str, attempts: int) -> SubmissionResult:
     """The "ungradable: the grader's fault" result of a notebook that a worker died on, every time."""
-    from grader import pipeline
-
     reason, fix = faults.retry_message(attempts, why)
-    return pipeline.ungradable(context, work.path, work.name, reason, fix, grader_error=True)
+    return pipeline.ungradable(context, work.path, work.name, reason, fix, owner=Owner.GRADER)

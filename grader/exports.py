@@ -20,7 +20,7 @@ import json
 import os
 
 from grader.classview import ClassView, Row
-from grader.errors import GraderError
+from grader.faults import GraderError
 from grader.storage import write_atomic
 
 GRADESCOPE_STATUS = {"passed": "passed", "partial": "failed", "failed": "failed", "error": "failed", "skipped": "failed"}

@@ -18,9 +18,11 @@ import json
 import sqlite3
 import time
 
-from grader.results import CheckResult, SubmissionResult
+from grader.results import SubmissionResult
 
 SCHEMA = (
+    # `setting` holds the fingerprint of what grading depends on (grader/context.py); the
+    # column keeps its first name so that gradebooks made before stay readable
     """CREATE TABLE IF NOT EXISTS results (
         assignment TEXT NOT NULL, version TEXT NOT NULL, setting TEXT NOT NULL, sha256 TEXT NOT NULL,
         result TEXT NOT NULL, graded_at REAL NOT NULL,
@@ -70,14 +72,6 @@ def fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
-def result_from_json(data: dict) -> SubmissionResult:
-    fields = dict(data)
-    fields["checks"] = tuple(CheckResult(**check) for check in data.get("checks", []))
-    fields["cells"] = tuple(data.get("cells", []))
-    fields["review"] = tuple(str(note) for note in data.get("review", []))
-    return SubmissionResult(**fields)
-
-
 class Gradebook:
     def __init__(self, path: str):
         self.path = path
@@ -87,31 +81,31 @@ class Gradebook:
         for table in SCHEMA:
             self.connection.execute(table)
 
-    def get(self, assignment: str, version: str, setting: str, sha256: str) -> tuple[SubmissionResult, float] | None:
+    def get(self, assignment: str, version: str, fingerprint: str, sha256: str) -> tuple[SubmissionResult, float] | None:
         row = self.connection.execute(
             "SELECT result, graded_at FROM results WHERE assignment=? AND version=? AND setting=? AND sha256=?",
-            (assignment, version, setting, sha256),
+            (assignment, version, fingerprint, sha256),
         ).fetchone()
-        return (result_from_json(json.loads(row[0])), row[1]) if row else None
+        return (SubmissionResult.from_json(json.loads(row[0])), row[1]) if row else None
 
-    def put(self, setting: str, result: SubmissionResult) -> None:
+    def put(self, fingerprint: str, result: SubmissionResult) -> None:
         with self.connection:  # one transaction per result
             self.connection.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
-                (result.assignment, result.version, setting, result.sha256, json.dumps(result.to_json(), sort_keys=True), time.time()),
+                (result.assignment, result.version, fingerprint, result.sha256, json.dumps(result.to_json(), sort_keys=True), time.time()),
             )
 
-    def latest(self, assignment: str, version: str, setting: str, sha256: str) -> tuple[SubmissionResult, bool] | None:
-        """The result for this content: the current setting's, else the newest under an
+    def latest(self, assignment: str, version: str, fingerprint: str, sha256: str) -> tuple[SubmissionResult, bool] | None:
+        """The result for this content: the current fingerprint's, else the newest under an
         earlier one (then `False`: graded by an earlier version of the grader or the assignment)."""
-        current = self.get(assignment, version, setting, sha256)
+        current = self.get(assignment, version, fingerprint, sha256)
         if current is not None:
             return current[0], True
         row = self.connection.execute(
             "SELECT result FROM results WHERE assignment=? AND version=? AND sha256=? ORDER BY graded_at DESC LIMIT 1",
             (assignment, version, sha256),
         ).fetchone()
-        return (result_from_json(json.loads(row[0])), False) if row else None
+        return (SubmissionResult.from_json(json.loads(row[0])), False) if row else None
 
     def record(self, assignment: str, submitted: Stored) -> None:
         """Remember a submission (a newer file at the same student's path replaces the older)."""
@@ -182,9 +176,6 @@ class Gradebook:
         ):
             found.setdefault(row[0], []).append(Override(*row))
         return found
-
-    def count(self) -> int:
-        return self.connection.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def close(self) -> None:
         self.connection.close()

@@ -25,7 +25,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 import zipfile
@@ -107,8 +106,11 @@ def assignment_files(manifest: Manifest) -> dict[str, bytes]:
 
 
 def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
-    """Grade the submitted notebook; write and return results.json's content."""
-    from grader import batch, exports, sandbox
+    """Grade the submitted notebook in a grading run of its own (the preflight first);
+    write and return results.json's content."""
+    from grader import exports, gradebook, sandbox
+    from grader.run import Entry, GradingRun, Options
+    from reference.hashing import file_sha256
 
     started = time.monotonic()
     # Gradescope applies its own due date and late policy to what the autograder scores.
@@ -122,12 +124,15 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
                    "output": "No .ipynb file was submitted: upload your notebook (File > Download > Download .ipynb)."}
     else:
         with tempfile.TemporaryDirectory(prefix="grader-gradescope-") as work:
-            folder = os.path.join(work, "submissions", "student")
-            os.makedirs(folder)
-            shutil.copy(notebooks[0], folder)
-            options = batch.Options(out_dir=os.path.join(work, "out"), quiet=True, jobs=1, cache_dir=os.path.join(work, "cache"))
-            graded = batch.grade(manifest, [os.path.join(work, "submissions")], options)
-            row = next(r for r in graded.view.rows if r.student == "student")
+            path = notebooks[0]
+            options = Options(out_dir=os.path.join(work, "out"), quiet=True, jobs=1,
+                              allow_unsandboxed=sandbox.bubblewrap_problem() is not None, cache_dir=os.path.join(work, "cache"))
+            stored = gradebook.Stored("student", os.path.basename(path), file_sha256(path), os.path.getmtime(path), "file name", True)
+            with GradingRun(manifest, options) as graded:
+                for _ in graded.grade([Entry(stored, path)]):
+                    pass
+                view, _ = graded.write_class()
+            row = next(r for r in view.rows if r.student == "student")
             payload = exports.gradescope(row, manifest.rules.visibility)
             if len(notebooks) > 1:
                 payload["output"] = f"Graded {os.path.basename(notebooks[0])} (of {len(notebooks)} notebooks submitted). " + payload["output"]

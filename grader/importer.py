@@ -33,7 +33,8 @@ import re
 import nbformat
 
 from grader import cells, portable
-from grader.errors import GraderError
+from grader.faults import GraderError
+from labs import NOTEBOOK_NAMES  # what the series' notebooks call the values read off them
 from grader.notebook import Unreadable, read_submission
 from grader.release import ALIASES, UNTOUCHED
 from grader.storage import write_atomic
@@ -281,7 +282,7 @@ def skeleton(name: str, title: str, source, answers: list[str], data, weights, i
         undecided.append("[lab] answer: no answer cell assigns `model` or `dataset`; name what the answer defines")
     decided.append(f"the answer defines `{answer}` ({kind})")
     classes = _classes(locked_code + "\n" + answer_code)
-    (decided if classes else undecided).append(f"[lab] classes: {classes}" if classes else "[lab] classes: no CLASSES = [...] found")
+    (decided if classes else undecided).append(f"[lab] classes: {classes}" if classes else f"[lab] classes: no {NOTEBOOK_NAMES['classes']} = [...] found")
     lines = [f"# Made by `grader new` from {len(source.cells)} cells; read the `to do` it printed.", "",
              "[assignment]", f'name = "{name}"', f"title = {json.dumps(title)}", 'version = "1"', 'notebook = "source.ipynb"',
              f"answer_cells = {json.dumps(answers)}", "", "[lab]", f'answer = "{answer}"', f'kind = "{kind}"',
@@ -337,7 +338,7 @@ def _run_cells(source, answers: list[str]) -> list[portable.Cell]:
 
 
 def _classes(code: str) -> list[str]:
-    found = re.search(r"^CLASSES\s*=\s*(\[.*?\])", code, re.MULTILINE | re.DOTALL)
+    found = re.search(rf"^{NOTEBOOK_NAMES['classes']}\s*=\s*(\[.*?\])", code, re.MULTILINE | re.DOTALL)
     if not found:
         return []
     try:
@@ -352,9 +353,9 @@ def _environment(code: str) -> list[tuple[str, str]]:
     found = []
     for match in ENVIRONMENT.finditer(code):
         name, default = match.group("name"), match.group("default")
-        if "IMAGE_SIZE" in name:
+        if NOTEBOOK_NAMES["image_size"] in name:
             value = "{image_size}"
-        elif "BATCH_SIZE" in name:
+        elif NOTEBOOK_NAMES["batch_size"] in name:
             value = "{batch_size}"
         elif "*" in default or "/" in default:
             value = "{data_dir}/" + "/".join(part for part in default.split("/")[-2:] if "*" in part) if "*" in default else "{data_dir}"
@@ -365,7 +366,8 @@ def _environment(code: str) -> list[tuple[str, str]]:
 
 
 def _image_size(code: str) -> int:
-    found = re.search(r"IMAGE_SIZE['\"]\s*,\s*['\"](\d+)['\"]", code) or re.search(r"IMAGE_SIZE\s*=\s*\[(\d+)", code)
+    name = NOTEBOOK_NAMES["image_size"]
+    found = re.search(rf"{name}['\"]\s*,\s*['\"](\d+)['\"]", code) or re.search(rf"{name}\s*=\s*\[(\d+)", code)
     return int(found.group(1)) if found else 192
 
 

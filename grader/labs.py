@@ -20,7 +20,7 @@ import os
 import sys
 import types
 
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from grader.manifest import Manifest
 
 

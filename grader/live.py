@@ -1,7 +1,7 @@
 """What the workshop server's live pages show, computed from the queue and the gradebook.
 
 The class view (one build of every student's row) is made once per change of the
-gradebook, in a thread of its own or by the grading thread that changed it, and shared
+gradebook, in a thread of its own (or handed over by whoever built one), and shared
 by every page asked for until the next change: a projector and a class of students
 polling cost no build at all on their requests. Values only: the templates
 (`_student_live.html.j2`, `_admin_live.html.j2`) format them.
@@ -17,7 +17,7 @@ import threading
 import time
 
 from grader import classreport, classview, gradebook, uploads
-from grader.errors import GraderError
+from grader.faults import GraderError
 
 log = logging.getLogger("grader.live")
 
@@ -48,9 +48,9 @@ class Live:
     second later. Changes that come while one is made are shown together by the next.
     A whole page (`snapshot(fresh=True)`) waits for the snapshot that shows every change
     made before it was asked for, so that a page opened right after an upload or a join
-    shows it. `changed(view)` hands over a class view its caller built after the change
-    (the grading thread builds one for each result anyway); `changed(book=False)` says
-    that only the queue changed, so the last class view still holds."""
+    shows it. `changed(view)` hands over a class view its caller built after the change;
+    `changed(book=False)` says that only the queue changed, so the last class view still
+    holds."""
 
     WAIT = 30.0  # seconds a page waits for its snapshot before the server says it is busy
 

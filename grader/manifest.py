@@ -15,7 +15,7 @@ import os
 import tomllib
 from typing import Any, Callable
 
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from reference.weights import Base
 
 STRATEGIES = ("auto", "tpu", "gpu", "cpu")
@@ -27,13 +27,14 @@ REQUIRED = object()
 
 @dataclasses.dataclass(frozen=True)
 class Key:
-    """One manifest key: its TOML type(s), default (REQUIRED if none) and description."""
+    """One manifest key: its TOML type(s), default (REQUIRED if none), description and unit."""
 
     name: str
     kind: type | tuple[type, ...]
     default: Any
     help: str
     valid: Callable[[Any], str] | None = None  # returns a problem, or "" if the value is fine
+    unit: str = ""  # of a number: what it counts (MiB, CPU seconds, ...)
 
     def type_name(self) -> str:
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
@@ -86,17 +87,18 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
             _one_of(("model", "dataset"))),
         Key("classes", list, [], "The class names, in the order of the labels' indices.",
             lambda v: "" if all(isinstance(c, str) for c in v) else "must be a list of names"),
-        Key("validation_split", (int, float), 0.19, "The fraction of the data files (the first ones) that validates.", _fraction),
+        Key("validation_split", (int, float), 0.19, "The fraction of the data files (the first ones) that validates.", _fraction, unit="fraction"),
         Key("module", str, "", "A trusted Python module of the assignment's (e.g. lab.py): its demo data and weights, scenarios, checks."),
         Key("base", dict, {}, "The pretrained base, if any (see [lab.base])."),
         Key("environment", dict, {}, "Environment variables the locked cells read, as templates of {data_dir}, "
             "{image_size}, {batch_size}."),
-        Key("hints", dict, {}, "Texts the feedback uses, by name (freeze, add_base, to_vector)."),
+        Key("hints", dict, {}, "Texts the feedback uses, in the lab's words, by name (freeze, add_base, pretrained_weights, "
+            "input_shape, to_vector); a name the lab leaves out gets the grader's own words."),
     )),
     "data": ("The dataset the grader trains and validates on.", (
         Key("pattern", str, REQUIRED, '"demo" (the lab\'s own demo data, from its module) or a glob of the lab\'s data files.'),
         Key("image_size", int, REQUIRED, "Height and width of the images in pixels (a dataset lab's pictures may have any "
-            "size: there it only fills {image_size}).", _positive),
+            "size: there it only fills {image_size}).", _positive, unit="pixels"),
         Key("format", str, "tfrecord", "How the data is stored: tfrecord (JPEG bytes and class index per record) or folders "
             "(JPEG files in one folder per class).", _one_of(("tfrecord", "folders"))),
         Key("image_feature", str, "image", "tfrecord: the feature holding the JPEG bytes."),
@@ -106,8 +108,8 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
         Key("file", str, "demo", '"demo" (the lab\'s own, from its module) or the path of the Keras no-top weights file.'),
     )),
     "training": ("The grader's own training run.", (
-        Key("epochs", int, REQUIRED, "Epochs of training.", _positive),
-        Key("batch_size", int, REQUIRED, "Batch size per replica.", _positive),
+        Key("epochs", int, REQUIRED, "Epochs of training.", _positive, unit="epochs"),
+        Key("batch_size", int, REQUIRED, "Batch size per replica.", _positive, unit="images per replica"),
         Key("seed", int, 0, "Seed of every random draw of the training run."),
         Key("strategy", str, "auto", "auto (a TPU if one answers, else all GPUs, else the CPU), tpu, gpu or cpu.", _one_of(STRATEGIES)),
         Key("labels", str, "class_index", "The lab's labels: class_index (part 2) or one_hot (part 3).", _one_of(LABELS)),
@@ -116,43 +118,43 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
             "(the lab's own fit would fail; by default the compile check says so)."),
     )),
     "sandbox": ("Limits of the sandboxed run of the student's cells.", (
-        Key("cell_timeout", (int, float), 120.0, "CPU seconds one cell may use.", _positive),
-        Key("run_timeout", (int, float), 300.0, "CPU seconds the whole run may use.", _positive),
-        Key("memory_mb", int, 8192, "Memory of the run, in MiB.", _positive),
-        Key("max_processes", int, 256, "Processes and threads the run may start.", _positive),
-        Key("output_chars", int, 64 * 1024, "Characters of output kept per cell and stream (head and tail).", _positive),
-        Key("file_mb", int, 64, "Largest file the run may write, in MiB (the model's weights among them).", _positive),
+        Key("cell_timeout", (int, float), 120.0, "CPU time one cell may use.", _positive, unit="CPU seconds"),
+        Key("run_timeout", (int, float), 300.0, "CPU time the whole run may use.", _positive, unit="CPU seconds"),
+        Key("memory_mb", int, 8192, "Memory of the run (its control group's limit).", _positive, unit="MiB"),
+        Key("max_processes", int, 256, "Processes and threads the run may start.", _positive, unit="processes and threads"),
+        Key("output_chars", int, 64 * 1024, "Characters of output kept per cell and stream (head and tail).", _positive, unit="characters"),
+        Key("file_mb", int, 64, "Largest file the run may write (the model's weights among them).", _positive, unit="MiB"),
     )),
     "grader": ("Limits of the grader's own, trusted work on a submission.", (
-        Key("memory_mb", int, 8192, "Memory of each grading worker (the trusted training runs there), in MiB.", _positive),
-        Key("attempts", int, 3, "Times a notebook is tried when the grader itself fails on it.", _positive),
+        Key("memory_mb", int, 8192, "Memory of each grading worker (the trusted training runs there).", _positive, unit="MiB"),
+        Key("attempts", int, 3, "Times a notebook is tried when the grader itself fails on it.", _positive, unit="tries"),
         Key("max_parameters", int, 0,
             "Largest model the grader rebuilds and trains, in parameters; 0: ten times the lab's solution.",
-            lambda v: "" if v >= 0 else f"must be 0 or more, got {v}"),
+            lambda v: "" if v >= 0 else f"must be 0 or more, got {v}", unit="parameters"),
         # The budget of the grader's own work on one notebook (grader/budget.py): over it, the notebook's verdict.
         Key("max_gflops", (int, float), 0.0,
             "Most GFLOPs per image of a model the grader trains (its layers' kernels, counted from its config); "
-            "0: ten times the lab's solution.", _not_negative),
+            "0: ten times the lab's solution.", _not_negative, unit="GFLOPs"),
         Key("max_activations", int, 0,
             "Most values a model's layers may output per image (what training holds in memory per image); "
-            "0: ten times the lab's solution.", _not_negative),
+            "0: ten times the lab's solution.", _not_negative, unit="values"),
         Key("work_cpu_seconds", (int, float), 900.0,
             "CPU seconds the grader's own work on one notebook may use (reading what the run left, rebuilding, "
-            "training); 0: no limit.", _not_negative),
+            "training); 0: no limit.", _not_negative, unit="CPU seconds"),
         Key("work_memory_mb", int, 4096,
-            "Memory the grader's own work on one notebook may add to its grading worker, in MiB; 0: no limit.", _not_negative),
+            "Memory the grader's own work on one notebook may add to its grading worker; 0: no limit.", _not_negative, unit="MiB"),
         Key("read_mb", int, 512,
-            "Most bytes the arrays of a notebook's weights file may hold, in MiB (as the grader holds them, unpacked).",
-            _positive),
+            "Most bytes the arrays of a notebook's weights file may hold (as the grader holds them, unpacked).",
+            _positive, unit="MiB"),
         Key("max_links", int, 20000,
             "Most links the grader follows in a notebook's weights file (Keras saves the lab's model with a few hundred).",
-            _positive),
+            _positive, unit="links"),
     )),
     "class": ("How a class's submissions become grades.", (
         Key("count", str, "latest", "Which of a student's submissions counts: latest or best.", _one_of(COUNTS)),
         Key("due", str, "", "Due date and time (ISO 8601, e.g. 2026-12-01T23:59:00+00:00); empty: no due date.", _moment),
-        Key("late_penalty_per_day", (int, float), 0.0, "Fraction of the points taken per day (or part of one) late.", _fraction),
-        Key("late_cap", (int, float), 1.0, "Largest fraction of the points lateness can take.", _fraction),
+        Key("late_penalty_per_day", (int, float), 0.0, "Fraction of the points taken per day (or part of one) late.", _fraction, unit="fraction of the points per day"),
+        Key("late_cap", (int, float), 1.0, "Largest fraction of the points lateness can take.", _fraction, unit="fraction of the points"),
         Key("visibility", str, "after_published",
             "When students see their results in exports that can hide them (Gradescope): visible, hidden, "
             "after_due_date or after_published.", _one_of(VISIBILITY)),
@@ -167,8 +169,13 @@ CHECK_KEYS = (
     Key("id", str, REQUIRED, "Unique id of the check (a column of grades.csv)."),
     Key("check", str, REQUIRED, "The registered check to run (see the list of checks)."),
     Key("title", str, "", "What the scorecard calls it (default: the check's name)."),
-    Key("points", (int, float), REQUIRED, "Points the check is worth.", lambda v: "" if v >= 0 else f"must be 0 or more, got {v}"),
+    Key("points", (int, float), REQUIRED, "Points the check is worth.", lambda v: "" if v >= 0 else f"must be 0 or more, got {v}", unit="points"),
 )
+
+
+def _default(table: str, name: str) -> Any:
+    """A key's default as declared above: the typed values below take theirs from there."""
+    return next(key.default for key in TABLES[table][1] if key.name == name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,54 +189,54 @@ class CheckSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """The sandbox's limits ([sandbox])."""
+    """The sandbox's limits ([sandbox]: the same names, units and defaults)."""
 
-    cell_timeout: float = 120.0
-    run_timeout: float = 300.0
-    memory_mb: int = 8192
-    max_processes: int = 256
-    output_bytes: int = 64 * 1024  # characters kept per cell and stream (head and tail)
-    artifact_mb: int = 64  # largest file the run may write (the model's weights among them)
+    cell_timeout: float = _default("sandbox", "cell_timeout")
+    run_timeout: float = _default("sandbox", "run_timeout")
+    memory_mb: int = _default("sandbox", "memory_mb")
+    max_processes: int = _default("sandbox", "max_processes")
+    output_chars: int = _default("sandbox", "output_chars")
+    file_mb: int = _default("sandbox", "file_mb")
 
 
 @dataclasses.dataclass(frozen=True)
 class GraderLimits:
     """The grader's own limits ([grader])."""
 
-    memory_mb: int = 8192
-    attempts: int = 3
-    max_parameters: int = 0
-    max_gflops: float = 0.0
-    max_activations: int = 0
-    work_cpu_seconds: float = 900.0
-    work_memory_mb: int = 4096
-    read_mb: int = 512
-    max_links: int = 20000
+    memory_mb: int = _default("grader", "memory_mb")
+    attempts: int = _default("grader", "attempts")
+    max_parameters: int = _default("grader", "max_parameters")
+    max_gflops: float = _default("grader", "max_gflops")
+    max_activations: int = _default("grader", "max_activations")
+    work_cpu_seconds: float = _default("grader", "work_cpu_seconds")
+    work_memory_mb: int = _default("grader", "work_memory_mb")
+    read_mb: int = _default("grader", "read_mb")
+    max_links: int = _default("grader", "max_links")
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassRules:
     """How a class's submissions become grades ([class])."""
 
-    count: str = "latest"
-    due: float | None = None  # seconds since the epoch
-    late_penalty_per_day: float = 0.0
-    late_cap: float = 1.0
-    visibility: str = "after_published"
+    count: str = _default("class", "count")
+    due: float | None = None  # seconds since the epoch (the key's "": none)
+    late_penalty_per_day: float = _default("class", "late_penalty_per_day")
+    late_cap: float = _default("class", "late_cap")
+    visibility: str = _default("class", "visibility")
 
 
 @dataclasses.dataclass(frozen=True)
 class Lab:
     """What the lab is ([lab]): the core knows no lab but through this."""
 
-    answer: str = "model"
-    kind: str = "model"
-    classes: tuple[str, ...] = ()
-    validation_split: float = 0.19
-    module: str = ""  # the assignment's trusted module, relative to its folder
-    base: Base | None = None
-    environment: tuple[tuple[str, str], ...] = ()
-    hints: tuple[tuple[str, str], ...] = ()
+    answer: str
+    kind: str
+    classes: tuple[str, ...]
+    validation_split: float
+    module: str  # the assignment's trusted module, relative to its folder
+    base: Base | None
+    environment: tuple[tuple[str, str], ...]
+    hints: tuple[tuple[str, str], ...]
 
     def hint(self, name: str, default: str) -> str:
         return dict(self.hints).get(name, default)
@@ -252,14 +259,14 @@ class Manifest:
     strategy: str
     limits: Limits
     checks: tuple[CheckSpec, ...]
-    labels: str = "class_index"
-    fit_labels_to_loss: bool = False
-    grader: GraderLimits = GraderLimits()
-    rules: ClassRules = ClassRules()
-    lab: Lab = Lab()
-    data_format: str = "tfrecord"
-    image_feature: str = "image"
-    label_feature: str = "class"
+    labels: str
+    fit_labels_to_loss: bool
+    grader: GraderLimits
+    rules: ClassRules
+    lab: Lab
+    data_format: str
+    image_feature: str
+    label_feature: str
 
     @property
     def notebook_path(self) -> str:
@@ -305,14 +312,7 @@ def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
         strategy=training["strategy"],
         labels=training["labels"],
         fit_labels_to_loss=training["fit_labels_to_loss"],
-        limits=Limits(
-            cell_timeout=float(sandbox["cell_timeout"]),
-            run_timeout=float(sandbox["run_timeout"]),
-            memory_mb=sandbox["memory_mb"],
-            max_processes=sandbox["max_processes"],
-            output_bytes=sandbox["output_chars"],
-            artifact_mb=sandbox["file_mb"],
-        ),
+        limits=Limits(**{**sandbox, "cell_timeout": float(sandbox["cell_timeout"]), "run_timeout": float(sandbox["run_timeout"])}),
         grader=GraderLimits(**grader),
         rules=_rules(values["class"]),
         lab=_lab(values["lab"], path),
@@ -410,10 +410,10 @@ def reference() -> str:
     tables.insert(2, ("[lab.base]", ("The lab's pretrained base, if it has one.", BASE_KEYS)))
     tables.append(("[[checks]]", ("One table per check; its other keys are the check's parameters (see the checks).", CHECK_KEYS)))
     for heading, (about, keys) in tables:
-        lines += [f"## {heading}", "", about, "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"## {heading}", "", about, "", "| key | type | default | unit | meaning |", "| --- | --- | --- | --- | --- |"]
         for key in keys:
             default = "required" if key.default is REQUIRED else f"`{key.default!r}`".replace("'", '"')
-            lines.append(f"| `{key.name}` | {key.type_name()} | {default} | {key.help} |")
+            lines.append(f"| `{key.name}` | {key.type_name()} | {default} | {key.unit} | {key.help} |")
         lines.append("")
     return "\n".join(lines)
 

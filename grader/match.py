@@ -16,7 +16,7 @@ cells, and every other cell the student added above the answer put back in its p
 - a cell the student added further up (an import, a helper among the lab's cells) runs
   after the lab's cell it follows in the notebook. It is run on a best effort: a failure
   there is reported, not graded (it may be a Colab-only line such as `!nvidia-smi`), and
-  a cell that binds a name the lab's own cells set (`GCS_PATTERN = 'gs://...'`) is not run,
+  a cell that binds a name the lab's own cells set (the data's location, say) is not run,
   since it would take the grader's data away from the answer;
 - nothing else from the submission runs: locked cells always run from the release, and
   cells after the last answer (training, curves) do not run: the grader trains itself.

@@ -12,11 +12,9 @@ import os
 import nbformat
 from nbformat.v4.rwbase import rejoin_lines
 
+from grader.faults import Unreadable
+
 MAX_NOTEBOOK_BYTES = 100 * 1024 * 1024
-
-
-class Unreadable(Exception):
-    """The submission is not a notebook the grader can read; the message says why."""
 
 
 def read_submission(path: str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.NotebookNode:

@@ -1,10 +1,13 @@
 """One submission from file to result: read -> match -> run -> checks -> score.
 
 `grade_submission` shows the whole flow; each stage lives in its own module. Nothing
-here raises for a student's mistake: an unreadable file or a missing answer is an
-`ungradable` result, a failing cell is a failed check. A failure of the grader's own
-(see grader/faults.py) becomes a result marked `grader_error`, which the gradebook
-never keeps: the executor tries the notebook again.
+here raises for a submission: an unreadable file or a missing answer is an
+`ungradable` result, a failing cell is a failed check, and a failure of the grader's
+own becomes a result owned by the grader (`SubmissionResult.owner`, grader/faults.py),
+which the grading run never keeps: the executor tries the notebook again.
+
+`graded` is a worker's one loop over a stream of notebooks, in a pipeline: the next
+submission's sandbox runs while this one is checked and trained.
 """
 
 from __future__ import annotations
@@ -12,54 +15,59 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from typing import Callable, Iterable, Iterator
 
-import grader
-from grader import artifact, checks, integrity, match, notebook, sandbox
+from grader import __version__ as GRADER_VERSION
+from grader import artifact, checks, faults, integrity, match, notebook, sandbox
 from grader import budget as budget_mod
 from grader.budget import Budget
 from grader import sample as sample_mod
 from grader import cells as cells_mod
 from grader.context import Context
-from grader.evidence import Evidence, Missing, Setting, model_summary
-from grader.faults import GraderFault, LabCellFailed
+from grader.evidence import Evidence, Trusted, model_summary
+from grader.faults import GraderFault, LabCellFailed, Missing, Owner
 from grader.results import CheckResult, SubmissionResult
 from reference.cache import FeatureCache
 from reference.hashing import file_sha256
 
+FLUSH = "flush"  # in a stream of notebooks: finish the one held, the queue is empty for now
 
-class Batch:
-    """Everything that is the same for all submissions graded by one worker."""
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """One notebook to grade: its content hash (the key), file and display name."""
+
+    key: str
+    path: str
+    name: str
+
+
+class Grader:
+    """A warm grader: everything that is the same for all submissions one worker grades
+    (the run's context, the checks built, the trusted side, the sandbox runner)."""
 
     def __init__(self, context: Context, ahead: bool = False):
         """`ahead`: start each next sandbox while the last submission is checked (for batches)."""
-        manifest = context.manifest
-        self.context = context
-        self.checks = tuple((spec, checks.build(spec)) for spec in manifest.checks)
-        self.setting = Setting(context, FeatureCache(context.cache_dir) if context.cache_dir else None)
-        plan = context.plan()
-        self.runner = sandbox.Runner(plan, ahead)
-        self.setting.max_parameters = context.max_parameters  # set again once the lab's solution is graded
+        self.checks = tuple((spec, checks.build(spec)) for spec in context.manifest.checks)
+        self.setting = Trusted(context, FeatureCache(context.cache_dir) if context.cache_dir else None)
+        self.runner = sandbox.Runner(context.plan(), ahead)
 
     @property
-    def manifest(self):
-        return self.context.manifest
+    def context(self) -> Context:
+        return self.setting.context
 
-    @property
-    def max_parameters(self) -> int:
-        return self.setting.max_parameters
-
-    @max_parameters.setter
-    def max_parameters(self, value: int) -> None:
-        self.setting.max_parameters = value
+    def use(self, context: Context) -> None:
+        """Grade with the run's context from now on, received whole (the model budget is
+        known once the lab's solution is graded). What this grader computed once stays:
+        the context is of the same assignment, data, weights and code (its fingerprint)."""
+        if context.fingerprint != self.context.fingerprint:
+            raise GraderFault(f"a worker of run {self.context.fingerprint} was sent the context of run {context.fingerprint}")
+        self.setting.context = context
 
     @property
     def budget(self) -> Budget | None:
-        """The budget of the grader's work on each notebook (grader/budget.py), set once the lab's solution is graded."""
-        return self.setting.budget
-
-    @budget.setter
-    def budget(self, value: Budget | None) -> None:
-        self.setting.budget = value
+        """The budget of the grader's work on each notebook (grader/budget.py), set in the context once the lab's solution is graded."""
+        return self.context.budget
 
     @property
     def release(self):
@@ -73,63 +81,72 @@ class Batch:
         self.runner.close()
 
 
-def grade_all(items, batch: Batch):
-    """(key, result) for each (key, path, name), graded in a pipeline: the next
-    submission's sandbox runs while this one is checked and trained. A failure of the
-    grader's own costs that notebook only (its result is marked as the grader's fault)."""
-    waiting = None  # (key, path, name, Started or the error it raised)
+def graded(items: Iterable, grader: Grader, finishing: Callable[[Work], None] = lambda work: None) -> Iterator[tuple[Work, SubmissionResult]]:
+    """(work, result) for each Work of `items`, in a pipeline: each notebook's sandbox is
+    started when it comes, and the one before it is checked and trained meanwhile. FLUSH
+    in `items` finishes the one held; at the end of `items` the one held is cancelled
+    (a stream that must finish everything ends with FLUSH). `finishing(work)` is called
+    before a notebook is checked (a worker tells its parent which one it is on)."""
+    held = None  # (work, Started or the error that starting it raised)
     try:
-        for item in [*items, None]:
-            previous, waiting = waiting, None
-            if item is not None:
-                key, path, name = item
-                waiting = (key, path, name, start_safely(path, name, batch))
+        for item in items:
+            previous = held
+            held = (item, start_safely(item.path, item.name, grader)) if item != FLUSH else None
             if previous is not None:
-                key, path, name, started = previous
-                yield key, finish_safely(path, name, started, batch)
+                finishing(previous[0])
+                yield previous[0], finish_safely(previous[0].path, previous[0].name, previous[1], grader)
     finally:
-        if waiting is not None and isinstance(waiting[3], Started):
-            waiting[3].cancel()
+        if held is not None and isinstance(held[1], Started):
+            held[1].cancel()
 
 
-def start_safely(path: str, name: str, batch: Batch) -> "Started | Exception":
-    """start_submission, except that a failure of the grader's own is returned, for
-    finish_safely to turn into a marked result."""
+def grade_all(works: Iterable[Work], grader: Grader) -> Iterator[tuple[Work, SubmissionResult]]:
+    """(work, result) for every work, in a pipeline (see `graded`)."""
+    return graded([*works, FLUSH], grader)
+
+
+def start_safely(path: str, name: str, grader: Grader) -> "Started | Exception":
+    """start_submission, except that a failure is returned, for finish_safely to settle."""
     try:
-        return start_submission(path, name, batch)
-    except Exception as error:  # noqa: BLE001 - the grader's fault, reported as a result
+        return start_submission(path, name, grader)
+    except Exception as error:  # noqa: BLE001 - settled by its owner in finish_safely
         return error
 
 
-def finish_safely(path: str, name: str, started, batch: Batch) -> SubmissionResult:
-    """finish_submission, except that a failure of the grader's own becomes a marked result."""
+def finish_safely(path: str, name: str, started, grader: Grader) -> SubmissionResult:
+    """finish_submission; an exception becomes a result, by its owner (the one ladder that
+    decides what a failure while grading a submission means)."""
     if isinstance(started, Exception):
-        return grader_failed(path, name, batch, GraderFault.from_error(started, "reading the notebook failed"), time.monotonic())
+        return _failed(path, name, grader, started, "reading the notebook failed", time.monotonic())
     try:
-        return finish_submission(started, batch)
+        return finish_submission(started, grader)
     except Exception as error:  # noqa: BLE001
         started.cancel()
-        return grader_failed(path, name, batch, GraderFault.from_error(error, "grading failed"), started.clock)
+        return _failed(path, name, grader, error, "grading failed", started.clock)
 
 
-def grader_failed(path: str, name: str, batch: Batch, fault: GraderFault, started: float) -> SubmissionResult:
-    """The result of a notebook the grader failed on: not a verdict, never stored (a lab's
-    own cell that failed is kept in its provenance, `lab_cell`: see faults.LabCellFailed)."""
-    result = ungradable(batch.context, path, name, f"the grader itself failed on this notebook ({fault.message})",
-                        "tell your instructor: this is the grader's fault, and grading it again may work", started, grader_error=True)
-    if isinstance(fault, LabCellFailed):
-        result = dataclasses.replace(result, provenance={**result.provenance, "lab_cell": fault.record()})
-    return result
+def _failed(path: str, name: str, grader: Grader, error: Exception, doing: str, clock: float) -> SubmissionResult:
+    if faults.owner_of(error) is Owner.STUDENT:  # a student's mistake no stage turned into a verdict
+        return ungradable(grader.context, path, name, str(error), "fix what the message says and submit again", clock)
+    if isinstance(error, LabCellFailed):  # the lab's own, the same for every notebook: the instructor's, never a grade
+        result = ungradable(grader.context, path, name, str(error), "tell your instructor: a cell of the lab's own fails in "
+                            "the grader's sandbox, which nothing of yours can change", clock, Owner.INSTRUCTOR)
+        return dataclasses.replace(result, provenance={**result.provenance, "lab_cell": error.record()})
+    return grader_failed(path, name, grader, GraderFault.from_error(error, doing), clock)
+
+
+def grader_failed(path: str, name: str, grader: Grader, fault: GraderFault, started: float) -> SubmissionResult:
+    """The result of a notebook the grader failed on: the grader's, never kept."""
+    return ungradable(grader.context, path, name, f"the grader itself failed on this notebook ({fault.message})",
+                      "tell your instructor: this is the grader's fault, and grading it again may work", started, Owner.GRADER)
 
 
 def ungradable(context: Context, path: str, name: str, reason: str, fix: str, started: float | None = None,
-               grader_error: bool = False) -> SubmissionResult:
+               owner: Owner = Owner.STUDENT) -> SubmissionResult:
     """A result that is not a verdict on the model: every check skipped, the reason and the fix."""
     digest = file_sha256(path) if os.path.isfile(path) else ""
     result = _ungradable(_base_result(context, name, path, digest), context, reason, fix, started or time.monotonic())
-    if grader_error:  # not a verdict on the notebook: the gradebook does not keep it, so a rerun tries again
-        result = dataclasses.replace(result, provenance={**result.provenance, "grader_error": True})
-    return result
+    return dataclasses.replace(result, owner=owner)
 
 
 @dataclasses.dataclass
@@ -147,35 +164,35 @@ class Started:
             self.pending.cancel()
 
 
-def grade_submission(path: str, name: str, batch: Batch) -> SubmissionResult:
-    """One submission from file to result (a failure of the grader's own is a marked result)."""
-    return finish_safely(path, name, start_safely(path, name, batch), batch)
+def grade_submission(path: str, name: str, grader: Grader) -> SubmissionResult:
+    """One submission from file to result (a failure is a result, by its owner)."""
+    return finish_safely(path, name, start_safely(path, name, grader), grader)
 
 
-def start_submission(path: str, name: str, batch: Batch) -> Started:
+def start_submission(path: str, name: str, grader: Grader) -> Started:
     """Read and match the notebook, and start its sandbox run (without waiting for it)."""
     clock = time.monotonic()
     digest = file_sha256(path)
-    base = _base_result(batch.context, name, path, digest)
+    base = _base_result(grader.context, name, path, digest)
     try:
         submitted = notebook.read_submission(path)
     except (notebook.Unreadable, OSError) as error:
-        return Started(base, clock, _ungradable(base, batch.context, str(error), "submit the notebook file (.ipynb) of the assignment", clock))
-    answer = batch.context.lab.answer
-    found = match.match(submitted, batch.release, answer)
+        return Started(base, clock, _ungradable(base, grader.context, str(error), "submit the notebook file (.ipynb) of the assignment", clock))
+    answer = grader.context.lab.answer
+    found = match.match(submitted, grader.release, answer)
     if not found.found:
         return Started(base, clock, _ungradable(
             base,
-            batch.context,
+            grader.context,
             "no answer cell found: no cell has the assignment's ids, no heading is marked [WORK REQUIRED], "
             f"and no cell assigns `{answer}`",
             "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
             clock,
         ))
-    return Started(base, clock, found=found, pending=batch.runner.start(match.run_cells(batch.release, found)))
+    return Started(base, clock, found=found, pending=grader.runner.start(match.run_cells(grader.release, found)))
 
 
-def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
+def finish_submission(started: Started, grader: Grader) -> SubmissionResult:
     """Wait for the run, check what it made, train the model, score. Raises for the
     grader's own failures (among them a run the host starved of CPU)."""
     if started.result is not None:
@@ -185,22 +202,22 @@ def finish_submission(started: Started, batch: Batch) -> SubmissionResult:
         if outcome.host_fault:
             raise GraderFault(outcome.host_fault)
         made = artifact.read(outcome.out_dir)
-        ran = match.run_cells(batch.release, started.found)
+        ran = match.run_cells(grader.release, started.found)
         log, disagreed = integrity.reconciled(made.log, outcome.witness, ran, {cell.key for cell in started.found.student_cells})
         made, distrusted = integrity.believed_export(dataclasses.replace(made, log=log), outcome.watcher)
         _assignment_cells_ran(outcome, made, started.found, ran)
         review = (*disagreed, *distrusted, *integrity.export_notes(made.export),
                   *(f"the answer {reach}" for reach in integrity.reaches(started.found.student_cells)))
-        watch = budget_mod.Watch(batch.setting.budget)
+        watch = budget_mod.Watch(grader.setting.budget)
         try:
             with watch:
-                return _checked(started, batch, made, outcome, watch, review, ran)
+                return _checked(started, grader, made, outcome, watch, review, ran)
         except budget_mod.OverBudget:
             # Stopped between two steps of its own: once more, with every costly fact now the
             # budget's verdict (the watch fires once). What the stopped work was building in
             # this process (a rebuilt model, a trained head) is forgotten.
             forget_work()
-            return _checked(started, batch, made, outcome, watch, review, ran)
+            return _checked(started, grader, made, outcome, watch, review, ran)
     finally:
         outcome.remove()
 
@@ -213,16 +230,16 @@ def _untouched(spec, check, evidence: Evidence) -> CheckResult:
                        "of yours in it; write your answer in the cell under the [WORK REQUIRED] heading", repr(check))
 
 
-def _checked(started: Started, batch: Batch, made, outcome, watch, review: tuple[str, ...], ran) -> SubmissionResult:
+def _checked(started: Started, grader: Grader, made, outcome, watch, review: tuple[str, ...], ran) -> SubmissionResult:
     """The checks of a run's artifact, and the result they make."""
     found, base = started.found, started.base
-    given = {key: batch.release.cell(key) for key in batch.release.answer_keys}
-    evidence = Evidence(batch.setting, found, outcome, made, given, watch)
+    given = {key: grader.release.cell(key) for key in grader.release.answer_keys}
+    evidence = Evidence(grader.setting, found, outcome, made, given, watch)
     results = tuple(_untouched(spec, check, evidence) if evidence.untouched() and spec.check != "answer_cells_run"
-                    else checks.run_check(spec, check, evidence) for spec, check in batch.checks)
+                    else checks.run_check(spec, check, evidence) for spec, check in grader.checks)
     if watch.fired:
         forget_work()
-    elif batch.setting.lab.kind == "model":
+    elif grader.setting.lab.kind == "model":
         evidence.review.extend(evidence.source_notes(ran))
     return dataclasses.replace(
         base,
@@ -232,7 +249,7 @@ def _checked(started: Started, batch: Batch, made, outcome, watch, review: tuple
         model=_summary(evidence),
         training=_training(evidence),
         cells=_cells(evidence, found),
-        provenance=_provenance(batch, evidence, found, started.clock),
+        provenance=_provenance(grader, evidence, found, started.clock),
         review=tuple(dict.fromkeys((*review, *evidence.review))),
     )
 
@@ -291,7 +308,7 @@ def _ungradable(base: SubmissionResult, context: Context, reason: str, fix: str,
         CheckResult(spec.id, spec.title, "skipped", 0.0, spec.points, "not checked: the notebook could not be graded", repr(checks.build(spec)))
         for spec in context.manifest.checks
     )
-    provenance = {"grader_version": grader.__version__, "seconds": round(time.monotonic() - started, 2), "sandbox": context.sandboxed}
+    provenance = {"grader_version": GRADER_VERSION, "seconds": round(time.monotonic() - started, 2), "sandbox": context.sandboxed}
     return dataclasses.replace(base, checks=skipped, reason=reason, fix=fix, provenance=provenance)
 
 
@@ -364,10 +381,10 @@ def _cell_output(entry: dict) -> dict:
     return keep
 
 
-def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict:
-    setting = batch.setting
+def _provenance(grader: Grader, evidence: Evidence, found, started: float) -> dict:
+    setting = grader.setting
     facts = {
-        "grader_version": grader.__version__,
+        "grader_version": GRADER_VERSION,
         "weights": setting.weights.identity if setting.weights is not None else "none (the lab has no pretrained base)",
         "dataset": f"{setting.dataset.pattern} ({len(setting.dataset.files)} files)",
         "image_size": setting.image_size,
@@ -375,7 +392,7 @@ def _provenance(batch: Batch, evidence: Evidence, found, started: float) -> dict
         "batch_size": setting.training.batch_size,
         "seed": setting.training.seed,
         "matched_by": found.how,
-        "sandbox": batch.sandboxed,
+        "sandbox": grader.sandboxed,
         "sandbox_seconds": round(evidence.outcome.seconds, 2),
         "stopped_by": evidence.outcome.stopped_by,
         "seconds": round(time.monotonic() - started, 2),

@@ -15,6 +15,7 @@ import dataclasses
 import re
 
 from grader import cells
+from labs import NOTEBOOK_NAMES  # what the series' notebooks call the values read off them
 
 TPU_CALLS = ("TPUClusterResolver", "TPUStrategy")
 ENVIRONMENT_READS = ("environ.get", "getenv")
@@ -96,11 +97,11 @@ def _buckets(cell: Cell, tree, imports_os: bool) -> list[Problem]:
 
 
 def _image_sizes(cell: Cell, tree, image_size: int) -> list[Problem]:
-    """A picture size written as a number (`IMAGE_SIZE = [192, 192]`) that is not the data's."""
+    """A picture size written as a number (`<the notebook's size name> = [192, 192]`) that is not the data's."""
     found = []
     for node in tree.body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                and node.targets[0].id.endswith("IMAGE_SIZE")):
+                and node.targets[0].id.endswith(NOTEBOOK_NAMES["image_size"])):
             continue
         try:
             value = ast.literal_eval(node.value)

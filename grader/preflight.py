@@ -1,10 +1,11 @@
 """Preflight: before any student is graded, the assignment must grade its own notebooks right.
 
 The lab's solution, graded by the assignment's own checks in the same workers as the
-class, must get full marks, and the untouched playground must not (a check that the
-playground passes checks nothing). Either failure is the instructor's to fix, and stops
-the run with what to fix. Both results are kept in the gradebook like any other, so a
-rerun with nothing changed does not grade them again.
+class (the grading run grades them: grader/run.py), must get full marks, and the
+untouched playground must not (a check that the playground passes checks nothing).
+Either failure is the instructor's to fix, and stops the run with what to fix. This
+module makes the pair and judges it. Both results are kept in the gradebook like any
+other once they are right, so a rerun with nothing changed does not grade them again.
 """
 
 from __future__ import annotations
@@ -12,20 +13,16 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from grader import gradebook, scenarios
+from grader import scenarios
 from grader import release as release_mod
-from grader.context import STATE, Context
-from grader.errors import GraderError
-from grader.executors import Work
+from grader.context import Context
+from grader.faults import GraderError
+from grader.pipeline import Work
 from grader.results import SubmissionResult
-from grader.storage import write_atomic
+from grader.storage import STATE, write_atomic
 from reference.hashing import file_sha256
 
 SOLUTION, PLAYGROUND = "reference-solution", "untouched-playground"
-
-
-class PreflightFailed(GraderError):
-    """The assignment does not grade its own solution and playground as it should."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,41 +39,32 @@ class Preflight:
         ]
 
 
-def run(context: Context, pool_of, book: gradebook.Gradebook, out_dir: str, regrade: bool = False) -> Preflight:
-    """Grade the solution and the playground (unless the gradebook has them); raise if wrong.
-
-    `pool_of()` gives the grading pool (it is only started if something needs grading)."""
+def pair(context: Context, out_dir: str) -> list[Work]:
+    """The lab's solution and untouched playground, as files in the output folder's own
+    folder, to grade like any submission (grader/run.py grades them, then `judge`)."""
     release, playground = context.release, release_mod.build(context.manifest)[1]
     made = scenarios.make(release, playground, ["solution.ipynb", "untouched_playground.ipynb"])
-    wanted = {SOLUTION: made["solution.ipynb"], PLAYGROUND: made["untouched_playground.ipynb"]}
-    results: dict[str, SubmissionResult] = {}
-    todo = []
-    for name, content in wanted.items():
+    works = []
+    for name, content in {SOLUTION: made["solution.ipynb"], PLAYGROUND: made["untouched_playground.ipynb"]}.items():
         path = os.path.join(out_dir, STATE, f"{name}.ipynb")
         write_atomic(path, content)
-        digest = file_sha256(path)
-        stored = None if regrade else book.get(context.manifest.name, context.manifest.version, context.fingerprint, digest)
-        if stored is not None:
-            results[name] = stored[0]
-        else:
-            todo.append(Work(digest, path, name))
-    for work, result in (pool_of().grade(todo) if todo else ()):
-        failed = result.provenance.get("lab_cell")
-        if failed:
-            raise PreflightFailed(
-                f"the lab's own cell {failed['key']!r} failed when the grader ran the lab's {work.name.replace('-', ' ')}: "
-                f"{failed['error']}",
-                hint="the cell is the lab's, not a student's: change it in the source notebook so that it runs in the "
-                "grader's sandbox (no TPU, no gs://: docs/authoring.md, \"The environment contract\"); nothing was graded")
-        if result.provenance.get("grader_error"):
-            raise PreflightFailed(f"the grader could not grade the lab's own {work.name.replace('-', ' ')}: {result.reason}",
-                                  hint="nothing was graded; fix what the message says and run again")
-        results[work.name] = result
-    found = Preflight(results[SOLUTION], results[PLAYGROUND], frozenset(work.key for work in todo))
-    _judge(found)
-    for work in todo:  # kept only once they are right: a rerun then skips them
-        book.put(context.fingerprint, results[work.name])
-    return found
+        works.append(Work(file_sha256(path), path, name))
+    return works
+
+
+def not_graded(work: Work, result: SubmissionResult) -> GraderError:
+    """What stops the run when the grader could not grade one of the lab's own pair: a
+    cell of the lab's that failed in the sandbox (named, its error quoted), or the grader's
+    own failure."""
+    failed = result.provenance.get("lab_cell")
+    if failed:
+        return GraderError(
+            f"the lab's own cell {failed['key']!r} failed when the grader ran the lab's {work.name.replace('-', ' ')}: "
+            f"{failed['error']}",
+            hint="the cell is the lab's, not a student's: change it in the source notebook so that it runs in the "
+            "grader's sandbox (no TPU, no gs://: docs/authoring.md, \"The environment contract\"); nothing was graded")
+    return GraderError(f"the grader could not grade the lab's own {work.name.replace('-', ' ')}: {result.reason}",
+                       hint="nothing was graded; fix what the message says and run again")
 
 
 def sandbox_problem(context: Context) -> str:
@@ -104,18 +92,22 @@ def sandbox_problem(context: Context) -> str:
         outcome.remove()
 
 
-def _judge(found: Preflight) -> None:
+def judge(results: dict[str, SubmissionResult], graded: frozenset = frozenset()) -> Preflight:
+    """The pair's results (by SOLUTION and PLAYGROUND) judged: the solution must get full
+    marks and the playground must not; raise what the instructor must fix otherwise."""
+    found = Preflight(results[SOLUTION], results[PLAYGROUND], graded)
     solution, playground = found.solution, found.playground
     if solution.status != "graded" or solution.score < solution.max_score:
         failed = [f"{c.id}: {c.message}" for c in solution.checks if c.status != "passed"] or [solution.reason]
-        raise PreflightFailed(
+        raise GraderError(
             f"the lab's own solution gets {solution.score:g}/{solution.max_score:g} from the assignment's checks:\n    "
             + "\n    ".join(failed),
             hint="fix the solution in the source notebook, or the checks in assignment.toml (e.g. calibrate a threshold "
             "on this data); nothing was graded",
         )
     if playground.status == "graded" and playground.score >= playground.max_score:
-        raise PreflightFailed(
+        raise GraderError(
             "the untouched playground gets full marks: the assignment's checks do not tell an answer from no answer",
             hint="add checks that the playground fails (see docs/manifest.md); nothing was graded",
         )
+    return found

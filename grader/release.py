@@ -15,7 +15,7 @@ import os
 import nbformat
 
 from grader import cells
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from grader.manifest import Manifest
 from grader.notebook import read_trusted
 from grader.storage import write_atomic
@@ -100,7 +100,7 @@ def build(manifest: Manifest) -> tuple[Release, nbformat.NotebookNode]:
                 )
             try:
                 cell.source = cells.strip_solutions(text)
-            except cells.SolutionMarkerError as error:
+            except ManifestError as error:  # a solution marker without its pair
                 raise ManifestError(f"answer cell {key!r}: {error}") from None
             solution = cells.solution_code(text)
             released.append(ReleasedCell(key, "answer", solution, cells.checksum(solution), cell.source, aliases, untouched))

@@ -12,14 +12,13 @@ import hashlib
 import json
 import os
 import re
+import sys
 
 import jinja2
 
-from grader import charts, render_notebook, wording
+from grader import charts, notebook as notebook_mod, render_notebook, wording
 from grader.results import SubmissionResult
-from grader.storage import write_atomic
-
-STATE = ".grader"  # the folder, inside the output folder, for what rendering needs besides results
+from grader.storage import STATE, write_atomic
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("grader", "templates"),
@@ -158,10 +157,26 @@ def write_notebook(notebook, folder: str, title: str, budget: render_notebook.Bu
     """The submitted notebook as HTML beside its scorecard: outputs kept (each capped),
     rich HTML and JavaScript outputs dropped, markdown rendered and sanitised; rendered in
     a child process within `budget`, else shown as plain text with a note saying why."""
-    rendering = render_notebook.render(notebook, budget)
+    return write_rendering(render_notebook.render(notebook, budget), folder, title)
+
+
+def write_rendering(rendering: render_notebook.Rendering, folder: str, title: str) -> str:
+    """notebook.html from a notebook rendered already (where it was graded)."""
     path = os.path.join(folder, "notebook.html")
     write_atomic(path, page("notebook.html.j2", title=title, rendering=rendering))
     return path
+
+
+def rendering_of(path: str) -> render_notebook.Rendering | None:
+    """The notebook at `path`, rendered within the budget; None for a file that is not a
+    readable notebook (its scorecard says why). Never raises: a page is not worth a grade."""
+    try:
+        return render_notebook.render(notebook_mod.read_submission(path))
+    except notebook_mod.Unreadable:
+        return None
+    except Exception as error:  # noqa: BLE001 - rendering a strange notebook must not stop the batch
+        print(f"grader: could not render {path} as HTML: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
 
 
 # --- the lab's solution, for the curves beside each student's -----------------------
@@ -172,10 +187,8 @@ def save_reference(result: SubmissionResult, out_dir: str) -> None:
 
 
 def load_reference(out_dir: str) -> SubmissionResult | None:
-    from grader.gradebook import result_from_json
-
     try:
         with open(os.path.join(out_dir, STATE, "reference.json")) as handle:
-            return result_from_json(json.load(handle))
+            return SubmissionResult.from_json(json.load(handle))
     except (OSError, ValueError):
         return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from grader.faults import Owner
+
 STATUSES = ("passed", "failed", "partial", "error", "skipped")
 
 
@@ -42,6 +44,23 @@ class SubmissionResult:
     cells: tuple[dict, ...] = ()  # the answer cells as they ran
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     review: tuple[str, ...] = ()  # for the instructor: how the run reached into the runner, what it forged (grader/integrity.py)
+    owner: Owner = Owner.STUDENT  # whose outcome it is: the grader's is never kept as a grade (grader/faults.py)
+
+    def __post_init__(self):
+        object.__setattr__(self, "owner", Owner(self.owner))  # from JSON: the string
+
+    @property
+    def graders_fault(self) -> bool:
+        """Not a verdict on the notebook: the grader failed on it (tried again, never kept)."""
+        return self.owner is Owner.GRADER
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SubmissionResult":
+        fields = dict(data)
+        fields["checks"] = tuple(CheckResult(**check) for check in data.get("checks", []))
+        fields["cells"] = tuple(data.get("cells", []))
+        fields["review"] = tuple(str(note) for note in data.get("review", []))
+        return cls(**fields)

@@ -17,18 +17,12 @@ import logging
 import os
 import stat
 
+from grader.faults import Refused  # a run file that is not read: a link, not a regular file, or over its size cap
+
 log = logging.getLogger(__name__)
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class Refused(Exception):
-    """A run file that is not read: a link, not a regular file, or over its size cap."""
-
-    def __init__(self, name: str, why: str):
-        super().__init__(f"{name} {why}")
-        self.name, self.why = name, why
 
 
 def _open_parts(root: str, relative: str) -> tuple[int, str]:
@@ -41,7 +35,7 @@ def _open_parts(root: str, relative: str) -> tuple[int, str]:
                 inner = os.open(folder, _DIRECTORY, dir_fd=fd)
             except OSError as error:
                 if error.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise Refused("/".join(folders[: depth + 1]), "is a link or not a folder") from None
+                    raise Refused.file("/".join(folders[: depth + 1]), "is a link or not a folder") from None
                 raise
             os.close(fd)
             fd = inner
@@ -60,18 +54,18 @@ def open_regular(root: str, relative: str, limit: int) -> int:
             fd = os.open(name, _FILE, dir_fd=folder)
         except OSError as error:
             if error.errno == errno.ELOOP:
-                raise Refused(relative, "is a link") from None
+                raise Refused.file(relative, "is a link") from None
             if error.errno == errno.ENXIO:  # a socket
-                raise Refused(relative, "is not a regular file") from None
+                raise Refused.file(relative, "is not a regular file") from None
             raise
     finally:
         os.close(folder)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise Refused(relative, "is not a regular file")
+            raise Refused.file(relative, "is not a regular file")
         if info.st_size > limit:
-            raise Refused(relative, f"is larger than {_size(limit)}")
+            raise Refused.file(relative, f"is larger than {_size(limit)}")
     except BaseException:
         os.close(fd)
         raise
@@ -87,7 +81,7 @@ def read(root: str, relative: str, limit: int) -> bytes | None:
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:  # it grew after the check
-        raise Refused(relative, f"is larger than {_size(limit)}")
+        raise Refused.file(relative, f"is larger than {_size(limit)}")
     return data
 
 
@@ -105,7 +99,7 @@ def copy(root: str, relative: str, limit: int, destination: str) -> bool:
             while chunk := os.read(source, min(1 << 20, limit + 1 - copied)):
                 copied += len(chunk)
                 if copied > limit:
-                    raise Refused(relative, f"is larger than {_size(limit)}")
+                    raise Refused.file(relative, f"is larger than {_size(limit)}")
                 os.write(target, chunk)
         finally:
             os.close(target)

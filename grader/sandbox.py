@@ -37,8 +37,7 @@ import time
 from grader import rundisk, runfiles, watch
 from grader.artifact import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 from grader.cgroups import RunCgroup
-from grader.errors import SandboxUnavailable
-from grader.faults import GraderFault
+from grader.faults import GraderFault, SandboxUnavailable
 from grader.manifest import Limits
 
 log = logging.getLogger(__name__)
@@ -422,7 +421,7 @@ def _limit_resources(limits: Limits, group: RunCgroup, user: int | None = None):
         # far more address space than it touches); without one it is the memory limit.
         memory = limits.memory_mb * 2**20 * (4 if group.active else 1)
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        size = limits.artifact_mb * 2**20
+        size = limits.file_mb * 2**20
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -525,7 +524,7 @@ class _Zygote:
         library_path = python.library_path if plan.sandboxed else ""
         env = sandbox_env(plan, inside["scratch"], inside["data"], inside["keras"], inside["python"], library_path)
         config = {"isolate": plan.sandboxed, "slots": inside["slots"],
-                  "cpu_seconds": int(plan.limits.run_timeout * 2) + 10, "file_bytes": plan.limits.artifact_mb * 2**20}
+                  "cpu_seconds": int(plan.limits.run_timeout * 2) + 10, "file_bytes": plan.limits.file_mb * 2**20}
         command = [inside["python"], inside["runner"], json.dumps(config), ",".join(plan.warm)]
         if plan.sandboxed:
             command = bwrap_command(self._reachable(places), env, files) + command
@@ -894,7 +893,7 @@ class Pending:
         job = {
             "cells": [{"key": c.key, "role": c.role, "source": c.source} for c in cells],
             "out": os.path.join(zygote.inside_scratch(self.slot), "out"),
-            "output_chars": plan.limits.output_bytes,
+            "output_chars": plan.limits.output_chars,
             # a model whose first layer knows no input shape (a nested augmentation model)
             # is built for the lab's images before it is saved, as training would
             "input_shape": [plan.image_size, plan.image_size, 3],

@@ -37,10 +37,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from grader import batch, classreport, exports, gradebook, live, notebook, report, tokens, uploads
-from grader.errors import GraderError
+from grader import classreport, exports, gradebook, live, notebook, report, tokens, uploads
+from grader.faults import GraderError
 from grader.manifest import Manifest
 from grader.ratelimit import RateLimit
+from grader.run import Options
 from grader.workshop import Workshop
 
 log = logging.getLogger("grader.serve")
@@ -63,7 +64,7 @@ STRICT = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancesto
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class ServerOptions:
     """What `grader serve` takes besides the grading options (see `grader serve --help`)."""
 
     host: str = "127.0.0.1"
@@ -84,7 +85,7 @@ class Settings:
         return int(self.max_upload_mb * 2**20)
 
 
-class Refused(Exception):
+class Declined(Exception):
     """An upload or form refused: the HTTP status and the reason shown to the student."""
 
     def __init__(self, status: int, message: str, retry_after: float = 0):
@@ -98,7 +99,7 @@ class Refused(Exception):
 class Server:
     """The routes' shared state: queue, live snapshots, grading, secrets and limits."""
 
-    def __init__(self, manifest: Manifest, settings: Settings, queue: uploads.Queue, live_pages: live.Live, workshop: Workshop | None,
+    def __init__(self, manifest: Manifest, settings: ServerOptions, queue: uploads.Queue, live_pages: live.Live, workshop: Workshop | None,
                  roster_mode: bool):
         self.manifest, self.settings, self.queue, self.live, self.workshop = manifest, settings, queue, live_pages, workshop
         self.roster_mode = roster_mode
@@ -130,7 +131,7 @@ class Server:
     async def home(self, request: Request) -> Response:
         return self._join_page(request)
 
-    def _join_page(self, request: Request, refused: Refused | None = None) -> Response:
+    def _join_page(self, request: Request, refused: Declined | None = None) -> Response:
         """The join form, its CSRF token made from the browser's nonce cookie (set if missing)."""
         nonce = request.cookies.get(JOIN_COOKIE) or tokens.new_secret()[:32]
         response = self._page("join.html.j2", status=refused.status if refused else 200, title=self.manifest.title,
@@ -143,20 +144,20 @@ class Server:
         try:
             _same_site(request)
             if self.roster_mode:
-                raise Refused(404, "this workshop uses personal links: open the link your instructor sent you")
+                raise Declined(404, "this workshop uses personal links: open the link your instructor sent you")
             form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
             nonce = request.cookies.get(JOIN_COOKIE, "")
             if not nonce or not tokens.form_token_ok(self.secret, f"join:{nonce}", str(form.get("csrf", ""))):
-                raise Refused(403, "the form is out of date or was not sent from this site: reload the page and try again")
+                raise Declined(403, "the form is out of date or was not sent from this site: reload the page and try again")
             wait = self.join_limit.wait(request.client.host if request.client else "")
             if wait:
-                raise Refused(429, f"too many tries from here: wait {wait:.0f} s", wait)
+                raise Declined(429, f"too many tries from here: wait {wait:.0f} s", wait)
             if not tokens.same_code(self.code, str(form.get("code", ""))):
-                raise Refused(403, "that is not the workshop's code: it is on the instructor's screen")
+                raise Declined(403, "that is not the workshop's code: it is on the instructor's screen")
             name = " ".join(str(form.get("name", "")).split())
             if not 0 < len(name) <= 60 or not name.isprintable():
-                raise Refused(400, "give a name of 1 to 60 characters: the instructor sees it beside your score")
-        except Refused as refused:
+                raise Declined(400, "give a name of 1 to 60 characters: the instructor sees it beside your score")
+        except Declined as refused:
             return self._join_page(request, refused)
         token = await run_in_threadpool(self._join, name)
         return RedirectResponse(f"/s/{token}", status_code=303)
@@ -187,13 +188,13 @@ class Server:
         token = request.path_params["token"]
         student = self.queue.holder(token)
         if student is None:
-            raise Refused(404, "no such page: open the link your instructor gave you")
+            raise Declined(404, "no such page: open the link your instructor gave you")
         return student, token
 
     async def student(self, request: Request) -> Response:
         try:
             student, token = self._student_of(request)
-        except Refused as refused:
+        except Declined as refused:
             return self._message(refused)
         snapshot = await run_in_threadpool(self.live.snapshot, True)
         row = snapshot.row(student)
@@ -211,7 +212,7 @@ class Server:
     async def student_live(self, request: Request) -> Response:
         try:
             student, token = self._student_of(request)
-        except Refused as refused:
+        except Declined as refused:
             return self._message(refused)
         return await self._live_part(request, "_student_live.html.j2", base=f"/s/{token}",
                                      part=lambda snapshot: live.student_page(snapshot, self.queue, student, self.jobs))
@@ -221,9 +222,9 @@ class Server:
             student, _ = self._student_of(request)
             upload = self.queue.by_name(request.path_params["name"])
             if upload is None or upload.student != student:
-                raise Refused(404, "no such page")
+                raise Declined(404, "no such page")
             return await self._attempt_file(upload, request.path_params["file"])
-        except Refused as refused:
+        except Declined as refused:
             return self._message(refused)
 
     def curl_line(self, token: str) -> str:
@@ -243,9 +244,9 @@ class Server:
             student, token = self._student_of(request)
             form = await self._read_form(request, student)
             if not tokens.form_token_ok(self.secret, f"upload:{tokens.split(token)[0]}", str(form.get("csrf", ""))):
-                raise Refused(403, "the form is out of date or was not sent from this site: reload the page and upload again")
+                raise Declined(403, "the form is out of date or was not sent from this site: reload the page and upload again")
             message, _ = await self._accept(student, form)
-        except Refused as refused:
+        except Declined as refused:
             if wants_json:
                 return _json_refusal(refused)
             return self._message(refused, back=request.url.path.rsplit("/", 1)[0])
@@ -260,10 +261,10 @@ class Server:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             student = self.queue.holder(token.strip()) if scheme.lower() == "bearer" else None
             if student is None:
-                raise Refused(404, 'no such student: copy the curl line from your page, with its "Authorization: Bearer" token')
+                raise Declined(404, 'no such student: copy the curl line from your page, with its "Authorization: Bearer" token')
             form = await self._read_form(request, student)
             message, _ = await self._accept(student, form)
-        except Refused as refused:
+        except Declined as refused:
             headers = {"retry-after": f"{refused.retry_after:.0f}"} if refused.retry_after else None
             return PlainTextResponse(f"refused: {refused.message}\n", status_code=refused.status, headers=headers)
         return PlainTextResponse(f"{message}\nyour page: {self.settings.public_url}/s/{token.strip()}\n")
@@ -273,41 +274,41 @@ class Server:
         rate-limit window (refusals count too, so none can be used to hammer the server)."""
         wait = self.upload_limit.wait(student)
         if wait:
-            raise Refused(429, f"you uploaded {self.settings.uploads_per_minute} times in the last minute: wait {wait:.0f} s", wait)
+            raise Declined(429, f"you uploaded {self.settings.uploads_per_minute} times in the last minute: wait {wait:.0f} s", wait)
         cap = self.settings.max_upload_bytes
         limit, received = cap + FORM_SLACK, 0
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _drain(request.receive, DRAIN_FACTOR * cap)
-            raise Refused(413, notebook.too_large(int(declared) - FORM_SLACK, cap))
+            raise Declined(413, notebook.too_large(int(declared) - FORM_SLACK, cap))
 
         async def receive():
             nonlocal received
             message = await request.receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise _TooLarge()
+                raise Declined(413, notebook.too_large(received, cap))
             return message
 
         try:
             return await Request(request.scope, receive).form(max_files=1, max_fields=4, max_part_size=FORM_SLACK)
-        except _TooLarge:
+        except Declined:  # too large: what is left of it is read and dropped, up to a bound
             await _drain(request.receive, DRAIN_FACTOR * cap)
-            raise Refused(413, notebook.too_large(received, cap)) from None
+            raise
         except Exception as error:  # noqa: BLE001 - a malformed body (python-multipart's own errors)
-            raise Refused(400, f"the upload is not a form with a notebook file ({error})") from None
+            raise Declined(400, f"the upload is not a form with a notebook file ({error})") from None
 
     async def _accept(self, student: str, form) -> tuple[str, uploads.Upload]:
         chosen = form.get("notebook")
         if not isinstance(chosen, UploadFile):
-            raise Refused(400, "choose your notebook file (.ipynb) first")
+            raise Declined(400, "choose your notebook file (.ipynb) first")
         data = await chosen.read()
         if len(data) > self.settings.max_upload_bytes:
-            raise Refused(413, notebook.too_large(len(data), self.settings.max_upload_bytes))
+            raise Declined(413, notebook.too_large(len(data), self.settings.max_upload_bytes))
         shown = _shown_name(chosen.filename or "notebook.ipynb")
         upload, replaced, refusal = await run_in_threadpool(self._store, student, shown, data)
         if refusal:
-            raise Refused(422, f"{shown} was not queued: {refusal}")
+            raise Declined(422, f"{shown} was not queued: {refusal}")
         if self.workshop is not None:
             self.workshop.wake()
         self.live.changed(book=False)  # queued: the gradebook has it once it is claimed
@@ -339,12 +340,12 @@ class Server:
 
     def _admin(self, request: Request) -> None:
         if self.queue.holder(request.path_params["token"], uploads.ADMIN) is None:
-            raise Refused(404, "no such page")
+            raise Declined(404, "no such page")
 
     async def admin(self, request: Request) -> Response:
         try:
             self._admin(request)
-        except Refused as refused:
+        except Declined as refused:
             return self._message(refused)
         snapshot = await run_in_threadpool(self.live.snapshot, True)
         base = request.url.path
@@ -357,7 +358,7 @@ class Server:
     async def admin_live(self, request: Request) -> Response:
         try:
             self._admin(request)
-        except Refused as refused:
+        except Declined as refused:
             return self._message(refused)
         self._projector = (request.url.path.rsplit("/", 1)[0], time.monotonic())
         return await self._live_part(request, ADMIN_PART, base=self._projector[0], part=live.admin_page)
@@ -367,9 +368,9 @@ class Server:
             self._admin(request)
             upload = self.queue.by_name(request.path_params["name"])
             if upload is None:
-                raise Refused(404, "no such page")
+                raise Declined(404, "no such page")
             return await self._attempt_file(upload, request.path_params["file"])
-        except Refused as refused:
+        except Declined as refused:
             return self._message(refused)
 
     async def grades(self, request: Request) -> Response:
@@ -393,10 +394,10 @@ class Server:
             self._admin(request)
             snapshot = await run_in_threadpool(self.live.snapshot, True)
             body = await run_in_threadpool(make, snapshot.view)
-        except Refused as refused:
+        except Declined as refused:
             return self._message(refused)
         except GraderError as error:
-            return self._message(Refused(409, str(error)))
+            return self._message(Declined(409, str(error)))
         filename = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.manifest.name)}-{name}"
         return Response(body, media_type=kind, headers={"content-disposition": f'attachment; filename="{filename}"'})
 
@@ -444,7 +445,7 @@ class Server:
         snapshot = await run_in_threadpool(self.live.snapshot)
         path = live.attempt_file(self.queue.out_dir, snapshot, upload, name)
         if path is None:
-            raise Refused(404, "no such page (yet): its scorecard is written once it is graded")
+            raise Declined(404, "no such page (yet): its scorecard is written once it is graded")
         with open(path, "rb") as handle:
             body = handle.read()
         if name.endswith(".json"):
@@ -458,15 +459,11 @@ class Server:
         policy = report.content_security_policy(scripts, live=live) + "; frame-ancestors 'none'"
         return HTMLResponse(text, status_code=status, headers={"content-security-policy": policy})
 
-    def _message(self, refused: Refused, back: str = "") -> HTMLResponse:
+    def _message(self, refused: Declined, back: str = "") -> HTMLResponse:
         headers = {"retry-after": f"{refused.retry_after:.0f}"} if refused.retry_after else {}
         response = self._page("message.html.j2", status=refused.status, title=self.manifest.title, message=refused.message, back=back)
         response.headers.update(headers)
         return response
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _drain(receive, budget: int) -> None:
@@ -483,7 +480,7 @@ def _same_site(request: Request) -> None:
     Sec-Fetch-Site, says where it came from; curl sends neither)."""
     origin = request.headers.get("origin")
     if request.headers.get("sec-fetch-site") == "cross-site" or (origin and origin.split("://", 1)[-1] != request.headers.get("host")):
-        raise Refused(403, "the form was not sent from this site's page: open your page and upload from there")
+        raise Declined(403, "the form was not sent from this site's page: open your page and upload from there")
 
 
 def _shown_name(filename: str) -> str:
@@ -493,7 +490,7 @@ def _shown_name(filename: str) -> str:
     return text[:120] or "notebook.ipynb"
 
 
-def _json_refusal(refused: Refused) -> JSONResponse:
+def _json_refusal(refused: Declined) -> JSONResponse:
     headers = {"retry-after": f"{refused.retry_after:.0f}"} if refused.retry_after else None
     return JSONResponse({"ok": False, "message": refused.message}, status_code=refused.status, headers=headers)
 
@@ -540,13 +537,13 @@ def write_links(queue: uploads.Queue, students: dict[str, dict], url: str, path:
     return len(rows)
 
 
-def run(manifest: Manifest, options: batch.Options, settings: Settings) -> None:
+def run(manifest: Manifest, options: Options, settings: ServerOptions) -> None:
     """Run the preflight, start the workers and serve until interrupted (Ctrl-C, SIGTERM)."""
     import uvicorn
 
     queue = uploads.Queue(options.out_dir)
     holder: dict = {}
-    workshop = Workshop(manifest, options, queue, on_change=lambda view=None: holder["live"].changed(view) if "live" in holder else None)
+    workshop = Workshop(manifest, options, queue, on_change=lambda: holder["live"].changed() if "live" in holder else None)
     found = workshop.open()
     try:
         print(f"preflight of {manifest.name}: passed", flush=True)
@@ -588,7 +585,7 @@ def _exit_on_signal(number, frame) -> None:
     raise SystemExit(128 + number)
 
 
-def _announce(server: Server, queue: uploads.Queue, students: dict, settings: Settings) -> None:
+def _announce(server: Server, queue: uploads.Queue, students: dict, settings: ServerOptions) -> None:
     url = settings.public_url
     if not queue.linked(uploads.ADMIN):
         print(f"the instructor's page (keep it to yourself; shown once, `grader links OUT --admin` makes a new one):\n"

@@ -24,6 +24,10 @@ import dataclasses
 import functools
 import re
 
+from grader.faults import ManifestError  # a structure rule that cannot be read is the instructor's to fix
+
+PRETRAINED_FIX = "load the base with its pretrained weights"  # a lab says how, in its own words ([lab.hints] pretrained_weights)
+
 FAMILIES = {
     "preprocessing": frozenset(
         "Rescaling Resizing Normalization CenterCrop RandomCrop RandomFlip RandomRotation RandomZoom "
@@ -32,10 +36,6 @@ FAMILIES = {
     "dropout": frozenset("Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise AlphaDropout".split()),
 }
 _SPEC = re.compile(r"^\s*(?P<pretrained>pretrained\s+)?(?P<kind>[A-Za-z_][A-Za-z0-9_]*)\s*(?:\((?P<args>[^()]*)\))?\s*$")
-
-
-class RuleError(ValueError):
-    pass
 
 
 def _layer_text(kind: str, units, activation, options) -> str:
@@ -78,11 +78,12 @@ class LayerSpec:
             return False
         return not self.pretrained or bool(found.pretrained)
 
-    def mismatches(self, found: "Found") -> list[str]:
-        """What would have to change in `found` (a layer of the same kind) to match."""
+    def mismatches(self, found: "Found", pretrained_fix: str = PRETRAINED_FIX) -> list[str]:
+        """What would have to change in `found` (a layer of the same kind) to match
+        (`pretrained_fix`: how the lab's base gets its pretrained weights, in the lab's words)."""
         problems = []
         if self.pretrained and not found.pretrained:
-            problems.append(" whose weights are not the pretrained ones (keep the default weights='imagenet')")
+            problems.append(f" whose weights are not the pretrained ones ({pretrained_fix})")
         if self.activation is not None and self.activation != found.activation:
             problems.append(f": set activation='{self.activation}'")
         if self.units is not None and self.units != found.units:
@@ -192,7 +193,7 @@ def _words(node) -> str:
 
 def parse_rule(rule: list[str]) -> Rule:
     if not isinstance(rule, (list, tuple)) or not rule or not all(isinstance(p, str) for p in rule):
-        raise RuleError("layers must be a non-empty list of strings")
+        raise ManifestError("layers must be a non-empty list of strings")
     return Rule(tuple(_Parser(text).step() for text in rule), tuple(rule))
 
 
@@ -203,8 +204,8 @@ class _Parser:
     def __init__(self, text: str):
         self.text, self.tokens, self.at = text, re.findall(r"\(|\)|\||,|[?*+]|[^()|,?*+]+(?:\([^()]*\))?", text), 0
 
-    def fail(self, why: str = "") -> RuleError:
-        return RuleError(f"cannot read the layer pattern {self.text.strip()!r}{': ' + why if why else ''}; write e.g. 'Dense(5, softmax)' or '(Dense(relu) | Dropout)*'")
+    def fail(self, why: str = "") -> ManifestError:
+        return ManifestError(f"cannot read the layer pattern {self.text.strip()!r}{': ' + why if why else ''}; write e.g. 'Dense(5, softmax)' or '(Dense(relu) | Dropout)*'")
 
     def peek(self) -> str | None:
         while self.at < len(self.tokens) and not self.tokens[self.at].strip():
@@ -328,16 +329,18 @@ class Verdict:
     differs_at: int | None = None  # chain index of the first layer that differs (the chain's length: one is missing)
 
 
-def compare(rule: Rule, layers: list[Found], expected: str = "") -> Verdict:
+def compare(rule: Rule, layers: list[Found], expected: str = "", pretrained_fix: str = PRETRAINED_FIX) -> Verdict:
     """Match the layers against the rule; on failure say which layer differs and how.
-    `expected`: the model the lab asks for, in the lab's own words (else the rule's)."""
+    `expected`: the model the lab asks for, in the lab's own words (else the rule's);
+    `pretrained_fix`: how the lab's base gets its pretrained weights, in the lab's words."""
     layers = [layer if layer.index >= 0 else dataclasses.replace(layer, index=n) for n, layer in enumerate(layers)]
     should = expected or ", then ".join(rule.required())
     if not layers:
         return Verdict(False, f"the model is empty: put the layers in tf.keras.Sequential([...]): {should}", 0)
     if _Matcher(rule, layers).full():
         return Verdict(True, "the model is " + ", then ".join(str(layer) for layer in layers))
-    return (_one_change(rule, layers) or _two_fixes(rule, layers) or _none_of_a_step(rule, layers, should)
+    return (_one_change(rule, layers, pretrained_fix) or _two_fixes(rule, layers, pretrained_fix)
+            or _none_of_a_step(rule, layers, should)
             or _first_difference(rule, layers, should))
 
 
@@ -360,7 +363,7 @@ def _where(position: int, count: int) -> str:
     return " at the end" if position == count - 1 else f" as layer {position + 1}"
 
 
-def _one_change(rule: Rule, layers: list[Found]) -> Verdict | None:
+def _one_change(rule: Rule, layers: list[Found], pretrained_fix: str) -> Verdict | None:
     """The single change that makes the model match: fix a layer of the right kind, else
     remove an extra layer, else replace a layer by another kind, else add a missing one."""
     specs = rule.specs()
@@ -374,7 +377,7 @@ def _one_change(rule: Rule, layers: list[Found]) -> Verdict | None:
                     replacements.append((position, spec))
     if fixes:
         _, position, spec = min(fixes, key=lambda fix: fix[:2])
-        return Verdict(False, _fix_text(spec, layers, position), layers[position].index)
+        return Verdict(False, _fix_text(spec, layers, position, pretrained_fix), layers[position].index)
     for position, layer in reversed(list(enumerate(layers))):  # of two alike, the second is the extra one
         if _Matcher(rule, layers[:position] + layers[position + 1 :]).full():
             before = f" after {layers[position - 1]}" if position else " at the start"
@@ -403,7 +406,7 @@ def _one_change(rule: Rule, layers: list[Found]) -> Verdict | None:
     return None
 
 
-def _two_fixes(rule: Rule, layers: list[Found]) -> Verdict | None:
+def _two_fixes(rule: Rule, layers: list[Found], pretrained_fix: str) -> Verdict | None:
     """Two layers of the right kinds whose settings are wrong (a hidden layer with softmax and
     an output with relu): name both."""
     specs = rule.specs()
@@ -412,7 +415,7 @@ def _two_fixes(rule: Rule, layers: list[Found]) -> Verdict | None:
             for a in (spec for spec in specs if _same_kind(spec, layers[first])):
                 for b in (spec for spec in specs if _same_kind(spec, layers[second])):
                     if _Matcher(rule, layers, {first: a, second: b}).full():
-                        text = f"{_fix_text(a, layers, first)}; and {_fix_text(b, layers, second)}"
+                        text = f"{_fix_text(a, layers, first, pretrained_fix)}; and {_fix_text(b, layers, second, pretrained_fix)}"
                         return Verdict(False, text, layers[first].index)
     return None
 
@@ -421,9 +424,9 @@ def _same_kind(spec: LayerSpec, layer: Found) -> bool:
     return spec.kind == layer.kind or layer.kind in FAMILIES.get(spec.kind, ())
 
 
-def _fix_text(spec: LayerSpec, layers: list[Found], position: int) -> str:
+def _fix_text(spec: LayerSpec, layers: list[Found], position: int, pretrained_fix: str) -> str:
     layer = layers[position]
-    why = (spec.mismatches(layer) or [""])[0]
+    why = (spec.mismatches(layer, pretrained_fix) or [""])[0]
     if why.startswith(": it needs") and spec.units is not None and position == len(layers) - 1:
         why += ", one per class"
     return f"expected {spec.describe()}{_where(position, len(layers))}; found {layer}{why}"

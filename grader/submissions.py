@@ -27,7 +27,7 @@ import glob
 import os
 import re
 
-from grader.errors import GraderError
+from grader.faults import GraderError
 
 RULES = ("auto", "folder", "roster", "file")
 ROSTER_COLUMNS = ("id", "name", "email", "section", "canvas_id", "sis_user_id", "sis_login_id", "file", "submitted_at")
@@ -97,6 +97,18 @@ def read_roster(path: str) -> Roster:
                 raise GraderError(f"the roster {path}, line {number}: {mapped!r} is mapped to two students")
             files[mapped] = (student_id, (row.get("submitted_at") or "").strip())
     return Roster(students, files)
+
+
+def roster_of(book, assignment: str, path: str | None) -> Roster:
+    """The roster at `path` (kept in the gradebook `book` for later runs), else the one the
+    gradebook kept from an earlier run."""
+    if path:
+        roster = read_roster(path)
+        book.set_students(assignment, {key: dataclasses.asdict(s) for key, s in roster.students.items()})
+        book.set_files(assignment, roster.files)
+        return roster
+    students = {key: Student(**fields) for key, fields in book.students(assignment).items()}
+    return Roster(students, book.files(assignment))
 
 
 def collect(paths: list[str]) -> list[tuple[str, str]]:

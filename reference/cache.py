@@ -116,23 +116,18 @@ class FeatureCache:
     def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES):
         self.directory, self.max_bytes = directory, max_bytes
         self._memory: tuple[str, object] | None = None
-        self.hits = self.misses = 0
 
     def path(self, key: str) -> str:
         return os.path.join(self.directory, f"features-{key}.npz")
 
     def get_or_build(self, key: str, build, keep=lambda arrays: arrays):
         if self._memory is not None and self._memory[0] == key:
-            self.hits += 1
             return self._memory[1]
         self._memory = None  # let the previous copy go before loading the next
         arrays = self._load(key)
         if arrays is None:
-            self.misses += 1
             arrays = build()
             self._store(key, arrays)
-        else:
-            self.hits += 1
         self._memory = (key, keep(arrays))
         return self._memory[1]
 

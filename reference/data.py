@@ -220,17 +220,6 @@ def _jpegs(data: Dataset):
             yield f"{name}#{index}", parsed[data.image_feature].numpy(), int(parsed[data.label_feature].numpy())
 
 
-def load_arrays(data: Dataset, files) -> tuple[np.ndarray, np.ndarray]:
-    """All images and integer labels of `files`, in order, as numpy arrays."""
-    images, labels = [], []
-    for image, label in read_labeled(data, files, one_hot=False):
-        images.append(image.numpy())
-        labels.append(int(label.numpy()))
-    if not images:
-        raise DataError(f"the files {list(files)} hold no records")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
-
-
 # --- writing ---------------------------------------------------------------------
 
 

@@ -220,7 +220,7 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
     else:
         batches = _image_batches(dataset, choices, settings, settings.batch_size * placement.replicas)
 
-    # Like the lab (steps_per_epoch = images // BATCH_SIZE), train on whole batches only:
+    # Like the lab (steps_per_epoch = images // its batch size), train on whole batches only:
     # a last, partial batch can also leave a replica with no images at all.
     if epochs is not None and epochs.can_train(tensors["train"], tensors["validation"]):
         history = epochs.fit(*_features_and_labels(tensors, choices, len(dataset.classes)), settings.epochs)

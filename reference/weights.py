@@ -1,10 +1,10 @@
 """Pretrained weights for a lab's frozen base: where Keras looks for them.
 
 A lab that builds on a pretrained `keras.applications` model (its `[lab.base]`) asks
-Keras for ImageNet weights from the student's own cell. Keras first looks for the
+Keras for its pretrained weights from the student's own cell. Keras first looks for the
 file it would download in `$KERAS_HOME/models/`; the grader puts a file there itself,
 under that name, so nothing is downloaded. The file is the instructor's (the real
-ImageNet file) or the lab's demo weights.
+pretrained file) or the lab's demo weights.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ import os
 import pytest
 
 from grader import batch, scenarios
+from grader.run import Options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
@@ -102,7 +103,7 @@ def chromium(profile, window: str = "1000,1600", logs: dict | None = None):
 
 
 def grade_all(manifest, folder, out, **options):
-    graded = batch.grade(manifest, [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options))
+    graded = batch.grade(manifest, [str(folder)], Options(out_dir=str(out), quiet=True, **options))
     return {r.submission: r for r in graded.results}, graded.paths, out
 
 

@@ -1,6 +1,7 @@
 import pytest
 
 from grader import cells
+from grader.faults import ManifestError
 
 
 def test_strip_solutions_keeps_indent_and_named_placeholder():
@@ -18,7 +19,7 @@ def test_strip_solutions_default_placeholder():
     ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
 ])
 def test_strip_solutions_rejects_broken_markers(source, fragment):
-    with pytest.raises(cells.SolutionMarkerError, match=fragment):
+    with pytest.raises(ManifestError, match=fragment):
         cells.strip_solutions(source)
 
 
@@ -63,7 +64,7 @@ def test_given_block_writes_what_strip_solutions_reads_back():
     ("### BEGIN GIVEN\n# x\n### END GIVEN\n### BEGIN SOLUTION  # YOUR CODE HERE\ny\n### END SOLUTION", "remove '# YOUR CODE HERE'"),
 ])
 def test_broken_given_blocks_are_refused_with_the_fix(source, fragment):
-    with pytest.raises(cells.SolutionMarkerError, match=fragment):
+    with pytest.raises(ManifestError, match=fragment):
         cells.strip_solutions(source)
 
 

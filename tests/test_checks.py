@@ -32,7 +32,7 @@ def test_a_check_that_crashes_is_the_graders_fault_not_a_grade():
 
 
 def test_an_unknown_check_names_the_closest():
-    from grader.errors import ManifestError
+    from grader.faults import ManifestError
 
     with pytest.raises(ManifestError, match="did you mean 'frozen_base'"):
         checks.build(CheckSpec("f", "frozen_bse", "t", 1.0, {}))
@@ -73,7 +73,7 @@ def test_the_scope_check_reads_the_source_and_the_run():
 def test_the_parameter_budget_is_never_below_a_bound_the_manifest_declares():
     from types import SimpleNamespace
 
-    from grader.batch import model_budget
+    from grader.context import model_budget
 
     def manifest(max_parameters=0, bound=None):
         params = {"parameters": [1000, bound]} if bound else {}

@@ -16,6 +16,7 @@ import pytest
 
 from grader import batch, classreport, exports, gradebook, manifest as manifest_mod, release
 from grader.cli import main
+from grader.run import Options
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -77,7 +78,7 @@ def graded(lms):
     assignment, download, roster, work = lms
     out = work / "out"
     result = batch.grade(manifest_mod.load(str(assignment)), [str(download)],
-                         batch.Options(out_dir=str(out), quiet=True, jobs=1, roster=str(roster)))
+                         Options(out_dir=str(out), quiet=True, jobs=1, roster=str(roster)))
     return result, out
 
 
@@ -132,7 +133,7 @@ def test_regrading_one_student_leaves_the_class_whole(lms, graded):
     result, out = graded
     before = open(out / "grades.csv").read()
     again = batch.grade(manifest_mod.load(str(assignment)), [str(download)],
-                        batch.Options(out_dir=str(out), quiet=True, jobs=1, student="s05"))
+                        Options(out_dir=str(out), quiet=True, jobs=1, student="s05"))
     assert len(again.view.rows) == 13 and open(out / "grades.csv").read() == before
     assert "13 student(s)" in open(out / "index.html").read()
 
@@ -143,7 +144,7 @@ def test_an_override_survives_regrading_and_reaches_every_page_and_export(lms, g
     assert main(["override", str(out), "--student", "s07", "--check", "runs", "--points", "0.5",
                  "--comment", "the idea was right", "--author", "TA Kim"]) == 0
     again = batch.grade(manifest_mod.load(str(assignment)), [str(download)],
-                        batch.Options(out_dir=str(out), quiet=True, jobs=1, regrade=True))
+                        Options(out_dir=str(out), quiet=True, jobs=1, regrade=True))
     s07 = row_of(again, "s07")
     assert s07.final == 0.5 and s07.counted.result.score == 0.0  # the grader's verdict is kept; the instructor's points count
     scorecard = open(out / s07.counted.folder / "scorecard.html").read()

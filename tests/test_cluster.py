@@ -16,8 +16,10 @@ import pytest
 
 from grader import batch, dask_worker, gradebook, manifest as manifest_mod
 from grader.cli import main
+from grader.run import Options
 from grader import cluster as cluster_mod
-from grader.cluster import ClusterError, check_address, dask_settings
+from grader.cluster import check_address, dask_settings
+from grader.faults import GraderError
 from conftest import grade_all
 from reference.hashing import file_sha256
 from test_gradebook import TINY, make_submissions, rows
@@ -26,7 +28,7 @@ NO_BWRAP = {"PATH": "/nonexistent"}  # a worker whose PATH has no bwrap: the rea
 
 
 def grade_tiny(folder, out, **options):
-    return batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(out), quiet=True, **options)).results
+    return batch.grade(manifest_mod.load(TINY), [str(folder)], Options(out_dir=str(out), quiet=True, **options)).results
 
 
 def verdicts(results):
@@ -59,7 +61,7 @@ def two_workers():
 def test_cluster_addresses():
     assert check_address("local:2") == "local:2" and check_address("tcp://10.0.0.5:8786") == "tcp://10.0.0.5:8786"
     for wrong in ("local:0", "local:two", "tcp://host:8786/path", ""):
-        with pytest.raises(ClusterError, match="neither a scheduler's address nor local:N"):
+        with pytest.raises(GraderError, match="neither a scheduler's address nor local:N"):
             check_address(wrong)
 
 
@@ -184,11 +186,11 @@ def dying_task(target: str, mode: str, marker: str):
     return functools.partial(_die_on, target, mode, str(marker))
 
 
-def _die_on(target, mode, marker, notebook, facts, name):
+def _die_on(target, mode, marker, notebook, context, name):
     if notebook.name == target and (mode == "always" or not os.path.exists(marker)):
         open(marker, "a").close()
         os.kill(os.getpid(), signal.SIGKILL)
-    return dask_worker.grade(notebook, facts, name)
+    return dask_worker.grade(notebook, context, name)
 
 
 @pytest.mark.slow
@@ -285,7 +287,7 @@ def test_a_result_lost_with_its_worker_is_graded_again_not_waited_for(monkeypatc
     """A task finished, then its worker died before the client fetched the result: fetching
     would wait for Dask to compute it again, which needs this very thread (_admit). The
     client gives up on the fetch and grades the notebook again, within its attempts."""
-    from grader.executors import Work
+    from grader.pipeline import Work
 
     class Lost:
         status, cancelled = "finished", False
@@ -302,4 +304,4 @@ def test_a_result_lost_with_its_worker_is_graded_again_not_waited_for(monkeypatc
     work = Work("k" * 64, "student.ipynb", "student")
     assert pool._settle(work, Lost()) is None and Lost.cancelled  # tried again
     monkeypatch.setattr(cluster_mod.executors, "died_result", lambda context, work, why, tried: ("given up", why, tried))
-    assert pool._settle(work, Lost()) == ("given up", "its result was lost with the worker that held it", 2)
+    assert pool._settle(work, Lost()) == cluster_mod.Done(work, ("given up", "its result was lost with the worker that held it", 2))

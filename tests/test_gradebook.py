@@ -14,6 +14,7 @@ import pytest
 
 from grader import batch, gradebook, manifest as manifest_mod, release
 from grader.results import CheckResult, SubmissionResult
+from grader.run import Options
 from conftest import ROOT, attempt
 
 TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
@@ -22,7 +23,7 @@ TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
 def test_results_round_trip_through_json():
     result = SubmissionResult("a", "1", "s", "s.ipynb", "ab" * 32, "graded", 1.0, 2.0,
                               checks=(CheckResult("c", "C", "passed", 1.0, 1.0, "ok", "check()", {"x": 1}),), cells=({"key": "k"},))
-    assert gradebook.result_from_json(json.loads(json.dumps(result.to_json()))) == result
+    assert SubmissionResult.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
 def make_submissions(folder, count):
@@ -53,12 +54,12 @@ def rows_so_far(out) -> int:
 @pytest.mark.slow
 def test_a_rerun_grades_nothing_again_and_regrade_does(tmp_path):
     folder = make_submissions(tmp_path / "subs", 3)
-    options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
+    options = Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
     first = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
     before = rows(options.out_dir)
     again = batch.grade(manifest_mod.load(TINY), [str(folder)], options)
     assert rows(options.out_dir) == before and [r.score for r in again.results] == [r.score for r in first.results]
-    batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(**{**options.__dict__, "regrade": True}))
+    batch.grade(manifest_mod.load(TINY), [str(folder)], Options(**{**options.__dict__, "regrade": True}))
     after = rows(options.out_dir)
     assert after.keys() == before.keys() and all(after[k] > before[k] for k in before)
 
@@ -96,8 +97,8 @@ def test_sigkill_mid_batch_then_resume(tmp_path):
 @pytest.mark.slow
 def test_two_workers_give_the_scores_of_one(tmp_path):
     folder = make_submissions(tmp_path / "subs", 4)
-    one = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "one"), quiet=True, jobs=1))
-    two = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "two"), quiet=True, jobs=2))
+    one = batch.grade(manifest_mod.load(TINY), [str(folder)], Options(out_dir=str(tmp_path / "one"), quiet=True, jobs=1))
+    two = batch.grade(manifest_mod.load(TINY), [str(folder)], Options(out_dir=str(tmp_path / "two"), quiet=True, jobs=2))
     assert [(r.submission, r.score) for r in one.results] == [(r.submission, r.score) for r in two.results]
 
 
@@ -139,7 +140,7 @@ def test_a_failure_of_the_graders_own_is_retried_and_costs_nothing(tmp_path, mon
     monkeypatch.setenv("GRADER_TEST_FAIL", f"student01:once:{tmp_path / 'failed-once'}")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tempfile.tempdir)
-    options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=jobs, worker=worker)
+    options = Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=jobs, worker=worker)
     results = batch.grade(manifest_mod.load(TINY), [str(folder)], options).results
     assert os.path.exists(tmp_path / "failed-once")  # it did fail, once
     assert [(r.submission, r.status, r.score) for r in results] == [(f"student0{i}", "graded", 1.0) for i in range(3)]
@@ -152,7 +153,7 @@ def test_a_failure_of_the_graders_own_is_retried_and_costs_nothing(tmp_path, mon
 def test_a_notebook_the_grader_always_fails_on_is_ungradable_and_not_stored(tmp_path, monkeypatch, worker):
     folder = make_submissions(tmp_path / "subs", 3)
     monkeypatch.setenv("GRADER_TEST_FAIL", f"student01:always:{tmp_path / 'failed'}")
-    results = batch.grade(manifest_mod.load(TINY), [str(folder)], batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1, worker=worker)).results
+    results = batch.grade(manifest_mod.load(TINY), [str(folder)], Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1, worker=worker)).results
     by_name = {r.submission: r for r in results}
     assert by_name["student01"].status == "ungradable" and "failed on this notebook 3 time(s)" in by_name["student01"].reason
     assert "grader's fault" in by_name["student01"].fix
@@ -167,7 +168,7 @@ def test_editing_a_locked_cell_grades_everything_again(tmp_path):
     assignment = tmp_path / "tiny"
     shutil.copytree(TINY, assignment)
     folder = make_submissions(tmp_path / "subs", 2)
-    options = batch.Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
+    options = Options(out_dir=str(tmp_path / "out"), quiet=True, jobs=1)
     batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)
     batch.grade(manifest_mod.load(str(assignment)), [str(folder)], options)  # nothing changed: nothing graded
     with sqlite3.connect(os.path.join(options.out_dir, "gradebook.sqlite")) as db:
@@ -193,10 +194,20 @@ def test_the_solution_handed_in_as_released_is_graded_once_by_the_preflight(tmp_
     for name, content in scenarios.make(record, playground, ["solution.ipynb", "untouched_playground.ipynb"]).items():
         (folder / name).write_bytes(content)
     out = tmp_path / "out"
-    graded = batch.grade(loaded, [str(folder)], batch.Options(out_dir=str(out), quiet=True, jobs=1))
+    graded = batch.grade(loaded, [str(folder)], Options(out_dir=str(out), quiet=True, jobs=1))
     assert json.load(open(out / ".grader" / "batch.json"))["graded"] == 0
     assert len(rows(str(out))) == 2  # the preflight's two results, nothing else
     scores = {r.submission: (r.score, r.max_score) for r in graded.results}
     assert scores["solution"][0] == scores["solution"][1] and scores["untouched_playground"][0] < scores["untouched_playground"][1]
     for student in ("solution", "untouched_playground"):
         assert {"scorecard.html", "notebook.html"} <= set(os.listdir(attempt(str(out), student)))
+
+
+def test_whose_a_result_is_travels_with_it_as_a_value():
+    from grader.faults import Owner
+
+    result = SubmissionResult("a", "1", "s", "s.ipynb", "ab" * 32, "ungradable", 0.0, 2.0, reason="the grader failed", owner=Owner.GRADER)
+    back = SubmissionResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert back == result and back.owner is Owner.GRADER and back.graders_fault
+    assert json.loads(json.dumps(result.to_json()))["owner"] == "grader"
+    assert SubmissionResult.from_json({**result.to_json(), "owner": "student"}).owner is Owner.STUDENT

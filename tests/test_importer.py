@@ -10,7 +10,7 @@ import pytest
 
 from grader import cells, importer, manifest as manifest_mod, release
 from grader.cli import main
-from grader.errors import GraderError
+from grader.faults import GraderError
 from conftest import ASSIGNMENT, ROOT, assert_grades_like, attempt
 
 TFDATA = os.path.join(ROOT, "assignments", "keras_flowers_tfdata")
@@ -326,35 +326,35 @@ def test_a_tpu_asked_for_without_a_fallback_is_a_to_do(tmp_path):
     assert all(not p.to_do for p in portable.problems([portable.Cell("hardware", "", fine), portable.Cell("config", "", "if tpu: pass")], 96))
 
 
-def _result(provenance: dict):
+def _result(provenance: dict, owner):
     from grader.results import SubmissionResult
 
     return SubmissionResult("lab", "1", "reference-solution", "reference-solution.ipynb", "0" * 64, "ungradable", 0.0, 1.0,
-                            reason="the grader itself failed on this notebook (...)", provenance=provenance)
+                            reason="the lab's own cell 'configuration' failed in the sandbox: ...", provenance=provenance, owner=owner)
 
 
-def test_a_failing_lab_cell_is_the_instructors_to_fix_named_and_quoted_never_retried(tmp_path):
+def test_a_failing_lab_cell_is_the_instructors_to_fix_named_and_quoted_never_retried():
     import types
 
-    from grader import gradebook, preflight
-    from grader.executors import Attempts, Work
+    from grader import faults, pipeline, preflight
+    from grader.executors import Attempts, Done, Work
 
-    failed = _result({"grader_error": True, "lab_cell": {"key": "configuration", "error": "NameError: name 'tpu' is not defined"}})
-    assert Attempts(None, 3).settle(Work("k", "p", "n"), failed) is failed  # given back at once: it would fail the same way
-
-    tiny = manifest_mod.load(os.path.join(ROOT, "tests", "fixtures", "tiny_assignment"))
-    context = types.SimpleNamespace(manifest=tiny, release=release.build(tiny)[0], fingerprint="f")
-    pool = types.SimpleNamespace(grade=lambda works: [(work, failed) for work in works])
-    book = gradebook.Gradebook(str(tmp_path / "gradebook.sqlite"))
-    try:
-        with pytest.raises(preflight.PreflightFailed) as raised:
-            preflight.run(context, lambda: pool, book, str(tmp_path))
-    finally:
-        book.close()
-    said = str(raised.value)
+    # the pipeline: a lab cell's failure becomes the instructor's outcome, with the cell and its error
+    context = types.SimpleNamespace(manifest=manifest_mod.load(os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")), sandboxed=True)
+    grader = types.SimpleNamespace(context=context)
+    error = faults.LabCellFailed("configuration", "NameError: name 'tpu' is not defined")
+    result = pipeline._failed("nowhere.ipynb", "reference-solution", grader, error, "grading failed", 0.0)
+    assert result.owner is faults.Owner.INSTRUCTOR and not result.graders_fault
+    assert result.provenance["lab_cell"] == {"key": "configuration", "error": "NameError: name 'tpu' is not defined"}
+    # never tried again: it would fail the same way
+    done = Done(Work("k", "p", "n"), result)
+    assert Attempts(None, 3).settle(done) is done
+    # the preflight names the cell and quotes its error, as the instructor's: exit code 2
+    stop = preflight.not_graded(Work("k", "p", "reference-solution"), result)
+    said = str(stop)
     assert "the lab's own cell 'configuration' failed" in said and "NameError: name 'tpu' is not defined" in said
     assert "the grader itself failed" not in said and "source notebook" in said
-    assert raised.value.exit_code == 2
+    assert stop.exit_code == 2
 
 
 def test_the_threshold_suggested_sits_between_the_starting_code_and_the_solution():

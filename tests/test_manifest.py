@@ -3,7 +3,7 @@ import tomllib
 import pytest
 
 from grader import manifest as manifest_mod
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from conftest import ASSIGNMENT
 
 

@@ -29,10 +29,10 @@ def _without_timings(value):
 
 
 def _grade(manifest, folder, order, out, cache_dir) -> dict[str, str]:
-    prepared = pipeline.Batch(context.resolve(manifest, str(out), cache_dir=cache_dir), ahead=True)
+    prepared = pipeline.Grader(context.resolve(manifest, str(out), cache_dir=cache_dir), ahead=True)
     try:
-        graded = pipeline.grade_all([(name, str(folder / f"{name}.ipynb"), name) for name in order], prepared)
-        return {name: json.dumps(_without_timings(result.to_json()), sort_keys=True) for name, result in graded}
+        graded = pipeline.grade_all([pipeline.Work(name, str(folder / f"{name}.ipynb"), name) for name in order], prepared)
+        return {work.key: json.dumps(_without_timings(result.to_json()), sort_keys=True) for work, result in graded}
     finally:
         prepared.close()
 

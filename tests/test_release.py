@@ -1,5 +1,5 @@
 from grader import cells, release
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 
 import dataclasses
 import pytest

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from grader import sample
-from grader.errors import ManifestError
+from grader.faults import ManifestError
 from reference.data import Picture
 
 CLASSES = ("a", "b", "c")

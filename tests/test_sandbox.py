@@ -172,7 +172,7 @@ def test_output_is_capped_head_and_tail(tmp_path):
     _, log = run(tmp_path, "for i in range(200000):\n    print('line', i)")
     out = log["c0"]["stdout"]
     assert out.startswith("line 0\n") and out.rstrip().endswith("line 199999") and "characters cut" in out
-    assert len(out) < 2 * Limits().output_bytes + 100
+    assert len(out) < 2 * Limits().output_chars + 100
 
 
 def _plan(tmp_path, limits=Limits(cell_timeout=30, run_timeout=60), warm=()):

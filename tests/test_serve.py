@@ -44,7 +44,7 @@ def site(tmp_path):
     manifest = manifest_mod.load(TINY)
     queue = uploads.Queue(str(tmp_path))
     pages = live.Live(queue, str(tmp_path / "gradebook.sqlite"), classview.ClassFacts.of(manifest, "test"), 1)
-    server = serve.Server(manifest, serve.Settings(max_upload_mb=1, uploads_per_minute=2, code="ABC123"), queue, pages, None, False)
+    server = serve.Server(manifest, serve.ServerOptions(max_upload_mb=1, uploads_per_minute=2, code="ABC123"), queue, pages, None, False)
     with TestClient(server.app(), follow_redirects=False) as client:
         yield server, client
 
@@ -482,7 +482,7 @@ def test_an_upload_after_the_deadline_is_taken_and_said_late(tmp_path):
     manifest = manifest_mod.load(str(assignment))
     queue = uploads.Queue(str(tmp_path / "out"))
     pages = live.Live(queue, str(tmp_path / "out" / "gradebook.sqlite"), classview.ClassFacts.of(manifest, "test"), 1)
-    server = serve.Server(manifest, serve.Settings(code="ABC123"), queue, pages, None, False)
+    server = serve.Server(manifest, serve.ServerOptions(code="ABC123"), queue, pages, None, False)
     with TestClient(server.app(), follow_redirects=False) as client:
         token = join(client, "Ada")
         assert "due 2020-01-01 00:00 UTC" in client.get(f"/s/{token}").text

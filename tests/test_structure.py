@@ -1,6 +1,7 @@
 import pytest
 
-from grader.structure import Found, RuleError, compare, parse_rule
+from grader.faults import ManifestError
+from grader.structure import Found, compare, parse_rule
 
 RULE = parse_rule(["pretrained MobileNetV2(include_top=False)", "Flatten | GlobalAveragePooling2D", "Dropout?", "Dense(5, softmax)"])
 BASE = Found("MobileNetV2", options=(("include_top", "False"), ("input", "96x96x3")), pretrained=True)
@@ -39,7 +40,7 @@ def test_extra_layers_and_missing_layers():
 
 
 def test_unreadable_rule():
-    with pytest.raises(RuleError, match="cannot read"):
+    with pytest.raises(ManifestError, match="cannot read"):
         parse_rule(["Dense(5, softmax"])
 
 
@@ -77,7 +78,7 @@ def test_groups_hold_sequences_and_bad_rules_say_why():
     assert compare(rule, [*conv, *conv, Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]).ok
     assert not compare(rule, [Found("Conv2D"), Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]).ok
     for bad in (["(Dense | Flatten"], ["Dense(5, softmax) Flatten)"], ["hidden*"]):
-        with pytest.raises(RuleError, match="cannot read"):
+        with pytest.raises(ManifestError, match="cannot read"):
             parse_rule(bad)
 
 

@@ -26,6 +26,7 @@ import pytest
 from attacks import bombs
 from conftest import INJECTION_NAME, attempt
 from grader import batch, cgroups, context, manifest as manifest_mod, rundisk, sandbox, scenarios
+from grader.run import Options
 
 pytestmark = pytest.mark.slow
 SECRET = "grader-host-secret-4711"
@@ -336,7 +337,7 @@ def attacked(manifest, released, submissions, tmp_path_factory):
     try:
         graded = batch.grade(
             manifest_mod.load(str(assignment)), [str(folder), str(twin)],
-            batch.Options(out_dir=str(out), quiet=True, jobs=2, cache_dir=str(work / "cache")),
+            Options(out_dir=str(out), quiet=True, jobs=2, cache_dir=str(work / "cache")),
         )
     finally:
         os.environ.pop("GRADER_TEST_SECRET")
