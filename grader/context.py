@@ -54,17 +54,6 @@ class Context:
         largest = model_budget(self.manifest, solution)
         return dataclasses.replace(self, max_parameters=largest, budget=budget.for_class(self.manifest, solution, largest))
 
-
-def model_budget(manifest: Manifest, solution) -> int:
-    """The largest model the workers rebuild: the manifest's `[grader] max_parameters`, else a
-    multiple of the solution's, never below a bound on parameters that a check declares (the
-    lab's own text wins over a default of the grader's)."""
-    if manifest.grader.max_parameters:
-        return manifest.grader.max_parameters
-    declared = [int(spec.params["parameters"][1]) for spec in manifest.checks
-                if isinstance(spec.params.get("parameters"), (list, tuple)) and len(spec.params["parameters"]) == 2]
-    return max([BUDGET_MULTIPLE * int(solution.model.get("total_params", 0)), *declared])
-
     @property
     def mounts(self) -> sandbox.Mounts:
         return sandbox.Mounts(data_dir=self.dataset.folder, keras_models=self.keras_models)
@@ -79,6 +68,17 @@ def model_budget(manifest: Manifest, solution) -> int:
         count_limit = len(self.dataset.files) + 1 if self.lab.kind == "dataset" else 0
         return sandbox.Plan(self.mounts, manifest.limits, manifest.image_size, manifest.batch_size, self.sandboxed,
                             tuple(dict.fromkeys(warm)), self.lab.environment, self.lab.answer, self.lab.kind, count_limit)
+
+
+def model_budget(manifest: Manifest, solution) -> int:
+    """The largest model the workers rebuild: the manifest's `[grader] max_parameters`, else a
+    multiple of the solution's, never below a bound on parameters that a check declares (the
+    lab's own text wins over a default of the grader's)."""
+    if manifest.grader.max_parameters:
+        return manifest.grader.max_parameters
+    declared = [int(spec.params["parameters"][1]) for spec in manifest.checks
+                if isinstance(spec.params.get("parameters"), (list, tuple)) and len(spec.params["parameters"]) == 2]
+    return max([BUDGET_MULTIPLE * int(solution.model.get("total_params", 0)), *declared])
 
 
 def user_cache() -> str:
