@@ -117,10 +117,23 @@ class Trusted:
 
     @functools.cached_property
     def is_base(self):
-        """The one predicate of "the pretrained base", for checks, fast path and training alike."""
+        """The one predicate of "the pretrained base", for checks, fast path and training alike:
+        the lab's application, layer for layer (with or without its own pooling), holding
+        variables of the pretrained base's shapes."""
         if self.weights is None:
             return lambda layer: False
-        return graph.base_by_shapes(self.pretrained_weights)
+        return graph.base_by_shapes(self.pretrained_weights, lambda: self.base_architectures)
+
+    @functools.cached_property
+    def base_architectures(self) -> tuple:
+        """The lab's application as `graph.architecture` reads it, without pooling and with each
+        pooling it allows (`pooling='avg'`, `'max'`), built once (without weights) when needed."""
+        import keras
+
+        application = getattr(keras.applications, self.lab.base.application)
+        shape = (self.image_size, self.image_size, 3)
+        return tuple(graph.architecture(application(input_shape=shape, include_top=False, weights=None, pooling=pooling))
+                     for pooling in (None, "avg", "max"))
 
 
 class Evidence:

@@ -39,14 +39,55 @@ def shapes_of(weights) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(int(d) for d in getattr(w, "shape", ())) for w in weights)
 
 
-def base_by_shapes(reference_weights) -> Callable[[object], bool]:
-    """The default predicate: a nested model whose variables have the reference base's shapes."""
+def base_by_shapes(reference_weights, architectures: Callable[[], Sequence[tuple]] | None = None) -> Callable[[object], bool]:
+    """The default predicate: a nested model whose variables have the reference base's
+    shapes and, given `architectures` (the reference base's `architecture`s: without
+    pooling and with each pooling its application allows), whose layers and connections
+    are one of them, names and sizes aside. A model with the base's weights and layers of
+    its own in its graph (values fitted elsewhere, written into it) is not the base."""
     expected = shapes_of(reference_weights)
 
     def is_base(layer) -> bool:
-        return is_nested(layer) and len(layer.weights) == len(expected) and shapes_of(layer.weights) == expected
+        if not (is_nested(layer) and len(layer.weights) == len(expected) and shapes_of(layer.weights) == expected):
+            return False
+        return architectures is None or architecture(layer) in architectures()
 
     return is_base
+
+
+SIZE_KEYS = ("name", "trainable", "batch_shape", "batch_input_shape", "build_config")
+
+
+def architecture(model) -> tuple:
+    """A nested model's layers and how they are connected, as a value two builds of the same
+    application share whatever their names and input size: each layer's class, its config
+    (but its name, trainable flag and size), and its calls (each input by the place of the
+    layer it comes from, every other argument as written)."""
+    import json
+
+    config = model.get_config()
+    layers = config.get("layers", []) if isinstance(config, dict) else []
+    place = {layer.get("name"): n for n, layer in enumerate(layers) if isinstance(layer, dict)}
+
+    def calls(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "__keras_tensor__":
+                history = (value.get("config") or {}).get("keras_history") or ["", 0, 0]
+                return ["tensor", place.get(history[0], -1), *history[1:]]
+            return {key: calls(item) for key, item in sorted(value.items())}
+        if isinstance(value, (list, tuple)):
+            return [calls(item) for item in value]
+        return value
+
+    found = []
+    for layer in layers:
+        if not isinstance(layer, dict):
+            return ("not a model's config",)
+        inner = {key: value for key, value in (layer.get("config") or {}).items() if key not in SIZE_KEYS}
+        found.append(json.dumps([layer.get("class_name"), inner, calls(layer.get("inbound_nodes", []))], sort_keys=True, default=str))
+    ends = [[place.get(entry[0], -1) for entry in config.get(key, []) if isinstance(entry, list) and entry]
+            for key in ("input_layers", "output_layers")] if isinstance(config, dict) else []
+    return (*found, json.dumps(ends))
 
 
 def is_nested(layer) -> bool:

@@ -52,6 +52,9 @@ def _layer(config: dict, kind: str, replaced: list[str]) -> dict:
 def _nested(item: Any, replaced: list[str]) -> Any:
     if not isinstance(item, dict) or not isinstance(item.get("config"), dict):
         return item
+    # how a nested model calls its layers carries numbers too (a `mask=[...]` a layer is called
+    # with, fitted elsewhere, is a classifier written into the graph): held to the same rule
+    _no_arrays(item.get("inbound_nodes"), f"the call of {item['config'].get('name', 'a layer')} inside a nested model")
     return {**item, "config": _layer(item["config"], str(item.get("class_name")), replaced)}
 
 

@@ -34,13 +34,17 @@ def test_categorical_loss_does_not_fit_the_labs_class_index_labels(graded):
     assert [c.id for c in graded[0]["categorical_loss"].checks if c.status == "passed"] == ["runs", "structure", "frozen"]
 
 
-def test_colab_download_matched_by_headings(graded):
-    assert graded[0]["colab_download"].provenance["matched_by"] == "headings"
+def test_colab_download_matched_by_the_codelabs_cell_ids(graded):
+    result = graded[0]["colab_download"]
+    assert result.provenance["matched_by"] == "ids"  # the codelab's own ids are the lab cells' aliases
+    replaced = next(cell for cell in result.cells if cell["role"] == "replaced")
+    assert "the codelab's own versions of the lab's cells (imports, config, look)" in replaced["note"]
 
 
 def test_untouched_playground(graded):
     result = checks(graded[0]["untouched_playground"])
-    assert result["structure"].score == 0 and "the model is empty" in result["structure"].message
+    assert graded[0]["untouched_playground"].score == 0 and graded[0]["untouched_playground"].training == {}  # nothing trained
+    assert result["structure"].message.startswith("not checked: the answer is the playground's as it was given")
     assert result["accuracy"].score == 0
     assert result["runs"].status == "failed" and "placeholder" in result["runs"].message
 

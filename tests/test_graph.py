@@ -64,3 +64,31 @@ def test_a_model_that_is_not_one_chain_says_why(keras):
     model = keras.Model(inputs, keras.layers.Dense(5)(both))
     chain = graph.chain(model, graph.base_by_shapes(base.weights))
     assert chain.layers == () and "combines 2 inputs" in chain.problem
+
+
+@pytest.mark.slow  # builds the application five times
+def test_the_base_is_the_application_layer_for_layer_and_not_a_graph_with_the_same_weights():
+    """A model with the base's variables and layers of its own in its graph (a classifier
+    fitted elsewhere, written into the base's graph) is not taken for the pretrained base."""
+    import json
+
+    import keras
+
+    from reference import graph
+
+    def application(pooling=None):
+        return keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None, pooling=pooling)
+
+    reference = application()
+    architectures = tuple(graph.architecture(application(p)) for p in (None, "avg", "max"))
+    is_base = graph.base_by_shapes(reference.weights, lambda: architectures)
+
+    def round_trip(model):  # as the grader rebuilds what the run exported
+        return keras.models.model_from_json(model.to_json())
+
+    assert is_base(round_trip(application())) and is_base(round_trip(application("avg")))
+    doctored = application()
+    L = keras.layers
+    extra = L.Rescaling(2.0)(L.GlobalAveragePooling2D()(doctored.output))
+    assert not is_base(round_trip(keras.Model(doctored.input, extra, name=doctored.name)))  # the same weights, another graph
+    assert graph.base_by_shapes(reference.weights)(round_trip(keras.Model(doctored.input, extra)))  # shapes alone would take it

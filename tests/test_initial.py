@@ -68,3 +68,19 @@ def test_a_head_given_fitted_constants_and_no_learning_rate_trains_from_the_grad
     reference.build((None, 6))
     assert np.array_equal(copy.get_weights()[0], reference.get_weights()[0]) and not np.allclose(copy.get_weights()[0], 9.0)
     assert json.dumps(copy.get_config()["kernel_initializer"]) == json.dumps(reference.get_config()["kernel_initializer"])
+
+
+def test_numbers_written_into_how_a_nested_model_calls_its_layers_are_not_trained():
+    """A `mask=[...]` a layer of the base's graph is called with carries a classifier fitted
+    elsewhere as well as an initializer would: held to the same rule."""
+    from reference import initial
+
+    mask = [[1 if n % 3 else 0 for n in range(1280)]]
+    base = {"name": "base", "layers": [{"class_name": "GlobalAveragePooling1D", "config": {"name": "pool"},
+                                        "inbound_nodes": [{"args": [], "kwargs": {"mask": mask}}]}]}
+    with pytest.raises(initial.CarriedValues, match="1,280 numbers in the call of pool inside a nested model"):
+        initial.decided(base, "Functional")
+    plain = {"name": "base", "layers": [{"class_name": "ReLU", "config": {"name": "relu"},
+                                         "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"shape": [None, 3, 3, 8]}}],
+                                                            "kwargs": {}}]}]}
+    assert initial.decided(plain, "Functional")[1] == ()
