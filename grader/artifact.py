@@ -445,7 +445,7 @@ MAX_CHUNKS = 1024  # chunks of one array: Keras writes none; a file of millions 
 
 def _over_budget(model, budget: Budget) -> None:
     """Refused if the model costs more to train than the budget (see grader/budget.py)."""
-    problem = budget_mod.model_problem(model, budget_mod.model_cost(model), sum(_size(w) for w in model.weights), budget)
+    problem = budget_mod.model_problem(model, budget_mod.model_cost(model, budget.image_size), sum(_size(w) for w in model.weights), budget)
     if problem:
         raise Refused(problem)
 

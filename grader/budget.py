@@ -27,6 +27,8 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
+import resource
+import signal
 import threading
 import time
 
@@ -45,6 +47,7 @@ class Budget:
     parameters: int = 0  # of the rebuilt model
     gflops: float = 0.0  # per image, of the rebuilt model
     activations: int = 0  # values its layers output per image
+    image_size: int = 0  # the lab's pictures' size: what a model that takes any size is counted at
 
     def replace(self, **changes) -> "Budget":
         return dataclasses.replace(self, **changes)
@@ -65,6 +68,7 @@ def for_class(manifest, reference, parameters: int) -> Budget:
         parameters=int(parameters),
         gflops=float(limits.max_gflops) or MULTIPLE * float(model.get("gflops_per_image", 0.0)),
         activations=int(limits.max_activations) or MULTIPLE * int(model.get("activations_per_image", 0)),
+        image_size=int(manifest.image_size),
     )
 
 
@@ -85,33 +89,49 @@ class Cost:
         return self.flops / 1e9
 
 
-def model_cost(model) -> Cost:
+def model_cost(model, fill: int = 0) -> Cost:
     """The FLOPs and output values of one image through `model`, from its graph's shapes (no
     image is run): at every application of a layer (a layer shared by several places of the
     graph counts at each), two FLOPs per kernel weight per output position for a layer with
-    a kernel, one per output value for any other. A nested model is counted through its own
-    graph, at each place that applies it."""
+    a kernel; for any other, one per value it reads or writes (the more of the two: a global
+    pooling reads a whole feature map to write one value a channel), times its window (a
+    pooling of 40x40 looks at 1,600 values for each it writes). A nested model is counted
+    through its own graph, at each place that applies it. `fill`: the size a dimension the
+    model leaves open (an input of any height and width) is counted at, the lab's image size
+    (the grader feeds it that); 0: such a dimension counts for nothing."""
     flops = activations = 0
     for node in _applications(model):
         layer = node.operation
         if _is_model(layer):
-            inner = model_cost(layer)
+            inner = model_cost(layer, fill)
             flops, activations = flops + inner.flops, activations + inner.activations
             continue
         if type(layer).__name__ == "InputLayer":
             continue
         kernels = [w for w in layer.weights if w.name in KERNELS]
+        read = sum(_values(tensor.shape[1:], fill) for tensor in _inputs(node))
+        window = _count(getattr(layer, "pool_size", None) or ())
         for output in node.outputs:
             shape = tuple(output.shape[1:])
-            if any(d is None for d in shape):
-                continue
-            values = 1
-            for dimension in shape:
-                values *= int(dimension)
+            values = _values(shape, fill)
             activations += values
-            positions = values // int(shape[-1]) if shape and int(shape[-1]) else values
-            flops += sum(2 * _count(kernel.shape) * positions for kernel in kernels) if kernels else values
+            channels = shape[-1] if shape and shape[-1] is not None else fill
+            positions = values // int(channels) if shape and channels else values
+            flops += sum(2 * _count(kernel.shape) * positions for kernel in kernels) if kernels else max(values, read) * window
     return Cost(flops, activations)
+
+
+def _values(shape, fill: int) -> int:
+    """How many values a tensor of `shape` (one image's) holds, an open dimension counted at `fill`."""
+    values = 1
+    for dimension in shape:
+        values *= int(dimension) if dimension is not None else fill
+    return values
+
+
+def _inputs(node) -> list:
+    arguments = getattr(node, "arguments", None)
+    return list(getattr(arguments, "keras_tensors", []) or [])
 
 
 def _applications(model):
@@ -179,6 +199,7 @@ class Watch:
 
     def __enter__(self) -> "Watch":
         self._cpu, self._memory = time.process_time(), _resident_bytes()
+        self._hard = hard_stop(self.budget.cpu_seconds)
         if self.budget.cpu_seconds or self.budget.memory_mb:
             self._active = True
             self._watcher = threading.Thread(target=self._watch, name="grader-budget", daemon=True)
@@ -195,6 +216,7 @@ class Watch:
         self._done.set()
         if self._watcher is not None:
             self._watcher.join()
+        release_hard_stop(self._hard)
         return False
 
     def used(self) -> tuple[float, int]:
@@ -230,6 +252,36 @@ class Watch:
                         self._active = False
                         _raise_in(self._thread_id, OverBudget)
                 return
+
+
+# --- the hard stop: one long computation in C that the watch cannot interrupt -------------------
+
+HARD_STOP = signal.SIGXCPU  # what kills a grading worker whose one computation went far over the CPU budget
+
+
+def hard_stop(cpu_seconds: float):
+    """Let the kernel stop this process if the work ahead goes far over its CPU budget in
+    one computation the watch cannot interrupt (an operation of TensorFlow's that runs for
+    hours): its CPU limit is set to what it has used so far, plus twice the budget and a
+    minute; over it, the kernel kills the process with SIGXCPU, and the process that
+    supervises it (grader/executors.py) knows the notebook went over the budget. Returns
+    the limit as it was, for `release_hard_stop` (None: nothing set)."""
+    if not cpu_seconds:
+        return None
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = used.ru_utime + used.ru_stime
+    before = resource.getrlimit(resource.RLIMIT_CPU)
+    limit = int(spent + 2 * cpu_seconds + 60)
+    if before[1] != resource.RLIM_INFINITY and limit > before[1]:
+        return None  # a limit of the machine's own is lower: it stands
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))  # no core file to write
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, before[1]))
+    return before
+
+
+def release_hard_stop(before) -> None:
+    if before is not None:
+        resource.setrlimit(resource.RLIMIT_CPU, before)
 
 
 def _raise_in(thread_id: int, exception) -> None:

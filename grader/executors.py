@@ -29,7 +29,7 @@ import signal
 import traceback
 from typing import Callable, Iterable, Iterator, Protocol
 
-from grader import cgroups, faults, pipeline, report
+from grader import budget, cgroups, faults, pipeline, report
 from grader.context import Context
 from grader.faults import GraderError, Owner
 from grader.pipeline import Work
@@ -78,6 +78,7 @@ class Attempts:
     def __init__(self, context: Context, limit: int):
         self.context, self.limit = context, max(1, limit)
         self.tried: collections.Counter = collections.Counter()
+        self.crashed: collections.defaultdict = collections.defaultdict(list)  # key -> why each worker died while checking it
 
     def settle(self, done: Done) -> Done | None:
         """The outcome to hand on, or None: the grader failed on it and may try again."""
@@ -90,8 +91,15 @@ class Attempts:
 
     def lost(self, work: Work, why: str) -> Done | None:
         """The grader lost `work` without a result (its worker died, its task raised): None
-        to try it again, or its outcome once it has no attempt left."""
-        return Done(work, died_result(self.context, work, why, self.tried[work.key])) if self._spent(work) else None
+        to try it again, or its outcome once it has no attempt left: the notebook's own
+        verdict if every attempt's worker died while checking it (in fresh workers, the same
+        way: what it left kills whatever checks it), else the grader's fault."""
+        if not self._spent(work):
+            return None
+        crashes = self.crashed.pop(work.key, [])
+        if len(crashes) >= self.tried[work.key]:
+            return Done(work, crashed_result(self.context, work, crashes[-1], len(crashes)))
+        return Done(work, died_result(self.context, work, why, self.tried[work.key]))
 
     def _spent(self, work: Work) -> bool:
         """Count one more failure of the grader's on `work`; True once it has no attempt left."""
@@ -313,6 +321,14 @@ class LocalPool:
                                   "pass fewer --jobs or raise [grader] memory_mb")
         culprit = worker.finishing or (worker.given[0] if worker.given else None)
         for key in reversed(worker.given):
+            if key == culprit and worker.finishing == key and worker.process.exitcode == -budget.HARD_STOP:
+                yield Done(by_key[key], over_budget_result(self.context, by_key[key]))  # the notebook's own doing
+                continue
+            if key == culprit and worker.finishing == key and worker.group is not None and worker.group.memory_exhausted():
+                # out of the worker's memory limit while checking this notebook: tried again in a fresh worker; a
+                # notebook whose model does it every time is its own verdict, not the grader's fault forever (a kill
+                # from outside, or a crash, stays the grader's: it may be the machine's or the grader's own)
+                self.attempts.crashed[key].append(why)
             if key == culprit:
                 done = self.attempts.lost(by_key[key], why)
                 if done is not None:
@@ -334,6 +350,31 @@ def start_failure(error: BaseException) -> tuple[str, str, int]:
 def worker_failed(message: str, hint: str, exit_code: int) -> GraderError:
     """The error that stops the batch when a worker could not start (see start_failure)."""
     return GraderError(message, hint=hint, exit_code=exit_code)
+
+
+def over_budget_result(context: Context, work: Work) -> SubmissionResult:
+    """The verdict on a notebook whose checking went so far over the CPU budget of the
+    grader's own work, in one computation, that the kernel stopped its worker (see
+    budget.hard_stop): the student's, kept, not tried again (it would do the same)."""
+    seconds = getattr(context.budget, "cpu_seconds", 0) or 0
+    return pipeline.ungradable(
+        context, work.path, work.name,
+        f"the grader's own work on this notebook (rebuilding and training its model) went far over its budget of "
+        f"{seconds:g} s of CPU time ([grader] work_cpu_seconds) in one step it could not stop sooner, and was stopped",
+        "keep the model the lab's size: no resizing the images up, no pooling or convolution windows as large as the "
+        "picture, the lab's image size at the input", owner=Owner.STUDENT)
+
+
+def crashed_result(context: Context, work: Work, why: str, times: int) -> SubmissionResult:
+    """The verdict on a notebook whose checking ran the worker out of its memory limit every
+    time it was tried, in fresh workers: the student's, kept; the instructor sees it on the
+    class report's list to review."""
+    result = pipeline.ungradable(
+        context, work.path, work.name,
+        f"checking this notebook's model ran the grader's worker out of its memory {times} times in a row ({why}): a model "
+        "far larger than the lab's, or its pictures made far larger",
+        "build the lab's model with the lab's layers and image size; your instructor is told to look at it", owner=Owner.STUDENT)
+    return dataclasses.replace(result, review=(f"checking this notebook ran the grader's worker out of memory {times} times ({why}): look at it",))
 
 
 def died_result(context: Context, work: Work, why: str, attempts: int) -> SubmissionResult:

@@ -305,7 +305,11 @@ def believed_export(artifact, watcher: str):
     ran, so nothing it reported of its model is believed."""
     if watcher in ("", "export") or not artifact.export.get("found"):
         return artifact, ()
-    why = ("the run closed the runner's channel to its watcher, so its report of the model was written while its other threads "
-           "and processes ran, and is not believed")
+    if watcher == "tampered":
+        why = ("the run pointed the runner's own report files elsewhere before its export (a cell wrote its own report into "
+               "them), so nothing it reported of its model is believed")
+    else:
+        why = ("the run closed the runner's channel to its watcher, so its report of the model was written while its other "
+               "threads and processes ran, and is not believed")
     return dataclasses.replace(artifact, export={"found": False, "problem": why}, model_json=None, compile_config=None,
                                weights_path=None), (why,)

@@ -644,9 +644,11 @@ def _child(shell, config, go, slot, theirs):
             run = os.fork()
             if run:
                 os.close(tell)
+                # what the run's report files are: the export's descriptors must still name them when it writes
+                files = {fd: _identity(fd) for fd in channels[0].values()}
                 for fd in (*channels[0].values(), *channels[1]):
                     os.close(fd)
-                _end_like(_watch_run(run, told, record))
+                _end_like(_watch_run(run, told, record, files))
             os.close(told)
             os.close(record)
             channels = (*channels, tell)
@@ -674,7 +676,27 @@ def _child(shell, config, go, slot, theirs):
         os._exit(code)
 
 
-def _watch_run(run, told, record=-1):
+def _identity(fd):
+    found = os.fstat(fd)
+    return found.st_dev, found.st_ino
+
+
+def _replaced(pid, files):
+    """The descriptors of the run's process `pid` that no longer name the report file they
+    were opened on (pointed at another file, or closed), as a list of numbers."""
+    replaced = []
+    for fd, identity in files.items():
+        try:
+            found = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            replaced.append(fd)
+            continue
+        if (found.st_dev, found.st_ino) != identity:
+            replaced.append(fd)
+    return replaced
+
+
+def _watch_run(run, told, record=-1, files=None):
     """Wait for the run (in the zygote's child, outside the run's namespaces); returns its
     wait status. When the run says its export has begun (a line with the export child's
     id, on `told`), every process of the run but that child is stopped, and once the child
@@ -685,7 +707,8 @@ def _watch_run(run, told, record=-1):
     The run mounted its own /proc where this process looks (they share a mount namespace):
     its processes are found and signalled there, through their /proc folders, by their ids
     in the run's namespace. What happened goes into `record`, a file of the slot's that only
-    this process holds: "export" once the run was stopped for its export, else "closed" (the
+    this process holds: "export" once the run was stopped for its export ("tampered" if the
+    export's descriptors no longer name the report files they were opened on), else "closed" (the
     run closed its end of `told` first: it is killed then, as a run that tampered with the
     runner) or "ended" (the run ended without exporting). The grader believes an export
     only after "export"."""
@@ -711,7 +734,10 @@ def _watch_run(run, told, record=-1):
         for pid in os.listdir("/proc"):
             if pid.isdigit() and pid != exporter:
                 _signal(pid, signal.SIGSTOP)
-        _note(record, "export")
+        # the export writes through the descriptors the runner opened before the cells: a run
+        # that pointed them at other files (having written its own report into them first)
+        # is not believed
+        _note(record, "tampered" if exporter.isdigit() and _replaced(exporter, files or {}) else "export")
         while exporter.isdigit() and exporter != "1" and _running(exporter):
             time.sleep(0.002)
         os.kill(run, signal.SIGKILL)  # process 1 of the run's namespace: everything in it goes

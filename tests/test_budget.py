@@ -11,7 +11,7 @@ from grader.manifest import CheckSpec, GraderLimits
 
 
 def _manifest(checks=(), **limits):
-    return SimpleNamespace(grader=GraderLimits(**limits), checks=tuple(checks))
+    return SimpleNamespace(grader=GraderLimits(**limits), checks=tuple(checks), image_size=96)
 
 
 def test_a_class_budget_comes_from_the_manifest_and_the_labs_solution():
@@ -101,3 +101,74 @@ def test_a_layer_applied_many_times_counts_at_each_application():
     per_application = 2 * (3 * 3 * 8 * 8) * 16 * 16
     assert twenty.flops - once.flops == 19 * per_application
     assert twenty.activations - once.activations == 19 * 16 * 16 * 8
+
+
+def test_an_input_of_any_size_is_counted_at_the_labs_image_size():
+    """A model that leaves its height and width open (Input((None, None, 3))) is fed the
+    lab's pictures: counted at that size, not as costing nothing."""
+    import keras
+
+    from grader import artifact
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    model = artifact._from_config(keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x))).to_json())
+    assert budget.model_cost(model).flops < 1000  # open dimensions: nothing to count them at
+    counted = budget.model_cost(model, fill=96)
+    assert counted.flops >= 2 * (3 * 3 * 3 * 8) * 96 * 96
+    assert counted.activations >= 96 * 96 * 8
+
+
+def test_a_pooling_window_counts_every_value_it_reads():
+    """A pooling as large as the picture writes few values but reads every one of them, once
+    for each it writes."""
+    import keras
+
+    from grader import artifact
+
+    def pooled(window):
+        inputs = keras.Input((64, 64, 3))
+        x = keras.layers.AveragePooling2D(window, strides=1, padding="same")(inputs)
+        return artifact._from_config(keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x))).to_json())
+
+    small, large = budget.model_cost(pooled(2)), budget.model_cost(pooled(40))
+    assert large.flops - small.flops == 64 * 64 * 3 * (40 * 40 - 2 * 2)
+
+
+def test_the_hard_stop_sets_a_cpu_limit_for_the_work_ahead_and_gives_it_back():
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_CPU)
+    spent = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    kept = budget.hard_stop(10)
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        assert hard == before[1] and spent + 2 * 10 + 60 - 1 <= soft <= spent + 2 * 10 + 60 + 5
+    finally:
+        budget.release_hard_stop(kept)
+    assert resource.getrlimit(resource.RLIMIT_CPU) == before
+    assert budget.hard_stop(0) is None  # no budget: no limit
+
+
+def test_a_computation_the_watch_cannot_interrupt_is_killed_by_the_kernel():
+    """One call into C that never returns to Python: the watch's exception waits for it, the
+    kernel's CPU limit does not (the process is killed with SIGXCPU, which the supervising
+    process reads as the notebook's going over the budget)."""
+    import multiprocessing
+    import resource
+
+    def spin():
+        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        spent = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+        budget.hard_stop(0.01)  # a limit of spent + 60 s; lowered below so the test is short
+        resource.setrlimit(resource.RLIMIT_CPU, (int(spent) + 1, resource.RLIM_INFINITY))
+        import re
+
+        re.match(r"(a+)+$", "a" * 64 + "!")  # catastrophic backtracking: hours inside one C call
+
+    process = multiprocessing.get_context("fork").Process(target=spin)
+    process.start()
+    process.join(120)
+    if process.is_alive():
+        process.kill()
+    assert process.exitcode == -budget.HARD_STOP

@@ -104,3 +104,34 @@ def test_an_export_the_watcher_did_not_stop_the_run_for_is_not_believed():
     distrusted, notes = integrity.believed_export(made, "closed")
     assert distrusted.model_json is None and distrusted.weights_path is None and not distrusted.export["found"]
     assert "closed the runner's channel to its watcher" in notes[0] and notes[0] == distrusted.export["problem"]
+
+
+def test_an_export_through_report_files_the_run_replaced_is_not_believed():
+    from grader.artifact import Artifact
+
+    made = Artifact((), {"found": True, "integrity": {}}, "{}", {"loss": "mse"}, "/x/model.weights.h5")
+    distrusted, notes = integrity.believed_export(made, "tampered")
+    assert distrusted.model_json is None and not distrusted.export["found"]
+    assert "pointed the runner's own report files elsewhere" in notes[0]
+
+
+def test_the_watcher_sees_a_descriptor_pointed_at_another_file(tmp_path):
+    """What the watcher compares: the file a process's descriptor names now, by device and
+    inode, with the one it was opened on."""
+    import os
+
+    from grader import sandbox_runner
+
+    report, other = tmp_path / "report", tmp_path / "other"
+    report.write_text(""), other.write_text("")
+    fd = os.open(report, os.O_WRONLY)
+    try:
+        files = {fd: sandbox_runner._identity(fd)}
+        assert sandbox_runner._replaced(os.getpid(), files) == []
+        replacement = os.open(other, os.O_WRONLY)
+        os.dup2(replacement, fd)
+        os.close(replacement)
+        assert sandbox_runner._replaced(os.getpid(), files) == [fd]
+    finally:
+        os.close(fd)
+    assert sandbox_runner._replaced(os.getpid(), files) == [fd]  # closed: no longer the report

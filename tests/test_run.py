@@ -74,3 +74,45 @@ def test_an_outcome_the_grader_owns_is_shown_and_never_kept(tmp_path):
     [outcome] = run._Pages(fake, [handed]).settle(handed, failed, True)
     assert not outcome.kept and outcome.result.owner is Owner.GRADER
     assert fake.pages == [("first", None)]  # its page, with no class facts: it counts for nothing
+
+
+def _pool_with_a_dead_worker(monkeypatch, exitcode: int, out_of_memory: bool):
+    """A LocalPool whose one worker died while finishing notebook "k" (with "later" queued
+    behind it), without starting any process: what _died makes of it."""
+    import types
+
+    from grader import executors
+    from grader.pipeline import Work
+
+    monkeypatch.setattr(executors, "_Worker", lambda pool: "a fresh worker")
+    for name in ("over_budget_result", "crashed_result", "died_result"):
+        monkeypatch.setattr(executors, name, lambda *args, name=name: (name, *args[1:]))
+    pool = executors.LocalPool.__new__(executors.LocalPool)
+    pool.context, pool.attempts, pool._failed_starts = None, executors.Attempts(None, 2), 0
+    group = types.SimpleNamespace(memory_exhausted=lambda: out_of_memory)
+    dead = types.SimpleNamespace(process=types.SimpleNamespace(exitcode=exitcode), group=group, ready=True, given=["k", "later"],
+                                 finishing="k", why_dead=lambda: "why", close=lambda: 0)
+    pool.workers = [dead]
+    return pool, dead, {"k": Work("k", "k.ipynb", "k"), "later": Work("later", "later.ipynb", "later")}
+
+
+def test_a_worker_the_kernel_stopped_for_the_cpu_budget_gives_the_notebook_its_own_verdict(monkeypatch):
+    from grader import budget
+
+    pool, dead, by_key = _pool_with_a_dead_worker(monkeypatch, -budget.HARD_STOP, False)
+    queue = __import__("collections").deque()
+    done = list(pool._died(dead, queue, by_key))
+    assert [d.result for d in done] == [("over_budget_result", by_key["k"])]  # at once: it would do the same again
+    assert list(queue) == [by_key["later"]] and pool.workers == ["a fresh worker"]
+
+
+def test_a_notebook_that_runs_every_worker_out_of_memory_is_its_own_verdict_and_a_kill_from_outside_is_not(monkeypatch):
+    import collections
+
+    for out_of_memory, expected in ((True, "crashed_result"), (False, "died_result")):
+        pool, dead, by_key = _pool_with_a_dead_worker(monkeypatch, -9, out_of_memory)
+        assert list(pool._died(dead, collections.deque(), by_key)) == []  # first time: tried again in a fresh worker
+        pool.workers, dead.given = [dead], ["k", "later"]  # the same notebook, its second worker dead the same way
+        done = list(pool._died(dead, collections.deque(), by_key))
+        assert len(done) == 1 and done[0].result[0] == expected, done
+        assert done[0].result[1] == by_key["k"]
