@@ -112,13 +112,18 @@ class AnswerCellsRun(Check):
                     return Verdict("failed", f"{which} did not finish: {evidence.stopped_message()}")
                 if evidence.outcome.last_started == cell.key:
                     return Verdict("failed", f"the run ended in the middle of {which} (exit code {evidence.outcome.exit_code}), so nothing after it ran")
+                above = [c.key for c in evidence.match.added_above if c.key == evidence.outcome.last_started]
+                if above:
+                    return Verdict("failed", f"the run ended in the middle of the cell you added above the answer ({above[0]}, exit code "
+                                             f"{evidence.outcome.exit_code}), so the answer never ran: take that cell out")
                 return Verdict("failed", f"{which} did not run: {evidence.why_not_run()}")
             if entry.get("status") == "error":
                 error = entry.get("error") or {}
                 where = _quote_line(cell.source, error.get("line"))
                 return Verdict(
                     "failed",
-                    f"{which} raised {error.get('name', 'an error')}{where}: {error.get('message', '')}{_not_run_definer(evidence, error)}",
+                    f"{which} raised {error.get('name', 'an error')}{where}: {error.get('message', '')}{_not_run_definer(evidence, error)}"
+                    f"{_known_fix(error)}",
                     evidence={"traceback": str(error.get("traceback", ""))},
                 )
             if evidence.outcome.stopped_by and evidence.outcome.stopped_cell == cell.key:
@@ -129,6 +134,22 @@ class AnswerCellsRun(Check):
         added = sum(1 for cell in evidence.student_cells if cell.role == "added")
         said = "the answer cell ran without errors" + (f", with the {added} cell(s) you added to it" if added else "")
         return Verdict("passed", said + _above_failures(evidence))
+
+
+# TensorFlow's errors whose message does not say what to change, and what a teacher would add
+KNOWN_FIXES = (
+    ("Cannot add tensor to the batch: number of elements does not match",
+     " (the pictures are not all the same size, so they cannot go in one batch: leave batching for later, after they "
+     "are resized to one size)"),
+    ("Cannot batch tensors with different shapes",
+     " (the pictures are not all the same size, so they cannot go in one batch: leave batching for later, after they "
+     "are resized to one size)"),
+)
+
+
+def _known_fix(error: dict) -> str:
+    message = str(error.get("message", ""))
+    return next((fix for text, fix in KNOWN_FIXES if text in message), "")
 
 
 def _not_run_definer(evidence: Evidence, error: dict) -> str:

@@ -169,6 +169,11 @@ def grade_submission(path: str, name: str, grader: Grader) -> SubmissionResult:
     return finish_safely(path, name, start_safely(path, name, grader), grader)
 
 
+# The cells one run may hold: the lab's own are a few dozen; the runner keeps a sealed record
+# of each (a file it holds open), and a notebook of thousands would exhaust them
+MAX_RUN_CELLS = 300
+
+
 def start_submission(path: str, name: str, grader: Grader) -> Started:
     """Read and match the notebook, and start its sandbox run (without waiting for it)."""
     clock = time.monotonic()
@@ -189,7 +194,15 @@ def start_submission(path: str, name: str, grader: Grader) -> Started:
             "start from the assignment's playground notebook and write your answer in the cell under the [WORK REQUIRED] heading",
             clock,
         ))
-    return Started(base, clock, found=found, pending=grader.runner.start(match.run_cells(grader.release, found)))
+    ran = match.run_cells(grader.release, found)
+    if len(ran) > MAX_RUN_CELLS:
+        return Started(base, clock, _ungradable(
+            base, grader.context,
+            f"the notebook has {len(ran)} cells to run, more than the {MAX_RUN_CELLS} the grader runs for one notebook",
+            "keep your answer in the answer cell and a few cells of your own next to it; delete the cells you do not need",
+            clock,
+        ))
+    return Started(base, clock, found=found, pending=grader.runner.start(ran))
 
 
 def finish_submission(started: Started, grader: Grader) -> SubmissionResult:
@@ -276,6 +289,8 @@ def _assignment_cells_ran(outcome, made, found, ran) -> None:
     student = {cell.key for cell in found.student_cells}
     if not integrity.sealed_before_answer(outcome.witness, ran, student) and outcome.last_started in student:
         return  # the student's code had started (the progress file says so): whatever happened next is the run's own
+    if outcome.last_started in {cell.key for cell in found.added_above}:
+        return  # a cell the student added above the answer was running: the run's end is theirs too
     if not made.log:
         last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:] or ["no message"]
         raise GraderFault(f"the sandbox run ended before any cell ran (exit code {outcome.exit_code}: {last[0][-300:]})")

@@ -3,7 +3,11 @@ cluster opens, the forwarded headers the workshop server believes. (The notebook
 round are graded with the others in test_attacks.py.)"""
 
 import json
+import os
 
+import pytest
+
+from conftest import ROOT
 from grader import batch, gradescope, sandbox
 from grader import cluster as cluster_mod
 from grader.serve import proxy_settings
@@ -67,3 +71,42 @@ def test_forwarded_headers_are_believed_only_from_the_proxies_named():
     named.load()
     assert named.proxy_headers is True and named.forwarded_allow_ips == "127.0.0.1"
     assert type(named.loaded_app).__name__ == "ProxyHeadersMiddleware"
+
+
+@pytest.mark.slow
+def test_a_cell_added_above_that_ends_the_run_and_a_notebook_of_thousands_of_cells_are_the_students(tmp_path):
+    """Found after the round: a cell added above the answer that ended the run with
+    os._exit was taken for the assignment's failure (the grader's fault, never stored, so the
+    notebook was never graded); a notebook of 1,100 cells ran the runner out of descriptors
+    (the grader's fault too). Both are the student's verdicts now, kept, each saying why.
+    Graded with the tf.data lab: nothing to train."""
+    import nbformat
+
+    from grader import labs, manifest as manifest_mod, release, scenarios
+    from grader.pipeline import MAX_RUN_CELLS
+    from grader.run import Options
+    loaded = manifest_mod.load(os.path.join(ROOT, "assignments", "keras_flowers_tfdata"))
+    record, playground = release.build(loaded)
+    solution = nbformat.reads(scenarios.make(record, playground, ["solution.ipynb"], labs.scenarios(loaded))["solution.ipynb"], 4)
+    answer = next(i for i, cell in enumerate(solution.cells) if cell.get("id") == loaded.answer_cells[0])
+
+    def with_cells(at, sources):
+        made = [nbformat.v4.new_code_cell(source, id=f"added-{n}") for n, source in enumerate(sources)]
+        return nbformat.writes(nbformat.from_dict({**solution, "cells": [*solution.cells[:at], *made, *solution.cells[at:]]}))
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "exit_above_the_answer.ipynb").write_text(with_cells(answer, ["import os\nos._exit(3)"]))
+    (folder / "exit_in_the_first_cell.ipynb").write_text(with_cells(0, ["import os\nos._exit(3)"]))
+    (folder / "many_cells.ipynb").write_text(with_cells(answer + 1, [f"x{n} = {n}" for n in range(1100)]))
+    graded = batch.grade(loaded, [str(folder)], Options(out_dir=str(tmp_path / "out"), quiet=True))
+    results = {r.submission: r for r in graded.results}
+    assert {name: (r.status, r.score, r.owner.value) for name, r in results.items()} == {
+        "exit_above_the_answer": ("graded", 0.0, "student"), "exit_in_the_first_cell": ("graded", 0.0, "student"),
+        "many_cells": ("ungradable", 0.0, "student")}
+    said = {name: next(c for c in results[name].checks if c.id == "runs").message for name in results}
+    # right above the answer, a cell is the student's part of it; at the top, one added above it
+    assert "the run ended in the middle of the cell you added (exit code 3)" in said["exit_above_the_answer"]
+    assert "the run ended in the middle of the cell you added above the answer (" in said["exit_in_the_first_cell"]
+    assert "exit code 3), so the answer never ran: take that cell out" in said["exit_in_the_first_cell"]
+    assert f"1106 cells to run, more than the {MAX_RUN_CELLS}" in results["many_cells"].reason
