@@ -294,10 +294,12 @@ class _Done:
     frozen check reads the base's weights after training)."""
 
     def __init__(self, size: int, max_parameters: int = 32_000_000):
-        self.size, self.max_parameters, self.items = size, max_parameters, {}
+        self.size, self.max_parameters, self.items, self.hits = size, max_parameters, {}, 0
 
     def take(self, key):
-        return self.items.pop(key, None)
+        found = self.items.pop(key, None)
+        self.hits += found is not None
+        return found
 
     def keep(self, key, value) -> None:
         self.items[key] = value

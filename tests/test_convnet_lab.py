@@ -66,7 +66,7 @@ def test_the_codelab_download_is_matched_by_its_cell_ids_and_grades_as_the_solut
     assert result.provenance["matched_by"] == "ids"
     assert result.training["val_accuracy"] == convnet_graded["solution"].training["val_accuracy"]  # the same model
     replaced = next(cell for cell in result.cells if cell["role"] == "replaced")
-    assert "the codelab's own versions of the lab's cells (hardware, config)" in replaced["note"]
+    assert "the codelab's own versions of the lab's cells (imports, hardware, config)" in replaced["note"]
 
 
 def test_the_untouched_playground_gets_nothing_and_is_not_trained(convnet_graded):

@@ -38,7 +38,7 @@ def test_colab_download_matched_by_the_codelabs_cell_ids(graded):
     result = graded[0]["colab_download"]
     assert result.provenance["matched_by"] == "ids"  # the codelab's own ids are the lab cells' aliases
     replaced = next(cell for cell in result.cells if cell["role"] == "replaced")
-    assert "the codelab's own versions of the lab's cells (imports, config, look)" in replaced["note"]
+    assert "the codelab's own versions of the lab's cells (imports, config, train)" in replaced["note"]
 
 
 def test_untouched_playground(graded):

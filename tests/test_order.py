@@ -38,19 +38,23 @@ def _grade(manifest, folder, order, out, cache_dir) -> dict[str, str]:
 
 
 def test_the_same_notebooks_in_the_reverse_order_get_byte_identical_results(manifest, submissions, feature_cache, tmp_path):
-    """solution and prefit_on_validation have the same head: the second of them to be
-    graded trains the first one's head again (its traced functions kept, every variable
-    reset), and so does everything in the second pass."""
-    hits = training._HEADS.hits
+    """solution and prefit_on_validation are the same model, compiled the same way (the
+    grader's own initial values replace what prefit_on_validation fitted): the second of
+    them to be graded takes the first one's run. In the second pass, the runs kept are
+    dropped first, so every model's head is trained again (its traced functions kept, every
+    variable reset)."""
+    runs, heads = training._RUNS.hits, training._HEADS.hits
     forward = _grade(manifest, submissions, ORDER, tmp_path / "forward", feature_cache)
-    reused = [training._HEADS.hits - hits]
+    reused = [(training._RUNS.hits - runs, training._HEADS.hits - heads)]
+    training._RUNS.items.clear()
+    runs, heads = training._RUNS.hits, training._HEADS.hits
     backward = _grade(manifest, submissions, ORDER[::-1], tmp_path / "backward", feature_cache)
-    reused.append(training._HEADS.hits - hits - reused[0])
+    reused.append((training._RUNS.hits - runs, training._HEADS.hits - heads))
     assert list(forward) == ORDER and list(backward) == ORDER[::-1]
     assert {json.loads(forward[name])["status"] for name in ORDER} == {"graded"}
     for name in ORDER:
         assert forward[name] == backward[name], (name, _differences(json.loads(forward[name]), json.loads(backward[name])))
-    assert reused == [1, len(ORDER)]
+    assert reused == [(1, 0), (0, len(ORDER))]
 
 
 def _differences(a, b, path="") -> list:

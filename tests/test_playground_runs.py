@@ -25,5 +25,5 @@ def test_every_cell_before_the_model_cell_runs(manifest, released, tmp_path, mon
     before = nbformat.from_dict({**playground, "cells": playground.cells[: ids.index("model")]})
     NotebookClient(before, timeout=120, kernel_name="python3").execute()
     outputs = "".join(o.get("text", "") for c in before.cells if c.cell_type == "code" for o in c.outputs)
-    assert "Pattern matches 16 data files" in outputs
+    assert "16 data files: 13 to train on, 3 to validate on" in outputs
     assert not any(o.get("output_type") == "error" for c in before.cells if c.cell_type == "code" for o in c.outputs)

@@ -4,6 +4,7 @@ One batch of the lab's scenarios, graded once (no training: a minute or so)."""
 
 import json
 import os
+import re
 
 import pytest
 
@@ -34,7 +35,9 @@ def test_solution_sample_is_shown_as_data(tfdata_graded):
     result = tfdata_graded[0]["solution"]
     rows = result.model["sample"]
     assert len(rows) == 24
-    assert all(row["element"].startswith("(uint8 [96, 96, 3], string '") for row in rows)
+    # the lab's photos are JPEGs of many sizes, as the codelab's are: each is shown as it was decoded
+    assert all(re.match(r"\(uint8 \[\d+, \d+, 3\], string '", row["element"]) for row in rows), rows[0]["element"]
+    assert len({row["element"].split("]")[0] for row in rows}) > 1
     assert all(row["picture"].endswith(")") and "none of" not in row["picture"] for row in rows)
     assert result.training == {} and result.provenance["training"] == "not trained"
 
@@ -57,7 +60,8 @@ def test_label_from_the_file_name_fails_the_labels_check(tfdata_graded):
 
 def test_bytes_never_decoded_fail_the_pictures_check(tfdata_graded):
     result = tfdata_graded[0]["not_decoded"]
-    assert failing(result) == ["pictures"]
+    # the solution's own lines after the map read the pictures' shapes: on bytes, they raise
+    assert failing(result) == ["runs", "pictures"]
     assert "not decoded): decode it with tf.io.decode_jpeg" in checks(result)["pictures"].message
 
 
@@ -72,9 +76,9 @@ def test_float_pictures_and_batches(tfdata_graded):
     graded = tfdata_graded[0]
     assert failing(graded["float_pictures"]) == ["pictures"]  # the labels are judged on their own: the photos are still known
     assert "the images are float32; the lab's are uint8" in checks(graded["float_pictures"])["pictures"].message
-    assert failing(graded["batched"]) == ["elements", "pictures", "labels"]
-    assert "leave batching for later" in checks(graded["batched"])["elements"].message
-    assert checks(graded["batched"])["labels"].status == "partial"
+    # the photos are of many sizes, as the codelab's: batching them before resizing raises in the student's own cell
+    assert failing(graded["batched"]) == ["runs", "elements", "pictures", "labels"]
+    assert "leave batching for later, after they are resized" in checks(graded["batched"])["runs"].message
 
 
 def test_scorecard_shows_the_sample(tfdata_graded):
