@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 
 from reference.hashing import file_sha256
 
@@ -63,9 +64,17 @@ def stage(weights: Weights, keras_home: str, base: Base, image_size: int) -> str
     os.makedirs(models, exist_ok=True)
     target = os.path.join(models, base.file_name(image_size))
     if not os.path.exists(target) or file_sha256(target) != file_sha256(weights.path):
-        partial = target + ".partial"
-        shutil.copyfile(weights.path, partial)
-        os.replace(partial, target)
+        # a partial file of this process's own: two workers may stage the same folder at once
+        handle, partial = tempfile.mkstemp(dir=models, prefix=os.path.basename(target) + ".", suffix=".partial")
+        os.close(handle)
+        try:
+            shutil.copyfile(weights.path, partial)
+            os.chmod(partial, 0o644)  # read in the sandbox by its own user (mkstemp makes it the owner's only)
+            os.replace(partial, target)
+        except BaseException:
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
     return models
 
 
