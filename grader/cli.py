@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--code", default="", help="the workshop code students join with (default: made at the first start and kept)")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest notebook taken, in MiB (default: 20)")
     serve.add_argument("--uploads-per-minute", type=_positive_int, default=4, help="uploads a student may send per minute (default: 4)")
+    serve.add_argument("--projector-names", action="store_true",
+                       help="the projector's page names the students who just finished, with their scores (default: no names)")
     serve.add_argument("--trusted-proxies", default="", help="addresses of the reverse proxies whose X-Forwarded-* headers are "
                        "believed, comma-separated, e.g. 127.0.0.1 behind a proxy on this host (default: none)")
     _grading_flags(serve)
@@ -61,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     links.add_argument("--student", action="append", default=[], help="a new link for this student (the old one stops working); repeatable")
     links.add_argument("--all", action="store_true", help="new links for every student (every old one stops working)")
     links.add_argument("--admin", action="store_true", help="print a new instructor's link instead (the old one stops working)")
+    links.add_argument("--projector", action="store_true", help="print a new projector's link instead (the old one stops working)")
 
     report = commands.add_parser("report", help="render every page again from the gradebook, without grading")
     report.add_argument("out", help="the --out folder of a grading run")
@@ -285,7 +288,7 @@ def _serve(args) -> int:
 
     settings = serve.ServerOptions(
         host=args.host, port=args.port, url=args.url, max_upload_mb=args.max_upload_mb, uploads_per_minute=args.uploads_per_minute,
-        code=args.code, links=args.links, trusted_proxies=args.trusted_proxies,
+        code=args.code, links=args.links, trusted_proxies=args.trusted_proxies, projector_names=args.projector_names,
     )
     serve.run(manifest.load(args.assignment), _options(args), settings)
     return 0
@@ -300,6 +303,9 @@ def _links(args) -> int:
     queue = uploads.Queue(out)
     if args.admin:
         print(f"the instructor's page (the old link stops working): {args.url.rstrip('/')}/a/{queue.issue_link('instructor', uploads.ADMIN)}")
+        return 0
+    if args.projector:
+        print(f"the projector's page (the old link stops working): {args.url.rstrip('/')}/p/{queue.issue_link('projector', uploads.PROJECTOR)}")
         return 0
     facts = classreport.load_facts(out)
     book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))

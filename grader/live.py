@@ -171,6 +171,34 @@ def admin_page(snapshot: Snapshot) -> dict:
     }
 
 
+def projector_page(snapshot: Snapshot, names: bool = False) -> dict:
+    """The projector's live part: how the class is doing, for the room to see. No names (a
+    student's score is theirs) unless the instructor opts in, and nothing a student wrote
+    (a check's message can quote their code): counts, the distribution, the checks the
+    class is stuck on by title, and each check's pass rate."""
+    view = snapshot.view
+    summary = classreport.summary(view)
+    recent = [{"student": u.student, "state": u.state, "status": u.status, "score": u.score, "max_score": u.max_score}
+              for u in snapshot.recent] if names else []
+    return {
+        "counts": snapshot.counts, "chart": summary["chart"], "pass_rates": summary["pass_rates"], "check_ids": view.check_ids,
+        "stuck": _stuck(view),
+        "graded": sum(1 for row in view.rows if row.final is not None), "recent": recent,
+    }
+
+
+def _stuck(view) -> list[dict]:
+    """Each check that graded students have not passed, by its title (the instructor's words),
+    with how many: most first."""
+    counted = [row.counted.result for row in view.rows if row.final is not None and row.counted and row.counted.result]
+    missed: dict[str, int] = {}
+    for result in counted:
+        for check in result.checks:
+            if check.status != "passed":
+                missed[check.title] = missed.get(check.title, 0) + 1
+    return [{"check": title, "count": count} for title, count in sorted(missed.items(), key=lambda item: (-item[1], item[0]))]
+
+
 def _wait(ahead: int, seconds_per_upload: float | None, jobs: int) -> int | None:
     """About how long until an upload's scorecard, in seconds (None: no figure yet)."""
     if not seconds_per_upload:

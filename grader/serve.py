@@ -11,6 +11,8 @@ what the live pages show (grader/live.py).
     GET  /s/TOKEN/a/upload-N/FILE    the student's own scorecard.html, notebook.html, result.json
     GET  /a/ADMIN                    the instructor's (projector) page; /live, /a/upload-N/FILE as above
     GET  /a/ADMIN/grades.csv, /canvas.csv, /gradescope.zip
+    GET  /p/PROJECTOR                the projector's page: the join code and the class as a whole, no
+                                     names (unless --projector-names), no scorecards, no downloads; /live
 
 A token that is not a student's, or an upload that is not theirs, is a 404, like a
 page that does not exist. Every response carries strict headers (`SecurityHeaders`).
@@ -45,7 +47,8 @@ from grader.run import Options
 from grader.workshop import Workshop
 
 log = logging.getLogger("grader.serve")
-ADMIN_PART = "_admin_live.html.j2"  # the projector's live part: the same for every projector
+ADMIN_PART = "_admin_live.html.j2"  # the instructor's live part: the same for every instructor's page
+PROJECTOR_PART = "_projector_live.html.j2"  # the projector's: the same for every projector
 PROJECTOR_WATCHING = 300.0  # seconds after a projector last asked that its part is still made ahead
 SCRIPT = report.template_text("live.js")  # the only script of the server's pages, allowed by its hash
 FORM_SLACK = 64 * 1024  # bytes of a multipart body besides the file (boundaries, headers, the CSRF field)
@@ -75,6 +78,7 @@ class ServerOptions:
     code: str = ""  # the workshop code (no roster); "": made at the first start and kept
     links: str | None = None  # write the links of students who have none to this CSV at start
     trusted_proxies: str = ""  # whose X-Forwarded-For / -Proto uvicorn believes (comma-separated; "": nobody's)
+    projector_names: bool = False  # the projector's page names the students who just finished, with their scores
 
     @property
     def public_url(self) -> str:
@@ -122,6 +126,7 @@ class Server:
             Route("/a/{token}/a/{name}/{file}", self.admin_file),
             Route("/a/{token}/grades.csv", self.grades), Route("/a/{token}/canvas.csv", self.canvas),
             Route("/a/{token}/gradescope.zip", self.gradescope),
+            Route("/p/{token}", self.projector), Route("/p/{token}/live", self.projector_live),
             Route("/healthz", self.health),
         ]
         return SecurityHeaders(Starlette(routes=routes))
@@ -363,6 +368,33 @@ class Server:
         self._projector = (request.url.path.rsplit("/", 1)[0], time.monotonic())
         return await self._live_part(request, ADMIN_PART, base=self._projector[0], part=live.admin_page)
 
+    def _projector_holder(self, request: Request) -> None:
+        if self.queue.holder(request.path_params["token"], uploads.PROJECTOR) is None:
+            raise Declined(404, "no such page")
+
+    def _projector_part(self, snapshot: live.Snapshot) -> dict:
+        return live.projector_page(snapshot, self.settings.projector_names)
+
+    async def projector(self, request: Request) -> Response:
+        """The page for the room: join address and code, and the class as a whole."""
+        try:
+            self._projector_holder(request)
+        except Declined as refused:
+            return self._message(refused)
+        snapshot = await run_in_threadpool(self.live.snapshot, True)
+        return self._page(
+            "projector.html.j2", live=True, scripts=(SCRIPT,), script=SCRIPT, title=self.manifest.title, base=request.url.path,
+            join=self.settings.public_url + "/", code=self.code, roster_mode=self.roster_mode, version=snapshot.version,
+            **self._projector_part(snapshot),
+        )
+
+    async def projector_live(self, request: Request) -> Response:
+        try:
+            self._projector_holder(request)
+        except Declined as refused:
+            return self._message(refused)
+        return await self._live_part(request, PROJECTOR_PART, part=self._projector_part)
+
     async def admin_file(self, request: Request) -> Response:
         try:
             self._admin(request)
@@ -422,12 +454,12 @@ class Server:
         return HTMLResponse(text, headers={"x-version": version, "content-security-policy": STRICT})
 
     def _part(self, template: str, snapshot: live.Snapshot, part, context: dict) -> str:
-        shared = template == ADMIN_PART
+        shared = template in (ADMIN_PART, PROJECTOR_PART)
         key = (snapshot.version, context.get("base"))
         cached = self._rendered.get(template) if shared else None
         if cached is not None and cached[0] == key:
             return cached[1]
-        if shared:
+        if template == ADMIN_PART:
             context = {**context, "problem": self.workshop.problem if self.workshop else ""}
         text = report.fragment(template, version=snapshot.version, **context, **part(snapshot))
         if shared:
@@ -592,6 +624,9 @@ def _announce(server: Server, queue: uploads.Queue, students: dict, settings: Se
               f"  {url}/a/{queue.issue_link('instructor', uploads.ADMIN)}")
     else:
         print("the instructor's page: the link printed at the first start (`grader links OUT --admin` makes a new one)")
+    if not queue.linked(uploads.PROJECTOR):
+        print(f"the projector's page (the join code and the class as a whole, no names; `grader links OUT --projector` makes a new one):\n"
+              f"  {url}/p/{queue.issue_link('projector', uploads.PROJECTOR)}")
     if server.roster_mode:
         if settings.links:
             count = write_links(queue, students, url, settings.links)

@@ -46,7 +46,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS links_by_student ON links (student, role)",
     "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
-STUDENT, ADMIN = "student", "admin"
+STUDENT, ADMIN, PROJECTOR = "student", "admin", "projector"  # a link's role: what its pages show
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,9 +71,10 @@ def upload(client, token: str, data: bytes, name: str = "lab.ipynb", **extra):
 def test_every_response_carries_the_strict_headers(site):
     server, client = site
     admin = server.queue.issue_link("instructor", uploads.ADMIN)
+    projector = server.queue.issue_link("projector", uploads.PROJECTOR)
     token = join(client, "Ada")
     upload(client, token, tiny_notebook())
-    responses = [client.get(path) for path in (
+    responses = [client.get(path) for path in (f"/p/{projector}", f"/p/{projector}/live",
         "/", f"/s/{token}", f"/s/{token}/live", f"/s/{token}/a/upload-1/scorecard.html", "/s/nope.nope", "/no/such/page",
         f"/a/{admin}", f"/a/{admin}/live", f"/a/{admin}/grades.csv", f"/a/{admin}/canvas.csv", f"/a/{admin}/gradescope.zip", "/healthz",
     )]
@@ -152,6 +153,47 @@ def test_another_students_token_gets_a_404_and_never_sees_a_token(site):
     assert not any(ada in page or ada.split(".")[1] in page for page in pages)
     assert ada in client.get(f"/s/{ada}").text  # the curl line on their own page
     assert client.get("/s/" + ada.split(".")[0] + ".x" * 10).status_code == 404  # the right selector, a wrong verifier
+
+
+def test_the_projector_shows_the_class_as_a_whole_and_no_one_in_it(site):
+    """The page for the room: the join code, the counts, the distribution, what the class
+    is stuck on by the checks' titles, each check's pass rate; no student's name or score,
+    nothing a student wrote (a message can quote their code), no scorecard, no download.
+    The instructor may opt in to names; a projector's link opens nothing else."""
+    import dataclasses
+
+    from grader.results import CheckResult, SubmissionResult
+
+    server, client = site
+    projector = server.queue.issue_link("projector", uploads.PROJECTOR)
+    ada = join(client, "Ada Quietly")
+    assert upload(client, ada, tiny_notebook()).status_code == 200
+    (sent,) = server.queue.claim(1)
+    said = "answer is <b>QUOTED_FROM_ADA</b>"
+    facts = server.live.facts
+    result = SubmissionResult(facts.name, facts.version, "ada-quietly", sent.stored, "0" * 64, "graded", 0.0, 10.0,
+                              tuple(CheckResult(spec.id, spec.title, "failed", 0.0, spec.points, said) for spec in server.manifest.checks))
+    book = gradebook.Gradebook(server.workshop_book)
+    book.record(facts.name, gradebook.Stored(sent.student, sent.stored, "0" * 64, time.time(), "upload", True))
+    book.put(facts.fingerprint, dataclasses.replace(result, submission=sent.student, file=sent.stored))
+    book.close()
+    server.queue.finish(sent, "done", "graded", 0.0, 10.0, "")
+    server.live.changed()
+    for path in (f"/p/{projector}", f"/p/{projector}/live"):
+        page = client.get(path)
+        assert page.status_code == 200, page.text
+        text = html.unescape(page.text)
+        assert "ABC123" in text or path.endswith("/live")  # the join code, on the page
+        assert "QUOTED_FROM_ADA" not in text and "Ada" not in text and "ada" not in text.lower()
+        assert "/a/" not in text and ".csv" not in text and ".zip" not in text and "scorecard" not in text
+        assert all(spec.title in text for spec in server.manifest.checks) and 'id="distribution"' in text  # stuck on, by title
+    # nothing else opens with a projector's link, and no other link opens the projector
+    admin = server.queue.issue_link("instructor", uploads.ADMIN)
+    for path in (f"/a/{projector}", f"/a/{projector}/grades.csv", f"/s/{projector}", f"/p/{admin}", f"/p/{ada}", f"/a/{projector}/a/{sent.name}/result.json"):
+        assert client.get(path).status_code == 404, path
+    server.settings = dataclasses.replace(server.settings, projector_names=True)
+    server.live.changed()
+    assert "ada-quietly" in client.get(f"/p/{projector}").text  # the instructor's choice
 
 
 def test_live_parts_never_wait_for_the_class_view_but_a_page_shows_every_change_before_it(site, monkeypatch):
