@@ -288,26 +288,39 @@ def _run_key(chain, choices: CompileChoices, dataset, settings: Settings, placem
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class _Done:
-    """The last few training runs of this process and their trained models, by _run_key,
-    bounded by count and by the models' parameters (a run holds its trained model: the
-    frozen check reads the base's weights after training)."""
+class _Bounded:
+    """The last few things of one kind this process made, by key: up to `size`, fewer when
+    together they measure more than `limit` (`_measure` of each); the most recent always
+    stays. `take` removes what it returns (one user at a time); `hits` counts them."""
 
-    def __init__(self, size: int, max_parameters: int = 32_000_000):
-        self.size, self.max_parameters, self.items, self.hits = size, max_parameters, {}, 0
+    def __init__(self, size: int, limit: int):
+        self.size, self.limit, self.items, self.hits = size, limit, {}, 0
 
     def take(self, key):
-        found = self.items.pop(key, None)
+        found = None if key is None else self.items.pop(key, None)
         self.hits += found is not None
         return found
 
     def keep(self, key, value) -> None:
         self.items[key] = value
-        while len(self.items) > 1 and (len(self.items) > self.size or self._parameters() > self.max_parameters):
+        while len(self.items) > 1 and (len(self.items) > self.size or sum(map(self._measure, self.items.values())) > self.limit):
             self.items.pop(next(iter(self.items)))
 
-    def _parameters(self) -> int:
-        return sum(int(sum(np.prod(w.shape) for w in trained.weights)) for _, trained in self.items.values())
+    def _measure(self, value) -> int:
+        raise NotImplementedError
+
+
+class _Done(_Bounded):
+    """The last few training runs of this process and their trained models, by _run_key,
+    bounded by count and by the models' parameters (a run holds its trained model: the
+    frozen check reads the base's weights after training)."""
+
+    def __init__(self, size: int, max_parameters: int = 32_000_000):
+        super().__init__(size, max_parameters)
+
+    def _measure(self, value) -> int:
+        _, trained = value
+        return int(sum(np.prod(w.shape) for w in trained.weights))
 
 
 _RUNS = _Done(16)
@@ -349,7 +362,7 @@ def _head_key(chain, choices: CompileChoices, settings: Settings, placement: Pla
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class _Kept:
+class _Kept(_Bounded):
     """The last few trained heads of this process, by _head_key (each is used by one
     training at a time: the grader trains one model at a time per process). A class
     submits a handful of heads, often in turn: up to `size` are kept, fewer when together
@@ -357,20 +370,11 @@ class _Kept:
     and their initial copies: about 1.4 million for the lab's head, 6 MiB)."""
 
     def __init__(self, size: int, max_values: int = 64_000_000):
-        self.size, self.max_values, self.items, self.hits = size, max_values, {}, 0
+        super().__init__(size, max_values)
 
-    def take(self, key):
-        found = None if key is None else self.items.pop(key, None)
-        self.hits += found is not None
-        return found
-
-    def keep(self, key, value) -> None:
-        self.items[key] = value
-        while len(self.items) > 1 and (len(self.items) > self.size or self._values() > self.max_values):
-            self.items.pop(next(iter(self.items)))
-
-    def _values(self) -> int:
-        return sum(int(np.size(copy)) * 2 for _, initial, _ in self.items.values() for _, copy in initial)
+    def _measure(self, value) -> int:
+        _, initial, _ = value
+        return sum(int(np.size(copy)) * 2 for _, copy in initial)
 
 
 _HEADS = _Kept(16)

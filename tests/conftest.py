@@ -138,6 +138,13 @@ def calibrated(assignment: str, tmp_path_factory, scenarios_too=(), **options):
     return {answer.name: answer for answer in answers}, population.calibrate(loaded, answers, out, extra, **options)
 
 
+def assert_teachers_verdict(found, name: str) -> None:
+    """The population's answer `name` got the verdict its teacher gave (found: a Calibration)."""
+    result = found.results[name]
+    seen = "\n".join(f"  {c.id}: {c.status} {c.score:g}/{c.max_score:g} {c.message}" for c in result.checks)
+    assert not found.disagreements.get(name), "\n".join(found.disagreements[name]) + "\n" + seen
+
+
 def population_names(assignment: str) -> list[str]:
     from grader import labs, manifest as manifest_mod
 

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from grader import manifest as manifest_mod
-from conftest import ROOT, assert_grades_like, calibrated, checks, failing, population_names
+from conftest import ROOT, assert_grades_like, assert_teachers_verdict, calibrated, checks, failing, population_names
 
 CONVNET = os.path.join(ROOT, "assignments", "keras_flowers_convnet")
 
@@ -30,10 +30,7 @@ def convnet_graded(population):
 
 @pytest.mark.parametrize("name", population_names(CONVNET))
 def test_population_verdict(population, name):
-    _, found = population
-    result = found.results[name]
-    seen = "\n".join(f"  {c.id}: {c.status} {c.score:g}/{c.max_score:g} {c.message}" for c in result.checks)
-    assert not found.disagreements.get(name), "\n".join(found.disagreements[name]) + "\n" + seen
+    assert_teachers_verdict(population[1], name)
 
 
 def test_the_population_is_large_and_mixed_and_every_correct_answer_clears_the_threshold_with_a_margin(population):
