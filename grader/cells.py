@@ -190,6 +190,21 @@ def compared_not_set(source: str, attribute: str) -> list[tuple[int, str]]:
             and len(node.value.ops) == 1 and isinstance(node.value.ops[0], (ast.Eq, ast.Is))]
 
 
+def commented_out_assignments(source: str, attribute: str) -> list[tuple[int, str]]:
+    """Comment lines that would assign an object's `attribute` if their # were taken out
+    (`# pretrained_model.trainable = False`), as (line, text)."""
+    found = []
+    for number, line in enumerate(source.splitlines(), 1):
+        text = line.strip()
+        if not text.startswith("#"):
+            continue
+        tree = parsed(text.lstrip("#").strip())
+        statement = tree.body[0] if tree is not None and len(tree.body) == 1 else None
+        if isinstance(statement, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == attribute for t in statement.targets):
+            found.append((number, text))
+    return found
+
+
 def defines_only(source: str) -> bool:
     """Does the cell only define things (functions, classes, imports, a docstring), so that
     running it earlier than its place changes nothing but what names exist?"""

@@ -255,6 +255,11 @@ class FrozenBase(Check):
                     line, text = compared[0]
                     return Verdict("failed", said + f"line {line}, `{text}`, compares the flag with False (==) and sets "
                                    "nothing: assign it with one =, `" + text.replace("==", "=").replace(" is ", " = ") + "`")
+                commented = cells.commented_out_assignments(cell.source, "trainable")
+                if commented:
+                    line, text = commented[0]
+                    return Verdict("failed", said + f"line {line}, `{text}`, is a comment, so it does not run: take out the # "
+                                   "at its start")
             return Verdict("failed", said + evidence.setting.lab.hint("freeze", "set the base's trainable to False before building the model"))
         if not evidence.base_is_pretrained:
             return Verdict("failed", f"{base.name}'s weights are not the pretrained ones: "

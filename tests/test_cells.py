@@ -130,3 +130,9 @@ def test_a_comparison_where_an_assignment_was_meant_is_found():
     source = "pretrained_model = make()\npretrained_model.trainable == False\nok = layer.trainable == False\nif base.trainable is False:\n    pass\n"
     assert cells.compared_not_set(source, "trainable") == [(2, "pretrained_model.trainable == False")]
     assert cells.compared_not_set("pretrained_model.trainable is False", "trainable") == [(1, "pretrained_model.trainable is False")]
+
+
+def test_a_freezing_line_left_as_a_comment_is_found():
+    source = "base = make()\n  # base.trainable = False\n# base is frozen = no\n# note: trainable layers\nbase.trainable = True\n"
+    assert cells.commented_out_assignments(source, "trainable") == [(2, "# base.trainable = False")]
+    assert cells.commented_out_assignments("#", "trainable") == [] and cells.commented_out_assignments("# x = (", "trainable") == []

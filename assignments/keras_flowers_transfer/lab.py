@@ -313,6 +313,9 @@ WRONG += [
     # a comparison where an assignment was meant: the base stays trainable
     Answer("trainable_compared", model_of("pretrained_model", FLATTEN, SOFTMAX5, before=PRETRAINED + "pretrained_model.trainable == False\n"),
            fails=("frozen",), may_fail=("accuracy",), says=("compares", "pretrained_model.trainable = False")),
+    # the freezing line left commented out (tried both ways, the wrong one kept)
+    Answer("freeze_commented_out", model_of("pretrained_model", FLATTEN, SOFTMAX5, before=PRETRAINED + "# pretrained_model.trainable = False\n"),
+           fails=("frozen",), may_fail=("accuracy",), says=("is a comment", "take out the #")),
 ]
 
 POPULATION = CORRECT + WRONG
