@@ -17,7 +17,12 @@ no script, no event handlers, links only to http(s), mailto and anchors, images 
 from data: URLs.
 
 This file runs as the child (`python -I render_notebook.py`), so it imports nothing from
-the grader package: the child loads only this file and the libraries.
+the grader package: the child loads only this file and the libraries. Loading them costs
+more than most renderings (about 0.5 s of CPU against 0.2 s), so a process that renders
+many notebooks keeps a renderer server (`render_notebook.py --serve`) that has loaded them
+once and forks a fresh child for each notebook; the child sets the same limits on itself
+before it reads the notebook, and the server stops it at the wall-clock limit. Where no
+server can be had, each notebook gets a child of its own, as before.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import jinja2
 
@@ -75,30 +83,162 @@ class Rendering:
 # --- the parent: run the child within the budget ------------------------------------------
 
 
+WALL_EXIT = -1000  # a server's status for a child it stopped at the wall-clock limit
+
+
 def render(notebook, budget: Budget = BUDGET) -> Rendering:
     """Render `notebook` (a parsed .ipynb) in a child process within `budget`."""
-    command = [sys.executable, "-I", os.path.abspath(__file__), str(budget.cpu_seconds), str(budget.memory_mb)]
     try:
         payload = json.dumps(notebook).encode("utf-8")
+    except (ValueError, TypeError, RecursionError) as error:
+        return plain(notebook, f"the renderer could not be started ({type(error).__name__}: {error})")
+    server = _SERVERS.take()
+    try:
+        answer = server.render(payload, budget) if server is not None else None
+    finally:
+        _SERVERS.give_back(server)
+    if answer is None:  # no server, or it failed: a child of the notebook's own
+        answer = _render_alone(payload, budget)
+    if isinstance(answer, str):
+        return plain(notebook, answer)
+    status, out, err = answer
+    if status == 0:
+        return Rendering(out.decode("utf-8"))
+    if status == WALL_EXIT:
+        return plain(notebook, f"rendering took longer than {budget.wall_seconds:g} s and was stopped")
+    return plain(notebook, _why(status, err, budget))
+
+
+def _render_alone(payload: bytes, budget: Budget):
+    """(status, stdout, stderr) of a child started for this notebook alone, or why it failed."""
+    command = [sys.executable, "-I", os.path.abspath(__file__), str(budget.cpu_seconds), str(budget.memory_mb)]
+    try:
         child = subprocess.run(command, input=payload, capture_output=True, timeout=budget.wall_seconds)
     except subprocess.TimeoutExpired:  # run() has killed it
-        return plain(notebook, f"rendering took longer than {budget.wall_seconds:g} s and was stopped")
-    except (OSError, ValueError, TypeError, RecursionError) as error:
-        return plain(notebook, f"the renderer could not be started ({type(error).__name__}: {error})")
-    if child.returncode == 0:
-        return Rendering(child.stdout.decode("utf-8"))
-    return plain(notebook, _why(child, budget))
+        return WALL_EXIT, b"", b""
+    except (OSError, ValueError) as error:
+        return f"the renderer could not be started ({type(error).__name__}: {error})"
+    return child.returncode, child.stdout, child.stderr
 
 
-def _why(child: subprocess.CompletedProcess, budget: Budget) -> str:
-    if child.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+def _why(status: int, err: bytes, budget: Budget) -> str:
+    if status in (-signal.SIGXCPU, -signal.SIGKILL):
         return f"rendering used up its {budget.cpu_seconds} s of CPU time and was stopped"
-    if child.returncode == MEMORY_ERROR_EXIT:
+    if status == MEMORY_ERROR_EXIT:
         return f"rendering needed more than its {budget.memory_mb} MiB of memory and was stopped"
-    if child.returncode == RENDER_ERROR_EXIT:
-        lines = child.stderr.decode("utf-8", "replace").strip().splitlines()
+    if status == RENDER_ERROR_EXIT:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
         return f"the notebook could not be rendered ({lines[-1][:300] if lines else 'no reason given'})"
-    return f"rendering stopped unexpectedly (exit status {child.returncode})"
+    return f"rendering stopped unexpectedly (exit status {status})"
+
+
+class _Server:
+    """A renderer server of this process (`render_notebook.py --serve`), spoken to over its
+    stdin and stdout: a request is a JSON header line then the notebook; an answer, a JSON
+    header line then the child's stdout and stderr."""
+
+    SLACK = 10.0  # seconds past the budget's wall-clock limit before the server itself is given up
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__), "--serve"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def render(self, payload: bytes, budget: Budget):
+        """(status, stdout, stderr), or None if the server failed (it is then stopped)."""
+        header = {"cpu_seconds": budget.cpu_seconds, "memory_mb": budget.memory_mb, "wall_seconds": budget.wall_seconds, "size": len(payload)}
+        deadline = time.monotonic() + budget.wall_seconds + self.SLACK
+        try:
+            self.process.stdin.write(json.dumps(header).encode() + b"\n" + payload)
+            self.process.stdin.flush()
+            answer = json.loads(_read_line(self.process.stdout.fileno(), deadline))
+            out = _read_exactly(self.process.stdout.fileno(), answer["out"], deadline)
+            err = _read_exactly(self.process.stdout.fileno(), answer["err"], deadline)
+            return int(answer["status"]), out, err
+        except (OSError, ValueError, KeyError, TypeError, TimeoutError):
+            self.stop()
+            return None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class _Servers:
+    """The idle renderer servers of this process: a thread takes one (started if none is
+    idle) and gives it back; a few are kept. The servers end with the process (their stdin
+    closes)."""
+
+    KEEP = 4
+
+    def __init__(self):
+        self.idle: list[_Server] = []
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.broken = False
+
+    def take(self) -> _Server | None:
+        with self.lock:
+            if self.pid != os.getpid():  # a forked copy of this process: its parent's servers are not its own
+                self.idle, self.pid = [], os.getpid()
+            if self.idle:
+                return self.idle.pop()
+            if self.broken:
+                return None
+        try:
+            return _Server()
+        except OSError:
+            self.broken = True
+            return None
+
+    def give_back(self, server: _Server | None) -> None:
+        if server is None:
+            return
+        with self.lock:
+            if server.alive and len(self.idle) < self.KEEP and self.pid == os.getpid():
+                self.idle.append(server)
+                return
+        server.stop()
+
+
+_SERVERS = _Servers()
+
+
+def _read_exactly(fd: int, size: int, deadline: float) -> bytes:
+    chunks, left = [], size
+    while left > 0:
+        chunk = _read_some(fd, min(left, 1 << 20), deadline)
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_line(fd: int, deadline: float, limit: int = 4096) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        if len(line) > limit:
+            raise ValueError("the renderer's answer has no header")
+        line += _read_some(fd, 1, deadline)
+    return line
+
+
+def _read_some(fd: int, size: int, deadline: float) -> bytes:
+    left = deadline - time.monotonic()
+    if left <= 0 or not select.select([fd], [], [], left)[0]:
+        raise TimeoutError("the renderer did not answer in time")
+    chunk = os.read(fd, size)
+    if not chunk:
+        raise OSError("the renderer ended")
+    return chunk
 
 
 def plain(notebook, why: str, limit: int = MAX_PLAIN, max_cells: int = MAX_PLAIN_CELLS) -> Rendering:
@@ -322,19 +462,85 @@ def sanitise(html) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--serve"]:
+        return serve()
     cpu_seconds, memory_mb = int(argv[0]), int(argv[1])
     _limit_self(cpu_seconds, memory_mb)
+    return _child(sys.stdin.buffer.read(), sys.stdout.buffer, sys.stderr)
+
+
+def serve() -> int:
+    """The renderer server: the libraries loaded (and a notebook rendered, so that what
+    they make on first use is made) once; then, for each request on stdin, a forked child
+    that limits itself and renders, stopped by the server at the wall-clock limit."""
+    to_html({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "# warm"},
+        {"cell_type": "code", "metadata": {}, "source": "x", "execution_count": 1, "outputs": []}]})
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        line = requests.readline()
+        if not line:
+            return 0  # the parent has gone
+        header = json.loads(line)
+        payload = requests.read(int(header["size"]))
+        status, out, err = _fork_child(payload, int(header["cpu_seconds"]), int(header["memory_mb"]), float(header["wall_seconds"]))
+        answers.write(json.dumps({"status": status, "out": len(out), "err": len(err)}).encode() + b"\n" + out + err)
+        answers.flush()
+
+
+def _fork_child(payload: bytes, cpu_seconds: int, memory_mb: int, wall_seconds: float):
+    """(status, stdout, stderr) of a forked child rendering `payload`; status as a
+    subprocess's return code, or WALL_EXIT."""
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 70
+        try:
+            os.close(out_read)
+            os.close(err_read)
+            _limit_self(cpu_seconds, memory_mb)
+            with open(out_write, "wb") as out, open(err_write, "w", encoding="utf-8") as err:
+                code = _child(payload, out, err)
+        finally:
+            os._exit(code)
+    os.close(out_write)
+    os.close(err_write)
+    got = {out_read: [], err_read: []}
+    open_fds, deadline, stopped = [out_read, err_read], time.monotonic() + wall_seconds, False
+    while open_fds:
+        left = deadline - time.monotonic()
+        ready = select.select(open_fds, [], [], max(left, 0))[0] if left > 0 else []
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            stopped = True
+            break
+        for fd in ready:
+            chunk = os.read(fd, 1 << 20)
+            if chunk:
+                got[fd].append(chunk)
+            else:
+                open_fds.remove(fd)
+    for fd in (out_read, err_read):
+        os.close(fd)
+    _, wait_status = os.waitpid(pid, 0)
+    status = WALL_EXIT if stopped else os.waitstatus_to_exitcode(wait_status)
+    return status, b"".join(got[out_read]), b"".join(got[err_read])
+
+
+def _child(payload: bytes, out, err) -> int:
+    """Render `payload` (a notebook's JSON) to `out`; the exit status."""
     try:
-        notebook = json.loads(sys.stdin.buffer.read())
+        notebook = json.loads(payload)
         html = to_html(notebook)
-        sys.stdout.buffer.write(html.encode("utf-8"))
+        out.write(html.encode("utf-8"))
     except MemoryError:
         return MEMORY_ERROR_EXIT
     except RecursionError:
-        print("RecursionError: the notebook is nested too deeply", file=sys.stderr)
+        print("RecursionError: the notebook is nested too deeply", file=err)
         return RENDER_ERROR_EXIT
     except Exception as error:  # the parent shows the plain text and this reason
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        print(f"{type(error).__name__}: {error}", file=err)
         return RENDER_ERROR_EXIT
     return 0
 

@@ -1,6 +1,7 @@
 """The student's notebook as HTML: metadata never becomes markup, markdown renders as
 markdown (sanitised), and hostile notebooks cost a bounded budget, then read as plain text."""
 
+import json
 import os
 import time
 from html.parser import HTMLParser
@@ -190,3 +191,36 @@ def test_plain_text_is_capped_and_says_why():
                                            ("1 src=x", None), ("1e400", None), (10**9, None), ([1], None), (None, None)])
 def test_image_sizes_are_positive_integers(value, pixels):
     assert render_notebook._pixels(value) == pixels
+
+
+def test_a_renderer_server_renders_what_a_child_of_its_own_renders():
+    nb = notebook(nbformat.v4.new_markdown_cell("# Title\n\n*some* `code` <b>raw</b>"), code_cell("print(1)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="1\n")]))
+    payload = json.dumps(nb).encode()
+    server = render_notebook._Server()
+    try:
+        status, served, _ = server.render(payload, Budget())
+        again = server.render(payload, Budget())  # the server stays for the next notebook
+    finally:
+        server.stop()
+    alone_status, alone, _ = render_notebook._render_alone(payload, Budget())
+    assert status == alone_status == 0 and served == alone == again[1]
+    assert b"<em>some</em>" in served and b"<b>" not in served
+
+
+def test_a_renderer_server_that_died_is_replaced_and_the_page_still_rendered():
+    server = render_notebook._SERVERS.take()
+    server.process.kill()
+    server.process.wait()
+    assert server.render(b"{}", Budget()) is None  # it failed, and says so
+    render_notebook._SERVERS.give_back(server)
+    assert server not in render_notebook._SERVERS.idle
+    assert render(notebook(nbformat.v4.new_markdown_cell("*still*"))).find("em")
+
+
+def test_a_child_stuck_without_using_its_cpu_is_stopped_at_the_wall_clock_limit(monkeypatch):
+    monkeypatch.setattr(render_notebook, "_child", lambda payload, out, err: time.sleep(60))
+    started = time.monotonic()
+    status, out, _ = render_notebook._fork_child(b"{}", cpu_seconds=5, memory_mb=1 << 20, wall_seconds=0.5)
+    assert status == render_notebook.WALL_EXIT and out == b""
+    assert time.monotonic() - started < 50  # stopped, not waited for
