@@ -94,7 +94,7 @@ def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, convnet
 
     pair = colab_pair(tmp_path, CONVNET)
     folder = tmp_path / "imported"
-    made = importer.new(str(folder), str(pair["playground"]), str(pair["solution"]), data=flowers.demo_data("tfrecord"), image_size=96)
+    made = importer.new(str(folder), str(pair["playground"]), str(pair["solution"]), data=flowers.demo_data("tfrecord", size=64), image_size=64)
     assert not any(line.startswith("[lab] answer") for line in made.undecided)  # `model`, found inside strategy.scope()
     # what the instructor does with the to-do it printed: the training and the threshold, calibrated
     toml = folder / "assignment.toml"

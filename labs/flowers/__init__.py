@@ -5,7 +5,9 @@ stand-ins the project makes itself (nothing is downloaded).
   `class` as an int64 index, `one_hot_class` as 5 floats; the first 19% of the files
   validate), and the JPEG-folder layout of part 1 (`<class>/<name>.jpg`).
 - Synthetic flowers in those layouts (`assets/flowers-demo`: 480 flowers at 96x96 in 16
-  files, so 90 validate; `assets/flowers-jpeg`: 240 photos of varied sizes),
+  files, so 90 validate; `assets/flowers-demo-64`: the same flowers drawn at 64x64, for
+  the convnet lab, which trains every model in full; `assets/flowers-jpeg`: 240 photos of
+  varied sizes),
   and a MobileNetV2 pretrained on a texture task that has nothing to do with flowers
   (`assets/mobilenet_v2_demo_no_top.h5`), so transfer learning is really exercised.
   `python -m labs.flowers.make_assets` makes them again.
@@ -23,13 +25,22 @@ CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 VALIDATION_SPLIT = 0.19
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 DEMO_TFRECORDS = os.path.join(ASSETS, "flowers-demo")
+DEMO_SIZES = (96, 64)  # the sizes the demo TFRecords are drawn at: 96 in flowers-demo, others in flowers-demo-SIZE
 DEMO_JPEGS = os.path.join(ASSETS, "flowers-jpeg")
 DEMO_WEIGHTS = os.path.join(ASSETS, "mobilenet_v2_demo_no_top.h5")
 
 
-def demo_data(data_format: str) -> str:
-    """The demo flowers' glob in a layout: `tfrecord` or `folders`."""
-    return os.path.join(DEMO_TFRECORDS, "*.tfrec") if data_format == "tfrecord" else os.path.join(DEMO_JPEGS, "*", "*.jpg")
+def demo_data(data_format: str, size: int = 96) -> str:
+    """The demo flowers' glob in a layout: `tfrecord` (drawn at `size`, one of DEMO_SIZES)
+    or `folders`."""
+    return os.path.join(demo_tfrecords(size), "*.tfrec") if data_format == "tfrecord" else os.path.join(DEMO_JPEGS, "*", "*.jpg")
+
+
+def demo_tfrecords(size: int = 96) -> str:
+    """The folder of the demo TFRecords drawn at `size`."""
+    if size not in DEMO_SIZES:
+        raise ValueError(f"the demo flowers are drawn at {DEMO_SIZES}, not {size}")
+    return DEMO_TFRECORDS if size == 96 else f"{DEMO_TFRECORDS}-{size}"
 
 
 def demo_weights() -> str:
