@@ -114,8 +114,9 @@ class AnswerCellsRun(Check):
                     return Verdict("failed", f"the run ended in the middle of {which} (exit code {evidence.outcome.exit_code}), so nothing after it ran")
                 above = [c.key for c in evidence.match.added_above if c.key == evidence.outcome.last_started]
                 if above:
-                    return Verdict("failed", f"the run ended in the middle of the cell you added above the answer ({above[0]}, exit code "
-                                             f"{evidence.outcome.exit_code}), so the answer never ran: take that cell out")
+                    return Verdict("failed", f"the run ended in the middle of the cell you added above the answer "
+                                             f"({_added_cell(evidence, above[0])}, exit code {evidence.outcome.exit_code}), "
+                                             "so the answer never ran: take that cell out")
                 return Verdict("failed", f"{which} did not run: {evidence.why_not_run()}")
             if entry.get("status") == "error":
                 error = entry.get("error") or {}
@@ -176,18 +177,29 @@ def _lab_cell_broken_after_added(evidence: Evidence) -> str:
         elif entry.get("role") == "locked" and entry.get("status") == "error" and added:
             error = entry.get("error") or {}
             return (f"the lab's cell {entry.get('key')!r} raised {error.get('name', 'an error')} after the cell you added above "
-                    f"the answer ({added}) ran: {str(error.get('message', ''))[:300]}; take that cell out, or make it "
+                    f"the answer ({_added_cell(evidence, added)}) ran: {str(error.get('message', ''))[:300]}; take that cell out, or make it "
                     "leave the lab's names as they are")
     return ""
 
 
 def _above_failures(evidence: Evidence) -> str:
     """What the cells added above the answer did wrong, said but not graded."""
-    failed = [cell.key for cell in evidence.match.added_above if (evidence.artifact.cell(cell.key) or {}).get("status") == "error"]
+    failed = [_added_cell(evidence, cell.key) for cell in evidence.match.added_above
+              if (evidence.artifact.cell(cell.key) or {}).get("status") == "error"]
     if not failed:
         return ""
     return (f" (the cell(s) you added above the answer, {', '.join(failed)}, raised an error in the grader's run and were "
             "left out; that is not graded: it may be a line only Colab runs)")
+
+
+def _added_cell(evidence: Evidence, key: str) -> str:
+    """A cell the student added above the answer, as they know it: by its first line (the
+    grader's own name for it, an anchor and a number, means nothing to them)."""
+    cell = next((c for c in evidence.match.added_above if c.key == key), None)
+    first = next((line.strip() for line in (cell.source if cell else "").splitlines() if line.strip()), "")
+    if len(first) > 60:
+        first = first[:57] + "..."
+    return f"the one that begins `{first}`" if first else "an empty one"
 
 
 def _quote_line(source: str, line) -> str:

@@ -105,3 +105,23 @@ def test_a_name_error_for_a_name_set_in_a_cell_that_did_not_run_says_which_and_w
     assert "`my_helper` is set in a cell of your notebook that the grader did not run: it sets `GCS_PATTERN`" in said
     assert checks._not_run_definer(evidence, {"name": "NameError", "message": "name 'other' is not defined"}) == ""
     assert checks._not_run_definer(evidence, {"name": "ValueError", "message": "name 'my_helper' is not defined"}) == ""
+
+
+def test_cells_added_above_the_answer_are_named_by_their_first_line_not_the_graders_key():
+    from types import SimpleNamespace
+
+    from grader.match import Match, RunCell
+
+    helper = RunCell("start+1", "above", "\n# my helpers\ndef show(ds):\n    pass\n")
+    colab = RunCell("imports+1", "above", "from google.colab import auth\nauth.authenticate_user()\n")
+    log = {"start+1": {"status": "ok"}, "imports+1": {"status": "error"}}
+    evidence = SimpleNamespace(match=Match("ids", {}, above={"start": (helper,), "imports": (colab,)}),
+                               artifact=SimpleNamespace(cell=log.get, log=[
+                                   {"role": "above", "key": "start+1", "status": "ok"},
+                                   {"role": "locked", "key": "config", "status": "error", "error": {"name": "NameError", "message": "AUTO"}}]))
+    said = checks._above_failures(evidence)
+    assert "the cell(s) you added above the answer, the one that begins `from google.colab import auth`, raised" in said
+    assert "+1" not in said
+    broken = checks._lab_cell_broken_after_added(evidence)
+    assert "after the cell you added above the answer (the one that begins `# my helpers`) ran: AUTO" in broken
+    assert checks._added_cell(evidence, "nowhere") == "an empty one"

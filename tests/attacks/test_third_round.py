@@ -107,6 +107,6 @@ def test_a_cell_added_above_that_ends_the_run_and_a_notebook_of_thousands_of_cel
     said = {name: next(c for c in results[name].checks if c.id == "runs").message for name in results}
     # right above the answer, a cell is the student's part of it; at the top, one added above it
     assert "the run ended in the middle of the cell you added (exit code 3)" in said["exit_above_the_answer"]
-    assert "the run ended in the middle of the cell you added above the answer (" in said["exit_in_the_first_cell"]
-    assert "exit code 3), so the answer never ran: take that cell out" in said["exit_in_the_first_cell"]
+    assert ("the run ended in the middle of the cell you added above the answer (the one that begins `import os`, exit code 3), "
+            "so the answer never ran: take that cell out") in said["exit_in_the_first_cell"]
     assert f"1106 cells to run, more than the {MAX_RUN_CELLS}" in results["many_cells"].reason
