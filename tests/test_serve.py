@@ -189,7 +189,8 @@ def test_the_projector_shows_the_class_as_a_whole_and_no_one_in_it(site):
         assert all(spec.title in text for spec in server.manifest.checks) and 'id="distribution"' in text  # stuck on, by title
     # nothing else opens with a projector's link, and no other link opens the projector
     admin = server.queue.issue_link("instructor", uploads.ADMIN)
-    for path in (f"/a/{projector}", f"/a/{projector}/grades.csv", f"/s/{projector}", f"/p/{admin}", f"/p/{ada}", f"/a/{projector}/a/{sent.name}/result.json"):
+    for path in (f"/a/{projector}", f"/a/{projector}/grades.csv", f"/s/{projector}", f"/p/{admin}", f"/p/{ada}", f"/a/{projector}/a/{sent.name}/result.json",
+                 f"/a/{ada}", f"/a/{ada}/grades.csv", f"/a/{ada}/live", f"/s/{admin}"):  # and a student's link is no instructor's
         assert client.get(path).status_code == 404, path
     server.settings = dataclasses.replace(server.settings, projector_names=True)
     server.live.changed()
@@ -277,6 +278,8 @@ def test_curl_uploads_with_the_bearer_token(site):
     sent = client.post("/api/upload", files=files, headers={"authorization": f"Bearer {token}"})
     assert sent.status_code == 200 and "upload-1" in sent.text and f"/s/{token}" in sent.text
     assert client.post("/api/upload", files=files, headers={"authorization": "Bearer nope.nope"}).status_code == 404
+    for wrong in (f"Basic {token}", token, f"Bearer{token}", f"Token {token}"):  # the right token, not as a bearer's
+        assert client.post("/api/upload", files=files, headers={"authorization": wrong}).status_code == 404, wrong
 
 
 def test_links_are_written_once_per_student_for_the_instructor(tmp_path):
