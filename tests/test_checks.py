@@ -125,3 +125,37 @@ def test_cells_added_above_the_answer_are_named_by_their_first_line_not_the_grad
     broken = checks._lab_cell_broken_after_added(evidence)
     assert "after the cell you added above the answer (the one that begins `# my helpers`) ran: AUTO" in broken
     assert checks._added_cell(evidence, "nowhere") == "an empty one"
+
+
+def test_the_frozen_check_gives_each_of_its_verdicts_on_the_evidence_it_reads():
+    """Every branch of the frozen-base check, on hand-built evidence: trainable weights (how
+    the student's line went wrong, if it can be seen), weights not the pretrained ones,
+    not trained, weights changed in training although none was trainable, and frozen."""
+    from types import SimpleNamespace
+
+    from grader.evidence import Missing
+    from grader.match import RunCell
+
+    def evidence(trainable=(), source="base.trainable = False\n", pretrained=True, after="same"):
+        def trained():
+            if after is None:
+                raise Missing("not trained")
+            return after
+
+        weights = [SimpleNamespace(path=f"mobilenet/{layer}/kernel") for layer in trainable]
+        return SimpleNamespace(base=lambda: SimpleNamespace(name="mobilenet", trainable_weights=weights),
+                               student_cells=(RunCell("model", "answer", source),), base_is_pretrained=pretrained,
+                               trained_base_weights=trained, matches_pretrained=lambda weights: weights == "same",
+                               setting=SimpleNamespace(lab=SimpleNamespace(hint=lambda name, default: default)))
+
+    check = checks.FrozenBase()
+    said = check(evidence(trainable=("Conv1", "bn1"), source="base.trainable = True\n"))
+    assert said.status == "failed" and said.message.startswith("2 weight tensors of the pretrained base mobilenet would change in training, e.g. in Conv1")
+    assert said.message.endswith("set the base's trainable to False before building the model")
+    assert "compares the flag with False (==)" in check(evidence(trainable=("Conv1",), source="base.trainable == False\n")).message
+    assert "is a comment, so it does not run" in check(evidence(trainable=("Conv1",), source="# base.trainable = False\n")).message
+    assert check(evidence(pretrained=False)).message.startswith("mobilenet's weights are not the pretrained ones")
+    assert check(evidence(after=None)).status == "passed"  # not trained: the other checks say why
+    changed = check(evidence(after="moved"))
+    assert changed.status == "failed" and changed.message == "mobilenet's weights changed during training although none of them is trainable"
+    assert check(evidence()).status == "passed"

@@ -150,3 +150,18 @@ def test_a_missing_output_is_not_called_another_hidden_layer():
     assert dropout.ok
     missing = compare(parse_rule(["Flatten", "dropout+", "Dropout", "Dense(5, softmax)"]), [Found("Flatten"), Found("Dropout"), Found("Dense", 5, "softmax")])
     assert missing.message == "expected another Dropout after Dropout; add one"
+
+
+def test_each_quantifier_takes_exactly_its_count():
+    """`?` at most once, `+` at least once, `*` any number: one layer more or fewer than a
+    quantifier allows fails, and says where."""
+    head = [Found("Dense", 5, "softmax")]
+    optional = parse_rule(["Flatten", "Dropout?", "Dense(5, softmax)"])
+    assert compare(optional, [Found("Flatten"), *head]).ok and compare(optional, [Found("Flatten"), Found("Dropout"), *head]).ok
+    twice = compare(optional, [Found("Flatten"), Found("Dropout"), Found("Dropout"), *head])
+    assert not twice.ok and twice.differs_at == 2
+    some = parse_rule(["Conv2D+", "Dense(5, softmax)"])
+    assert compare(some, [Found("Conv2D"), *head]).ok and compare(some, [Found("Conv2D")] * 4 + head).ok
+    assert not compare(some, head).ok
+    anything = parse_rule(["Conv2D*", "Dense(5, softmax)"])
+    assert compare(anything, head).ok and compare(anything, [Found("Conv2D")] * 7 + head).ok
