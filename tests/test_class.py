@@ -17,7 +17,7 @@ import pytest
 from grader import batch, classreport, exports, gradebook, manifest as manifest_mod, release
 from grader.cli import main
 from grader.run import Options
-from conftest import ROOT
+from conftest import ROOT, missing_capability
 
 pytestmark = pytest.mark.slow
 TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
@@ -174,7 +174,7 @@ def test_feedback_is_one_folder_per_student_with_only_their_pages(graded):
 def test_the_gradescope_autograder_runs_in_a_gradescope_shaped_directory(lms, tmp_path):
     assignment, download, _, _ = lms
     if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is needed to lay out /autograder")
+        missing_capability("bubblewrap is needed to lay out /autograder")
     zip_path = tmp_path / "autograder.zip"
     assert main(["gradescope-autograder", str(assignment), "--out", str(zip_path)]) == 0
     root = tmp_path / "autograder"

@@ -15,10 +15,10 @@ import pytest
 from grader import cgroups, rundisk, sandbox, watch
 from grader.manifest import Limits
 from grader.match import RunCell
-from conftest import ASSIGNMENT
+from conftest import ASSIGNMENT, missing_capability
 from test_runfiles import make_deep_tree
 
-needs_bwrap = pytest.mark.skipif(sandbox.bubblewrap_problem() is not None, reason="bubblewrap cannot run here")
+needs_bwrap = pytest.mark.usefixtures("bubblewrap")
 
 
 def run(tmp_path, *sources, limits=Limits(cell_timeout=30, run_timeout=60)):
@@ -109,7 +109,7 @@ def test_an_honest_cell_importing_tensorflow_completes_while_every_core_is_busy(
 @needs_bwrap
 def test_a_cell_that_fills_the_disk_is_stopped_and_the_cap_named(tmp_path):
     if rundisk.problem() is not None:
-        pytest.skip(f"no disk of the run's own here: {rundisk.problem()}")
+        missing_capability(f"no disk of the run's own here: {rundisk.problem()}")
     outcome, _ = run(tmp_path, "for i in range(400_000):\n    open(f'/scratch/f{i}', 'w').close()")
     assert outcome.stopped_by == "disk_full" and "20000 files" in outcome.limit_message
 
@@ -265,7 +265,7 @@ def test_a_run_cannot_raise_its_own_limits(tmp_path):
     review). The sandbox's user is nobody outside, where the grader can arrange it: the
     files are not its (and a run may make no namespace any more, the test below)."""
     if os.geteuid() != 0 or rundisk.problem() is not None:
-        pytest.skip("the sandbox runs as nobody only when the grader is root and can mount its views")
+        missing_capability("the sandbox runs as nobody only when the grader is root and can mount its views")
     cell = (
         "import os, ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nuid = os.getuid()\n"
         "if libc.unshare(0x10000000 | 0x00020000 | 0x02000000) != 0:\n"
@@ -434,7 +434,7 @@ def test_every_path_inside_is_a_neutral_one():
 @needs_bwrap
 def test_the_mount_table_inside_shows_no_host_path(tmp_path):
     if rundisk.problem() is not None:
-        pytest.skip(f"no neutral views here: {rundisk.problem()}")
+        missing_capability(f"no neutral views here: {rundisk.problem()}")
     _, log = run(tmp_path, "print(open('/proc/self/mountinfo').read())\nimport sys\nprint(sys.prefix, sys.executable)")
     table = log["c0"]["stdout"]
     python = sandbox.python_layout()
@@ -451,7 +451,7 @@ def test_sweeping_stale_cgroups_spares_one_just_made():
 
     group = cgroups.RunCgroup(64, 2**30)
     if not group.active:
-        pytest.skip("no cgroups can be made here")
+        missing_capability("no cgroups can be made here")
     try:
         cgroups.sweep_stale()
         assert all(os.path.isdir(path) for path in group.paths.values())
@@ -510,7 +510,7 @@ def test_run_folders_with_mounts_and_deep_trees_are_swept(tmp_path, monkeypatch)
 
 def test_the_mounts_of_a_dead_graders_run_are_swept_at_once_and_a_live_ones_kept(tmp_path, monkeypatch):
     if rundisk.problem() is not None:
-        pytest.skip(f"no disk of the run's own here: {rundisk.problem()}")
+        missing_capability(f"no disk of the run's own here: {rundisk.problem()}")
     monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
     dead, live = tmp_path / (sandbox.RUN_PREFIX + "dead"), tmp_path / (sandbox.RUN_PREFIX + "live")
     try:
@@ -590,7 +590,7 @@ def test_a_cell_that_fills_its_memory_is_stopped_and_the_limit_named(tmp_path):
     has_cgroup = "memory" in probe.paths or "v2" in probe.paths
     probe.destroy()
     if not has_cgroup:
-        pytest.skip("no memory cgroup here: the address-space limit stops it as a MemoryError")
+        missing_capability("no memory cgroup here: the address-space limit stops it as a MemoryError")
     assert outcome.stopped_by == "memory" and "the memory limit (1 GiB) was reached" in outcome.limit_message
 
 
