@@ -26,14 +26,16 @@ def test_results_round_trip_through_json():
     assert SubmissionResult.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
-def make_submissions(folder, count):
+def make_submissions(folder, count, slow_at=None):
+    """`count` tiny notebooks, student00..; the one at `slow_at` sleeps 4 s first (a batch is
+    then surely mid-way while it runs, however fast the machine)."""
     built, playground = release.build(manifest_mod.load(TINY))
     folder.mkdir()
     for index in range(count):
         notebook = nbformat.from_dict(playground)
         for cell in notebook.cells:
             if cell.get("id") == "answer":
-                cell.source = f"answer = {index}\nprint(answer)"
+                cell.source = ("import time\ntime.sleep(4)\n" if index == slow_at else "") + f"answer = {index}\nprint(answer)"
         nbformat.write(notebook, str(folder / f"student{index:02d}.ipynb"))
     return folder
 
@@ -67,7 +69,7 @@ def test_a_rerun_grades_nothing_again_and_regrade_does(tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_batch_then_resume(tmp_path):
     students = 10
-    folder = make_submissions(tmp_path / "subs", students)
+    folder = make_submissions(tmp_path / "subs", students, slow_at=4)
     command = [sys.executable, "-m", "grader", "grade", TINY, str(folder), "--quiet", "--jobs", "1"]
     killed_out, whole_out = str(tmp_path / "killed"), str(tmp_path / "whole")
     process = subprocess.Popen(command + ["--out", killed_out], cwd=ROOT)

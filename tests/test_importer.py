@@ -11,7 +11,7 @@ import pytest
 from grader import cells, importer, manifest as manifest_mod, release
 from grader.cli import main
 from grader.faults import GraderError
-from conftest import ASSIGNMENT, ROOT, assert_grades_like, attempt
+from conftest import ASSIGNMENT, ROOT, attempt
 
 TFDATA = os.path.join(ROOT, "assignments", "keras_flowers_tfdata")
 
@@ -64,20 +64,6 @@ def test_the_answer_is_marked_so_that_release_gives_back_the_playground(tmp_path
     answer = next(c for c in playground.cells if cells.cell_key(c) == "model")
     assert cells.source_of(answer) == cells.source_of(original.cells[at])
     assert any("`grader check`" in line and "threshold" in line for line in made.undecided)
-
-
-@pytest.mark.slow
-def test_it_grades_like_the_hand_made_assignment(tmp_path, graded, feature_cache):
-    pair = colab_pair(tmp_path)
-    folder = tmp_path / "imported"
-    from labs import flowers
-
-    assert main(["new", str(folder), "--playground", str(pair["playground"]), "--solution", str(pair["solution"]),
-                 "--data", flowers.demo_data("tfrecord"), "--weights", flowers.demo_weights(), "--image-size", "96",
-                 "--threshold", str(manifest_mod.load(ASSIGNMENT).checks[-1].params["threshold"])]) == 0
-    imported = manifest_mod.load(str(folder))
-    names = ["solution.ipynb", "untouched_playground.ipynb", "no_softmax.ipynb", "syntax_error.ipynb"]
-    assert_grades_like(imported, ASSIGNMENT, names, graded[0], tmp_path, cache_dir=feature_cache)
 
 
 def imported_tfdata(tmp_path):

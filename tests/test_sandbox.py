@@ -356,11 +356,11 @@ def test_a_run_that_signals_everything_it_can_stops_only_itself(tmp_path):
     run under way beside it."""
     runner = sandbox.Runner(_plan(tmp_path), ahead=True)
     try:
-        beside = runner.start([RunCell("c0", "answer", "import time\ntime.sleep(3)\nprint(6 * 7)")])
-        time.sleep(0.5)
+        beside = runner.start([RunCell("c0", "answer", "import time\ntime.sleep(10)\nprint(6 * 7)")])  # forked: it runs now
         hostile = runner.run([RunCell("c0", "answer", "import os, signal\nfor pid in (0, -1, 1, 2, 3):\n"
                                                       "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n")])
         hostile.remove()
+        assert beside._alive()  # it was there all through the hostile run's signals
         outcome = beside.outcome()
         assert _log(outcome)["c0"]["stdout"].strip() == "42" and outcome.stopped_by is None and not outcome.host_fault
         assert runner._zygote is not None and runner._zygote.alive()

@@ -3,8 +3,9 @@
 Each attack is a notebook (built below from its answer cell, or a hostile file) and
 asserts two things: the grader contained it (the batch finished, the samples got the
 scores they get alone, the host is unchanged) and the attacker's scorecard says what
-happened. The samples-alone scores come from the session's `graded` batch; the batch
-holds a few of them, of each kind of verdict (full marks, a wrong answer, nothing
+happened. The samples-alone scores come from a batch of the samples alone (this file
+does not wait for the session's `graded` batch, so it runs on a worker of its own); the
+attack batch holds a few of them, of each kind of verdict (full marks, a wrong answer, nothing
 written, not a notebook, payloads in the pages), not all of them.
 """
 
@@ -404,8 +405,23 @@ def test_the_attackers_scorecard_says_what_happened(attacked, name):
     assert result.score < result.max_score
 
 
-def test_samples_get_exactly_the_scores_they_get_alone(attacked, graded):
-    mixed, alone = attacked[0], graded[0]
+@pytest.fixture(scope="module")
+def alone(manifest, submissions, attacked, tmp_path_factory):
+    """The honest samples graded by themselves, in a batch of their own (the features the
+    attack batch cached are used again)."""
+    work = tmp_path_factory.mktemp("alone")
+    folder = work / "submissions"
+    folder.mkdir()
+    for name in (*SAMPLES, INJECTION_NAME):
+        shutil.copy(submissions / f"{name}.ipynb", folder / f"{name}.ipynb")
+    cache = os.path.join(os.path.dirname(str(attacked[1])), "cache")
+    graded = batch.grade(manifest, [str(folder)], Options(out_dir=str(work / "out"), quiet=True, cache_dir=cache))
+    return {r.submission: r for r in graded.results}
+
+
+def test_samples_get_exactly_the_scores_they_get_alone(attacked, alone):
+    mixed = attacked[0]
+    assert set(alone) == {*SAMPLES, INJECTION_NAME}
     for name in (*SAMPLES, INJECTION_NAME):
         result = alone[name]
         assert mixed[name].score == result.score, name
