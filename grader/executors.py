@@ -24,8 +24,12 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import os
+import pickle
 import resource
 import signal
+import sys
+import tempfile
 import traceback
 from typing import Callable, Iterable, Iterator, Protocol
 
@@ -173,13 +177,46 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
             pass
 
 
+_STARTS_FROM: list = []  # the multiprocessing context workers start from, once chosen
+
+
+def _starts_from():
+    """Where grading workers start: a fork server that imported TensorFlow, Keras and the
+    grader once (grader/worker_preload.py: nothing of TensorFlow runs there, and a process
+    that has run TensorFlow does not survive a fork), so a worker costs a fork, not the 3 to
+    4 s of CPU of an interpreter importing them; spawn where there is no fork server."""
+    if not _STARTS_FROM:
+        try:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["grader.worker_preload"])
+        except ValueError:
+            context = multiprocessing.get_context("spawn")
+        _STARTS_FROM.append(context)
+    return _STARTS_FROM[0]
+
+
+def _started(target: bytes, setting: tuple, *args) -> None:
+    """A worker's first step: the environment, working directory and import path of the
+    process that started it, as they are now (a fork server's are those of its own start),
+    then `target` (pickled, so that it is found on that path)."""
+    environment, folder, path = setting
+    os.environ.clear()
+    os.environ.update(environment)
+    tempfile.tempdir = None
+    os.chdir(folder)
+    sys.path[:] = path
+    pickle.loads(target)(*args)
+
+
 class _Worker:
     def __init__(self, pool: "LocalPool"):
-        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow does not survive fork
-        self.connection, child = spawn.Pipe()
+        starts = _starts_from()
+        self.connection, child = starts.Pipe()
         self.group = cgroups.RunCgroup(WORKER_PROCESSES, pool.memory_mb * 2**20) if pool.memory_mb else None
         self.started_with = pool.context  # the run's context as it was when this worker started
-        self.process = spawn.Process(target=pool.worker, args=(child, pool.context, self.group), daemon=True)
+        setting = (dict(os.environ), os.getcwd(), list(sys.path))
+        self.process = starts.Process(target=_started, args=(pickle.dumps(pool.worker), setting, child, pool.context, self.group),
+                                      daemon=True)
         self.process.start()
         child.close()
         self.ready = False

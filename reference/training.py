@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -127,6 +126,9 @@ class Settings:
     image_size: int
 
 
+_QUIETED: list = []  # quiet_tensorflow has muted this process's start-up notes
+
+
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's and Keras' advice off the grader's console (progress lines stay readable)."""
     import logging
@@ -134,9 +136,11 @@ def quiet_tensorflow() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", module=r"keras(\..*)?$")
-    if "tensorflow" not in sys.modules:
+    if not _QUIETED:
         # TensorFlow's C++ side writes its start-up notes (oneDNN, CUDA probing) to fd 2
-        # before any log level applies: import it and probe the devices with fd 2 muted.
+        # before any log level applies: import it (if a fork server has not) and probe the
+        # devices with fd 2 muted, once in each process.
+        _QUIETED.append(True)
         saved = os.dup(2)
         try:
             with open(os.devnull, "wb") as devnull:
