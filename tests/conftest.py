@@ -15,12 +15,6 @@ ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
 # notebook of a batch, the preflight, a sandbox starting): the other worker fills it.
 SHARED_BATCH = "graded"
 
-# The suite grades on few cores with many processes at once (each pytest worker's batches,
-# their grading workers, their sandboxes): TensorFlow's default of one thread per core for
-# each op makes them spin against each other. One thread per op here (a run's accuracy may
-# differ from the default's in the last picture or two; the populations' margins are wider).
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-
 # What the grader relies on in production (user namespaces for bubblewrap, cgroups, mounts
 # as root, Chromium for the browser test) may be missing on a developer's machine: there
 # its tests are skipped, loudly ("MISSING CAPABILITY"). CI sets GRADER_TEST_STRICT=1
