@@ -223,10 +223,18 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
         batches = _feature_batches(tensors, choices, settings.batch_size * placement.replicas, len(dataset.classes))
     else:
         batches = _image_batches(dataset, choices, settings, settings.batch_size * placement.replicas)
+    # Trained in full on one CPU, on images that fit in memory: the same steps on the same
+    # batches as fit, a whole epoch in one compiled call (fit's Python between steps was
+    # most of a small convnet's training time).
+    images = _images_in_memory(batches, dataset) if not cut.fast and placement.device == "CPU" and placement.replicas == 1 else None
+    if images is not None:
+        epochs = _Epochs(trained, settings.batch_size)
 
     # Like the lab (steps_per_epoch = images // its batch size), train on whole batches only:
     # a last, partial batch can also leave a replica with no images at all.
-    if epochs is not None and epochs.can_train(tensors["train"], tensors["validation"]):
+    if images is not None and epochs.can_train(images[0][0], images[1][0]):
+        history = epochs.fit(*images, settings.epochs)
+    elif epochs is not None and cut.fast and epochs.can_train(tensors["train"], tensors["validation"]):
         history = epochs.fit(*_features_and_labels(tensors, choices, len(dataset.classes)), settings.epochs)
     else:
         fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs, verbose=0)
@@ -524,6 +532,31 @@ def _image_batches(dataset, choices, settings, global_batch):
         return pipeline.cache().batch(global_batch, drop_remainder=whole_batches).prefetch(tf.data.AUTOTUNE)
 
     return batches
+
+
+IMAGES_IN_MEMORY = 256 * 2**20  # bytes of decoded training and validation images held as tensors at most
+
+
+def _images_in_memory(batches, dataset):
+    """((train images, labels), (validation images, labels)) as tensors, in the pipeline's
+    order, or None where they would take more than IMAGES_IN_MEMORY."""
+    import tensorflow as tf
+
+    try:  # JPEGs decode to about ten times their bytes, and float32 is four bytes a value
+        stored = sum(os.path.getsize(path) for path in dataset.files)
+    except OSError:
+        return None
+    if stored * 40 > IMAGES_IN_MEMORY:
+        return None
+    held = []
+    for split in ("train", "validation"):
+        parts = list(batches(split, False))
+        if not parts:
+            return None
+        held.append((tf.concat([images for images, _ in parts], 0), tf.concat([labels for _, labels in parts], 0)))
+    if sum(int(np.prod(images.shape)) * 4 for images, _ in held) > IMAGES_IN_MEMORY:
+        return None
+    return tuple(held)
 
 
 def _feature_batches(tensors, choices, global_batch, classes: int):
