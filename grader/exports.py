@@ -37,7 +37,7 @@ def gradescope(row: Row, visibility: str) -> dict:
          "output": c.message, "visibility": visibility}
         for c in result.checks
     ]
-    said = [f"{result.assignment} version {result.version}, {result.status}"]
+    said = [f"{result.assignment} version {result.version}, {result.status}."]
     if result.status == "ungradable":
         said.append(f"{result.reason}. {result.fix}.")
     if row.penalty:

@@ -73,11 +73,11 @@ class Submission:
 def read_roster(path: str) -> Roster:
     """The roster CSV: one row per student; `id` is required and unique."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM is not part of the first column's name
+            reader = csv.DictReader(handle)
+            rows, header = list(reader), set(reader.fieldnames or ())
     except OSError as error:
         raise GraderError(f"cannot read the roster {path}: {error.strerror}") from None
-    header = set(rows[0]) if rows else set()
     if "id" not in header:
         raise GraderError(f"the roster {path} has no `id` column", hint=f"its header must include id; known columns: {', '.join(ROSTER_COLUMNS)}")
     students: dict[str, Student] = {}

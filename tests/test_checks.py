@@ -8,6 +8,7 @@ from grader import checks
 from grader.evidence import Missing
 from grader.faults import GraderFault
 from grader.manifest import CheckSpec
+from grader.results import CheckResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,34 @@ SPEC = CheckSpec("c", "check", "A check", 10.0, {})
 def test_a_missing_fact_is_a_failed_check_with_the_reason():
     result = checks.run_check(SPEC, Raises(Missing("the model is not compiled: call model.compile(...)")), evidence=None)
     assert (result.status, result.score, result.message) == ("failed", 0.0, "the model is not compiled: call model.compile(...)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Says(checks.Check):
+    verdict: checks.Verdict
+
+    def __call__(self, evidence):
+        assert evidence == "the evidence"
+        return self.verdict
+
+
+def test_a_verdict_scores_all_its_points_its_fraction_of_them_or_none_and_keeps_what_the_check_said():
+    spec = CheckSpec("acc", "validation_accuracy", "Accuracy", 10.0, {})
+    passed = checks.run_check(spec, Says(checks.Verdict("passed", "0.91 >= 0.60", 0.2, {"accuracy": 0.91})), "the evidence")
+    assert passed == CheckResult("acc", "Accuracy", "passed", 10.0, 10.0, "0.91 >= 0.60",
+                                 "Says(verdict=Verdict(status='passed', message='0.91 >= 0.60', fraction=0.2, evidence={'accuracy': 0.91}))",
+                                 {"accuracy": 0.91})
+    assert checks.run_check(spec, Says(checks.Verdict("partial", "close", 1 / 3)), "the evidence").score == 3.33
+    assert checks.run_check(spec, Says(checks.Verdict("failed", "low", 0.9)), "the evidence").score == 0.0
+
+
+def test_a_notebook_over_the_graders_budget_fails_the_check_with_the_budgets_words():
+    from types import SimpleNamespace
+
+    from grader.budget import OverBudget
+
+    said = checks.run_check(SPEC, Raises(OverBudget()), SimpleNamespace(over_budget=lambda: "over the 60 s of CPU this lab allows"))
+    assert (said.status, said.score, said.message) == ("failed", 0.0, "over the 60 s of CPU this lab allows")
 
 
 def test_a_check_that_crashes_is_the_graders_fault_not_a_grade():
@@ -146,16 +175,28 @@ def test_the_frozen_check_gives_each_of_its_verdicts_on_the_evidence_it_reads():
         return SimpleNamespace(base=lambda: SimpleNamespace(name="mobilenet", trainable_weights=weights),
                                student_cells=(RunCell("model", "answer", source),), base_is_pretrained=pretrained,
                                trained_base_weights=trained, matches_pretrained=lambda weights: weights == "same",
-                               setting=SimpleNamespace(lab=SimpleNamespace(hint=lambda name, default: default)))
+                               setting=SimpleNamespace(lab=SimpleNamespace(hint=lambda name, default: f"[{name}] {default}")))
 
     check = checks.FrozenBase()
     said = check(evidence(trainable=("Conv1", "bn1"), source="base.trainable = True\n"))
-    assert said.status == "failed" and said.message.startswith("2 weight tensors of the pretrained base mobilenet would change in training, e.g. in Conv1")
-    assert said.message.endswith("set the base's trainable to False before building the model")
-    assert "compares the flag with False (==)" in check(evidence(trainable=("Conv1",), source="base.trainable == False\n")).message
-    assert "is a comment, so it does not run" in check(evidence(trainable=("Conv1",), source="# base.trainable = False\n")).message
-    assert check(evidence(pretrained=False)).message.startswith("mobilenet's weights are not the pretrained ones")
-    assert check(evidence(after=None)).status == "passed"  # not trained: the other checks say why
+    assert said.status == "failed" and said.message.startswith("2 weight tensors of the pretrained base mobilenet would change in training, e.g. in Conv1: ")
+    assert said.message.endswith("[freeze] set the base's trainable to False before building the model")  # the lab's own hint, by its name
+    assert "would change in training: [freeze]" in check(SimpleNamespace(**{**vars(evidence()), "base": lambda: SimpleNamespace(
+        name="mobilenet", trainable_weights=[SimpleNamespace(path="kernel")])})).message  # no layer to name: no example
+    compared = check(evidence(trainable=("Conv1",), source="base = make()\nbase.trainable == False\n"))
+    assert compared.status == "failed" and compared.message.endswith(
+        ": line 2, `base.trainable == False`, compares the flag with False (==) and sets nothing: assign it with one =, `base.trainable = False`")
+    assert check(evidence(trainable=("Conv1",), source="base.trainable is False\n")).message.endswith(
+        "assign it with one =, `base.trainable = False`")
+    commented = check(evidence(trainable=("Conv1",), source="# base.trainable = False\n"))
+    assert commented.status == "failed" and commented.message.endswith(
+        ": line 1, `# base.trainable = False`, is a comment, so it does not run: take out the # at its start")
+    not_pretrained = check(evidence(pretrained=False))
+    assert not_pretrained.status == "failed" and not_pretrained.message == (
+        f"mobilenet's weights are not the pretrained ones: [pretrained_weights] {checks.PRETRAINED_FIX}")
+    untrained = check(evidence(after=None))  # not trained: the other checks say why
+    assert (untrained.status, untrained.message) == ("passed", "the base is frozen and holds the pretrained weights (not trained: see the other checks)")
     changed = check(evidence(after="moved"))
     assert changed.status == "failed" and changed.message == "mobilenet's weights changed during training although none of them is trainable"
-    assert check(evidence()).status == "passed"
+    frozen = check(evidence())
+    assert (frozen.status, frozen.message) == ("passed", "the base is frozen: its weights are the pretrained ones before and after training")

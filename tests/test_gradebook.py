@@ -26,6 +26,58 @@ def test_results_round_trip_through_json():
     assert SubmissionResult.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
+def stored_result(sha, score, version="1", assignment="a"):
+    return SubmissionResult(assignment, version, f"s{score:g}", "s.ipynb", sha, "graded", score, 2.0)
+
+
+def test_the_store_keeps_each_result_under_its_whole_key_and_knows_an_earlier_graders_from_the_current_one(tmp_path):
+    book = gradebook.Gradebook(str(tmp_path / "book.sqlite"))
+    one, two = "ab" * 32, "cd" * 32
+    book.put("old", stored_result(one, 1.0))
+    time.sleep(0.01)  # graded_at orders the earlier fingerprints' results
+    book.put("older", stored_result(one, 0.5))
+    book.put("now", stored_result(two, 2.0))
+    book.put("now", stored_result(two, 2.0, version="2"))
+    assert book.get("a", "1", "now", two)[0].score == 2.0
+    for key in (("b", "1", "now", two), ("a", "3", "now", two), ("a", "1", "old", two), ("a", "1", "now", one)):
+        assert book.get(*key) is None, key
+    assert book.latest("a", "1", "now", two) == (stored_result(two, 2.0), True)  # graded under the current fingerprint
+    assert book.latest("a", "1", "now", one) == (stored_result(one, 0.5), False)  # the newest of the earlier ones
+    assert book.latest("a", "2", "now", one) is None and book.latest("b", "1", "old", one) is None
+    book.close()
+    again = gradebook.Gradebook(str(tmp_path / "book.sqlite"))  # every result was committed as it came
+    assert again.get("a", "1", "old", one)[0].score == 1.0
+
+
+def test_the_store_keeps_the_newest_file_at_a_path_the_roster_as_given_and_the_overrides_by_student(tmp_path):
+    book = gradebook.Gradebook(str(tmp_path / "book.sqlite"))
+    book.record("a", gradebook.Stored("bob", "bob/lab.ipynb", "11", 5.0, "folder", True))
+    book.record("a", gradebook.Stored("ada", "ada.ipynb", "22", 3.0, "file name", False))
+    book.record("a", gradebook.Stored("bob", "bob/lab.ipynb", "33", 7.0, "folder", True))  # a newer file at the same path
+    book.record("a", gradebook.Stored("bob", "bob/late.ipynb", "44", 6.0, "folder", True))
+    book.record("other", gradebook.Stored("cy", "cy.ipynb", "55", 1.0, "file name", True))
+    assert book.submissions("a") == [gradebook.Stored("ada", "ada.ipynb", "22", 3.0, "file name", False),
+                                     gradebook.Stored("bob", "bob/late.ipynb", "44", 6.0, "folder", True),
+                                     gradebook.Stored("bob", "bob/lab.ipynb", "33", 7.0, "folder", True)]
+    book.set_students("a", {"zed": {"name": "Zed"}, "ada": {"name": "Ada"}})
+    book.set_students("other", {"cy": {}})
+    book.set_students("a", {"bob": {"name": "Bob"}, "ada": {"name": "Ada L", "section": "2"}})  # the roster replaced
+    book.add_student("a", "dee", {"name": "Dee"})
+    book.add_student("a", "bob", {"name": "Bob M"})
+    assert book.students("a") == {"ada": {"name": "Ada L", "section": "2"}, "bob": {"name": "Bob M"}, "dee": {"name": "Dee"}}
+    assert book.students("other") == {"cy": {}}
+    book.set_override("a", gradebook.Override("bob", "structure", 25.0, "the idea was right", "TA", 1.0))
+    book.set_override("a", gradebook.Override("bob", "", None, "see me", "TA", 2.0))
+    book.set_override("a", gradebook.Override("ada", "runs", 5.0, "", "Prof", 3.0))
+    book.set_override("a", gradebook.Override("bob", "structure", 20.0, "on second thought", "Prof", 4.0))
+    book.set_override("other", gradebook.Override("cy", "runs", 0.0, "", "Prof", 5.0))
+    assert book.overrides("a") == {"ada": [gradebook.Override("ada", "runs", 5.0, "", "Prof", 3.0)],
+                                   "bob": [gradebook.Override("bob", "", None, "see me", "TA", 2.0),
+                                           gradebook.Override("bob", "structure", 20.0, "on second thought", "Prof", 4.0)]}
+    assert book.remove_override("a", "bob", "structure") and not book.remove_override("a", "bob", "structure")
+    assert [o.check_id for o in book.overrides("a")["bob"]] == [""]
+
+
 def make_submissions(folder, count, slow_at=None):
     """`count` tiny notebooks, student00..; the one at `slow_at` sleeps 4 s first (a batch is
     then surely mid-way while it runs, however fast the machine)."""

@@ -64,3 +64,94 @@ def test_the_canvas_export_matches_by_canvas_id_only_and_refuses_one_id_for_two_
     twice = SimpleNamespace(rows=[row("ada", "10001", 80.0), row("bob", " 10001 ", 50.0)])
     with pytest.raises(GraderError, match="the roster gives Canvas id 10001 to both ada and bob"):
         exports.canvas_csv(twice, "Lab")
+
+
+def test_the_canvas_export_fills_each_roster_column_leaves_out_a_student_the_roster_gives_no_id_and_says_how_to_fix_a_clash():
+    no_column = SimpleNamespace(student="dee", known=True, final=90.0, max_score=100.0, info={"name": "Dee"})  # no canvas_id column
+    view = SimpleNamespace(rows=[row("ada", "10001", 87.0, name="Ada L", sis_user_id="S1", sis_login_id="ada@uni", section="A"),
+                                 row("bob", "10002", 100.0), no_column])
+    text, left_out = exports.canvas_csv(view, "Lab", points=7)
+    assert text.split("\r\n") == ["Student,ID,SIS User ID,SIS Login ID,Section,Lab", "Ada L,10001,S1,ada@uni,A,6.09", "bob,10002,,,,7", ""]
+    assert left_out == ["dee"]
+    assert exports.canvas_csv(view, "Lab")[0].splitlines()[1:] == ["Ada L,10001,S1,ada@uni,A,87", "bob,10002,,,,100"]
+    with pytest.raises(GraderError) as raised:
+        exports.canvas_csv(SimpleNamespace(rows=[row("ada", "7"), row("bob", "7")]), "Lab")
+    assert "fix the roster's canvas_id column" in raised.value.hint
+
+
+def graded_row(student, status="graded", final=None, penalty=0.0, comments=(), missing=False):
+    checks = [SimpleNamespace(id="runs", title="The cell runs", score=10.0, max_score=10.0, status="passed", message="ran"),
+              SimpleNamespace(id="acc", title="Accuracy", score=0.0, max_score=30.0, status="failed", message="0.41 < 0.60")]
+    result = SimpleNamespace(assignment="lab", version=3, status=status, reason="not a notebook", fix="upload the .ipynb",
+                             checks=checks if status == "graded" else [], provenance={"seconds": 12.345})
+    return SimpleNamespace(student=student, status="missing" if missing else status, final=final, penalty=penalty,
+                           counted=None if missing else SimpleNamespace(result=result, late_days=2),
+                           overrides=[SimpleNamespace(comment=c) for c in comments], check_points=lambda: {"acc": 12.0})
+
+
+def test_the_gradescope_results_give_each_student_their_checks_their_final_score_and_what_was_said():
+    view = SimpleNamespace(rules=SimpleNamespace(visibility="visible"), rows=[
+        graded_row("ada/../x", final=52.0, penalty=20.0, comments=("well argued",)),
+        graded_row("bob", status="ungradable"), graded_row("cy", missing=True)])
+    files = exports.gradescope_files(view)
+    assert sorted(files) == [f"{submissions.folder_name('ada/../x', set())}/results.json", "bob/results.json"]
+    assert "/" not in submissions.folder_name("ada/../x", set())
+    import json
+    ada = json.loads(files[f"{submissions.folder_name('ada/../x', set())}/results.json"])
+    assert (ada["score"], ada["execution_time"], ada["visibility"]) == (52.0, 12.35, "visible")
+    assert [(t["name"], t["score"], t["max_score"], t["status"], t["output"]) for t in ada["tests"]] == [
+        ("The cell runs", 10.0, 10.0, "passed", "ran"), ("Accuracy", 12.0, 30.0, "failed", "0.41 < 0.60")]
+    assert ada["output"] == "lab version 3, graded. 20 points off: 2 day(s) late. From your instructor: well argued"
+    bob = json.loads(files["bob/results.json"])
+    assert (bob["score"], bob["tests"]) == (0, [])
+    assert bob["output"] == "lab version 3, ungradable. not a notebook. upload the .ipynb."
+    assert exports.gradescope(graded_row("cy", missing=True), "hidden") == {
+        "score": 0, "visibility": "hidden", "output": "No submission was graded for this student."}
+
+
+def test_a_roster_is_read_as_a_spreadsheet_saves_it_and_each_mistake_is_named_with_its_line(tmp_path):
+    saved = tmp_path / "saved.csv"  # Excel's "CSV UTF-8": a byte-order mark, CRLF lines
+    saved.write_bytes("id,name,email,section,canvas_id,sis_user_id,sis_login_id\r\nada, Ada L ,ada@uni,A,1,S1,L1\r\nbob,Bob,,,,,\r\n"
+                      .encode("utf-8-sig"))
+    read = submissions.read_roster(str(saved))
+    assert read.students == {"ada": submissions.Student("ada", "Ada L", "ada@uni", "A", "1", "S1", "L1"), "bob": submissions.Student("bob", "Bob")}
+    assert roster(tmp_path, "id\ncy\n").students == {"cy": submissions.Student("cy")}  # the columns it lacks are empty
+    assert not roster(tmp_path, "id,name\n")  # a header alone: no student
+    with pytest.raises(GraderError, match=r"cannot read the roster .*missing.csv: No such file or directory"):
+        submissions.read_roster(str(tmp_path / "missing.csv"))
+    with pytest.raises(GraderError, match=r"the roster .* has no `id` column") as raised:
+        roster(tmp_path, "student,name\nada,Ada\n")
+    assert "known columns: id, name, email, section, canvas_id" in raised.value.hint
+    for text, said in (("id,name\nada,A\n ,B\n", "line 3: the id is empty"), ("id,name\nada,A\nbob,B\nada,C\n", "line 4: the id 'ada' is there twice"),
+                       ("id,file\nada,x.ipynb\nbob,y.ipynb\ncy,x.ipynb\n", "line 4: 'x.ipynb' is mapped to two students")):
+        with pytest.raises(GraderError, match=f"the roster .*roster.csv, {said}"):
+            roster(tmp_path, text)
+
+
+def test_each_rule_finds_the_student_it_says_and_a_roster_time_is_read_as_written(tmp_path):
+    read = roster(tmp_path, "id,file,submitted_at\nada,final.ipynb,2026-12-01T10:00:00Z\nbob,b.ipynb,2026-12-01T10:00:00\n")
+    files = found(tmp_path, "sub/final.ipynb", "ada/lab.ipynb", "top.ipynb", " .ipynb", "b.ipynb")
+    def students(rule):
+        return [(s.student, s.how) for s in submissions.identify(files, read, rule)]
+    assert students("auto") == [("ada", "roster"), ("ada", "folder"), ("top", "file name"), ("unnamed", "file name"), ("bob", "roster")]
+    assert students("folder") == [("sub", "folder"), ("ada", "folder"), ("top", "file name"), ("unnamed", "file name"), ("b", "file name")]
+    assert students("file") == [("final", "file name"), ("lab", "file name"), ("top", "file name"), ("unnamed", "file name"), ("b", "file name")]
+    when = datetime.datetime(2026, 12, 1, 10, tzinfo=datetime.timezone.utc).timestamp()
+    assert [s.submitted_at for s in submissions.identify(files, read) if s.how == "roster"] == [when, when]  # Z and no zone: UTC
+    with pytest.raises(GraderError, match="unknown rule 'name' for finding a submission's student") as raised:
+        submissions.identify(files, read, "name")
+    assert raised.value.hint == "use one of auto, folder, roster, file"
+    with pytest.raises(GraderError, match="the rule `roster` needs a roster with a `file` column"):
+        submissions.identify(files, roster(tmp_path, "id\nada\n"), "roster")
+    with pytest.raises(GraderError, match="the roster's submitted_at 'yesterday' is not a date and time") as raised:
+        submissions.identify(files, roster(tmp_path, "id,file,submitted_at\nada,top.ipynb,yesterday\n"))
+    assert raised.value.hint == "write it as 2026-12-01T23:59:00+00:00"
+
+
+def test_a_students_folder_name_is_safe_readable_and_unique():
+    taken: set[str] = set()
+    names = [submissions.folder_name(student, taken) for student in
+             ("Ada Lovelace", "../../etc/passwd", "ada@uni.edu", "a..b", "...", "", "José", "x" * 100, "Ada Lovelace", "Ada_Lovelace")]
+    assert names == ["Ada_Lovelace", "etc_passwd", "ada@uni.edu", "a.b", "student", "student-2", "Jos", "x" * 80,
+                     "Ada_Lovelace-2", "Ada_Lovelace-3"]
+    assert taken == set(names)

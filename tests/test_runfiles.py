@@ -80,14 +80,30 @@ def make_deep_tree(top, levels: int) -> None:
     os.close(fd)
 
 
-def test_a_tree_deeper_than_recursion_and_path_max_is_removed(tmp_path):
+def beside(tmp_path, monkeypatch):
+    """Files around the tree to remove, and the working folder among them: a remover that
+    climbs out of its tree, or reads a name against the working folder, takes them."""
+    for place in (tmp_path / "here", tmp_path / "sibling"):
+        place.mkdir()
+        (place / "file").write_text("kept")
+    (tmp_path / "file").write_text("kept")
+    monkeypatch.chdir(tmp_path / "here")
+    return [tmp_path / "file", tmp_path / "here" / "file", tmp_path / "sibling" / "file"]
+
+
+def test_a_tree_deeper_than_recursion_and_path_max_is_removed(tmp_path, monkeypatch):
+    around = beside(tmp_path, monkeypatch)
     top = tmp_path / "run"
     top.mkdir()
     make_deep_tree(top, 3000)  # too deep for shutil.rmtree, and longer than PATH_MAX
+    for name in ("file", "here", "sibling"):  # names that also exist around it
+        (top / name).write_text("gone")
     assert runfiles.remove_tree(str(top)) and not top.exists()
+    assert all(path.read_text() == "kept" for path in around)
 
 
-def test_removal_follows_no_link_and_never_raises(tmp_path):
+def test_removal_follows_no_link_and_never_raises(tmp_path, monkeypatch):
+    beside(tmp_path, monkeypatch)
     keep = tmp_path / "keep"
     keep.mkdir()
     (keep / "file").write_text("kept")
