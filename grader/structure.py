@@ -426,9 +426,10 @@ def _same_kind(spec: LayerSpec, layer: Found) -> bool:
 
 def _fix_text(spec: LayerSpec, layers: list[Found], position: int, pretrained_fix: str) -> str:
     layer = layers[position]
-    why = (spec.mismatches(layer, pretrained_fix) or [""])[0]
-    if why.startswith(": it needs") and spec.units is not None and position == len(layers) - 1:
-        why += ", one per class"
+    problems = spec.mismatches(layer, pretrained_fix) or [""]
+    if spec.units is not None and position == len(layers) - 1:  # the output: its units are the classes
+        problems = [p + ", one per class" if p == f": it needs {spec.units} units" else p for p in problems]
+    why = problems[0] + "".join(" and " + p.removeprefix(": ") for p in problems[1:])  # every change it needs, at once
     return f"expected {spec.describe()}{_where(position, len(layers))}; found {layer}{why}"
 
 

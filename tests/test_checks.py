@@ -152,7 +152,18 @@ def test_cells_added_above_the_answer_are_named_by_their_first_line_not_the_grad
     assert "the cell(s) you added above the answer, the one that begins `from google.colab import auth`, raised" in said
     assert "+1" not in said
     broken = checks._lab_cell_broken_after_added(evidence)
-    assert "after the cell you added above the answer (the one that begins `# my helpers`) ran: AUTO" in broken
+    assert broken == ("the lab's cell 'config' raised NameError after the cell you added above the answer (the one that begins "
+                      "`# my helpers`) ran: AUTO; take that cell out, or make it leave the lab's names as they are")
+
+    def broken_after(*entries):
+        return checks._lab_cell_broken_after_added(SimpleNamespace(match=evidence.match, artifact=SimpleNamespace(log=list(entries))))
+
+    added, other = {"role": "above", "key": "start+1"}, {"role": "above", "key": "imports+1"}
+    failed = {"role": "locked", "key": "data", "status": "error", "error": {"message": "boom"}}
+    assert broken_after(failed, added) == ""  # the lab's cell failed before any cell of the student's ran
+    assert broken_after(added, {**failed, "status": "ok"}, {"role": "answer", "key": "model", "status": "error"}) == ""
+    assert broken_after(added, other, failed).startswith(
+        "the lab's cell 'data' raised an error after the cell you added above the answer (the one that begins `# my helpers`) ran: boom;")
     assert checks._added_cell(evidence, "nowhere") == "an empty one"
 
 

@@ -32,6 +32,8 @@ def stored_result(sha, score, version="1", assignment="a"):
 
 def test_the_store_keeps_each_result_under_its_whole_key_and_knows_an_earlier_graders_from_the_current_one(tmp_path):
     book = gradebook.Gradebook(str(tmp_path / "book.sqlite"))
+    # readers (the class pages, the workshop) beside a batch that writes, each result on disk once put
+    assert [book.connection.execute(f"PRAGMA {name}").fetchone()[0] for name in ("journal_mode", "synchronous")] == ["wal", 2]
     one, two = "ab" * 32, "cd" * 32
     book.put("old", stored_result(one, 1.0))
     time.sleep(0.01)  # graded_at orders the earlier fingerprints' results

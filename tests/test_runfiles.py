@@ -67,6 +67,42 @@ def test_a_copy_is_a_new_private_file(run, tmp_path_factory):
     assert not runfiles.copy(str(run), "out/none.json", 100, str(target) + "2")
 
 
+def test_the_size_cap_takes_a_file_of_exactly_its_size_and_refuses_one_byte_more_by_its_name(run, tmp_path_factory, monkeypatch):
+    private = tmp_path_factory.mktemp("private")
+    (run / "out" / "exact.bin").write_bytes(b"x" * 100)
+    (run / "out" / "over.bin").write_bytes(b"x" * 101)
+    assert runfiles.read(str(run), "out/exact.bin", 100) == b"x" * 100
+    assert runfiles.copy(str(run), "out/exact.bin", 100, str(private / "exact")) and (private / "exact").read_bytes() == b"x" * 100
+    for use in (lambda: runfiles.read(str(run), "out/over.bin", 100), lambda: runfiles.copy(str(run), "out/over.bin", 100, str(private / "over"))):
+        with pytest.raises(runfiles.Refused) as refused:
+            use()
+        assert (refused.value.name, refused.value.why) == ("out/over.bin", "is larger than 100 bytes")
+    assert not (private / "over").exists()
+    (run / "out" / "weights.h5").write_bytes(bytes(range(256)) * 10240)  # 2.5 MiB: several chunks
+    assert runfiles.copy(str(run), "out/weights.h5", 3 << 20, str(private / "weights.h5"))
+    assert (private / "weights.h5").read_bytes() == (run / "out" / "weights.h5").read_bytes()
+    with pytest.raises(runfiles.Refused, match="is larger than 1.5 MiB"):
+        runfiles.copy(str(run), "out/weights.h5", 3 << 19, str(private / "cut.h5"))
+    assert not (private / "cut.h5").exists()
+    grown = os.open(run / "out" / "over.bin", os.O_RDONLY)  # a file that grew between the check and the read
+    monkeypatch.setattr(runfiles, "open_regular", lambda root, relative, limit: grown)
+    with pytest.raises(runfiles.Refused, match="is larger than 100 bytes"):
+        runfiles.read(str(run), "out/over.bin", 100)
+
+
+def test_a_socket_is_refused_as_not_a_regular_file(run):
+    import socket
+
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(run / "out" / "tensorboard.sock"))
+    try:
+        with pytest.raises(runfiles.Refused) as refused:
+            runfiles.read(str(run), "out/tensorboard.sock", 100)
+        assert (refused.value.name, refused.value.why) == ("out/tensorboard.sock", "is not a regular file")
+    finally:
+        listener.close()
+
+
 def make_deep_tree(top, levels: int) -> None:
     """`levels` nested folders in `top`, a file and a link to / at the bottom."""
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
@@ -112,4 +148,9 @@ def test_removal_follows_no_link_and_never_raises(tmp_path, monkeypatch):
     os.symlink(keep, top / "a" / "link")
     assert runfiles.remove_tree(str(top)) and (keep / "file").read_text() == "kept"
     assert runfiles.remove_tree(str(tmp_path / "missing"))
+    os.symlink(keep, tmp_path / "link")  # the folder to remove is itself a link: the link goes, not what it leads to
+    assert runfiles.remove_tree(str(tmp_path / "link")) is True and not os.path.lexists(tmp_path / "link")
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    assert runfiles.remove_tree(str(tmp_path / "file.txt")) is True and not (tmp_path / "file.txt").exists()
+    assert (keep / "file").read_text() == "kept"
     assert runfiles.remove_tree("\0") is False  # an invalid path: logged, not raised

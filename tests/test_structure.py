@@ -1,7 +1,7 @@
 import pytest
 
 from grader.faults import ManifestError
-from grader.structure import Found, compare, parse_rule
+from grader.structure import Found, Verdict, compare, parse_rule
 
 RULE = parse_rule(["pretrained MobileNetV2(include_top=False)", "Flatten | GlobalAveragePooling2D", "Dropout?", "Dense(5, softmax)"])
 BASE = Found("MobileNetV2", options=(("include_top", "False"), ("input", "96x96x3")), pretrained=True)
@@ -165,3 +165,22 @@ def test_each_quantifier_takes_exactly_its_count():
     assert not compare(some, head).ok
     anything = parse_rule(["Conv2D*", "Dense(5, softmax)"])
     assert compare(anything, head).ok and compare(anything, [Found("Conv2D")] * 7 + head).ok
+
+
+def test_each_single_change_is_named_with_the_layer_it_is_at():
+    """Remove, add, replace or fix: the message a teacher writes, and the layer the scorecard
+    points at (the chain's length where the missing layer would go at the end)."""
+    head = [Found("Flatten"), Found("Dense", 5, "softmax")]
+    cases = [
+        ([Found("Dropout"), BASE, *head], RULE, "the model has an extra layer at the start: Dropout; remove it", 0),
+        ([BASE, Found("Flatten"), *head], RULE, "the model has an extra layer after Flatten: Flatten; remove it", 2),
+        ([BASE, Found("Flatten")], RULE, "expected Dense with 5 units and softmax at the end; the model stops after Flatten", 2),
+        ([BASE, Found("Conv2D"), Found("Dense", 5, "softmax")], RULE, "expected Flatten or GlobalAveragePooling2D as layer 2; found Conv2D", 1),
+        ([BASE, Found("Flatten"), Found("Dense", 10, "relu")], RULE,
+         "expected Dense with 5 units and softmax at the end; found Dense(10, relu): set activation='softmax' and it needs 5 units, one per class", 2),
+        ([Found("Flatten")], parse_rule(["Flatten", "Dense(relu)+"]), "expected Dense with relu at the end; the model stops after Flatten", 1),
+        ([Found("Flatten"), Found("Dropout"), Found("Dense", 5, "softmax")], parse_rule(["Flatten", "Dropout", "Dropout", "Dense(5, softmax)"]),
+         "expected another Dropout after Dropout; add one", 2),
+    ]
+    for layers, rule, message, at in cases:
+        assert compare(rule, layers) == Verdict(False, message, at), layers
