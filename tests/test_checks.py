@@ -211,3 +211,207 @@ def test_the_frozen_check_gives_each_of_its_verdicts_on_the_evidence_it_reads():
     assert changed.status == "failed" and changed.message == "mobilenet's weights changed during training although none of them is trainable"
     frozen = check(evidence())
     assert (frozen.status, frozen.message) == ("passed", "the base is frozen: its weights are the pretrained ones before and after training")
+
+
+def compile_evidence(loss="sparse_categorical_crossentropy", metrics=("accuracy",), from_logits=False, one_hot=False, labels="index",
+                     output="softmax", label_problem="", learning_rate=0.001, last=None, base_trainable=(), head=()):
+    """Hand-built evidence of what the model was compiled with, as the compile and accuracy checks read it."""
+    from types import SimpleNamespace
+
+    def output_activation():
+        if output is None:
+            raise Missing("no model")
+        return output
+
+    choices = SimpleNamespace(loss=loss, metrics=list(metrics), from_logits=from_logits, one_hot=one_hot, learning_rate=learning_rate)
+    return SimpleNamespace(compile_choices=lambda: choices, output_activation=output_activation, label_problem=lambda: label_problem,
+                           setting=SimpleNamespace(labels=labels, training=SimpleNamespace(epochs=6)),
+                           layers=[last] if last is not None else [],
+                           chain=SimpleNamespace(base_layer=SimpleNamespace(trainable_weights=list(base_trainable)), head=list(head)))
+
+
+def test_the_compile_check_gives_each_of_its_verdicts():
+    check = checks.CompileSettings()
+    said = check(compile_evidence())
+    assert (said.status, said.message) == ("passed", "loss sparse_categorical_crossentropy on the lab's class-index labels, with the accuracy metric")
+    said = check(compile_evidence(loss="categorical_crossentropy", one_hot=True, labels="one_hot", from_logits=True, output="linear"))
+    assert (said.status, said.message) == ("passed", "loss categorical_crossentropy from the model's logits (from_logits=True) on the lab's "
+                                                     "one-hot labels, with the accuracy metric")
+    forgiven = check(compile_evidence(loss="categorical_crossentropy", one_hot=True))  # a loss for one-hot labels, where the lab has indices
+    assert forgiven.status == "passed" and forgiven.message.endswith(
+        "; the grader feeds it one-hot labels (this assignment forgives a loss that does not fit the lab's labels), with the accuracy metric")
+    for metrics in (["acc"], ["sparse_categorical_accuracy"], ["categorical_accuracy"], ["AUC", "accuracy"]):
+        assert check(compile_evidence(metrics=metrics)).status == "passed", metrics
+    twice = check(compile_evidence(from_logits=True))
+    assert (twice.status, twice.message) == ("failed", "the model already ends in softmax, and the loss has from_logits=True, so softmax "
+                                                       "would be applied twice: drop from_logits=True (it is for a last layer without activation)")
+    assert check(compile_evidence(from_logits=True, output=None)).status == "passed"  # no output to read: nothing said twice
+    assert (check(compile_evidence(label_problem="the loss expects one-hot labels")).status,
+            check(compile_evidence(label_problem="the loss expects one-hot labels")).message) == ("failed", "the loss expects one-hot labels")
+    none = check(compile_evidence(metrics=()))
+    assert (none.status, none.message) == ("failed", "metrics are [none]: add metrics=['accuracy'] so training reports accuracy")
+    other = checks.CompileSettings(metric="auc")(compile_evidence(metrics=("mse", "accuracy")))
+    assert (other.status, other.message) == ("failed", "metrics are [mse, accuracy]: add metrics=['auc'] so training reports accuracy")
+
+
+def accuracy_evidence(accuracy, **compiled):
+    from types import SimpleNamespace
+
+    evidence = compile_evidence(**compiled)
+    evidence.training = lambda: SimpleNamespace(val_accuracy=accuracy)
+    return evidence
+
+
+def test_the_accuracy_check_passes_at_its_threshold_gives_each_bands_share_below_it_and_says_why_a_model_cannot_learn():
+    from types import SimpleNamespace
+
+    check = checks.ValidationAccuracy(0.6, bands=[(0.4, 0.5), (0.5, 0.75)])
+    assert check.bands == ((0.5, 0.75), (0.4, 0.5))
+    said = check(accuracy_evidence(0.6))
+    assert (said.status, said.message, said.evidence) == (
+        "passed", "validation accuracy 0.600 after 6 epochs of training in the grader (needed 0.60)", {"val_accuracy": 0.6, "threshold": 0.6})
+    upper = check(accuracy_evidence(0.55))
+    assert (upper.status, upper.fraction, upper.message) == (
+        "partial", 0.75, "validation accuracy 0.550 after 6 epochs of training in the grader: 0.60 earns all points, 0.50 earns 75%")
+    assert (check(accuracy_evidence(0.5)).status, check(accuracy_evidence(0.5)).fraction) == ("partial", 0.75)
+    assert (check(accuracy_evidence(0.45)).status, check(accuracy_evidence(0.45)).fraction) == ("partial", 0.5)
+    low = check(accuracy_evidence(0.2))
+    assert (low.status, low.message) == ("failed", "validation accuracy 0.200 after 6 epochs of training in the grader, below the 0.60 the lab expects")
+    assert check(accuracy_evidence(0.2, learning_rate=0)).message.endswith(
+        "; the optimizer's learning rate is 0, so the model cannot learn: use optimizer='adam'")
+    from grader.structure import Found
+
+    linear = Found("Dense", 5, "linear")
+    assert check(accuracy_evidence(0.2, last=linear)).message.endswith(
+        "; the last layer is Dense(5, linear), so the loss reads its raw outputs as probabilities: use activation='softmax'")
+    assert check(accuracy_evidence(0.2, last=linear, from_logits=True)).message.endswith("the lab expects")  # logits read as logits
+    assert check(accuracy_evidence(0.2, base_trainable=("kernel",))).message.endswith(
+        "; training the whole pretrained base on this little data spoils its features: freeze it")
+    frozen = [SimpleNamespace(name=f"dense_{i}", weights=["w"], trainable=False) for i in range(4)]
+    assert check(accuracy_evidence(0.2, head=[SimpleNamespace(name="flatten", weights=[], trainable=False), *frozen])).message.endswith(
+        "; 4 of your own layers are frozen (trainable=False: dense_0, dense_1, dense_2, ...): they keep their random starting weights and "
+        "never learn, so the model cannot either: take trainable=False out")
+    for threshold in (0, 1.5):
+        with pytest.raises(ValueError, match="threshold must be in"):
+            checks.ValidationAccuracy(threshold)
+
+
+def run_evidence(log=None, stopped_by="", stopped_cell="", last_started="", exit_code=0, unanswered=False, cells_=None, above=()):
+    """Hand-built evidence of a run: the student's cells (the answer, and a cell added below it),
+    what the run's log says of each, and how the run ended."""
+    from types import SimpleNamespace
+
+    from grader.match import Match, RunCell
+
+    student = cells_ or (RunCell("model", "answer", "import tensorflow as tf\nmodel = tf.keras.Sequential([\n    Dense(5)\n])\n"),
+                         RunCell("model+1", "added", "model.summary()\n"))
+    entries = {"model": {"status": "ok"}, "model+1": {"status": "ok"}} if log is None else log
+    return SimpleNamespace(
+        outcome=SimpleNamespace(stopped_by=stopped_by, stopped_cell=stopped_cell, last_started=last_started, exit_code=exit_code),
+        student_cells=student, unanswered=lambda cell: unanswered, stopped_message=lambda: f"stopped: over its {stopped_by} limit",
+        why_not_run=lambda: "a cell before it stopped the run", match=Match("ids", {}, above={"start": tuple(above)} if above else {}),
+        artifact=SimpleNamespace(cell=entries.get, log=[]))
+
+
+def test_the_runs_check_names_the_cell_that_went_wrong_and_how():
+    from grader.match import RunCell
+
+    check = checks.AnswerCellsRun()
+    said = check(run_evidence())
+    assert (said.status, said.message) == ("passed", "the answer cell ran without errors, with the 1 cell(s) you added to it")
+    alone = check(run_evidence(cells_=(RunCell("model", "answer", "model = make()\n"),)))
+    assert (alone.status, alone.message) == ("passed", "the answer cell ran without errors")
+    for limit in ("memory", "processes", "cpu", "disk_full", "tampered"):
+        assert check(run_evidence(stopped_by=limit)) .message == f"stopped: over its {limit} limit"
+    placeholder = check(run_evidence(unanswered=True, cells_=(RunCell("model", "answer", "# YOUR CODE GOES HERE\n"),)))
+    assert placeholder.message == "the answer cell holds only the playground's placeholders (`# YOUR CODE GOES HERE`): write your code in it"
+    assert check(run_evidence(unanswered=True, cells_=(RunCell("model", "answer", "pass\n"),))).message.endswith(
+        "holds only the playground's placeholders: write your code in it")
+    error = {"name": "NameError", "message": "name 'Dense' is not defined", "line": 3, "traceback": "Traceback ..."}
+    raised = check(run_evidence(log={"model": {"status": "error", "error": error}}))
+    assert (raised.status, raised.message, raised.evidence) == (
+        "failed", "the answer cell raised NameError at line 3 `Dense(5)`: name 'Dense' is not defined", {"traceback": "Traceback ..."})
+    below = check(run_evidence(log={"model": {"status": "ok"}, "model+1": {"status": "error", "error": {"message": "no"}}}))
+    assert below.message == "the cell you added raised an error: no"
+    batching = check(run_evidence(log={"model": {"status": "error", "error": {
+        "name": "InvalidArgumentError", "message": "Cannot batch tensors with different shapes in component 0"}}}))
+    assert batching.message.endswith("(the pictures are not all the same size, so they cannot go in one batch: leave batching for "
+                                     "later, after they are resized to one size)")
+    assert check(run_evidence(log={}, stopped_by="wall")).message == "the answer cell did not finish: stopped: over its wall limit"
+    assert check(run_evidence(log={}, last_started="model", exit_code=-9)).message == (
+        "the run ended in the middle of the answer cell (exit code -9), so nothing after it ran")
+    helper = RunCell("start+1", "above", "import os\nos._exit(3)\n")
+    assert check(run_evidence(log={}, last_started="start+1", exit_code=3, above=(helper,))).message == (
+        "the run ended in the middle of the cell you added above the answer (the one that begins `import os`, exit code 3), "
+        "so the answer never ran: take that cell out")
+    assert check(run_evidence(log={})).message == "the answer cell did not run: a cell before it stopped the run"
+    timed_out = check(run_evidence(stopped_by="wall", stopped_cell="model+1"))
+    assert (timed_out.status, timed_out.message) == ("failed", "stopped: over its wall limit")
+
+
+def structure_evidence(layers, image_size=96, count=0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(layers=layers, model=lambda: SimpleNamespace(count_params=lambda: count),
+                           setting=SimpleNamespace(base_name="MobileNetV2", image_size=image_size,
+                                                   lab=SimpleNamespace(hint=lambda name, default: f"[{name}] {default}")))
+
+
+def test_the_structure_check_reads_the_rule_the_input_size_and_the_parameter_bounds():
+    from grader.structure import Found
+
+    rule = ["pretrained MobileNetV2(include_top=False)", "Flatten | GlobalAveragePooling2D", "Dense(5, softmax)"]
+    base = Found("MobileNetV2", options=(("include_top", "False"), ("input", "96x96x3")), pretrained=True)
+    head = [Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]
+    said = checks.ModelStructure(rule)(structure_evidence([base, *head]))
+    assert (said.status, said.evidence["layers"], said.evidence["expected"], said.evidence["differs_at"]) == (
+        "passed", [str(base), "GlobalAveragePooling2D", "Dense(5, softmax)"], rule, None)
+    wrong = checks.ModelStructure(rule, expected="the base, pooling, then Dense(5, softmax)")(structure_evidence([base, head[1]]))
+    assert (wrong.status, wrong.evidence["differs_at"]) == ("failed", 1)
+    assert wrong.message == "expected Flatten or GlobalAveragePooling2D as layer 2, before Dense(5, softmax); add it"
+    unpretrained = checks.ModelStructure(rule)(structure_evidence([Found("MobileNetV2", options=base.options, pretrained=False), *head]))
+    assert "[pretrained_weights]" in unpretrained.message  # the lab's own words for getting the pretrained weights
+    other_size = checks.ModelStructure(rule)(structure_evidence([base, *head], image_size=192))
+    assert (other_size.status, other_size.message) == (
+        "failed", "the pretrained model's input is 96x96x3; [input_shape] build it for the lab's images (192x192x3)")
+    bounded = checks.ModelStructure(rule, parameters=[1000, 1_000_000])
+    assert bounded(structure_evidence([base, *head], count=1_000_000)).status == "passed"
+    assert bounded(structure_evidence([base, *head], count=1000)).evidence["parameters"] == 1000
+    big = bounded(structure_evidence([base, *head], count=1_000_001))
+    assert (big.status, big.message) == ("failed", "the model has 1,000,001 parameters; the lab asks for at most 1,000,000")
+    assert bounded(structure_evidence([base, *head], count=999)).message == "the model has 999 parameters; the lab asks for at least 1,000"
+    for parameters in ([1000], [1000, -1], [1.5, 2]):
+        with pytest.raises(ValueError, match="parameters must be"):
+            checks.ModelStructure(rule, parameters=parameters)
+    with pytest.raises(ValueError, match="expected must be a sentence"):
+        checks.ModelStructure(rule, expected=["a list"])
+
+
+def test_a_dataset_that_skips_repeats_or_never_ends_is_told_which_and_why():
+    from grader.sample import Sample
+
+    def problem(cardinality, counted=None, files=10):
+        return checks._coverage_problem(Sample((), "", cardinality, counted), files)
+
+    assert problem(10) == "" and problem(-2, counted=10) == "" and problem(-2) == ""  # one per file; or not known
+    assert problem(-1) == "the dataset never ends (a repeat()): this step yields each file's picture once; repeating is for training, later"
+    assert problem(9) == ("the dataset yields 9 pictures, but the data has 10 files: keep every file (no take(), skip() or filter() "
+                          "in this step)")
+    assert problem(-2, counted=3) .startswith("the dataset yields 3 pictures, but the data has 10 files")
+    assert problem(20) == "the dataset yields 20 elements, but the data has 10 files: each file once (no repeat() in this step)"
+    assert problem(-2, counted=11) == ("the dataset yields more than 10 elements, but the data has 10 files: each file once "
+                                       "(no repeat() in this step)")
+
+
+def test_a_dataset_that_yields_nothing_fails_each_dataset_check_with_where_to_look():
+    from types import SimpleNamespace
+
+    from grader.sample import Sample
+
+    empty = SimpleNamespace(sample=lambda: Sample((), "", 0), setting=SimpleNamespace(lab=SimpleNamespace(answer="dataset")))
+    for check in (checks.DatasetElements(), checks.DatasetPictures(), checks.DatasetLabels()):
+        said = check(empty)
+        assert (said.status, said.message) == ("failed", "`dataset` yields no element: check that the pattern you list matches the "
+                                                         "data's files, and that no filter drops everything"), check
+    with pytest.raises(ValueError, match="labels must be one of"):
+        checks.DatasetElements(labels="names")
