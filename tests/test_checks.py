@@ -415,3 +415,120 @@ def test_a_dataset_that_yields_nothing_fails_each_dataset_check_with_where_to_lo
                                                          "data's files, and that no filter drops everything"), check
     with pytest.raises(ValueError, match="labels must be one of"):
         checks.DatasetElements(labels="names")
+
+
+class Flowers:
+    """Three of the data's pictures in two classes, and the parts a sampled element is made of."""
+
+    def __init__(self):
+        from reference.data import Picture
+
+        self.classes = ["daisy", "roses"]
+        self.thumbs = {"h1": (10.0,) * 192, "h2": (200.0,) * 192, "h3": (100.0,) * 192}
+        self.pictures = {"h1": Picture(0, "daisy/1.jpg", (4, 5, 3), self.thumbs["h1"]),
+                         "h2": Picture(1, "roses/2.jpg", (6, 5, 3), self.thumbs["h2"]),
+                         "h3": Picture(0, "daisy/3.jpg", (4, 5, 3), self.thumbs["h3"])}
+
+    def image(self, sha, shape=None, thumb=None, dtype="uint8"):
+        from grader.sample import Part
+
+        known = self.pictures.get(sha)
+        return Part(dtype, shape or known.shape, sha, thumb=thumb if thumb is not None else known.thumb)
+
+    @staticmethod
+    def name(text):
+        from grader.sample import Part
+
+        return Part("string", (), values=(text,))
+
+    def evidence(self, *elements, cardinality=None):
+        from types import SimpleNamespace
+
+        from grader.sample import Sample
+
+        sample = Sample(tuple(elements), "", len(elements) if cardinality is None else cardinality)
+        return SimpleNamespace(sample=lambda: sample, setting=SimpleNamespace(
+            pictures=self.pictures, lab=SimpleNamespace(answer="dataset"),
+            dataset=SimpleNamespace(files=list(self.pictures), classes=self.classes)))
+
+
+def test_the_pictures_check_knows_each_picture_however_decoded_and_names_each_way_it_went_wrong():
+    from grader.sample import Part
+
+    f = Flowers()
+    whole = [(f.image(h), f.name(f.classes[p.label])) for h, p in f.pictures.items()]
+    check = checks.DatasetPictures()
+    said = check(f.evidence(*whole))
+    assert (said.status, said.message) == ("passed", "the 3 pictures read are 3 different files of the data, decoded as they are, and "
+                                                     "the dataset has one picture for each of its 3 files")
+    other_decoder = f.image("zz", (4, 5, 3), tuple(v + 2 for v in f.thumbs["h1"]))  # two levels off everywhere: another JPEG decoder
+    said = check(f.evidence((other_decoder, f.name("daisy")), *whole[1:]))
+    assert said.status == "passed" and "(1 by another JPEG decoder, a level or two apart, as decoders are)" in said.message
+    assert check(f.evidence((f.name("daisy"), f.image("h1")), *whole[1:])).status == "passed"  # (label, picture): its picture is right
+    twice = check(f.evidence(whole[0], whole[0], whole[1]))
+    assert twice.message == "daisy/1.jpg comes 2 times in the first 3 elements: list each file once (no repeat() in this step)"
+    assert check(f.evidence(*whole[:2])).message.startswith("the dataset yields 2 pictures, but the data has 3 files")
+    resized = f.image("rs", (8, 8, 3), tuple(v + 10 for v in f.thumbs["h1"]))
+    assert check(f.evidence((resized, f.name("daisy")))).message == (
+        "a picture of 8x8 is daisy/1.jpg, which is 4x5: decode each file as it is, without resizing or cropping it (the photos have "
+        "different sizes)")
+    forms = {
+        Part("string", (), values=("flowers/daisy/1.jpg",)): "the image is still the file's name ('flowers/daisy/1.jpg'): read the file "
+                                                              "with tf.io.read_file, then decode its bytes with tf.io.decode_jpeg",
+        Part("string", (), values=("\xff\xd8\xff",)): "the image is a string (the file's bytes, not decoded): decode it with tf.io.decode_jpeg",
+        f.image("h1", dtype="float32"): "the images are float32; the lab's are uint8, as tf.io.decode_jpeg gives them (converting them "
+                                        "comes in a later lab)",
+        Part("uint8", (2, 4, 5, 3)): "the images come in batches (uint8 [2, 4, 5, 3]): this step yields one picture per element, so "
+                                     "leave batching for later",
+        f.image("gr", (4, 5, 1), (10.0,) * 64): "the pictures were decoded with 1 channel(s) (grey): decode them in colour, with 3 "
+                                                 "channels (tf.io.decode_jpeg(bits), or channels=3)",
+    }
+    for image, message in forms.items():
+        assert check(f.evidence((image, f.name("daisy")))) == checks.Verdict("failed", message), image
+
+
+def test_the_labels_check_reads_each_form_of_label_and_names_each_way_one_went_wrong():
+    from grader.sample import Part
+
+    f = Flowers()
+    check = checks.DatasetLabels()
+    for label in (f.name, lambda c: Part("int32", (), values=(f.classes.index(c),)),
+                  lambda c: Part("float32", (2,), values=(1.0, 0.0) if c == "daisy" else (0.0, 1.0))):
+        said = check(f.evidence(*[(f.image(h), label(f.classes[p.label])) for h, p in f.pictures.items()]))
+        assert (said.status, said.message) == ("passed", "each of the 3 labels names its picture's folder (3 checked against the file "
+                                                         "they came from)")
+    wrong = {
+        "roses": "a picture is labelled 'roses', the class of another picture (daisy/1.jpg is a picture of daisy): take the picture and "
+                 "its label from the same file name, in the function you map (two datasets listed separately are shuffled differently)",
+        "1.jpg": "the labels are file names ('1.jpg'), not class names (daisy/1.jpg is a picture of daisy): take the name of the folder "
+                 "that holds the file, the part of the path before the file's name",
+        "flowers/daisy/1.jpg": "the labels are whole paths ('flowers/daisy/1.jpg') (daisy/1.jpg is a picture of daisy): keep only the "
+                               "folder's name, the part before the file's name",
+        "tulips": "the label 'tulips' is none of the classes (daisy, roses) (daisy/1.jpg is a picture of daisy)",
+    }
+    for text, message in wrong.items():
+        assert check(f.evidence((f.image("h1"), f.name(text)))) == checks.Verdict("failed", message), text
+    alone = check(f.evidence((f.image("h1"),)))
+    assert alone.status == "failed" and alone.message.endswith(", with no label beside its picture: return image, label from the function you map")
+    batches = check(f.evidence((Part("uint8", (2, 4, 5, 3)), Part("string", (2,)))))
+    assert (batches.status, batches.fraction) == ("partial", 0.5) and batches.message.startswith("the elements come in batches")
+    unknown = check(f.evidence((Part("uint8", (9, 9, 3), "nope"), f.name("daisy"))))
+    assert (unknown.status, unknown.fraction) == ("partial", 0.5) and unknown.message.startswith(
+        "every label is one of the classes, but no picture is one of the data's files")
+
+
+def test_the_elements_check_wants_one_picture_label_pair_per_element_with_the_labs_labels():
+    from grader.sample import Part
+
+    f = Flowers()
+    said = checks.DatasetElements("name")(f.evidence((f.image("h1"), f.name("daisy"))))
+    assert (said.status, said.message) == ("passed", "1 elements read, each a (picture, label) pair with class names (one string per "
+                                                     "picture), e.g. (uint8 [4, 5, 3], string 'daisy')")
+    index = checks.DatasetElements("index")(f.evidence((f.image("h1"), f.name("daisy"))))
+    assert index == checks.Verdict("failed", "the label is string 'daisy'; the lab's labels are class indices (one integer per "
+                                             "picture): turn the class name into its index in the list of classes")
+    swapped = checks.DatasetElements("name")(f.evidence((f.name("daisy"), f.image("h1"))))
+    assert swapped.message.startswith("each element is (label, picture), (string 'daisy', uint8 [4, 5, 3]): the lab's elements are "
+                                      "(picture, label) pairs, picture first")
+    names = checks.DatasetElements("name")(f.evidence((Part("string", (), values=("daisy/1.jpg",)),)))
+    assert names.message.startswith("the dataset yields file names ('daisy/1.jpg'), not (picture, label) pairs")
