@@ -1,0 +1,69 @@
+"""Fast tests of how the grader reads a student's Keras layers (grader/evidence.py): each
+layer as the structure rules see it, activations folded into the layer before them, what
+is wrong with a model's output, and the model's table on the scorecard."""
+
+import keras
+
+from grader import evidence
+from grader.structure import Found
+
+layers = keras.layers
+
+
+def described(layer):
+    found = evidence.describe(layer, 4)
+    return (found.kind, found.units, found.activation, dict(found.options), found.index)
+
+
+def test_each_layer_is_read_by_what_it_does():
+    assert described(layers.Dense(5, activation="softmax")) == ("Dense", 5, "softmax", {}, 4)
+    assert described(layers.Dense(64)) == ("Dense", 64, "linear", {}, 4)
+    assert described(layers.Conv2D(16, 3, padding="same", activation="relu")) == (
+        "Conv2D", 16, "relu", {"kernel_size": "3", "strides": "1", "padding": "same"}, 4)
+    assert described(layers.Conv2D(8, (3, 5), strides=2)) == ("Conv2D", 8, "linear", {"kernel_size": "3x5", "strides": "2", "padding": "valid"}, 4)
+    assert described(layers.SeparableConv2D(32, 3, activation="relu"))[:3] == ("SeparableConv2D", 32, "relu")
+    assert described(layers.MaxPooling2D()) == ("MaxPooling2D", None, None, {"pool_size": "2", "strides": "2", "padding": "valid"}, 4)
+    assert described(layers.AveragePooling2D(3, strides=1, padding="same")) == (
+        "AveragePooling2D", None, None, {"pool_size": "3", "strides": "1", "padding": "same"}, 4)
+    assert described(layers.Dropout(0.25)) == ("Dropout", None, None, {"rate": "0.25"}, 4)
+    assert described(layers.Softmax()) == ("Softmax", None, "softmax", {}, 4)
+    assert described(layers.ReLU()) == ("ReLU", None, "relu", {}, 4)
+    for bounded in (layers.ReLU(max_value=6.0), layers.ReLU(negative_slope=0.1), layers.ReLU(threshold=0.5)):
+        assert described(bounded)[2] == "relu (bounded or leaky)"
+    assert described(layers.Activation("softmax")) == ("Activation", None, "softmax", {}, 4)
+    assert described(layers.GlobalAveragePooling2D()) == ("GlobalAveragePooling2D", None, None, {}, 4)
+    inner = keras.Sequential([keras.Input((4,)), layers.Dense(3)], name="block")
+    nested = evidence.describe(inner)
+    assert (nested.kind, nested.name, nested.note) == ("Sequential", "block", "a nested model 'block' of 15 parameters")
+
+
+def test_an_activation_layer_is_folded_into_the_linear_layer_before_it_only():
+    dense, softmax = Found("Dense", 5, "linear"), Found("Activation", activation="softmax")
+    assert evidence.fold_activations([Found("Flatten"), dense, softmax]) == [Found("Flatten"), Found("Dense", 5, "softmax")]
+    assert evidence.fold_activations([Found("Dense", 5, "relu"), softmax]) == [Found("Dense", 5, "relu"), softmax]
+    assert evidence.fold_activations([softmax, dense]) == [softmax, dense]
+    assert evidence.fold_activations([dense, Found("ReLU", activation="relu"), Found("Softmax", activation="softmax")]) == [
+        Found("Dense", 5, "relu"), Found("Softmax", activation="softmax")]
+
+
+def test_an_output_that_is_not_one_score_per_class_is_named_with_its_fix():
+    assert evidence._output_problem((5,), 5) == ""
+    assert evidence._output_problem((3, 3, 1280), 5) == ("the model gives an output of shape (3, 3, 1280) per image, not one score per "
+                                                         "class: put Flatten or GlobalAveragePooling2D before the last Dense layer")
+    assert evidence._output_problem((3, 3, 64), 5, "end the convolutions with GlobalAveragePooling2D").endswith(
+        "not one score per class: end the convolutions with GlobalAveragePooling2D")
+    assert evidence._output_problem((10,), 5) == ("the model gives 10 outputs per image, but the lab has 5 classes: end in "
+                                                  "Dense(5, activation='softmax'), one unit per class")
+    assert evidence._output_problem((1,), 5).startswith("the model gives 1 outputs per image, fewer than the lab has 5 classes")
+
+
+def test_the_models_table_gives_each_layer_its_shape_and_parameters_and_the_totals():
+    model = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3, activation="relu"), layers.GlobalAveragePooling2D(),
+                              layers.Dense(5, activation="softmax")])
+    model.layers[0].trainable = False
+    table = evidence.model_summary(model)
+    assert [(row["layer"], row["output_shape"], row["params"]) for row in table["layers"]] == [
+        ("Conv2D(4, relu, kernel_size=3, strides=1, padding=valid)", "(None, 6, 6, 4)", 112),
+        ("GlobalAveragePooling2D", "(None, 4)", 0), ("Dense(5, softmax)", "(None, 5)", 25)]
+    assert (table["total_params"], table["trainable_params"], table["non_trainable_params"]) == (137, 25, 112)
+    assert table["gflops_per_image"] >= 0 and table["activations_per_image"] > 0
