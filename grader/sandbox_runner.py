@@ -731,13 +731,17 @@ def _watch_run(run, told, record=-1, files=None):
         if b"\n" not in heard:
             continue
         exporter = heard.split(b"\n", 1)[0].decode(errors="replace").strip()
+        # the export writes through the descriptors the runner opened before the cells: a run
+        # that pointed them at other files (having written its own report into them first)
+        # is not believed. They are read now, while the export child still waits for the rest
+        # of the run to be stopped (only it changes its own descriptors, and it goes on only
+        # once the run is still): read after the stop, an honest export may already have ended,
+        # its descriptors gone with it, on a machine slow to wake this process
+        found = "tampered" if exporter.isdigit() and _replaced(exporter, files or {}) else "export"
         for pid in os.listdir("/proc"):
             if pid.isdigit() and pid != exporter:
                 _signal(pid, signal.SIGSTOP)
-        # the export writes through the descriptors the runner opened before the cells: a run
-        # that pointed them at other files (having written its own report into them first)
-        # is not believed
-        _note(record, "tampered" if exporter.isdigit() and _replaced(exporter, files or {}) else "export")
+        _note(record, found)
         while exporter.isdigit() and exporter != "1" and _running(exporter):
             time.sleep(0.002)
         os.kill(run, signal.SIGKILL)  # process 1 of the run's namespace: everything in it goes
