@@ -113,7 +113,7 @@ def grade_artifact(batch, folder: str, name: str):
     """The pipeline's trusted side on an artifact folder (a copy: the pipeline removes what it read)."""
     from grader import match, notebook, pipeline, release, scenarios, sandbox
 
-    built, playground = release.build(batch.manifest)
+    built, playground = release.build(batch.context.manifest)
     solution = next(c.source for c in built.cells if c.key == "model")
     path = os.path.join(os.path.dirname(folder), f"{name}.ipynb")
     with open(path, "wb") as handle:
@@ -139,11 +139,14 @@ def measure(kind: str, folder: str, work: str, answer) -> None:
         group.enter()
     manifest = manifest_mod.load(ASSIGNMENT)
     resolved = context.resolve(manifest, os.path.join(work, "out"), cache_dir=os.path.join(work, "cache"))
-    prepared = pipeline.Batch(resolved)
-    reference = grade_artifact(prepared, os.path.join(work, "honest"), "solution")
-    prepared.max_parameters = batch_mod.model_budget(manifest, reference)
-    if hasattr(batch_mod, "budget_for"):  # the grader's own budget, where it has one
-        prepared.budget = batch_mod.budget_for(manifest, reference)
+    if hasattr(pipeline, "Grader"):  # the grader as it is: the budgets travel in the run's context
+        prepared = pipeline.Grader(resolved)
+        reference = grade_artifact(prepared, os.path.join(work, "honest"), "solution")
+        prepared.use(resolved.with_budget(reference))
+    else:  # the grader before its work had a budget (for the figures before)
+        prepared = pipeline.Batch(resolved)
+        reference = grade_artifact(prepared, os.path.join(work, "honest"), "solution")
+        prepared.max_parameters = batch_mod.model_budget(manifest, reference)
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     result = grade_artifact(prepared, folder, kind)
