@@ -155,6 +155,64 @@ def test_another_students_token_gets_a_404_and_never_sees_a_token(site):
     assert client.get("/s/" + ada.split(".")[0] + ".x" * 10).status_code == 404  # the right selector, a wrong verifier
 
 
+# Each route with the role whose token opens it; "{t}" is the token, upload-1 is Ada's upload.
+ROUTES = [
+    ("GET", "/s/{t}", uploads.STUDENT), ("GET", "/s/{t}/live", uploads.STUDENT),
+    ("GET", "/s/{t}/a/upload-1/result.json", uploads.STUDENT), ("POST", "/s/{t}/upload", uploads.STUDENT),
+    ("BEARER", "/api/upload", uploads.STUDENT),
+    ("GET", "/a/{t}", uploads.ADMIN), ("GET", "/a/{t}/live", uploads.ADMIN), ("GET", "/a/{t}/a/upload-1/result.json", uploads.ADMIN),
+    ("GET", "/a/{t}/grades.csv", uploads.ADMIN), ("GET", "/a/{t}/canvas.csv", uploads.ADMIN),
+    ("GET", "/a/{t}/gradescope.zip", uploads.ADMIN),
+    ("GET", "/p/{t}", uploads.PROJECTOR), ("GET", "/p/{t}/live", uploads.PROJECTOR),
+]
+
+
+def test_every_route_opens_to_its_own_roles_token_and_to_no_other(site):
+    """The role × route matrix: a student's, the instructor's and the projector's tokens, a
+    forged one (a real selector, a wrong verifier) and an empty one, on every route of the
+    server; a route opens to its role's token alone, and every other token gets the same
+    404 as a token that never existed."""
+    from grader import tokens
+
+    server, client = site
+    ada = join(client, "Ada")
+    assert upload(client, ada, tiny_notebook()).status_code == 200  # upload-1, Ada's
+    held = {uploads.STUDENT: ada, uploads.ADMIN: server.queue.issue_link("instructor", uploads.ADMIN),
+            uploads.PROJECTOR: server.queue.issue_link("projector", uploads.PROJECTOR)}
+    intruders = {"forged": ada.split(".")[0] + "." + "A" * 32, "nobody": "nope.nope"}
+    files = {"notebook": ("lab.ipynb", tiny_notebook(), "application/json")}
+
+    def call(method: str, path: str, token: str):
+        url = path.replace("{t}", token)
+        if method == "POST":
+            csrf = tokens.form_token(server.secret, f"upload:{token.split('.')[0]}")  # the form's own token: only the link decides
+            return client.post(url, data={"csrf": csrf}, files=files, headers={"accept": "application/json"})
+        if method == "BEARER":
+            return client.post(url, files=files, headers={"authorization": f"Bearer {token}"})
+        return client.get(url)
+
+    def refused(response) -> bool:
+        text = response.text
+        return response.status_code == 404 and "(yet)" not in text and ("no such page" in text or "no such student" in text)
+
+    seen = []
+    for method, path, role in ROUTES:
+        for holder, token in {**held, **intruders}.items():
+            server.upload_limit = serve.RateLimit(1000, 60)  # the matrix uploads many times; the limit has its own test
+            response = call(method, path, token)
+            seen.append((method, path, holder, response.status_code))
+            if holder == role:
+                assert not refused(response), (method, path, holder, response.status_code, response.text[:200])
+                assert response.status_code in (200, 303) or "(yet)" in response.text, (method, path, holder)
+            else:
+                assert refused(response), (method, path, holder, response.status_code, response.text[:200])
+                assert token not in response.text and held[uploads.STUDENT] not in response.text
+    assert len(seen) == len(ROUTES) * 5
+    # Bob, a student too, cannot read Ada's upload with his own link
+    bob = join(client, "Bob")
+    assert refused(client.get(f"/s/{bob}/a/upload-1/result.json"))
+
+
 def test_the_projector_shows_the_class_as_a_whole_and_no_one_in_it(site):
     """The page for the room: the join code, the counts, the distribution, what the class
     is stuck on by the checks' titles, each check's pass rate; no student's name or score,
