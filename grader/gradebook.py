@@ -19,6 +19,7 @@ import sqlite3
 import time
 
 from grader.results import SubmissionResult
+from grader.storage import transaction
 
 SCHEMA = (
     # `setting` holds the fingerprint of what grading depends on (grader/context.py); the
@@ -89,7 +90,7 @@ class Gradebook:
         return (SubmissionResult.from_json(json.loads(row[0])), row[1]) if row else None
 
     def put(self, fingerprint: str, result: SubmissionResult) -> None:
-        with self.connection:  # one transaction per result
+        with transaction(self.connection):  # one transaction per result
             self.connection.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
                 (result.assignment, result.version, fingerprint, result.sha256, json.dumps(result.to_json(), sort_keys=True), time.time()),
@@ -109,7 +110,7 @@ class Gradebook:
 
     def record(self, assignment: str, submitted: Stored) -> None:
         """Remember a submission (a newer file at the same student's path replaces the older)."""
-        with self.connection:
+        with transaction(self.connection):
             self.connection.execute(
                 "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (assignment, submitted.student, submitted.path, submitted.sha256, submitted.submitted_at, submitted.how,
@@ -125,7 +126,7 @@ class Gradebook:
 
     def set_students(self, assignment: str, students: dict[str, dict]) -> None:
         """Keep the roster (student id -> its fields), replacing the one kept before."""
-        with self.connection:
+        with transaction(self.connection):
             self.connection.execute("DELETE FROM students WHERE assignment=?", (assignment,))
             self.connection.executemany(
                 "INSERT INTO students VALUES (?, ?, ?)",
@@ -134,13 +135,13 @@ class Gradebook:
 
     def add_student(self, assignment: str, student: str, fields: dict) -> None:
         """Add one student to the roster kept (or change their fields)."""
-        with self.connection:
+        with transaction(self.connection):
             self.connection.execute("INSERT OR REPLACE INTO students VALUES (?, ?, ?)",
                                     (assignment, student, json.dumps(fields, sort_keys=True)))
 
     def set_files(self, assignment: str, files: dict[str, tuple[str, str]]) -> None:
         """Keep the roster's mapping of files to students (file -> (student, submitted_at))."""
-        with self.connection:
+        with transaction(self.connection):
             self.connection.execute("DELETE FROM roster_files WHERE assignment=?", (assignment,))
             self.connection.executemany(
                 "INSERT INTO roster_files VALUES (?, ?, ?, ?)", [(assignment, f, who, at) for f, (who, at) in files.items()]
@@ -155,14 +156,14 @@ class Gradebook:
         return {key: json.loads(fields) for key, fields in rows}
 
     def set_override(self, assignment: str, override: Override) -> None:
-        with self.connection:
+        with transaction(self.connection):
             self.connection.execute(
                 "INSERT OR REPLACE INTO overrides VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (assignment, override.student, override.check_id, override.points, override.comment, override.author, override.at),
             )
 
     def remove_override(self, assignment: str, student: str, check_id: str) -> bool:
-        with self.connection:
+        with transaction(self.connection):
             cursor = self.connection.execute(
                 "DELETE FROM overrides WHERE assignment=? AND student=? AND check_id=?", (assignment, student, check_id)
             )

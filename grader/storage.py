@@ -1,8 +1,9 @@
-"""Writing results so that a crash never leaves half a file behind."""
+"""Writing results so that a crash never leaves half a file behind, or half a change in a database."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 
 STATE = ".grader"  # the output folder's own folder: staged weights, the lab's own pair, class facts, the run's facts
@@ -31,3 +32,19 @@ def write_atomic(path: str, text: str | bytes) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+class transaction:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on an exception: one writer at a time, and all of
+    a change or none of it. (A connection opened with isolation_level=None begins no
+    transaction of its own: `with connection:` alone would commit each statement apart.)"""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind, *_) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -27,6 +27,7 @@ import time
 import uuid
 
 from grader import tokens
+from grader.storage import transaction as _transaction
 
 FILES = "uploads"  # the output folder's folder of uploaded notebooks
 DATABASE = "serve.sqlite"
@@ -258,20 +259,6 @@ class Queue:
         if connection is not None:
             connection.close()
             self._local.connection = None
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception): one writer at a time."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, kind, *_) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
 def _fsync_folder(folder: str) -> None:

@@ -51,6 +51,22 @@ def test_the_store_keeps_each_result_under_its_whole_key_and_knows_an_earlier_gr
     assert again.get("a", "1", "old", one)[0].score == 1.0
 
 
+def test_a_roster_that_cannot_be_saved_leaves_the_one_kept_before(tmp_path):
+    """Replacing the roster is one change: all of it, or none (a failure between the old
+    rows' removal and the new ones' insertion once left the class with no roster)."""
+    book = gradebook.Gradebook(str(tmp_path / "book.sqlite"))
+    book.set_students("a", {"s1": {"name": "Ada"}})
+    book.set_files("a", {"ada.ipynb": ("s1", "")})
+    with pytest.raises(TypeError):
+        book.set_students("a", {"s2": {"name": object()}})  # a field that is not JSON
+    with pytest.raises(ValueError):
+        book.set_files("a", {"bob.ipynb": ("s2",)})  # a malformed row
+    assert book.students("a") == {"s1": {"name": "Ada"}} and book.files("a") == {"ada.ipynb": ("s1", "")}
+    book.set_students("a", {"s2": {"name": "Bob"}})  # and the database is not left mid-transaction
+    assert book.students("a") == {"s2": {"name": "Bob"}}
+    book.close()
+
+
 def test_the_store_keeps_the_newest_file_at_a_path_the_roster_as_given_and_the_overrides_by_student(tmp_path):
     book = gradebook.Gradebook(str(tmp_path / "book.sqlite"))
     book.record("a", gradebook.Stored("bob", "bob/lab.ipynb", "11", 5.0, "folder", True))
