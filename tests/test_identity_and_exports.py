@@ -3,6 +3,7 @@ export's strict matching, on hand-made rosters and class views: no grading."""
 
 import datetime
 import os
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -49,6 +50,8 @@ def test_a_roster_that_would_give_one_file_or_one_id_to_two_students_is_refused(
     with pytest.raises(GraderError, match="the id 'ada' is there twice"):
         roster(tmp_path, "id,name\nada,Ada\nada,Ada again\n")
     assert roster(tmp_path, "id,file\nada,one.ipynb\nada,two.ipynb\n").files.keys() == {"one.ipynb", "two.ipynb"}  # two files of one student
+    again = roster(tmp_path, "id,file,submitted_at\nada,lab.ipynb,2026-12-01T10:00:00Z\nada,lab.ipynb,2026-12-02T10:00:00Z\n")
+    assert again.files == {"lab.ipynb": ("ada", "2026-12-02T10:00:00Z")}  # one student's file listed twice: the later line's time
 
 
 def row(student, canvas_id="", final=None, known=True, **info):
@@ -76,7 +79,15 @@ def test_the_canvas_export_fills_each_roster_column_leaves_out_a_student_the_ros
     assert exports.canvas_csv(view, "Lab")[0].splitlines()[1:] == ["Ada L,10001,S1,ada@uni,A,87", "bob,10002,,,,100"]
     with pytest.raises(GraderError) as raised:
         exports.canvas_csv(SimpleNamespace(rows=[row("ada", "7"), row("bob", "7")]), "Lab")
-    assert "fix the roster's canvas_id column" in raised.value.hint
+    assert raised.value.hint == "fix the roster's canvas_id column: a Canvas import would give one student's grade to the other"
+
+
+def test_a_canvas_score_scaled_to_the_assignments_points_is_rounded_to_the_hundredth():
+    thirds = [row("ada", "10001", 1.0), row("bob", "10002", 2.0), row("cy", "10003", 3.0)]
+    for each in thirds:
+        each.max_score = 3.0
+    text, _ = exports.canvas_csv(SimpleNamespace(rows=thirds), "Lab", points=10)
+    assert [line.split(",")[-1] for line in text.splitlines()[1:]] == ["3.33", "6.67", "10"]
 
 
 def graded_row(student, status="graded", final=None, penalty=0.0, comments=(), missing=False):
@@ -109,6 +120,27 @@ def test_the_gradescope_results_give_each_student_their_checks_their_final_score
         "score": 0, "visibility": "hidden", "output": "No submission was graded for this student."}
 
 
+def test_the_gradescope_results_hide_stdout_show_each_test_as_chosen_and_count_no_recorded_time_as_none():
+    ada = graded_row("ada", final=40.0)
+    for visibility in ("visible", "after_published"):
+        results = exports.gradescope(ada, visibility)
+        assert results["stdout_visibility"] == "hidden"
+        assert [t["visibility"] for t in results["tests"]] == [visibility, visibility]
+    for provenance in ({}, {"seconds": None}, {"seconds": 0}):
+        ada.counted.result.provenance = provenance
+        assert exports.gradescope(ada, "visible")["execution_time"] == 0
+
+
+def test_a_gradescope_results_file_is_indented_with_its_keys_sorted_so_two_exports_compare_line_by_line():
+    view = SimpleNamespace(rules=SimpleNamespace(visibility="visible"), rows=[graded_row("ada", final=40.0)])
+    text = exports.gradescope_files(view)["ada/results.json"]
+    top = [line.split('"')[1] for line in text.splitlines() if line.startswith('  "')]  # two spaces: the outer object's keys
+    assert top == ["execution_time", "output", "score", "stdout_visibility", "tests", "visibility"]
+    first_test = [line.split('"')[1] for line in text.splitlines() if line.startswith('      "')][:6]
+    assert first_test == ["max_score", "name", "output", "score", "status", "visibility"]
+    assert text.endswith("}\n")
+
+
 def test_a_roster_is_read_as_a_spreadsheet_saves_it_and_each_mistake_is_named_with_its_line(tmp_path):
     saved = tmp_path / "saved.csv"  # Excel's "CSV UTF-8": a byte-order mark, CRLF lines
     saved.write_bytes("id,name,email,section,canvas_id,sis_user_id,sis_login_id\r\nada, Ada L ,ada@uni,A,1,S1,L1\r\nbob,Bob,,,,,\r\n"
@@ -122,7 +154,7 @@ def test_a_roster_is_read_as_a_spreadsheet_saves_it_and_each_mistake_is_named_wi
     with pytest.raises(GraderError, match=r"the roster .* has no `id` column") as raised:
         roster(tmp_path, "student,name\nada,Ada\n")
     assert "known columns: id, name, email, section, canvas_id" in raised.value.hint
-    for text, said in (("id,name\nada,A\n ,B\n", "line 3: the id is empty"), ("id,name\nada,A\nbob,B\nada,C\n", "line 4: the id 'ada' is there twice"),
+    for text, said in (("id,name\nada,A\n ,B\n", "line 3: the id is empty"), ("id,name\nada,A\n,B\n", "line 3: the id is empty"), ("id,name\nada,A\nbob,B\nada,C\n", "line 4: the id 'ada' is there twice"),
                        ("id,file\nada,x.ipynb\nbob,y.ipynb\ncy,x.ipynb\n", "line 4: 'x.ipynb' is mapped to two students")):
         with pytest.raises(GraderError, match=f"the roster .*roster.csv, {said}"):
             roster(tmp_path, text)
@@ -141,17 +173,37 @@ def test_each_rule_finds_the_student_it_says_and_a_roster_time_is_read_as_writte
     with pytest.raises(GraderError, match="unknown rule 'name' for finding a submission's student") as raised:
         submissions.identify(files, read, "name")
     assert raised.value.hint == "use one of auto, folder, roster, file"
-    with pytest.raises(GraderError, match="the rule `roster` needs a roster with a `file` column"):
+    with pytest.raises(GraderError, match="^the rule `roster` needs a roster with a `file` column$"):
         submissions.identify(files, roster(tmp_path, "id\nada\n"), "roster")
     with pytest.raises(GraderError, match="the roster's submitted_at 'yesterday' is not a date and time") as raised:
         submissions.identify(files, roster(tmp_path, "id,file,submitted_at\nada,top.ipynb,yesterday\n"))
     assert raised.value.hint == "write it as 2026-12-01T23:59:00+00:00"
 
 
+@pytest.fixture
+def local_time_five_hours_behind_utc(monkeypatch):
+    """The machine's time zone set far from UTC, so that a time read as local shows."""
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_roster_time_keeps_the_zone_it_was_written_in_and_one_without_a_zone_is_utc_whatever_the_machines(
+        tmp_path, local_time_five_hours_behind_utc):
+    read = roster(tmp_path, "id,file,submitted_at\nada,a.ipynb,2026-12-01T12:00:00+02:00\nbob,b.ipynb,2026-12-01T10:00:00\n"
+                            "cy,c.ipynb,2026-12-01T05:00:00-05:00\n")
+    when = datetime.datetime(2026, 12, 1, 10, tzinfo=datetime.timezone.utc).timestamp()
+    times = {s.student: s.submitted_at for s in submissions.identify(found(tmp_path, "a.ipynb", "b.ipynb", "c.ipynb"), read)}
+    assert times == {"ada": when, "bob": when, "cy": when}
+
+
 def test_a_students_folder_name_is_safe_readable_and_unique():
     taken: set[str] = set()
     names = [submissions.folder_name(student, taken) for student in
-             ("Ada Lovelace", "../../etc/passwd", "ada@uni.edu", "a..b", "...", "", "José", "x" * 100, "Ada Lovelace", "Ada_Lovelace")]
+             ("Ada Lovelace", "../../etc/passwd", "ada@uni.edu", "a..b", "...", "", "José", "x" * 100, "Ada Lovelace", "Ada_Lovelace",
+              "Xu X", "x" * 100)]
     assert names == ["Ada_Lovelace", "etc_passwd", "ada@uni.edu", "a.b", "student", "student-2", "Jos", "x" * 80,
-                     "Ada_Lovelace-2", "Ada_Lovelace-3"]
+                     "Ada_Lovelace-2", "Ada_Lovelace-3", "Xu_X", "x" * 80 + "-2"]
     assert taken == set(names)
