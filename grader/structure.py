@@ -57,12 +57,13 @@ class LayerSpec:
     def __str__(self) -> str:
         return ("pretrained " if self.pretrained else "") + _layer_text(self.kind, self.units, self.activation, self.options)
 
-    def describe(self) -> str:
-        """In words, for feedback: 'Dense with 5 units and softmax'."""
+    def describe(self, bare: bool = False) -> str:
+        """In words, for feedback: 'Dense with 5 units and softmax' (`bare`: a family by its
+        name alone, 'dropout', where the sentence says "layer" itself)."""
         if self.kind in FAMILIES:
-            return f"a {self.kind} layer"
+            return self.kind if bare else f"a {self.kind} layer"
         if self.kind == "Dense" and (self.units is not None or self.activation):
-            with_units = f" with {self.units} units" if self.units is not None else ""
+            with_units = f" with {_units(self.units)}" if self.units is not None else ""
             joined = " and " if self.units is not None else " with "
             return "Dense" + with_units + (f"{joined}{self.activation}" if self.activation else "")
         return str(self)
@@ -87,7 +88,7 @@ class LayerSpec:
         if self.activation is not None and self.activation != found.activation:
             problems.append(f": set activation='{self.activation}'")
         if self.units is not None and self.units != found.units:
-            problems.append(f": it needs {self.units} units")
+            problems.append(f": it needs {_units(self.units)}")
         wrong = [f"{k}={v}" for k, v in self.options if dict(found.options).get(k) != v]
         if wrong:
             problems.append(f": it needs {', '.join(wrong)}")
@@ -181,14 +182,18 @@ class Rule:
         return [_words(step) for step in self.steps if not (isinstance(step, Repeat) and step.low == 0)]
 
 
-def _words(node) -> str:
+def _words(node, bare: bool = False) -> str:
     if isinstance(node, LayerSpec):
-        return node.describe()
+        return node.describe(bare)
     if isinstance(node, Alt):
-        return " or ".join(_words(option) for option in node.options)
+        return " or ".join(_words(option, bare) for option in node.options)
     if isinstance(node, Seq):
-        return ", then ".join(_words(item) for item in node.items)
-    return _words(node.node)
+        return ", then ".join(_words(item, bare) for item in node.items)
+    return _words(node.node, bare)
+
+
+def _units(count: int) -> str:
+    return f"{count} unit" + ("" if count == 1 else "s")
 
 
 def parse_rule(rule: list[str]) -> Rule:
@@ -355,7 +360,7 @@ def _none_of_a_step(rule: Rule, layers: list[Found], should: str) -> Verdict | N
         families = {kind for spec in allowed for kind in FAMILIES.get(spec, ())}
         if allowed and not (kinds & (allowed | families)):
             found = ", then ".join(str(layer) for layer in layers)
-            return Verdict(False, f"the model ({found}) has no {_words(step)} layer at all; it should be {should}", layers[0].index)
+            return Verdict(False, f"the model ({found}) has no {_words(step, bare=True)} layer at all; it should be {should}", layers[0].index)
     return None
 
 
@@ -428,7 +433,7 @@ def _fix_text(spec: LayerSpec, layers: list[Found], position: int, pretrained_fi
     layer = layers[position]
     problems = spec.mismatches(layer, pretrained_fix) or [""]
     if spec.units is not None and position == len(layers) - 1:  # the output: its units are the classes
-        problems = [p + ", one per class" if p == f": it needs {spec.units} units" else p for p in problems]
+        problems = [p + ", one per class" if p == f": it needs {_units(spec.units)}" else p for p in problems]
     why = problems[0] + "".join(" and " + p.removeprefix(": ") for p in problems[1:])  # every change it needs, at once
     return f"expected {spec.describe()}{_where(position, len(layers))}; found {layer}{why}"
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from grader.faults import ManifestError
@@ -184,3 +186,171 @@ def test_each_single_change_is_named_with_the_layer_it_is_at():
     ]
     for layers, rule, message, at in cases:
         assert compare(rule, layers) == Verdict(False, message, at), layers
+
+
+@pytest.mark.parametrize("rule, why", [
+    (["(Dense | Flatten"], "'(Dense | Flatten': a group is not closed;"),
+    (["Dense(5, softmax) Flatten)"], "'Dense(5, softmax) Flatten)': unexpected ' Flatten';"),
+    (["hidden*"], "'hidden*': 'hidden' is not a layer family (known: preprocessing, dropout);"),
+    (["Dense |"], "'Dense |'; write e.g. 'Dense(5, softmax)'"),  # nothing more to say than the example
+    ([""], "''; write e.g. 'Dense(5, softmax)'"),
+], ids=["open_group", "stray_token", "unknown_family", "dangling_bar", "empty_pattern"])
+def test_a_layer_pattern_that_cannot_be_read_names_it_and_says_why(rule, why):
+    with pytest.raises(ManifestError) as error:
+        parse_rule(rule)
+    assert f"cannot read the layer pattern {why}" in str(error.value)
+
+
+@pytest.mark.parametrize("layers", [[], "Dense", ["Dense", 5], None], ids=["empty", "a_string", "not_all_strings", "none"])
+def test_layers_that_are_not_a_list_of_patterns_are_refused(layers):
+    with pytest.raises(ManifestError, match="^layers must be a non-empty list of strings"):
+        parse_rule(layers)
+
+
+def test_an_options_value_is_everything_after_its_first_equals_sign():
+    rule = parse_rule(["Lambda(name=x=1)"])
+    assert compare(rule, [Found("Lambda", options=(("name", "x=1"),))]).ok
+    assert not compare(rule, [Found("Lambda", options=(("name", "x"),))]).ok
+
+
+def test_an_empty_model_is_told_only_the_steps_it_must_have():
+    quantified = compare(parse_rule(["Rescaling*", "Conv2D+", "Dropout?", "Dense(5, softmax)"]), [])
+    assert quantified.ok is False and quantified.differs_at == 0
+    assert quantified.message.endswith(": Conv2D, then Dense with 5 units and softmax")
+    blocks = compare(parse_rule(["(Conv2D, MaxPooling2D)+", "GlobalAveragePooling2D"]), [])
+    assert blocks.message.endswith(": Conv2D, then MaxPooling2D, then GlobalAveragePooling2D")
+
+
+def test_a_matching_model_is_said_back_layer_by_layer():
+    verdict = compare(RULE, [BASE, Found("Flatten"), Found("Dense", 5, "softmax")])
+    assert verdict == Verdict(True, "the model is MobileNetV2(include_top=False, input=96x96x3), then Flatten, then Dense(5, softmax)")
+
+
+def test_a_layer_of_the_right_kind_is_told_every_setting_it_needs():
+    unpretrained = Found("MobileNetV2", options=BASE.options, pretrained=False)
+    cases = [
+        (RULE, [unpretrained, Found("Flatten"), Found("Dense", 5, "softmax")],
+         "expected pretrained MobileNetV2(include_top=False) as layer 1; found MobileNetV2(include_top=False, input=96x96x3) "
+         "whose weights are not the pretrained ones (load the base with its pretrained weights)", 0),
+        (parse_rule(["Conv2D(32, relu)", "Flatten"]), [Found("Conv2D", 16, "relu"), Found("Flatten")],
+         "expected Conv2D(32, relu) as layer 1; found Conv2D(16, relu): it needs 32 units", 0),
+        (parse_rule(["Flatten", "Dense(5)"]), [Found("Flatten"), Found("Dense", 3)],
+         "expected Dense with 5 units at the end; found Dense(3): it needs 5 units, one per class", 1),
+        # a hidden layer's units are not the classes
+        (parse_rule(["Flatten", "Dense(64, relu)", "Dense(5, softmax)"]), [Found("Flatten"), Found("Dense", 32, "relu"), Found("Dense", 5, "softmax")],
+         "expected Dense with 64 units and relu as layer 2; found Dense(32, relu): it needs 64 units", 1),
+        # only the options that differ are named, all of them
+        (parse_rule(["Conv2D(relu, kernel_size=3)", "Flatten"]), [Found("Conv2D", 16, "linear", (("kernel_size", "3"),)), Found("Flatten")],
+         "expected Conv2D(relu, kernel_size=3) as layer 1; found Conv2D(16, linear, kernel_size=3): set activation='relu'", 0),
+        (parse_rule(["Conv2D(relu, kernel_size=3, padding=same)", "Flatten"]),
+         [Found("Conv2D", 16, "relu", (("kernel_size", "5"), ("padding", "valid"))), Found("Flatten")],
+         "expected Conv2D(relu, kernel_size=3, padding=same) as layer 1; found Conv2D(16, relu, kernel_size=5, padding=valid): "
+         "it needs kernel_size=3, padding=same", 0),
+        (parse_rule(["Conv2D(32, relu, kernel_size=3)", "Flatten"]), [Found("Conv2D", 16, "linear", (("kernel_size", "5"),)), Found("Flatten")],
+         "expected Conv2D(32, relu, kernel_size=3) as layer 1; found Conv2D(16, linear, kernel_size=5): "
+         "set activation='relu' and it needs 32 units and it needs kernel_size=3", 0),
+        # a layer of a family is of the family's kind: it is fixed, not replaced
+        (parse_rule(["Flatten", "dropout(rate=0.5)", "Dense(5, softmax)"]), [Found("Flatten"), Found("Dropout", options=(("rate", "0.2"),)), Found("Dense", 5, "softmax")],
+         "expected a dropout layer as layer 2; found Dropout(rate=0.2): it needs rate=0.5", 1),
+    ]
+    for rule, layers, message, at in cases:
+        assert compare(rule, layers) == Verdict(False, message, at), layers
+
+
+def test_a_layer_is_pointed_at_by_its_place_in_the_models_chain_and_said_with_its_note():
+    """A base built with pooling='max' comes back as the base, then that pooling, both at the
+    base's place in the chain; the next layer's place is its own."""
+    rule = parse_rule(["pretrained MobileNetV2(include_top=False)", "Flatten", "Dense(5, softmax)"])
+    own_pooling = Found("GlobalMaxPooling2D", index=0, note="the base's own pooling='max'")
+    verdict = compare(rule, [dataclasses.replace(BASE, index=0), own_pooling, Found("Dense", 5, "softmax", index=1)])
+    assert verdict == Verdict(False, "expected Flatten as layer 2; found GlobalMaxPooling2D (the base's own pooling='max')", 0)
+    after_rescaling = [Found("Flatten", index=1), Found("Dense", 64, "relu", index=2), Found("Dense", 32, "relu", index=3), Found("Dense", 5, "softmax", index=4)]
+    assert compare(parse_rule(["Flatten", "Conv2D+", "Dense(5, softmax)"]), after_rescaling).differs_at == 1
+
+
+def test_the_choice_a_missing_layer_belongs_to_is_named():
+    blocks = parse_rule(["((Conv2D | SeparableConv2D), MaxPooling2D)+", "GlobalAveragePooling2D"])
+    assert compare(blocks, [Found("Dense"), Found("MaxPooling2D"), Found("GlobalAveragePooling2D")]).message == (
+        "expected Conv2D or SeparableConv2D as layer 1; found Dense")
+    hidden = parse_rule(["Flatten", "(Dense(relu) | Dropout)+", "Dense(5, softmax)"])
+    assert compare(hidden, [Found("Flatten"), Found("Conv2D"), Found("Dense", 5, "softmax")]).message == (
+        "expected Dense with relu or Dropout as layer 2; found Conv2D")
+    pairs = parse_rule(["(Conv2D, MaxPooling2D)+", "GlobalAveragePooling2D", "Dense(5, softmax)"])
+    assert compare(pairs, [Found("Conv2D"), Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]) == Verdict(
+        False, "expected MaxPooling2D as layer 2, before GlobalAveragePooling2D; add it", 1)
+
+
+def test_a_missing_layer_is_added_where_it_goes_and_an_allowed_layer_is_replaced_last():
+    cases = [
+        # a missing plain layer at the end
+        ([Found("Conv2D")], parse_rule(["Conv2D", "GlobalAveragePooling2D"]),
+         "expected GlobalAveragePooling2D at the end; the model stops after Conv2D", 1),
+        # one more of a family: said without its article
+        ([Found("Flatten"), Found("Dropout"), Found("Dense", 5, "softmax")], parse_rule(["Flatten", "dropout", "dropout", "Dense(5, softmax)"]),
+         "expected another dropout layer after Dropout; add one", 2),
+        # one more after the last layer: it goes where the chain ends
+        ([Found("Flatten"), Found("Dense", 64, "relu"), Found("Dense", 64, "relu")], parse_rule(["Flatten", "Dense(relu)", "Dense(relu)", "Dense(relu)"]),
+         "expected another Dense with relu after Dense(64, relu); add one", 3),
+        # the Dropout is allowed: the Flatten before it is what is missing
+        ([Found("Dropout"), Found("Dense", 5, "softmax")], parse_rule(["Flatten", "Dropout?", "Dense(5, softmax)"]),
+         "expected Flatten as layer 1, before Dropout; add it", 0),
+        # nothing to add: the allowed layer in the output's place is replaced
+        ([BASE, Found("Flatten"), Found("Flatten")], RULE, "expected Dense with 5 units and softmax at the end; found Flatten", 2),
+    ]
+    for layers, rule, message, at in cases:
+        assert compare(rule, layers) == Verdict(False, message, at), layers
+
+
+def test_the_fix_with_fewest_changes_is_named_and_of_two_alike_the_first_written():
+    binary_or_softmax = parse_rule(["Flatten", "Dense(2, softmax) | Dense(1, sigmoid)"])
+    relu = compare(binary_or_softmax, [Found("Flatten"), Found("Dense", 1, "relu")])
+    assert relu.message.endswith("found Dense(1, relu): set activation='sigmoid'")
+    softmax = compare(binary_or_softmax, [Found("Flatten"), Found("Dense", 1, "softmax")])
+    assert softmax.message.endswith("found Dense(1, softmax): it needs 2 units, one per class")
+
+
+def test_the_labs_words_for_pretrained_weights_are_in_every_fix_named():
+    fix = "pass weights='imagenet'"
+    unpretrained = Found("MobileNetV2", options=BASE.options, pretrained=False)
+    base_first = compare(RULE, [unpretrained, Found("Flatten"), Found("Dense", 5, "relu")], pretrained_fix=fix)
+    assert base_first.ok is False and base_first.differs_at == 0
+    assert f"not the pretrained ones ({fix}); and expected Dense with 5 units and softmax at the end" in base_first.message
+    scaled = parse_rule(["Rescaling(offset=-1)", "pretrained MobileNetV2(include_top=False)", "Flatten", "Dense(5, softmax)"])
+    base_second = compare(scaled, [Found("Rescaling", options=(("offset", "0"),)), unpretrained, Found("Flatten"), Found("Dense", 5, "softmax")], pretrained_fix=fix)
+    assert base_second.ok is False and base_second.differs_at == 0
+    assert base_second.message.startswith("expected Rescaling(offset=-1) as layer 1; found Rescaling(offset=0): it needs offset=-1; and ")
+    assert base_second.message.endswith(f"not the pretrained ones ({fix})")
+
+
+def test_a_model_no_one_change_fixes_is_told_where_it_leaves_the_rule():
+    cases = [
+        ([BASE, Found("Flatten"), Found("Dense", 5, "softmax"), Found("Flatten"), Found("Dense", 5, "softmax")], RULE,
+         "the layers after Dense(5, softmax) do not follow the rule: found Flatten, Dense(5, softmax); the model should be "
+         "pretrained MobileNetV2(include_top=False), then Flatten or GlobalAveragePooling2D, then Dense with 5 units and softmax", 3),
+        ([Found("Dense", 64, "relu")], parse_rule(["Dense(relu)", "Dense(relu)", "Dense(5, softmax)"]),
+         "the model stops after Dense(64, relu); it should be Dense with relu, then Dense with relu, then Dense with 5 units and softmax", 1),
+        ([Found("Dense", 5, "softmax"), Found("Dense", 3, "relu"), Found("Flatten")], parse_rule(["Flatten", "Dense(5, softmax)"]),
+         "expected Flatten as layer 1; found Dense(5, softmax)", 0),
+        # GaussianNoise is of the dropout family: the step is there, not missing
+        ([Found("Flatten"), Found("GaussianNoise"), Found("Dense", 5, "relu"), Found("Dense", 3, "relu")], parse_rule(["Flatten", "dropout+", "Dense(5, softmax)"]),
+         "the layers after GaussianNoise do not follow the rule: found Dense(5, relu), Dense(3, relu); "
+         "the model should be Flatten, then a dropout layer, then Dense with 5 units and softmax", 2),
+        # no layer at all of a step: said as such, pointing at the model's first layer
+        ([Found("Flatten"), Found("Dense", 64, "relu"), Found("Dense", 32, "relu"), Found("Dense", 5, "softmax")], parse_rule(["Flatten", "Conv2D+", "Dense(5, softmax)"]),
+         "the model (Flatten, then Dense(64, relu), then Dense(32, relu), then Dense(5, softmax)) has no Conv2D layer at all; "
+         "it should be Flatten, then Conv2D, then Dense with 5 units and softmax", 0),
+    ]
+    for layers, rule, message, at in cases:
+        assert compare(rule, layers) == Verdict(False, message, at), layers
+
+
+def test_a_missing_family_and_a_single_unit_are_said_in_plain_words():
+    """A step of a family ("dropout+") with no layer at all is named by the family ("no dropout
+    layer", not "no a dropout layer layer"), and one unit is "1 unit"."""
+    rule = parse_rule(["Conv2D(relu)", "dropout+", "Dense(1, sigmoid)"])
+    verdict = compare(rule, [Found("Conv2D", units=8, activation="relu", index=0),
+                                       Found("Dense", units=4, activation="sigmoid", index=1)])  # two changes away
+    assert "has no dropout layer at all" in verdict.message and "a dropout layer layer" not in verdict.message
+    assert "Dense with 1 unit and sigmoid" in verdict.message
+    wrong_units = compare(parse_rule(["Dense(1, sigmoid)"]), [Found("Dense", units=3, activation="sigmoid", index=0)])
+    assert "it needs 1 unit, one per class" in wrong_units.message and "1 units" not in wrong_units.message
