@@ -48,6 +48,9 @@ class Check:
 def register(name: str):
     def decorate(factory):
         factory.name = name
+        # a dataclass writes a repr of its own (its class's name): the manifest's name is the one
+        # results and reports show, whoever wrote the check
+        factory.__repr__ = Check.__repr__
         REGISTRY[name] = factory
         return factory
 
@@ -219,7 +222,8 @@ class ModelStructure(Check):
     expected: str = ""  # the model the lab asks for, in the lab's words (messages say it; else the rule's words)
 
     def __init__(self, layers, parameters=(), expected=""):
-        if parameters and (len(parameters) != 2 or not all(isinstance(p, int) and p >= 0 for p in parameters)):
+        if parameters and (len(parameters) != 2 or not all(isinstance(p, int) and p >= 0 for p in parameters)
+                           or parameters[0] > parameters[1]):
             raise ValueError(f"parameters must be [at least, at most], got {parameters!r}")
         if not isinstance(expected, str):
             raise ValueError(f"expected must be a sentence, got {expected!r}")

@@ -65,6 +65,24 @@ def test_an_unknown_check_names_the_closest():
 
     with pytest.raises(ManifestError, match="did you mean 'frozen_base'"):
         checks.build(CheckSpec("f", "frozen_bse", "t", 1.0, {}))
+    with pytest.raises(ManifestError, match="check 'f': unknown check 'zzz'") as nothing_close:
+        checks.build(CheckSpec("f", "zzz", "t", 1.0, {}))
+    assert nothing_close.value.hint.startswith("known checks: ")  # no guess when nothing is close
+    assert "answer_cells_run, compile_settings, dataset_elements" in nothing_close.value.hint
+
+
+def test_a_check_is_built_by_its_manifest_name_and_its_result_shows_it_with_its_parameters():
+    from grader.faults import ManifestError
+
+    accuracy = checks.build(CheckSpec("acc", "validation_accuracy", "Accuracy", 10.0, {"threshold": 0.6}))
+    said = checks.run_check(CheckSpec("acc", "validation_accuracy", "Accuracy", 10.0, {}), accuracy, accuracy_evidence(0.7))
+    assert said.status == "passed" and said.check == "validation_accuracy(threshold=0.6, bands=())"  # the manifest's name
+    assert isinstance(checks.build(CheckSpec("f", "frozen_base", "t", 1.0, {})), checks.FrozenBase)
+    structure = checks.build(CheckSpec("s", "model_structure", "t", 1.0, {"layers": ["Flatten", "Dense(5, softmax)"],
+                                                                          "parameters": [0, 10], "expected": "a flat head"}))
+    assert repr(structure) == "model_structure(layers=('Flatten', 'Dense(5, softmax)'), parameters=(0, 10), expected='a flat head')"
+    with pytest.raises(ManifestError, match=r"check 'acc' \(validation_accuracy\): bad parameters: threshold must be in"):
+        checks.build(CheckSpec("acc", "validation_accuracy", "Accuracy", 10.0, {"threshold": 2}))
 
 
 def test_a_compile_problem_names_the_loss_that_fits_the_labs_labels():
@@ -90,12 +108,17 @@ def test_the_scope_check_reads_the_source_and_the_run():
     check = checks.StrategyScope()
     good = "with strategy.scope():\n    model = make()\n    model.compile(loss='categorical_crossentropy')\n"
     assert check(evidence(good)).status == "passed"
+    assert check(evidence(good)).message == "the model is built and compiled inside `with strategy.scope():`"
     outside = check(evidence("model = make()\nmodel.compile(loss='x')\n"))
     assert outside.status == "failed" and "line 1 of the answer cell, `model = make()`, makes the model outside `with strategy.scope():`" in outside.message
+    fix = "build the model and compile it inside `with strategy.scope():`, so that its variables are made on the TPU (or mirrored on every GPU)"
+    assert outside.message.endswith(fix)
     compiled = check(evidence("with strategy.scope():\n    model = make()\nmodel.compile(loss='x')\n", role="added"))
     assert "line 3 of a cell you added, `model.compile(loss='x')`, compiles the model outside" in compiled.message
     # the source looks right, but the run's model was made under no strategy the notebook names
-    assert "the model's variables were not made under `strategy`" in check(evidence(good, scopes=())).message
+    elsewhere = check(evidence(good, scopes=()))
+    assert elsewhere.status == "failed" and "the model's variables were not made under `strategy`" in elsewhere.message
+    assert elsewhere.message.endswith(fix)
     assert check(evidence(good, scopes=("strategy", "s"))).status == "passed"
 
 
@@ -132,6 +155,8 @@ def test_a_name_error_for_a_name_set_in_a_cell_that_did_not_run_says_which_and_w
     evidence = SimpleNamespace(match=SimpleNamespace(skipped=(skipped,)))
     said = checks._not_run_definer(evidence, {"name": "NameError", "message": "name 'my_helper' is not defined"})
     assert "`my_helper` is set in a cell of your notebook that the grader did not run: it sets `GCS_PATTERN`" in said
+    assert said.endswith("move what the answer needs into a cell of its own, next to the answer)")  # the fix
+    assert "`GCS_PATTERN` is set in a cell" in checks._not_run_definer(evidence, {"name": "NameError", "message": "name 'GCS_PATTERN' is not defined"})
     assert checks._not_run_definer(evidence, {"name": "NameError", "message": "name 'other' is not defined"}) == ""
     assert checks._not_run_definer(evidence, {"name": "ValueError", "message": "name 'my_helper' is not defined"}) == ""
 
@@ -165,6 +190,33 @@ def test_cells_added_above_the_answer_are_named_by_their_first_line_not_the_grad
     assert broken_after(added, other, failed).startswith(
         "the lab's cell 'data' raised an error after the cell you added above the answer (the one that begins `# my helpers`) ran: boom;")
     assert checks._added_cell(evidence, "nowhere") == "an empty one"
+
+
+def test_an_added_cell_is_named_by_at_most_sixty_characters_of_its_first_line_and_all_its_failures_are_listed():
+    from types import SimpleNamespace
+
+    from grader.match import Match, RunCell
+
+    sixty, longer = "x = " + "1" * 56, "y = " + "2" * 57
+    cells_ = (RunCell("start+1", "above", sixty + "\n"), RunCell("start+2", "above", longer + "\n"))
+    evidence = SimpleNamespace(match=Match("ids", {}, above={"start": cells_}), artifact=SimpleNamespace(
+        cell={"start+1": {"status": "error"}, "start+2": {"status": "error"}}.get))
+    assert checks._added_cell(evidence, "start+1") == f"the one that begins `{sixty}`"
+    assert checks._added_cell(evidence, "start+2") == f"the one that begins `{longer[:57]}...`"
+    said = checks._above_failures(evidence)
+    assert f"the one that begins `{sixty}`, the one that begins `{longer[:57]}...`, raised an error" in said
+    assert said.endswith("that is not graded: it may be a line only Colab runs)")  # said, but no points lost
+
+
+def test_a_labs_cell_that_failed_is_quoted_up_to_three_hundred_characters():
+    from types import SimpleNamespace
+
+    from grader.match import Match, RunCell
+
+    log = [{"role": "above", "key": "start+1"}, {"role": "locked", "key": "config", "status": "error", "error": {"message": "e" * 400}}]
+    evidence = SimpleNamespace(match=Match("ids", {}, above={"start": (RunCell("start+1", "above", "AUTO = 1\n"),)}),
+                               artifact=SimpleNamespace(log=log))
+    assert f"ran: {'e' * 300}; take that cell out" in checks._lab_cell_broken_after_added(evidence)
 
 
 def test_the_frozen_check_gives_each_of_its_verdicts_on_the_evidence_it_reads():
@@ -240,6 +292,8 @@ def test_the_compile_check_gives_each_of_its_verdicts():
     forgiven = check(compile_evidence(loss="categorical_crossentropy", one_hot=True))  # a loss for one-hot labels, where the lab has indices
     assert forgiven.status == "passed" and forgiven.message.endswith(
         "; the grader feeds it one-hot labels (this assignment forgives a loss that does not fit the lab's labels), with the accuracy metric")
+    other_way = check(compile_evidence(loss="sparse_categorical_crossentropy", one_hot=False, labels="one_hot"))  # and the other way round
+    assert other_way.status == "passed" and "; the grader feeds it class-index labels (this assignment forgives" in other_way.message
     for metrics in (["acc"], ["sparse_categorical_accuracy"], ["categorical_accuracy"], ["AUC", "accuracy"]):
         assert check(compile_evidence(metrics=metrics)).status == "passed", metrics
     twice = check(compile_evidence(from_logits=True))
@@ -275,8 +329,10 @@ def test_the_accuracy_check_passes_at_its_threshold_gives_each_bands_share_below
         "partial", 0.75, "validation accuracy 0.550 after 6 epochs of training in the grader: 0.60 earns all points, 0.50 earns 75%")
     assert (check(accuracy_evidence(0.5)).status, check(accuracy_evidence(0.5)).fraction) == ("partial", 0.75)
     assert (check(accuracy_evidence(0.45)).status, check(accuracy_evidence(0.45)).fraction) == ("partial", 0.5)
+    assert upper.evidence == {"val_accuracy": 0.55, "threshold": 0.6}  # the scorecard shows what was measured, whatever the verdict
     low = check(accuracy_evidence(0.2))
     assert (low.status, low.message) == ("failed", "validation accuracy 0.200 after 6 epochs of training in the grader, below the 0.60 the lab expects")
+    assert low.evidence == {"val_accuracy": 0.2, "threshold": 0.6}
     assert check(accuracy_evidence(0.2, learning_rate=0)).message.endswith(
         "; the optimizer's learning rate is 0, so the model cannot learn: use optimizer='adam'")
     from grader.structure import Found
@@ -291,14 +347,17 @@ def test_the_accuracy_check_passes_at_its_threshold_gives_each_bands_share_below
     assert check(accuracy_evidence(0.2, head=[SimpleNamespace(name="flatten", weights=[], trainable=False), *frozen])).message.endswith(
         "; 4 of your own layers are frozen (trainable=False: dense_0, dense_1, dense_2, ...): they keep their random starting weights and "
         "never learn, so the model cannot either: take trainable=False out")
+    assert "(trainable=False: dense_0, dense_1, dense_2): they keep" in check(accuracy_evidence(0.2, head=frozen[:3])).message  # all named
+    assert checks.ValidationAccuracy(1).threshold == 1.0  # a perfect score may be asked for
     for threshold in (0, 1.5):
         with pytest.raises(ValueError, match="threshold must be in"):
             checks.ValidationAccuracy(threshold)
 
 
-def run_evidence(log=None, stopped_by="", stopped_cell="", last_started="", exit_code=0, unanswered=False, cells_=None, above=()):
+def run_evidence(log=None, stopped_by="", stopped_cell="", last_started="", exit_code=0, unanswered=(), cells_=None, above=(), lab_log=()):
     """Hand-built evidence of a run: the student's cells (the answer, and a cell added below it),
-    what the run's log says of each, and how the run ended."""
+    what the run's log says of each (`lab_log`: the whole log, in order), how the run ended,
+    and the keys of the cells that hold only the playground's placeholders."""
     from types import SimpleNamespace
 
     from grader.match import Match, RunCell
@@ -308,9 +367,9 @@ def run_evidence(log=None, stopped_by="", stopped_cell="", last_started="", exit
     entries = {"model": {"status": "ok"}, "model+1": {"status": "ok"}} if log is None else log
     return SimpleNamespace(
         outcome=SimpleNamespace(stopped_by=stopped_by, stopped_cell=stopped_cell, last_started=last_started, exit_code=exit_code),
-        student_cells=student, unanswered=lambda cell: unanswered, stopped_message=lambda: f"stopped: over its {stopped_by} limit",
+        student_cells=student, unanswered=lambda cell: cell.key in unanswered, stopped_message=lambda: f"stopped: over its {stopped_by} limit",
         why_not_run=lambda: "a cell before it stopped the run", match=Match("ids", {}, above={"start": tuple(above)} if above else {}),
-        artifact=SimpleNamespace(cell=entries.get, log=[]))
+        artifact=SimpleNamespace(cell=entries.get, log=list(lab_log)))
 
 
 def test_the_runs_check_names_the_cell_that_went_wrong_and_how():
@@ -322,11 +381,13 @@ def test_the_runs_check_names_the_cell_that_went_wrong_and_how():
     alone = check(run_evidence(cells_=(RunCell("model", "answer", "model = make()\n"),)))
     assert (alone.status, alone.message) == ("passed", "the answer cell ran without errors")
     for limit in ("memory", "processes", "cpu", "disk_full", "tampered"):
-        assert check(run_evidence(stopped_by=limit)) .message == f"stopped: over its {limit} limit"
-    placeholder = check(run_evidence(unanswered=True, cells_=(RunCell("model", "answer", "# YOUR CODE GOES HERE\n"),)))
-    assert placeholder.message == "the answer cell holds only the playground's placeholders (`# YOUR CODE GOES HERE`): write your code in it"
-    assert check(run_evidence(unanswered=True, cells_=(RunCell("model", "answer", "pass\n"),))).message.endswith(
+        assert check(run_evidence(stopped_by=limit)) == checks.Verdict("failed", f"stopped: over its {limit} limit")
+    placeholder = check(run_evidence(unanswered=("model",), cells_=(RunCell("model", "answer", "# YOUR CODE GOES HERE\n"),)))
+    assert placeholder == checks.Verdict(
+        "failed", "the answer cell holds only the playground's placeholders (`# YOUR CODE GOES HERE`): write your code in it")
+    assert check(run_evidence(unanswered=("model",), cells_=(RunCell("model", "answer", "pass\n"),))).message.endswith(
         "holds only the playground's placeholders: write your code in it")
+    assert check(run_evidence(unanswered=("other",))).status == "passed"  # the question is asked of the answer cell itself
     error = {"name": "NameError", "message": "name 'Dense' is not defined", "line": 3, "traceback": "Traceback ..."}
     raised = check(run_evidence(log={"model": {"status": "error", "error": error}}))
     assert (raised.status, raised.message, raised.evidence) == (
@@ -337,16 +398,49 @@ def test_the_runs_check_names_the_cell_that_went_wrong_and_how():
         "name": "InvalidArgumentError", "message": "Cannot batch tensors with different shapes in component 0"}}}))
     assert batching.message.endswith("(the pictures are not all the same size, so they cannot go in one batch: leave batching for "
                                      "later, after they are resized to one size)")
-    assert check(run_evidence(log={}, stopped_by="wall")).message == "the answer cell did not finish: stopped: over its wall limit"
-    assert check(run_evidence(log={}, last_started="model", exit_code=-9)).message == (
-        "the run ended in the middle of the answer cell (exit code -9), so nothing after it ran")
+    assert check(run_evidence(log={}, stopped_by="wall")) == checks.Verdict("failed", "the answer cell did not finish: stopped: over its wall limit")
+    assert check(run_evidence(log={}, last_started="model", exit_code=-9)) == checks.Verdict(
+        "failed", "the run ended in the middle of the answer cell (exit code -9), so nothing after it ran")
     helper = RunCell("start+1", "above", "import os\nos._exit(3)\n")
-    assert check(run_evidence(log={}, last_started="start+1", exit_code=3, above=(helper,))).message == (
-        "the run ended in the middle of the cell you added above the answer (the one that begins `import os`, exit code 3), "
-        "so the answer never ran: take that cell out")
-    assert check(run_evidence(log={})).message == "the answer cell did not run: a cell before it stopped the run"
+    assert check(run_evidence(log={}, last_started="start+1", exit_code=3, above=(helper,))) == checks.Verdict(
+        "failed", "the run ended in the middle of the cell you added above the answer (the one that begins `import os`, exit code 3), "
+                  "so the answer never ran: take that cell out")
+    assert check(run_evidence(log={})) == checks.Verdict("failed", "the answer cell did not run: a cell before it stopped the run")
     timed_out = check(run_evidence(stopped_by="wall", stopped_cell="model+1"))
     assert (timed_out.status, timed_out.message) == ("failed", "stopped: over its wall limit")
+
+
+def test_a_run_stopped_after_the_students_cells_ran_passes_the_runs_check():
+    said = checks.AnswerCellsRun()(run_evidence(stopped_by="wall", stopped_cell="train"))  # the lab's training cell ran out of time
+    assert said.status == "passed"
+
+
+def test_an_error_is_quoted_at_its_line_first_to_last_and_one_from_the_runners_record_has_an_empty_traceback():
+    from grader.match import RunCell
+
+    two_lines = (RunCell("model", "answer", "model = make()\nmodel.fit(x)\n"),)
+
+    def raised(line):
+        error = {"name": "ValueError", "message": "bad", "line": line}
+        return checks.AnswerCellsRun()(run_evidence(log={"model": {"status": "error", "error": error}}, cells_=two_lines))
+
+    assert raised(1).message == "the answer cell raised ValueError at line 1 `model = make()`: bad"
+    assert raised(2).message == "the answer cell raised ValueError at line 2 `model.fit(x)`: bad"
+    assert raised(3).message == "the answer cell raised ValueError: bad"  # a line the cell does not have: not quoted
+    assert raised(0).message == "the answer cell raised ValueError: bad"
+    assert raised(2).evidence == {"traceback": ""}  # the runner's record of an error (grader/integrity.py) has no traceback
+
+
+def test_a_labs_cell_that_fails_after_a_cell_added_above_the_answer_fails_the_runs_check_and_names_that_cell():
+    from grader.match import RunCell
+
+    helper = RunCell("start+1", "above", "AUTO = None\n")
+    ran = [{"role": "above", "key": "start+1", "status": "ok"},
+           {"role": "locked", "key": "config", "status": "error", "error": {"name": "TypeError", "message": "AUTO is None"}},
+           {"role": "answer", "key": "model", "status": "ok"}, {"role": "added", "key": "model+1", "status": "ok"}]
+    said = checks.AnswerCellsRun()(run_evidence(above=(helper,), log={entry["key"]: entry for entry in ran}, lab_log=ran))
+    assert said.status == "failed" and said.message.startswith(
+        "the lab's cell 'config' raised TypeError after the cell you added above the answer (the one that begins `AUTO = None`) ran")
 
 
 def structure_evidence(layers, image_size=96, count=0):
@@ -370,21 +464,37 @@ def test_the_structure_check_reads_the_rule_the_input_size_and_the_parameter_bou
     assert (wrong.status, wrong.evidence["differs_at"]) == ("failed", 1)
     assert wrong.message == "expected Flatten or GlobalAveragePooling2D as layer 2, before Dense(5, softmax); add it"
     unpretrained = checks.ModelStructure(rule)(structure_evidence([Found("MobileNetV2", options=base.options, pretrained=False), *head]))
-    assert "[pretrained_weights]" in unpretrained.message  # the lab's own words for getting the pretrained weights
+    assert f"[pretrained_weights] {checks.PRETRAINED_FIX}" in unpretrained.message  # the lab's own words for getting the pretrained weights
     other_size = checks.ModelStructure(rule)(structure_evidence([base, *head], image_size=192))
-    assert (other_size.status, other_size.message) == (
-        "failed", "the pretrained model's input is 96x96x3; [input_shape] build it for the lab's images (192x192x3)")
+    assert (other_size.status, other_size.message, other_size.evidence["layers"]) == (
+        "failed", "the pretrained model's input is 96x96x3; [input_shape] build it for the lab's images (192x192x3)", said.evidence["layers"])
     bounded = checks.ModelStructure(rule, parameters=[1000, 1_000_000])
     assert bounded(structure_evidence([base, *head], count=1_000_000)).status == "passed"
-    assert bounded(structure_evidence([base, *head], count=1000)).evidence["parameters"] == 1000
+    at_least = bounded(structure_evidence([base, *head], count=1000))
+    assert (at_least.status, at_least.evidence["parameters"]) == ("passed", 1000)
     big = bounded(structure_evidence([base, *head], count=1_000_001))
     assert (big.status, big.message) == ("failed", "the model has 1,000,001 parameters; the lab asks for at most 1,000,000")
+    assert (big.evidence["parameters"], big.evidence["layers"]) == (1_000_001, said.evidence["layers"])  # the scorecard shows the model
+    assert checks.ModelStructure(rule, parameters=[0, 1000])(structure_evidence([base, *head], count=0)).status == "passed"
     assert bounded(structure_evidence([base, *head], count=999)).message == "the model has 999 parameters; the lab asks for at least 1,000"
-    for parameters in ([1000], [1000, -1], [1.5, 2]):
+    for parameters in ([1000], [1000, -1], [1.5, 2], [1000, 10]):  # at least, at most: not the other way round
         with pytest.raises(ValueError, match="parameters must be"):
             checks.ModelStructure(rule, parameters=parameters)
     with pytest.raises(ValueError, match="expected must be a sentence"):
         checks.ModelStructure(rule, expected=["a list"])
+
+
+def test_the_structure_check_says_the_model_the_lab_asks_for_in_the_labs_words_else_the_rules():
+    from grader.structure import Found
+
+    rule = ["Flatten", "Dense(5, softmax)"]
+    empty = checks.ModelStructure(rule, expected="a Flatten layer, then Dense(5, softmax)")(structure_evidence([]))
+    assert (empty.status, empty.message) == ("failed", "the model is empty: put the layers in tf.keras.Sequential([...]): a Flatten "
+                                                       "layer, then Dense(5, softmax)")
+    in_rules_words = checks.ModelStructure(rule)(structure_evidence([]))
+    assert in_rules_words.message.startswith("the model is empty: put the layers in tf.keras.Sequential([...]): Flatten")
+    no_base = checks.ModelStructure(rule)(structure_evidence([Found("Flatten"), Found("Dense", 5, "softmax")]))  # a lab without a pretrained base
+    assert no_base.status == "passed"
 
 
 def test_a_dataset_that_skips_repeats_or_never_ends_is_told_which_and_why():
@@ -413,7 +523,7 @@ def test_a_dataset_that_yields_nothing_fails_each_dataset_check_with_where_to_lo
         said = check(empty)
         assert (said.status, said.message) == ("failed", "`dataset` yields no element: check that the pattern you list matches the "
                                                          "data's files, and that no filter drops everything"), check
-    with pytest.raises(ValueError, match="labels must be one of"):
+    with pytest.raises(ValueError, match="labels must be one of name, index, one_hot, got 'names'"):
         checks.DatasetElements(labels="names")
 
 
@@ -465,13 +575,18 @@ def test_the_pictures_check_knows_each_picture_however_decoded_and_names_each_wa
     said = check(f.evidence((other_decoder, f.name("daisy")), *whole[1:]))
     assert said.status == "passed" and "(1 by another JPEG decoder, a level or two apart, as decoders are)" in said.message
     assert check(f.evidence((f.name("daisy"), f.image("h1")), *whole[1:])).status == "passed"  # (label, picture): its picture is right
+    assert check(f.evidence(*[(f.image(h),) for h in f.pictures])).status == "passed"  # pictures without labels: the labels' check says so
     twice = check(f.evidence(whole[0], whole[0], whole[1]))
-    assert twice.message == "daisy/1.jpg comes 2 times in the first 3 elements: list each file once (no repeat() in this step)"
-    assert check(f.evidence(*whole[:2])).message.startswith("the dataset yields 2 pictures, but the data has 3 files")
+    assert twice == checks.Verdict("failed", "daisy/1.jpg comes 2 times in the first 3 elements: list each file once (no repeat() in this step)")
+    fewer = check(f.evidence(*whole[:2]))
+    assert fewer.status == "failed" and fewer.message.startswith("the dataset yields 2 pictures, but the data has 3 files")
     resized = f.image("rs", (8, 8, 3), tuple(v + 10 for v in f.thumbs["h1"]))
     assert check(f.evidence((resized, f.name("daisy")))).message == (
         "a picture of 8x8 is daisy/1.jpg, which is 4x5: decode each file as it is, without resizing or cropping it (the photos have "
         "different sizes)")
+    floats = checks.DatasetPictures(dtype="float32")  # a lab whose pictures are converted to floats in this step
+    assert floats(f.evidence((f.image("rs", (8, 8, 3), resized.thumb, dtype="float32"), f.name("daisy")))).message.startswith(
+        "a picture of 8x8 is daisy/1.jpg, which is 4x5: decode each file as it is")
     forms = {
         Part("string", (), values=("flowers/daisy/1.jpg",)): "the image is still the file's name ('flowers/daisy/1.jpg'): read the file "
                                                               "with tf.io.read_file, then decode its bytes with tf.io.decode_jpeg",
@@ -512,9 +627,11 @@ def test_the_labels_check_reads_each_form_of_label_and_names_each_way_one_went_w
     assert alone.status == "failed" and alone.message.endswith(", with no label beside its picture: return image, label from the function you map")
     batches = check(f.evidence((Part("uint8", (2, 4, 5, 3)), Part("string", (2,)))))
     assert (batches.status, batches.fraction) == ("partial", 0.5) and batches.message.startswith("the elements come in batches")
+    assert batches.message.endswith(": leave batching for later (see the elements' check)")
     unknown = check(f.evidence((Part("uint8", (9, 9, 3), "nope"), f.name("daisy"))))
     assert (unknown.status, unknown.fraction) == ("partial", 0.5) and unknown.message.startswith(
         "every label is one of the classes, but no picture is one of the data's files")
+    assert unknown.message.endswith(": fix the pictures (see their check)")
 
 
 def test_the_elements_check_wants_one_picture_label_pair_per_element_with_the_labs_labels():
