@@ -165,7 +165,7 @@ def _from_name(text: str) -> str:
 def _time(text: str, path: str) -> float:
     if text:
         try:
-            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.datetime.fromisoformat(text.strip().upper())  # RFC 3339 allows 2026-12-01t10:00z too
         except ValueError:
             raise GraderError(f"the roster's submitted_at {text!r} is not a date and time", hint="write it as 2026-12-01T23:59:00+00:00") from None
         if moment.tzinfo is None:

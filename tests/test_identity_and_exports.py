@@ -193,10 +193,10 @@ def local_time_five_hours_behind_utc(monkeypatch):
 def test_a_roster_time_keeps_the_zone_it_was_written_in_and_one_without_a_zone_is_utc_whatever_the_machines(
         tmp_path, local_time_five_hours_behind_utc):
     read = roster(tmp_path, "id,file,submitted_at\nada,a.ipynb,2026-12-01T12:00:00+02:00\nbob,b.ipynb,2026-12-01T10:00:00\n"
-                            "cy,c.ipynb,2026-12-01T05:00:00-05:00\n")
+                            "cy,c.ipynb,2026-12-01T05:00:00-05:00\ndee,d.ipynb,2026-12-01T10:00:00Z\neve,e.ipynb,2026-12-01t10:00:00z\n")
     when = datetime.datetime(2026, 12, 1, 10, tzinfo=datetime.timezone.utc).timestamp()
-    times = {s.student: s.submitted_at for s in submissions.identify(found(tmp_path, "a.ipynb", "b.ipynb", "c.ipynb"), read)}
-    assert times == {"ada": when, "bob": when, "cy": when}
+    times = {s.student: s.submitted_at for s in submissions.identify(found(tmp_path, *(f"{c}.ipynb" for c in "abcde")), read)}
+    assert times == {"ada": when, "bob": when, "cy": when, "dee": when, "eve": when}
 
 
 def test_a_students_folder_name_is_safe_readable_and_unique():
