@@ -94,18 +94,22 @@ def copy(root: str, relative: str, limit: int, destination: str) -> bool:
         return False
     try:
         target = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            copied = 0
-            while chunk := os.read(source, min(1 << 20, limit + 1 - copied)):
-                copied += len(chunk)
-                if copied > limit:
-                    raise Refused.file(relative, f"is larger than {_size(limit)}")
-                os.write(target, chunk)
-        finally:
-            os.close(target)
-    except BaseException:
-        _unlink_quietly(destination)
+    except BaseException:  # something is there already: it is not this call's to remove
+        os.close(source)
         raise
+    try:
+        copied = 0
+        while chunk := os.read(source, min(1 << 20, limit + 1 - copied)):
+            copied += len(chunk)
+            if copied > limit:
+                raise Refused.file(relative, f"is larger than {_size(limit)}")
+            os.write(target, chunk)
+    except BaseException:
+        os.close(target)
+        _unlink_quietly(destination)  # the file this call made, half written
+        raise
+    else:
+        os.close(target)
     finally:
         os.close(source)
     return True

@@ -1,5 +1,7 @@
 """Run files are read without following links or blocking, and removed without recursion."""
 
+import errno
+import logging
 import os
 import threading
 
@@ -35,6 +37,16 @@ def test_a_folder_replaced_by_a_link_is_refused(run, tmp_path_factory):
     os.symlink(host, run / "out")
     with pytest.raises(runfiles.Refused, match="out is a link or not a folder"):
         runfiles.read(str(run), "out/log.json", 100)
+
+
+def test_a_link_deeper_in_the_path_is_refused_by_the_path_of_that_folder(run, tmp_path_factory):
+    host = tmp_path_factory.mktemp("host")
+    (host / "deeper").mkdir()
+    (host / "deeper" / "log.json").write_text('[{"forged": true}]')
+    os.symlink(host, run / "out" / "inner")
+    with pytest.raises(runfiles.Refused) as refused:
+        runfiles.read(str(run), "out/inner/deeper/log.json", 100)
+    assert (refused.value.name, refused.value.why) == ("out/inner", "is a link or not a folder")
 
 
 def test_a_named_pipe_is_refused_without_blocking(run):
@@ -88,6 +100,41 @@ def test_the_size_cap_takes_a_file_of_exactly_its_size_and_refuses_one_byte_more
     monkeypatch.setattr(runfiles, "open_regular", lambda root, relative, limit: grown)
     with pytest.raises(runfiles.Refused, match="is larger than 100 bytes"):
         runfiles.read(str(run), "out/over.bin", 100)
+
+
+def test_a_file_that_grows_after_the_check_is_refused_by_its_name_and_leaves_no_partial_copy(run, tmp_path_factory, monkeypatch):
+    private = tmp_path_factory.mktemp("private")
+    (run / "out" / "weights.h5").write_bytes(bytes(range(256)) * 10240)  # 2.5 MiB now, under 1.5 MiB when checked
+    monkeypatch.setattr(runfiles, "open_regular", lambda root, relative, limit: os.open(run / relative, os.O_RDONLY))
+    for use in (lambda: runfiles.copy(str(run), "out/weights.h5", 3 << 19, str(private / "weights.h5")),
+                lambda: runfiles.read(str(run), "out/weights.h5", 3 << 19)):
+        with pytest.raises(runfiles.Refused) as refused:
+            use()
+        assert (refused.value.name, refused.value.why) == ("out/weights.h5", "is larger than 1.5 MiB")
+    assert not (private / "weights.h5").exists()
+
+
+def test_a_cap_of_exactly_one_mebibyte_is_said_in_mebibytes(run):
+    (run / "out" / "model.json").write_bytes(b"x" * ((1 << 20) + 1))
+    with pytest.raises(runfiles.Refused) as refused:
+        runfiles.read(str(run), "out/model.json", 1 << 20)
+    assert refused.value.why == "is larger than 1 MiB"
+
+
+def test_a_copy_never_writes_through_a_link_at_its_destination(run, tmp_path_factory):
+    host = tmp_path_factory.mktemp("host") / "secret"
+    host.write_text("host secret")
+    destination = tmp_path_factory.mktemp("private") / "log.json"
+    os.symlink(host, destination)
+    with pytest.raises(FileExistsError):
+        runfiles.copy(str(run), "out/log.json", 100, str(destination))
+    assert host.read_text() == "host secret"
+    assert os.path.islink(destination)  # refused, and what was there is not this copy's to remove
+    kept = destination.parent / "kept.json"
+    kept.write_text("kept")
+    with pytest.raises(FileExistsError):
+        runfiles.copy(str(run), "out/log.json", 100, str(kept))
+    assert kept.read_text() == "kept"
 
 
 def test_a_socket_is_refused_as_not_a_regular_file(run):
@@ -154,3 +201,92 @@ def test_removal_follows_no_link_and_never_raises(tmp_path, monkeypatch):
     assert runfiles.remove_tree(str(tmp_path / "file.txt")) is True and not (tmp_path / "file.txt").exists()
     assert (keep / "file").read_text() == "kept"
     assert runfiles.remove_tree("\0") is False  # an invalid path: logged, not raised
+
+
+def two_folders(top):
+    """`top` holding two folders of one file each."""
+    for name in ("p", "q"):
+        (top / name).mkdir(parents=True)
+        (top / name / "file").write_text("gone")
+
+
+def failing_once(real, error, *, done_first=False):
+    """`real` (os.open, os.rmdir, os.unlink) whose first call on a name inside a folder raises
+    `error`: instead of its work, or after it if `done_first` (the name vanished meanwhile)."""
+    failed = []
+
+    def call(path, *args, dir_fd=None, **kwargs):
+        if dir_fd is None or path == ".." or failed:
+            return real(path, *args, dir_fd=dir_fd, **kwargs)
+        failed.append(path)
+        if done_first:
+            real(path, *args, dir_fd=dir_fd, **kwargs)
+        raise error
+
+    return call, failed
+
+
+def warnings_of(caplog) -> list[str]:
+    """The remover's warnings; it never logs an error (no exception escaped it)."""
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
+def test_a_folder_that_cannot_be_opened_is_tried_once_and_the_rest_is_still_removed(tmp_path, monkeypatch, caplog):
+    around = beside(tmp_path, monkeypatch)
+    top = tmp_path / "run"
+    two_folders(top)
+    opening, failed = failing_once(os.open, PermissionError(errno.EACCES, "Permission denied"))
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", opening)
+        assert runfiles.remove_tree(str(top)) is False
+    [locked] = failed
+    assert sorted(path.relative_to(top).as_posix() for path in top.rglob("*")) == [locked, f"{locked}/file"]
+    assert all(path.read_text() == "kept" for path in around)
+    warned = warnings_of(caplog)
+    assert any(f"{top}/{locked}" in message for message in warned)  # the folder it could not open
+    assert any(str(top) in message and f"{top}/" not in message for message in warned)  # and the tree it could not remove
+
+
+def test_a_folder_that_cannot_be_removed_is_tried_once_and_the_rest_is_still_removed(tmp_path, monkeypatch, caplog):
+    around = beside(tmp_path, monkeypatch)
+    top = tmp_path / "run"
+    two_folders(top)
+    removing, failed = failing_once(os.rmdir, OSError(errno.EBUSY, "Device or resource busy"))  # a mount point, say
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "rmdir", removing)
+        assert runfiles.remove_tree(str(top)) is False
+    [busy] = failed
+    assert [path.relative_to(top).as_posix() for path in top.rglob("*")] == [busy]
+    assert all(path.read_text() == "kept" for path in around)
+    assert any(f"{top}/{busy}" in message for message in warnings_of(caplog))
+
+
+def test_a_file_that_cannot_be_removed_is_left_named_in_a_warning_and_the_rest_is_still_removed(tmp_path, monkeypatch, caplog):
+    around = beside(tmp_path, monkeypatch)
+    top = tmp_path / "run"
+    top.mkdir()
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (top / name).write_text("gone")
+    unlinking, failed = failing_once(os.unlink, PermissionError(errno.EPERM, "Operation not permitted"))  # immutable, say
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", unlinking)
+        assert runfiles.remove_tree(str(top)) is False
+    [kept] = failed
+    assert [path.name for path in top.iterdir()] == [kept]
+    assert all(path.read_text() == "kept" for path in around)
+    assert any(kept in message for message in warnings_of(caplog))
+
+
+def test_a_file_that_vanishes_while_its_folder_is_emptied_does_not_stop_the_removal(tmp_path, monkeypatch):
+    around = beside(tmp_path, monkeypatch)
+    top = tmp_path / "run"
+    top.mkdir()
+    for name in ("a", "b", "c"):
+        (top / name).write_text("gone")
+    unlinking, failed = failing_once(os.unlink, FileNotFoundError(errno.ENOENT, "No such file"), done_first=True)  # a process still exiting took it
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", unlinking)
+        assert runfiles.remove_tree(str(top)) is True
+    assert len(failed) == 1 and not top.exists()
+    assert all(path.read_text() == "kept" for path in around)
