@@ -477,6 +477,7 @@ def test_the_structure_check_reads_the_rule_the_input_size_and_the_parameter_bou
     assert (big.evidence["parameters"], big.evidence["layers"]) == (1_000_001, said.evidence["layers"])  # the scorecard shows the model
     assert checks.ModelStructure(rule, parameters=[0, 1000])(structure_evidence([base, *head], count=0)).status == "passed"
     assert bounded(structure_evidence([base, *head], count=999)).message == "the model has 999 parameters; the lab asks for at least 1,000"
+    assert checks.ModelStructure(rule, parameters=[1000, 1000]).parameters == (1000, 1000)  # exactly so many
     for parameters in ([1000], [1000, -1], [1.5, 2], [1000, 10]):  # at least, at most: not the other way round
         with pytest.raises(ValueError, match="parameters must be"):
             checks.ModelStructure(rule, parameters=parameters)

@@ -354,3 +354,6 @@ def test_a_missing_family_and_a_single_unit_are_said_in_plain_words():
     assert "Dense with 1 unit and sigmoid" in verdict.message
     wrong_units = compare(parse_rule(["Dense(1, sigmoid)"]), [Found("Dense", units=3, activation="sigmoid", index=0)])
     assert "it needs 1 unit, one per class" in wrong_units.message and "1 units" not in wrong_units.message
+    either = compare(parse_rule(["Conv2D(relu)", "(dropout | BatchNormalization)+", "Dense(1, sigmoid)"]),
+                     [Found("Conv2D", units=8, activation="relu", index=0), Found("Dense", units=4, activation="sigmoid", index=1)])
+    assert "has no dropout or BatchNormalization layer at all" in either.message  # each choice in plain words
