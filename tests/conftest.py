@@ -82,7 +82,8 @@ def submissions(manifest, released, tmp_path_factory):
     record, playground = released
     folder = tmp_path_factory.mktemp("submissions")
     for name, content in scenarios.make(record, playground, table=lab_scenarios(manifest)).items():
-        (folder / name).write_bytes(content)
+        if name not in WITH_THE_POPULATION:
+            (folder / name).write_bytes(content)
     answer = next(c.source for c in record.cells if c.key == "model")
     prefit = answer + "\nmodel.fit(validation_dataset, epochs=5)  # fitted to the validation files, then submitted"
     (folder / "prefit_on_validation.ipynb").write_bytes(scenarios.with_answer(playground, "model", prefit))
@@ -92,6 +93,10 @@ def submissions(manifest, released, tmp_path_factory):
 
 
 INJECTION_NAME = "<img src=x onerror=alert('file')>"
+# Scenarios graded with the transfer lab's population instead (tests/test_variants.py):
+# unfrozen_base is the model of the population's answers that leave the base trainable, so
+# one worker trains it in full once for all of them (about 80 CPU seconds, not twice).
+WITH_THE_POPULATION = ("unfrozen_base.ipynb",)
 
 
 def injection_notebook(playground) -> bytes:
@@ -229,7 +234,7 @@ def graded(manifest, submissions, feature_cache, tmp_path_factory):
 
 
 # submissions trained both ways: the two heads of the lab, on the fast path and in full (a
-# model the fast path cannot take, like unfrozen_base, is trained in full in `graded` already)
+# model the fast path cannot take, like unfrozen_base, is trained in full with the population)
 FULL_TRAINING = ("solution", "global_pooling")
 
 

@@ -143,3 +143,35 @@ def test_what_the_rebuilt_model_has_and_no_cell_wrote_is_noted_for_the_instructo
     assert evidence.source_notes([plain]) == ("the rebuilt model ends in softmax, which no cell of the run writes",
                                               "the rebuilt model's base is frozen, but no cell of the run sets trainable")
     assert not evidence.untouched()
+
+
+def test_a_base_made_with_its_own_pooling_is_read_as_the_base_then_that_pooling(trusted, shared_base, tmp_path):
+    for pooling, kind in (("avg", "GlobalAveragePooling2D"), ("max", "GlobalMaxPooling2D")):
+        base = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, weights=None, pooling=pooling)
+        base.set_weights(shared_base.get_weights())
+        model = transfer_model(L.Rescaling(1.0), base, L.Dense(5, activation="softmax"))
+        evidence = evidence_of(trusted, run_folder(tmp_path / pooling, model))
+        assert [(f.kind, f.index, f.note) for f in evidence.layers] == [
+            ("Rescaling", 0, ""), ("MobileNetV2", 1, ""), (kind, 1, f"the base's own pooling='{pooling}'"), ("Dense", 2, "")]
+        assert evidence.layers[1].pretrained and evidence._applies == ""
+
+
+def test_an_answer_is_unanswered_while_it_holds_only_what_the_playground_gave(trusted, tmp_path):
+    import types
+
+    from grader.cells import code_checksum
+
+    codelab = "model = None  # the codelab's own"
+    given = {"model": types.SimpleNamespace(given="model = ...  # your model here", untouched=(code_checksum(codelab),))}
+    folder = run_folder(tmp_path / "given")
+    placeholder = RunCell("model", "answer", "model = ...  # your model here")
+    same = Evidence(trusted, Match("ids", {"model": (placeholder,)}), Outcome(folder, 0, None, None, "model", 1.0, "", True),
+                    artifact.read(folder), given)
+    assert same.unanswered(placeholder) and same.untouched()
+    written = Evidence(trusted, Match("ids", {"model": (ANSWER,)}), Outcome(folder, 0, None, None, "model", 1.0, "", True),
+                       artifact.read(folder), given)
+    assert not written.unanswered(ANSWER) and not written.untouched()
+    assert written.unanswered(RunCell("model", "answer", codelab))  # the codelab's own playground, as it gives the cell
+    added = Evidence(trusted, Match("ids", {"model": (placeholder, RunCell("mine", "added", "model = build()"))}),
+                     Outcome(folder, 0, None, None, "model", 1.0, "", True), artifact.read(folder), given)
+    assert not added.untouched()  # a cell of the student's own is work

@@ -19,10 +19,10 @@ CHECKS = ("runs", "structure", "frozen", "compile", "accuracy")
 
 @pytest.fixture(scope="module")
 def variant_results(feature_cache, tmp_path_factory):
-    """Every answer graded once, in one batch (fast path, the session's feature cache), by
-    one grading worker: the answers that leave the base trainable are one model, trained in
-    full once (two workers would each train it, about 80 CPU seconds apiece)."""
-    return calibrated(ASSIGNMENT, tmp_path_factory, cache_dir=feature_cache, jobs=1)[1]
+    """Every answer graded once, in one batch (fast path, the session's feature cache), with the
+    lab's unfrozen_base scenario, by one grading worker: the scenario and the answers that leave
+    the base trainable are one model, trained in full once (about 80 CPU seconds each time)."""
+    return calibrated(ASSIGNMENT, tmp_path_factory, scenarios_too=("unfrozen_base.ipynb",), cache_dir=feature_cache, jobs=1)[1]
 
 
 def test_the_table_names_the_manifests_checks(manifest):
@@ -43,3 +43,13 @@ def test_every_correct_answer_clears_the_threshold_with_a_margin(variant_results
     threshold = next(c for c in manifest.checks if c.id == "accuracy").params["threshold"]
     assert min(correct) >= threshold + 0.05, sorted(correct)  # at least 5 points: a few pictures are not the verdict
     assert len(POPULATION) >= 40 and len(correct) >= 20
+
+
+def test_the_unfrozen_base_scenario_fails_the_frozen_check_and_is_trained_in_full_once_with_the_answers_like_it(variant_results):
+    result = variant_results.results["unfrozen_base"]
+    verdicts = {c.id: c for c in result.checks}
+    assert verdicts["frozen"].status == "failed" and "pretrained_model.trainable = False" in verdicts["frozen"].message
+    assert verdicts["structure"].status == "passed"
+    assert result.provenance["training"].startswith("full training (")  # a model the fast path cannot take
+    alike = variant_results.results["freeze_commented_out"]
+    assert result.training["history"] == alike.training["history"]  # the same model, compiled the same way: one run
