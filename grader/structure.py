@@ -328,28 +328,30 @@ class _Matcher:
 
 
 @dataclasses.dataclass(frozen=True)
-class Verdict:
+class Comparison:
+    """How a model compares with a rule: whether it matches, what to tell the student, where it differs."""
+
     ok: bool
     message: str
     differs_at: int | None = None  # chain index of the first layer that differs (the chain's length: one is missing)
 
 
-def compare(rule: Rule, layers: list[Found], expected: str = "", pretrained_fix: str = PRETRAINED_FIX) -> Verdict:
+def compare(rule: Rule, layers: list[Found], expected: str = "", pretrained_fix: str = PRETRAINED_FIX) -> Comparison:
     """Match the layers against the rule; on failure say which layer differs and how.
     `expected`: the model the lab asks for, in the lab's own words (else the rule's);
     `pretrained_fix`: how the lab's base gets its pretrained weights, in the lab's words."""
     layers = [layer if layer.index >= 0 else dataclasses.replace(layer, index=n) for n, layer in enumerate(layers)]
     should = expected or ", then ".join(rule.required())
     if not layers:
-        return Verdict(False, f"the model is empty: put the layers in tf.keras.Sequential([...]): {should}", 0)
+        return Comparison(False, f"the model is empty: put the layers in tf.keras.Sequential([...]): {should}", 0)
     if _Matcher(rule, layers).full():
-        return Verdict(True, "the model is " + ", then ".join(str(layer) for layer in layers))
+        return Comparison(True, "the model is " + ", then ".join(str(layer) for layer in layers))
     return (_one_change(rule, layers, pretrained_fix) or _two_fixes(rule, layers, pretrained_fix)
             or _none_of_a_step(rule, layers, should)
             or _first_difference(rule, layers, should))
 
 
-def _none_of_a_step(rule: Rule, layers: list[Found], should: str) -> Verdict | None:
+def _none_of_a_step(rule: Rule, layers: list[Found], should: str) -> Comparison | None:
     """A step the model must have, of which it has no layer of any kind the step allows
     (no convolution at all in a convnet lab): say what is missing, in the lab's words."""
     kinds = {layer.kind for layer in layers}
@@ -360,7 +362,7 @@ def _none_of_a_step(rule: Rule, layers: list[Found], should: str) -> Verdict | N
         families = {kind for spec in allowed for kind in FAMILIES.get(spec, ())}
         if allowed and not (kinds & (allowed | families)):
             found = ", then ".join(str(layer) for layer in layers)
-            return Verdict(False, f"the model ({found}) has no {_words(step, bare=True)} layer at all; it should be {should}", layers[0].index)
+            return Comparison(False, f"the model ({found}) has no {_words(step, bare=True)} layer at all; it should be {should}", layers[0].index)
     return None
 
 
@@ -368,7 +370,7 @@ def _where(position: int, count: int) -> str:
     return " at the end" if position == count - 1 else f" as layer {position + 1}"
 
 
-def _one_change(rule: Rule, layers: list[Found], pretrained_fix: str) -> Verdict | None:
+def _one_change(rule: Rule, layers: list[Found], pretrained_fix: str) -> Comparison | None:
     """The single change that makes the model match: fix a layer of the right kind, else
     remove an extra layer, else replace a layer by another kind, else add a missing one."""
     specs = rule.specs()
@@ -382,11 +384,11 @@ def _one_change(rule: Rule, layers: list[Found], pretrained_fix: str) -> Verdict
                     replacements.append((position, spec))
     if fixes:
         _, position, spec = min(fixes, key=lambda fix: fix[:2])
-        return Verdict(False, _fix_text(spec, layers, position, pretrained_fix), layers[position].index)
+        return Comparison(False, _fix_text(spec, layers, position, pretrained_fix), layers[position].index)
     for position, layer in reversed(list(enumerate(layers))):  # of two alike, the second is the extra one
         if _Matcher(rule, layers[:position] + layers[position + 1 :]).full():
             before = f" after {layers[position - 1]}" if position else " at the start"
-            return Verdict(False, f"the model has an extra layer{before}: {layer}; remove it", layer.index)
+            return Comparison(False, f"the model has an extra layer{before}: {layer}; remove it", layer.index)
     insertions = [(position, spec) for position in range(len(layers) + 1) for spec in specs
                   if _Matcher(rule, layers[:position] + [Found(spec.kind)] + layers[position:], {position: spec}).full()]
     # one more of a repeated step reads best after the last layer it already matches ("add another")
@@ -394,24 +396,24 @@ def _one_change(rule: Rule, layers: list[Found], pretrained_fix: str) -> Verdict
     if repeated:
         position, spec = repeated[-1]
         words = spec.describe().removeprefix("a ")
-        return Verdict(False, f"expected another {words} after {layers[position - 1]}; add one", layers[position].index if position < len(layers) else layers[-1].index + 1)
+        return Comparison(False, f"expected another {words} after {layers[position - 1]}; add one", layers[position].index if position < len(layers) else layers[-1].index + 1)
     # replacing a layer the rule allows somewhere is rarely the fix: those come last
     replacements.sort(key=lambda r: any(spec.matches(layers[r[0]]) for spec in specs))
     if replacements and not any(spec.matches(layers[replacements[0][0]]) for spec in specs):
         position, spec = replacements[0]
-        return Verdict(False, f"expected {rule.alternatives(spec)}{_where(position, len(layers))}; found {layers[position]}", layers[position].index)
+        return Comparison(False, f"expected {rule.alternatives(spec)}{_where(position, len(layers))}; found {layers[position]}", layers[position].index)
     for position, spec in insertions:
         if position == len(layers):
-            return Verdict(False, f"expected {spec.describe()} at the end; the model stops after {layers[-1]}", layers[-1].index + 1)
+            return Comparison(False, f"expected {spec.describe()} at the end; the model stops after {layers[-1]}", layers[-1].index + 1)
         words = rule.alternatives(spec)
-        return Verdict(False, f"expected {words} as layer {position + 1}, before {layers[position]}; add it", layers[position].index)
+        return Comparison(False, f"expected {words} as layer {position + 1}, before {layers[position]}; add it", layers[position].index)
     if replacements:
         position, spec = replacements[0]
-        return Verdict(False, f"expected {rule.alternatives(spec)}{_where(position, len(layers))}; found {layers[position]}", layers[position].index)
+        return Comparison(False, f"expected {rule.alternatives(spec)}{_where(position, len(layers))}; found {layers[position]}", layers[position].index)
     return None
 
 
-def _two_fixes(rule: Rule, layers: list[Found], pretrained_fix: str) -> Verdict | None:
+def _two_fixes(rule: Rule, layers: list[Found], pretrained_fix: str) -> Comparison | None:
     """Two layers of the right kinds whose settings are wrong (a hidden layer with softmax and
     an output with relu): name both."""
     specs = rule.specs()
@@ -421,7 +423,7 @@ def _two_fixes(rule: Rule, layers: list[Found], pretrained_fix: str) -> Verdict 
                 for b in (spec for spec in specs if _same_kind(spec, layers[second])):
                     if _Matcher(rule, layers, {first: a, second: b}).full():
                         text = f"{_fix_text(a, layers, first, pretrained_fix)}; and {_fix_text(b, layers, second, pretrained_fix)}"
-                        return Verdict(False, text, layers[first].index)
+                        return Comparison(False, text, layers[first].index)
     return None
 
 
@@ -438,16 +440,16 @@ def _fix_text(spec: LayerSpec, layers: list[Found], position: int, pretrained_fi
     return f"expected {spec.describe()}{_where(position, len(layers))}; found {layer}{why}"
 
 
-def _first_difference(rule: Rule, layers: list[Found], should: str) -> Verdict:
+def _first_difference(rule: Rule, layers: list[Found], should: str) -> Comparison:
     """No single change fixes the model: name the first layer from which no match continues."""
     viable = max(p for p in range(len(layers) + 1) if _continues(rule, layers, p))
     if viable >= len(layers):
-        return Verdict(False, f"the model stops after {layers[-1]}; it should be {should}", layers[-1].index + 1)
+        return Comparison(False, f"the model stops after {layers[-1]}; it should be {should}", layers[-1].index + 1)
     layer = layers[viable]
     if viable == 0:
-        return Verdict(False, f"expected {rule.required()[0] if rule.required() else rule.texts[0]} as layer 1; found {layer}", layer.index)
+        return Comparison(False, f"expected {rule.required()[0] if rule.required() else rule.texts[0]} as layer 1; found {layer}", layer.index)
     found = ", ".join(str(item) for item in layers[viable:])
-    return Verdict(False, f"the layers after {layers[viable - 1]} do not follow the rule: found {found}; the model should be {should}", layer.index)
+    return Comparison(False, f"the layers after {layers[viable - 1]} do not follow the rule: found {found}; the model should be {should}", layer.index)
 
 
 def _continues(rule: Rule, layers: list[Found], position: int) -> bool:

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from grader.faults import ManifestError
-from grader.structure import Found, Verdict, compare, parse_rule
+from grader.structure import Found, Comparison, compare, parse_rule
 
 RULE = parse_rule(["pretrained MobileNetV2(include_top=False)", "Flatten | GlobalAveragePooling2D", "Dropout?", "Dense(5, softmax)"])
 BASE = Found("MobileNetV2", options=(("include_top", "False"), ("input", "96x96x3")), pretrained=True)
@@ -185,7 +185,7 @@ def test_each_single_change_is_named_with_the_layer_it_is_at():
          "expected another Dropout after Dropout; add one", 2),
     ]
     for layers, rule, message, at in cases:
-        assert compare(rule, layers) == Verdict(False, message, at), layers
+        assert compare(rule, layers) == Comparison(False, message, at), layers
 
 
 @pytest.mark.parametrize("rule, why", [
@@ -223,7 +223,7 @@ def test_an_empty_model_is_told_only_the_steps_it_must_have():
 
 def test_a_matching_model_is_said_back_layer_by_layer():
     verdict = compare(RULE, [BASE, Found("Flatten"), Found("Dense", 5, "softmax")])
-    assert verdict == Verdict(True, "the model is MobileNetV2(include_top=False, input=96x96x3), then Flatten, then Dense(5, softmax)")
+    assert verdict == Comparison(True, "the model is MobileNetV2(include_top=False, input=96x96x3), then Flatten, then Dense(5, softmax)")
 
 
 def test_a_layer_of_the_right_kind_is_told_every_setting_it_needs():
@@ -254,7 +254,7 @@ def test_a_layer_of_the_right_kind_is_told_every_setting_it_needs():
          "expected a dropout layer as layer 2; found Dropout(rate=0.2): it needs rate=0.5", 1),
     ]
     for rule, layers, message, at in cases:
-        assert compare(rule, layers) == Verdict(False, message, at), layers
+        assert compare(rule, layers) == Comparison(False, message, at), layers
 
 
 def test_a_layer_is_pointed_at_by_its_place_in_the_models_chain_and_said_with_its_note():
@@ -263,7 +263,7 @@ def test_a_layer_is_pointed_at_by_its_place_in_the_models_chain_and_said_with_it
     rule = parse_rule(["pretrained MobileNetV2(include_top=False)", "Flatten", "Dense(5, softmax)"])
     own_pooling = Found("GlobalMaxPooling2D", index=0, note="the base's own pooling='max'")
     verdict = compare(rule, [dataclasses.replace(BASE, index=0), own_pooling, Found("Dense", 5, "softmax", index=1)])
-    assert verdict == Verdict(False, "expected Flatten as layer 2; found GlobalMaxPooling2D (the base's own pooling='max')", 0)
+    assert verdict == Comparison(False, "expected Flatten as layer 2; found GlobalMaxPooling2D (the base's own pooling='max')", 0)
     after_rescaling = [Found("Flatten", index=1), Found("Dense", 64, "relu", index=2), Found("Dense", 32, "relu", index=3), Found("Dense", 5, "softmax", index=4)]
     assert compare(parse_rule(["Flatten", "Conv2D+", "Dense(5, softmax)"]), after_rescaling).differs_at == 1
 
@@ -276,7 +276,7 @@ def test_the_choice_a_missing_layer_belongs_to_is_named():
     assert compare(hidden, [Found("Flatten"), Found("Conv2D"), Found("Dense", 5, "softmax")]).message == (
         "expected Dense with relu or Dropout as layer 2; found Conv2D")
     pairs = parse_rule(["(Conv2D, MaxPooling2D)+", "GlobalAveragePooling2D", "Dense(5, softmax)"])
-    assert compare(pairs, [Found("Conv2D"), Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]) == Verdict(
+    assert compare(pairs, [Found("Conv2D"), Found("GlobalAveragePooling2D"), Found("Dense", 5, "softmax")]) == Comparison(
         False, "expected MaxPooling2D as layer 2, before GlobalAveragePooling2D; add it", 1)
 
 
@@ -298,7 +298,7 @@ def test_a_missing_layer_is_added_where_it_goes_and_an_allowed_layer_is_replaced
         ([BASE, Found("Flatten"), Found("Flatten")], RULE, "expected Dense with 5 units and softmax at the end; found Flatten", 2),
     ]
     for layers, rule, message, at in cases:
-        assert compare(rule, layers) == Verdict(False, message, at), layers
+        assert compare(rule, layers) == Comparison(False, message, at), layers
 
 
 def test_the_fix_with_fewest_changes_is_named_and_of_two_alike_the_first_written():
@@ -341,7 +341,7 @@ def test_a_model_no_one_change_fixes_is_told_where_it_leaves_the_rule():
          "it should be Flatten, then Conv2D, then Dense with 5 units and softmax", 0),
     ]
     for layers, rule, message, at in cases:
-        assert compare(rule, layers) == Verdict(False, message, at), layers
+        assert compare(rule, layers) == Comparison(False, message, at), layers
 
 
 def test_a_missing_family_and_a_single_unit_are_said_in_plain_words():
