@@ -79,7 +79,7 @@ def write_artifact(folder: str, model, weights_from=None) -> None:
 
 def prepare(work: str) -> dict[str, str]:
     """The artifact folders, by kind."""
-    from grader import labs, manifest as manifest_mod
+    from grader.config import labs, manifest as manifest_mod
 
     manifest = manifest_mod.load(ASSIGNMENT)
     demo = labs.demo(manifest, "demo_weights")
@@ -111,7 +111,9 @@ class _Ran:
 
 def grade_artifact(batch, folder: str, name: str):
     """The pipeline's trusted side on an artifact folder (a copy: the pipeline removes what it read)."""
-    from grader import match, notebook, pipeline, release, scenarios, sandbox
+    from grader import sandbox
+    from grader.config import match, notebook, release, scenarios
+    from grader.grading import pipeline
 
     built, playground = release.build(batch.context.manifest)
     solution = next(c.source for c in built.cells if c.key == "model")
@@ -131,8 +133,10 @@ def grade_artifact(batch, folder: str, name: str):
 
 def measure(kind: str, folder: str, work: str, answer) -> None:
     """In a fresh process: grade the solution (the budgets come from it), then `folder`."""
-    from grader import batch as batch_mod, context, manifest as manifest_mod, pipeline
-    from grader.cgroups import RunCgroup
+    from grader import batch as batch_mod
+    from grader.config import context, manifest as manifest_mod
+    from grader.grading import pipeline
+    from grader.sandbox.cgroups import RunCgroup
 
     group = RunCgroup(4096, MEMORY_MIB * 2**20)
     if group.active:

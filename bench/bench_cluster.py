@@ -38,7 +38,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_grading import ASSIGNMENT, SCALES, assignment_at, make_batch_of_30, solution_file, timed  # noqa: E402
-from grader import batch, manifest as manifest_mod  # noqa: E402
+from grader import batch  # noqa: E402
+from grader.config import manifest as manifest_mod  # noqa: E402
 from grader.run import Options  # noqa: E402
 
 
@@ -128,7 +129,7 @@ def scheduler_overhead(folder: str) -> None:
     """Per-task cost of Dask itself: a task that only carries a notebook's bytes."""
     from distributed import Client
 
-    from grader.cluster import local_cluster
+    from grader.scale.cluster import local_cluster
 
     content = open(os.path.join(folder, sorted(os.listdir(folder))[0]), "rb").read()
     with local_cluster(2, 0, 3) as cluster, Client(cluster) as client:

@@ -40,10 +40,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from grader import batch, context, manifest as manifest_mod, release, scenarios  # noqa: E402
-from grader.pipeline import Grader, Work, grade_all, grade_submission  # noqa: E402
+from grader import batch  # noqa: E402
+from grader.config import context, manifest as manifest_mod, release, scenarios  # noqa: E402
+from grader.config import labs  # noqa: E402
+from grader.grading.pipeline import Grader, Work, grade_all, grade_submission  # noqa: E402
 from grader.run import Options, default_jobs  # noqa: E402
-from grader import labs  # noqa: E402
 from labs import flowers  # noqa: E402
 from reference import weights  # noqa: E402
 

@@ -47,7 +47,7 @@ import nbformat
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from grader import labs, manifest as manifest_mod, release, scenarios  # noqa: E402
+from grader.config import labs, manifest as manifest_mod, release, scenarios  # noqa: E402
 
 ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
 PYTHON = sys.executable

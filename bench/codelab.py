@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="train every model in full")
     args = parser.parse_args(argv)
 
-    from grader import batch, manifest
+    from grader import batch
+    from grader.config import manifest
 
     out = args.out or tempfile.mkdtemp(prefix="codelab-graded-")
     names = sorted(os.listdir(args.folder))

@@ -8,5 +8,5 @@ __version__ = "0.1.0"
 # reads this setting once, when h5py first loads it. A file another process holds locked
 # then fails to open ("unable to lock file"): a student's run that locks a weights file
 # must never make the grader, or a later run, fail. Every grader process imports this
-# package before h5py; the sandbox's environment says the same (grader/sandbox.py).
+# package before h5py; the sandbox's environment says the same (grader/sandbox/).
 _os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"

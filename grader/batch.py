@@ -4,7 +4,7 @@
         record, preflight, grade what is new, keep, write each submission's pages
     -> every page of the class, from the gradebook
 
-What is the batch's own: the roster, which file is whose (grader/submissions.py), the
+What is the batch's own: the roster, which file is whose (grader/store/submissions.py), the
 progress bar, and what the run leaves for the command line (`Graded`). The class pages
 are made from the gradebook at the end, so they show the whole class, whatever subset
 this run graded.
@@ -18,11 +18,13 @@ import sys
 
 import tqdm
 
-from grader import classreport, classview, gradebook, preflight, report, submissions
+from grader import preflight
+from grader.config.manifest import Manifest
 from grader.faults import GraderError
-from grader.manifest import Manifest
-from grader.results import SubmissionResult
+from grader.grading.results import SubmissionResult
+from grader.reports import classreport, classview, report
 from grader.run import Entry, GradingRun, Options
+from grader.store import gradebook, submissions
 from reference.hashing import file_sha256
 
 

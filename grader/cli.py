@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _release(args) -> int:
-    from grader import manifest, release
+    from grader.config import manifest, release
 
     loaded = manifest.load(args.assignment)
     built, playground = release.build(loaded)
@@ -184,7 +184,7 @@ def _options(args):
 
 
 def _check(args) -> int:
-    from grader import manifest
+    from grader.config import manifest
 
     _preflight(manifest.load(args.assignment), args, suggest=True)
     return 0
@@ -193,10 +193,11 @@ def _check(args) -> int:
 def _preflight(loaded, args, suggest: bool = False) -> None:
     """Run the preflight in a scratch folder; print what passed (a failure raises). With
     `suggest`, also grade the playground's starting code and print the accuracy threshold
-    that grading the pair suggests (grader/threshold.py)."""
+    that grading the pair suggests (grader/config/threshold.py)."""
     import tempfile
 
-    from grader import batch, threshold
+    from grader import batch
+    from grader.config import threshold
 
     with tempfile.TemporaryDirectory(prefix="grader-check-") as scratch:
         options = _options(argparse.Namespace(**{**vars(args), "out": scratch, "regrade": True, "quiet": True}))
@@ -220,7 +221,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cluster_address(text: str) -> str:
-    from grader.cluster import check_address
+    from grader.scale.cluster import check_address
 
     try:
         return check_address(text)
@@ -229,15 +230,17 @@ def _cluster_address(text: str) -> str:
 
 
 def _grade(args) -> int:
-    from grader import batch, manifest
+    from grader import batch
+    from grader.config import manifest
 
     _summarise(batch.grade(manifest.load(args.assignment), args.submissions, _options(args)))
     return 0
 
 
 def _demo(args) -> int:
-    from grader import batch, labs, manifest, release, scenarios
-    from grader.storage import write_atomic
+    from grader import batch
+    from grader.config import labs, manifest, release, scenarios
+    from grader.store.storage import write_atomic
     from labs import DEMO  # the series' demo assignment: the core names no lab
 
     loaded = manifest.load(args.assignment or os.path.join(ROOT, "assignments", DEMO))
@@ -254,14 +257,14 @@ def _demo(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from grader import labs, manifest, population
+    from grader.config import labs, manifest, population
     from grader.faults import ManifestError
 
     loaded = manifest.load(args.assignment)
     answers = labs.population(loaded)
     if not answers:
         raise ManifestError(f"{loaded.name}'s lab module declares no POPULATION of answers to calibrate on",
-                            hint="add POPULATION = [grader.population.Answer(...), ...] to its lab module (docs/authoring.md)")
+                            hint="add POPULATION = [grader.config.population.Answer(...), ...] to its lab module (docs/authoring.md)")
     options = _options(args)
     found = population.calibrate(loaded, answers, options.out_dir, **{name: getattr(options, name) for name in
                                  ("data", "weights", "allow_unsandboxed", "cache_dir", "use_cache", "jobs", "regrade", "cluster")})
@@ -284,18 +287,21 @@ def _summarise(graded) -> None:
 
 
 def _serve(args) -> int:
-    from grader import manifest, serve
+    from grader.config import manifest
+    from grader.serve import start, web
 
-    settings = serve.ServerOptions(
+    settings = web.ServerOptions(
         host=args.host, port=args.port, url=args.url, max_upload_mb=args.max_upload_mb, uploads_per_minute=args.uploads_per_minute,
         code=args.code, links=args.links, trusted_proxies=args.trusted_proxies, projector_names=args.projector_names,
     )
-    serve.run(manifest.load(args.assignment), _options(args), settings)
+    start.run(manifest.load(args.assignment), _options(args), settings)
     return 0
 
 
 def _links(args) -> int:
-    from grader import classreport, gradebook, serve, uploads
+    from grader.reports import classreport
+    from grader.serve import start, uploads
+    from grader.store import gradebook
 
     out = os.path.abspath(args.out)
     if not os.path.isfile(os.path.join(out, uploads.DATABASE)):
@@ -317,7 +323,7 @@ def _links(args) -> int:
     if unknown:
         raise GraderError(f"not in the roster: {', '.join(unknown)}", hint="pass the roster to `grader serve --roster` first")
     renew = set(students) if args.all else (set(args.student) or None)
-    count = serve.write_links(queue, students, args.url, args.file, renew)
+    count = start.write_links(queue, students, args.url, args.file, renew)
     print(f"wrote {count} personal link(s) to {args.file}" + ("" if count else " (every student has one: --student ID or --all makes new ones)"))
     return 0
 
@@ -332,7 +338,8 @@ def _report(args) -> int:
 
 def _class(out: str):
     """The class as the gradebook of an output folder holds it."""
-    from grader import classreport, classview, gradebook
+    from grader.reports import classreport, classview
+    from grader.store import gradebook
 
     facts = classreport.load_facts(out)
     book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))
@@ -343,8 +350,8 @@ def _class(out: str):
 
 
 def _export(args) -> int:
-    from grader import exports
-    from grader.storage import write_atomic
+    from grader.store import exports
+    from grader.store.storage import write_atomic
 
     view = _class(args.out)
     if args.format == "gradescope":
@@ -364,7 +371,9 @@ def _export(args) -> int:
 def _override(args) -> int:
     import time as clock
 
-    from grader import batch, classreport, gradebook
+    from grader import batch
+    from grader.reports import classreport
+    from grader.store import gradebook
 
     out = os.path.abspath(args.out)
     facts = classreport.load_facts(out)
@@ -391,7 +400,7 @@ def _override(args) -> int:
 
 
 def _feedback(args) -> int:
-    from grader import feedback
+    from grader.store import feedback
 
     made = feedback.write(_class(args.out), os.path.abspath(args.out), as_zip=args.zip)
     print(f"wrote feedback for {len(made)} student(s) under {os.path.join(args.out, 'feedback')}")
@@ -399,7 +408,7 @@ def _feedback(args) -> int:
 
 
 def _new(args) -> int:
-    from grader import importer
+    from grader.config import importer
 
     made = importer.new(args.folder, args.playground, args.solution, data=args.data, weights=args.weights,
                         image_size=args.image_size, threshold=args.threshold)
@@ -409,7 +418,8 @@ def _new(args) -> int:
 
 
 def _gradescope_autograder(args) -> int:
-    from grader import gradescope, manifest
+    from grader import gradescope
+    from grader.config import manifest
 
     path = gradescope.bundle(manifest.load(args.assignment), os.path.abspath(args.out))
     print(f"wrote {path}: upload it as the assignment's autograder in Gradescope (setup.sh installs the grader)")
@@ -417,14 +427,15 @@ def _gradescope_autograder(args) -> int:
 
 
 def _gradescope_run(args) -> int:
-    from grader import gradescope, manifest
+    from grader import gradescope
+    from grader.config import manifest
 
     gradescope.run(manifest.load(args.assignment), args.submission, args.results)
     return 0
 
 
 def _cache(args) -> int:
-    from grader.context import default_cache_dir
+    from grader.config.context import default_cache_dir
     from reference.cache import FeatureCache
 
     store = FeatureCache(args.cache_dir or default_cache_dir())

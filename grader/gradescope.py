@@ -29,8 +29,8 @@ import tempfile
 import time
 import zipfile
 
-from grader.manifest import Manifest
-from grader.storage import write_atomic
+from grader.config.manifest import Manifest
+from grader.store.storage import write_atomic
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, when the autograder image is built.
@@ -108,15 +108,16 @@ def assignment_files(manifest: Manifest) -> dict[str, bytes]:
 def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
     """Grade the submitted notebook in a grading run of its own (the preflight first);
     write and return results.json's content."""
-    from grader import exports, gradebook, sandbox
     from grader.run import Entry, GradingRun, Options
+    from grader.sandbox import bwrap
+    from grader.store import exports, gradebook
     from reference.hashing import file_sha256
 
     started = time.monotonic()
     # Gradescope applies its own due date and late policy to what the autograder scores.
     manifest = dataclasses.replace(manifest, rules=dataclasses.replace(manifest.rules, due=None))
     notebooks = sorted(glob.glob(os.path.join(submission_dir, "**", "*.ipynb"), recursive=True))
-    problem = sandbox.bubblewrap_problem()
+    problem = bwrap.bubblewrap_problem()
     if problem is not None:
         payload = {"score": 0, "execution_time": 0, "visibility": "visible", "output": unsandboxed_message(problem)}
     elif not notebooks:
@@ -126,7 +127,7 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
         with tempfile.TemporaryDirectory(prefix="grader-gradescope-") as work:
             path = notebooks[0]
             options = Options(out_dir=os.path.join(work, "out"), quiet=True, jobs=1,
-                              allow_unsandboxed=sandbox.bubblewrap_problem() is not None, cache_dir=os.path.join(work, "cache"))
+                              allow_unsandboxed=bwrap.bubblewrap_problem() is not None, cache_dir=os.path.join(work, "cache"))
             stored = gradebook.Stored("student", os.path.basename(path), file_sha256(path), os.path.getmtime(path), "file name", True)
             with GradingRun(manifest, options) as graded:
                 for _ in graded.grade([Entry(stored, path)]):

@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from grader import scenarios
-from grader import release as release_mod
-from grader.context import Context
+from grader.config import scenarios
+from grader.config import release as release_mod
+from grader.config.context import Context
 from grader.faults import GraderError
-from grader.pipeline import Work
-from grader.results import SubmissionResult
-from grader.storage import STATE, write_atomic
+from grader.grading.pipeline import Work
+from grader.grading.results import SubmissionResult
+from grader.store.storage import STATE, write_atomic
 from reference.hashing import file_sha256
 
 SOLUTION, PLAYGROUND = "reference-solution", "untouched-playground"
@@ -70,7 +70,8 @@ def not_graded(work: Work, result: SubmissionResult) -> GraderError:
 def sandbox_problem(context: Context) -> str:
     """Run the lab's solution cells in a sandbox, as a submission's run would, without
     grading: "" if every cell ran, else what went wrong (the sandbox, not a notebook)."""
-    from grader import match, sandbox
+    from grader import sandbox
+    from grader.config import match
 
     release = context.release
     sections = {key: (match.RunCell(key, "answer", release.cell(key).source),) for key in release.answer_keys}
@@ -79,7 +80,7 @@ def sandbox_problem(context: Context) -> str:
     try:
         if outcome.stopped_by:
             return outcome.limit_message
-        from grader import artifact
+        from grader.grading import artifact
 
         log = artifact.read(outcome.out_dir).log
         failed = [entry for entry in log if entry.get("status") != "ok"]

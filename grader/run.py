@@ -9,7 +9,7 @@
               submission's pages once
     close     the class's pages (index.html, grades.csv) and the run's own facts
 
-`grader grade` (grader/batch.py: files -> students), `grader serve` (grader/workshop.py:
+`grader grade` (grader/batch.py: files -> students), `grader serve` (grader/serve/workshop.py:
 the upload queue), `grader check` (the preflight alone), the Gradescope runner (one
 notebook) and `--cluster` (an executor) are doors onto it, and keep only what is
 theirs. A rule that applies to every way of grading is written here, once.
@@ -31,15 +31,19 @@ import resource
 import time
 from typing import Callable, Iterable, Iterator
 
-from grader import cgroups, classreport, classview, context as context_mod, gradebook, preflight, report, sandbox
-from grader.context import Context
-from grader.executors import Done, Executor, LocalPool
+from grader import preflight, sandbox
+from grader.config import context as context_mod
+from grader.config.context import Context
+from grader.config.manifest import Manifest
 from grader.faults import GraderError, Owner
-from grader.manifest import Manifest
-from grader.pipeline import Work
-from grader.render_notebook import Rendering
-from grader.results import SubmissionResult
-from grader.storage import STATE, write_atomic
+from grader.grading.pipeline import Work
+from grader.grading.results import SubmissionResult
+from grader.reports import classreport, classview, report
+from grader.reports.render_notebook import Rendering
+from grader.sandbox import cgroups
+from grader.scale.executors import Done, Executor, LocalPool
+from grader.store import gradebook
+from grader.store.storage import STATE, write_atomic
 
 GIVE_UP_AFTER = 3  # notebooks in a row the grader failed on (each after its attempts) before the run stops
 FACTS = "batch.json"  # the run's own facts, in the output folder's STATE folder
@@ -59,10 +63,10 @@ class Options:
     jobs: int = 0  # worker processes; 0: from cores and memory
     regrade: bool = False  # grade again what the gradebook already holds
     roster: str | None = None  # the class's roster CSV (kept in the gradebook for later runs)
-    identify: str = "auto"  # how a file's student is found (see grader/submissions.py)
+    identify: str = "auto"  # how a file's student is found (see grader/store/submissions.py)
     student: str | None = None  # grade again only this student's submissions
     worker: object = None  # the workers' main function or the cluster's task (tests inject faults here)
-    cluster: str | None = None  # a Dask scheduler's address, or local:N (grader/cluster.py); None: worker processes here
+    cluster: str | None = None  # a Dask scheduler's address, or local:N (grader/scale/cluster.py); None: worker processes here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +175,7 @@ class GradingRun:
         if self._pool is None:
             limits, extra = self.manifest.grader, ({"worker": self.options.worker} if self.options.worker else {})
             if self.options.cluster:
-                from grader.cluster import DaskPool  # imports Dask only when it is asked for
+                from grader.scale.cluster import DaskPool  # imports Dask only when it is asked for
 
                 pool = DaskPool(self.context, self.options.cluster, limits.attempts, limits.memory_mb, **extra)
             else:

@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from grader import batch, scenarios
+from grader import batch
+from grader.config import scenarios
 from grader.run import Options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +35,9 @@ def missing_capability(reason: str) -> None:
 @pytest.fixture
 def bubblewrap():
     """Bubblewrap can make its namespaces here (else missing_capability)."""
-    from grader import sandbox
+    from grader.sandbox import bwrap
 
-    problem = sandbox.bubblewrap_problem()
+    problem = bwrap.bubblewrap_problem()
     if problem is not None:
         missing_capability(f"bubblewrap cannot run here ({problem})")
 
@@ -56,13 +57,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def manifest():
-    from grader import manifest
+    from grader.config import manifest
 
     return manifest.load(ASSIGNMENT)
 
 
 def lab_scenarios(manifest) -> dict:
-    from grader import labs
+    from grader.config import labs
 
     return labs.scenarios(manifest)
 
@@ -70,7 +71,7 @@ def lab_scenarios(manifest) -> dict:
 @pytest.fixture(scope="session")
 def released(manifest):
     """(Release, playground notebook) of the lab's assignment."""
-    from grader import release
+    from grader.config import release
 
     return release.build(manifest)
 
@@ -140,7 +141,7 @@ def grade_all(manifest, folder, out, **options):
 def grade_lab(assignment: str, tmp_path_factory, leave_out=()):
     """Every scenario of a lab (its own and the generic ones, but `leave_out`), graded in
     one batch without the feature cache: ({student: result}, paths, output folder)."""
-    from grader import labs, manifest as manifest_mod, release, scenarios
+    from grader.config import labs, manifest as manifest_mod, release, scenarios
 
     loaded = manifest_mod.load(assignment)
     record, playground = release.build(loaded)
@@ -156,7 +157,7 @@ def calibrated(assignment: str, tmp_path_factory, scenarios_too=(), **options):
     """The lab's population (its module's POPULATION) graded in one batch, with the lab's
     scenarios named in `scenarios_too`: (answers by name, the Calibration), as `grader
     calibrate` grades it."""
-    from grader import labs, manifest as manifest_mod, population, release, scenarios
+    from grader.config import labs, manifest as manifest_mod, population, release, scenarios
 
     loaded = manifest_mod.load(assignment)
     answers = labs.population(loaded)
@@ -176,7 +177,7 @@ def assert_teachers_verdict(found, name: str) -> None:
 
 
 def population_names(assignment: str) -> list[str]:
-    from grader import labs, manifest as manifest_mod
+    from grader.config import labs, manifest as manifest_mod
 
     return [answer.name for answer in labs.population(manifest_mod.load(assignment))]
 
@@ -184,7 +185,7 @@ def population_names(assignment: str) -> list[str]:
 def assert_grades_like(imported, assignment: str, names, reference: dict, tmp_path, **options):
     """Grade the hand-made `assignment`'s scenarios `names` with the `imported` manifest:
     each gets the same check verdicts as in `reference` (the hand-made batch's results)."""
-    from grader import labs, manifest as manifest_mod, release, scenarios
+    from grader.config import labs, manifest as manifest_mod, release, scenarios
 
     hand_made = manifest_mod.load(assignment)
     record, playground = release.build(hand_made)
@@ -213,7 +214,7 @@ def attempt(out, student: str) -> str:
     """The folder of a student's one graded submission's pages."""
     import glob
 
-    from grader.submissions import folder_name
+    from grader.store.submissions import folder_name
 
     found = sorted(glob.glob(os.path.join(str(out), "submissions", folder_name(student, set()), "*", "result.json")))
     assert len(found) == 1, (student, found)

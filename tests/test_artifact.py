@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from grader import artifact
+from grader.grading import artifact
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_a_model_that_computes_too_much_per_image_is_refused_before_its_memory_i
     """Resizing up in front of the base: few parameters more, many more FLOPs and activations per image."""
     config, path = _with_resizing(keras, tmp_path, 8)
     small = artifact.rebuild(config, path)
-    from grader import budget
+    from grader.grading import budget
 
     cost = budget.model_cost(small)
     big_config, big_path = _with_resizing(keras, tmp_path, 64)
@@ -218,7 +218,7 @@ def test_a_model_over_the_parameter_budget_is_refused(keras, tmp_path):
 HUGE_HEAD = """
 import json, resource, sys
 import keras
-from grader import artifact
+from grader.grading import artifact
 
 with keras.StatelessScope(initialize_variables=False):  # the config alone, without its memory
     model = keras.Sequential([keras.Input((3, 3, 1280)), keras.layers.Flatten(), keras.layers.Dense(16384), keras.layers.Dense(5)])
@@ -364,7 +364,7 @@ def test_an_array_keras_marks_as_bfloat16_is_left_to_load_weights(keras, tmp_pat
 def test_whether_a_model_takes_the_lab_images_is_asked_once_per_config_size_and_classes(keras, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from grader import evidence
+    from grader.grading import evidence
 
     def asked(model, size: int, classes: int) -> str:
         path = str(tmp_path / f"{model.name}.weights.h5")

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader import budget
-from grader.manifest import CheckSpec, GraderLimits
+from grader.config.manifest import CheckSpec, GraderLimits
+from grader.grading import budget
 
 
 def _manifest(checks=(), **limits):
@@ -25,7 +25,7 @@ def test_a_class_budget_comes_from_the_manifest_and_the_labs_solution():
 
 def test_the_parameter_budget_is_never_below_a_bound_a_check_declares():
     """The convnet lab's structure check allows a million parameters: so does the budget, whatever its default."""
-    from grader.context import model_budget
+    from grader.config.context import model_budget
 
     structure = CheckSpec("structure", "model_structure", "", 30, {"layers": ["Dense(5, softmax)"], "parameters": [1000, 1_000_000]})
     manifest, solution = _manifest([structure]), SimpleNamespace(model={"total_params": 24_000})
@@ -87,7 +87,7 @@ def test_a_layer_applied_many_times_counts_at_each_application():
     count by layers, not by applications, missed them all)."""
     import keras
 
-    from grader import artifact
+    from grader.grading import artifact
 
     def shared(times):
         inputs = keras.Input((16, 16, 3))
@@ -108,7 +108,7 @@ def test_an_input_of_any_size_is_counted_at_the_labs_image_size():
     lab's pictures: counted at that size, not as costing nothing."""
     import keras
 
-    from grader import artifact
+    from grader.grading import artifact
 
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
@@ -124,7 +124,7 @@ def test_a_pooling_window_counts_every_value_it_reads():
     for each it writes."""
     import keras
 
-    from grader import artifact
+    from grader.grading import artifact
 
     def pooled(window):
         inputs = keras.Input((64, 64, 3))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from grader import scenarios
+from grader.config import scenarios
 from conftest import grade_all, lab_scenarios
 
 pytestmark = pytest.mark.slow

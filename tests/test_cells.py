@@ -1,6 +1,6 @@
 import pytest
 
-from grader import cells
+from grader.config import cells
 from grader.faults import ManifestError
 
 

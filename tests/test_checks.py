@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from grader import checks
-from grader.evidence import Missing
+from grader.config.manifest import CheckSpec
 from grader.faults import GraderFault
-from grader.manifest import CheckSpec
-from grader.results import CheckResult
+from grader.grading import checks
+from grader.grading.evidence import Missing
+from grader.grading.results import CheckResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ def test_a_verdict_scores_all_its_points_its_fraction_of_them_or_none_and_keeps_
 def test_a_notebook_over_the_graders_budget_fails_the_check_with_the_budgets_words():
     from types import SimpleNamespace
 
-    from grader.budget import OverBudget
+    from grader.grading.budget import OverBudget
 
     said = checks.run_check(SPEC, Raises(OverBudget()), SimpleNamespace(over_budget=lambda: "over the 60 s of CPU this lab allows"))
     assert (said.status, said.score, said.message) == ("failed", 0.0, "over the 60 s of CPU this lab allows")
@@ -99,7 +99,7 @@ def test_a_compile_problem_names_the_loss_that_fits_the_labs_labels():
 def test_the_scope_check_reads_the_source_and_the_run():
     from types import SimpleNamespace
 
-    from grader.match import RunCell
+    from grader.config.match import RunCell
 
     def evidence(source: str, scopes=("strategy",), role="answer"):
         return SimpleNamespace(setting=SimpleNamespace(lab=SimpleNamespace(answer="model")), model=lambda: None,
@@ -125,7 +125,7 @@ def test_the_scope_check_reads_the_source_and_the_run():
 def test_the_parameter_budget_is_never_below_a_bound_the_manifest_declares():
     from types import SimpleNamespace
 
-    from grader.context import model_budget
+    from grader.config.context import model_budget
 
     def manifest(max_parameters=0, bound=None):
         params = {"parameters": [1000, bound]} if bound else {}
@@ -149,7 +149,7 @@ def test_keras_3s_positional_compile_is_named_and_cannot_train():
 def test_a_name_error_for_a_name_set_in_a_cell_that_did_not_run_says_which_and_why():
     from types import SimpleNamespace
 
-    from grader.match import Skipped
+    from grader.config.match import Skipped
 
     skipped = Skipped("config+1", "GCS_PATTERN = 'gs://mine/*.tfrec'\ndef my_helper():\n    pass", "it sets `GCS_PATTERN`, which the lab's own cells set")
     evidence = SimpleNamespace(match=SimpleNamespace(skipped=(skipped,)))
@@ -164,7 +164,7 @@ def test_a_name_error_for_a_name_set_in_a_cell_that_did_not_run_says_which_and_w
 def test_cells_added_above_the_answer_are_named_by_their_first_line_not_the_graders_key():
     from types import SimpleNamespace
 
-    from grader.match import Match, RunCell
+    from grader.config.match import Match, RunCell
 
     helper = RunCell("start+1", "above", "\n# my helpers\ndef show(ds):\n    pass\n")
     colab = RunCell("imports+1", "above", "from google.colab import auth\nauth.authenticate_user()\n")
@@ -195,7 +195,7 @@ def test_cells_added_above_the_answer_are_named_by_their_first_line_not_the_grad
 def test_an_added_cell_is_named_by_at_most_sixty_characters_of_its_first_line_and_all_its_failures_are_listed():
     from types import SimpleNamespace
 
-    from grader.match import Match, RunCell
+    from grader.config.match import Match, RunCell
 
     sixty, longer = "x = " + "1" * 56, "y = " + "2" * 57
     cells_ = (RunCell("start+1", "above", sixty + "\n"), RunCell("start+2", "above", longer + "\n"))
@@ -211,7 +211,7 @@ def test_an_added_cell_is_named_by_at_most_sixty_characters_of_its_first_line_an
 def test_a_labs_cell_that_failed_is_quoted_up_to_three_hundred_characters():
     from types import SimpleNamespace
 
-    from grader.match import Match, RunCell
+    from grader.config.match import Match, RunCell
 
     log = [{"role": "above", "key": "start+1"}, {"role": "locked", "key": "config", "status": "error", "error": {"message": "e" * 400}}]
     evidence = SimpleNamespace(match=Match("ids", {}, above={"start": (RunCell("start+1", "above", "AUTO = 1\n"),)}),
@@ -225,8 +225,8 @@ def test_the_frozen_check_gives_each_of_its_verdicts_on_the_evidence_it_reads():
     not trained, weights changed in training although none was trainable, and frozen."""
     from types import SimpleNamespace
 
-    from grader.evidence import Missing
-    from grader.match import RunCell
+    from grader.config.match import RunCell
+    from grader.grading.evidence import Missing
 
     def evidence(trainable=(), source="base.trainable = False\n", pretrained=True, after="same"):
         def trained():
@@ -335,7 +335,7 @@ def test_the_accuracy_check_passes_at_its_threshold_gives_each_bands_share_below
     assert low.evidence == {"val_accuracy": 0.2, "threshold": 0.6}
     assert check(accuracy_evidence(0.2, learning_rate=0)).message.endswith(
         "; the optimizer's learning rate is 0, so the model cannot learn: use optimizer='adam'")
-    from grader.structure import Found
+    from grader.grading.structure import Found
 
     linear = Found("Dense", 5, "linear")
     assert check(accuracy_evidence(0.2, last=linear)).message.endswith(
@@ -360,7 +360,7 @@ def run_evidence(log=None, stopped_by="", stopped_cell="", last_started="", exit
     and the keys of the cells that hold only the playground's placeholders."""
     from types import SimpleNamespace
 
-    from grader.match import Match, RunCell
+    from grader.config.match import Match, RunCell
 
     student = cells_ or (RunCell("model", "answer", "import tensorflow as tf\nmodel = tf.keras.Sequential([\n    Dense(5)\n])\n"),
                          RunCell("model+1", "added", "model.summary()\n"))
@@ -373,7 +373,7 @@ def run_evidence(log=None, stopped_by="", stopped_cell="", last_started="", exit
 
 
 def test_the_runs_check_names_the_cell_that_went_wrong_and_how():
-    from grader.match import RunCell
+    from grader.config.match import RunCell
 
     check = checks.AnswerCellsRun()
     said = check(run_evidence())
@@ -416,7 +416,7 @@ def test_a_run_stopped_after_the_students_cells_ran_passes_the_runs_check():
 
 
 def test_an_error_is_quoted_at_its_line_first_to_last_and_one_from_the_runners_record_has_an_empty_traceback():
-    from grader.match import RunCell
+    from grader.config.match import RunCell
 
     two_lines = (RunCell("model", "answer", "model = make()\nmodel.fit(x)\n"),)
 
@@ -428,11 +428,11 @@ def test_an_error_is_quoted_at_its_line_first_to_last_and_one_from_the_runners_r
     assert raised(2).message == "the answer cell raised ValueError at line 2 `model.fit(x)`: bad"
     assert raised(3).message == "the answer cell raised ValueError: bad"  # a line the cell does not have: not quoted
     assert raised(0).message == "the answer cell raised ValueError: bad"
-    assert raised(2).evidence == {"traceback": ""}  # the runner's record of an error (grader/integrity.py) has no traceback
+    assert raised(2).evidence == {"traceback": ""}  # the runner's record of an error (grader/grading/integrity.py) has no traceback
 
 
 def test_a_labs_cell_that_fails_after_a_cell_added_above_the_answer_fails_the_runs_check_and_names_that_cell():
-    from grader.match import RunCell
+    from grader.config.match import RunCell
 
     helper = RunCell("start+1", "above", "AUTO = None\n")
     ran = [{"role": "above", "key": "start+1", "status": "ok"},
@@ -452,7 +452,7 @@ def structure_evidence(layers, image_size=96, count=0):
 
 
 def test_the_structure_check_reads_the_rule_the_input_size_and_the_parameter_bounds():
-    from grader.structure import Found
+    from grader.grading.structure import Found
 
     rule = ["pretrained MobileNetV2(include_top=False)", "Flatten | GlobalAveragePooling2D", "Dense(5, softmax)"]
     base = Found("MobileNetV2", options=(("include_top", "False"), ("input", "96x96x3")), pretrained=True)
@@ -486,7 +486,7 @@ def test_the_structure_check_reads_the_rule_the_input_size_and_the_parameter_bou
 
 
 def test_the_structure_check_says_the_model_the_lab_asks_for_in_the_labs_words_else_the_rules():
-    from grader.structure import Found
+    from grader.grading.structure import Found
 
     rule = ["Flatten", "Dense(5, softmax)"]
     empty = checks.ModelStructure(rule, expected="a Flatten layer, then Dense(5, softmax)")(structure_evidence([]))
@@ -499,7 +499,7 @@ def test_the_structure_check_says_the_model_the_lab_asks_for_in_the_labs_words_e
 
 
 def test_a_dataset_that_skips_repeats_or_never_ends_is_told_which_and_why():
-    from grader.sample import Sample
+    from grader.grading.sample import Sample
 
     def problem(cardinality, counted=None, files=10):
         return checks._coverage_problem(Sample((), "", cardinality, counted), files)
@@ -517,7 +517,7 @@ def test_a_dataset_that_skips_repeats_or_never_ends_is_told_which_and_why():
 def test_a_dataset_that_yields_nothing_fails_each_dataset_check_with_where_to_look():
     from types import SimpleNamespace
 
-    from grader.sample import Sample
+    from grader.grading.sample import Sample
 
     empty = SimpleNamespace(sample=lambda: Sample((), "", 0), setting=SimpleNamespace(lab=SimpleNamespace(answer="dataset")))
     for check in (checks.DatasetElements(), checks.DatasetPictures(), checks.DatasetLabels()):
@@ -541,21 +541,21 @@ class Flowers:
                          "h3": Picture(0, "daisy/3.jpg", (4, 5, 3), self.thumbs["h3"])}
 
     def image(self, sha, shape=None, thumb=None, dtype="uint8"):
-        from grader.sample import Part
+        from grader.grading.sample import Part
 
         known = self.pictures.get(sha)
         return Part(dtype, shape or known.shape, sha, thumb=thumb if thumb is not None else known.thumb)
 
     @staticmethod
     def name(text):
-        from grader.sample import Part
+        from grader.grading.sample import Part
 
         return Part("string", (), values=(text,))
 
     def evidence(self, *elements, cardinality=None):
         from types import SimpleNamespace
 
-        from grader.sample import Sample
+        from grader.grading.sample import Sample
 
         sample = Sample(tuple(elements), "", len(elements) if cardinality is None else cardinality)
         return SimpleNamespace(sample=lambda: sample, setting=SimpleNamespace(
@@ -564,7 +564,7 @@ class Flowers:
 
 
 def test_the_pictures_check_knows_each_picture_however_decoded_and_names_each_way_it_went_wrong():
-    from grader.sample import Part
+    from grader.grading.sample import Part
 
     f = Flowers()
     whole = [(f.image(h), f.name(f.classes[p.label])) for h, p in f.pictures.items()]
@@ -604,7 +604,7 @@ def test_the_pictures_check_knows_each_picture_however_decoded_and_names_each_wa
 
 
 def test_the_labels_check_reads_each_form_of_label_and_names_each_way_one_went_wrong():
-    from grader.sample import Part
+    from grader.grading.sample import Part
 
     f = Flowers()
     check = checks.DatasetLabels()
@@ -636,7 +636,7 @@ def test_the_labels_check_reads_each_form_of_label_and_names_each_way_one_went_w
 
 
 def test_the_elements_check_wants_one_picture_label_pair_per_element_with_the_labs_labels():
-    from grader.sample import Part
+    from grader.grading.sample import Part
 
     f = Flowers()
     said = checks.DatasetElements("name")(f.evidence((f.image("h1"), f.name("daisy"))))

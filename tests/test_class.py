@@ -14,9 +14,12 @@ import zipfile
 import nbformat
 import pytest
 
-from grader import batch, classreport, exports, gradebook, manifest as manifest_mod, release
+from grader import batch
 from grader.cli import main
+from grader.config import manifest as manifest_mod, release
+from grader.reports import classreport
 from grader.run import Options
+from grader.store import exports, gradebook
 from conftest import ROOT, missing_capability
 
 pytestmark = pytest.mark.slow

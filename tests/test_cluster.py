@@ -1,4 +1,4 @@
-"""Grading on a Dask cluster (grader/cluster.py, grader/dask_worker.py): the same grades as
+"""Grading on a Dask cluster (grader/scale/cluster.py, grader/scale/dask_worker.py): the same grades as
 the local pool, every notebook graded exactly once when a worker dies, a worker that
 cannot sandbox refuses and the batch says why, and the gradebook is shared with local runs.
 
@@ -14,12 +14,15 @@ import signal
 
 import pytest
 
-from grader import batch, dask_worker, gradebook, manifest as manifest_mod
+from grader import batch
 from grader.cli import main
-from grader.run import Options
-from grader import cluster as cluster_mod
-from grader.cluster import check_address, dask_settings
+from grader.config import manifest as manifest_mod
 from grader.faults import GraderError
+from grader.run import Options
+from grader.scale import dask_worker
+from grader.scale import cluster as cluster_mod
+from grader.scale.cluster import check_address, dask_settings
+from grader.store import gradebook
 from conftest import grade_all
 from reference.hashing import file_sha256
 from test_gradebook import TINY, make_submissions, rows
@@ -256,7 +259,7 @@ def test_a_worker_that_does_not_see_the_clients_files_is_sent_them_once(tmp_path
     import dask
     from distributed import Client, LocalCluster
 
-    from grader import context as context_mod
+    from grader.config import context as context_mod
 
     context = context_mod.resolve(manifest, str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
     real = dask_worker.assets_of(context)
@@ -287,7 +290,7 @@ def test_a_result_lost_with_its_worker_is_graded_again_not_waited_for(monkeypatc
     """A task finished, then its worker died before the client fetched the result: fetching
     would wait for Dask to compute it again, which needs this very thread (_admit). The
     client gives up on the fetch and grades the notebook again, within its attempts."""
-    from grader.pipeline import Work
+    from grader.grading.pipeline import Work
 
     class Lost:
         status, cancelled = "finished", False

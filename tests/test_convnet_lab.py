@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from grader import manifest as manifest_mod
+from grader.config import manifest as manifest_mod
 from conftest import ROOT, assert_grades_like, assert_teachers_verdict, calibrated, checks, failing, population_names
 
 CONVNET = os.path.join(ROOT, "assignments", "keras_flowers_convnet")
@@ -90,7 +90,7 @@ def test_the_imported_assignment_grades_like_the_hand_made_one(tmp_path, convnet
     from labs import flowers
     from test_importer import colab_pair
 
-    from grader import importer
+    from grader.config import importer
 
     pair = colab_pair(tmp_path, CONVNET)
     folder = tmp_path / "imported"

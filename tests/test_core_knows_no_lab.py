@@ -7,7 +7,7 @@ import glob
 import os
 import re
 
-from grader import manifest as manifest_mod, release
+from grader.config import manifest as manifest_mod, release
 from conftest import ROOT
 
 # What the series' manifests do not spell out: where its data and its base's weights come from.

@@ -1,4 +1,4 @@
-"""Fast tests of how the grader reads a student's Keras layers (grader/evidence.py): each
+"""Fast tests of how the grader reads a student's Keras layers (grader/grading/evidence.py): each
 layer as the structure rules see it, activations folded into the layer before them, what
 is wrong with a model's output, and the model's table on the scorecard."""
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import keras
 
-from grader import evidence
-from grader.structure import Found
+from grader.grading import evidence
+from grader.grading.structure import Found
 from reference import graph
 
 layers = keras.layers

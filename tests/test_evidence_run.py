@@ -1,4 +1,4 @@
-"""Fast tests of Evidence over the files a run leaves (grader/evidence.py): what the checks
+"""Fast tests of Evidence over the files a run leaves (grader/grading/evidence.py): what the checks
 read from model.json, model.weights.h5, compile.json, export.json and log.json, made here
 as the sandbox runner writes them (without running a notebook): the model rebuilt, its
 pretrained base found and compared with the grader's own weights, the layers as the
@@ -12,10 +12,11 @@ import keras
 import numpy as np
 import pytest
 
-from grader import artifact, context as context_mod, manifest as manifest_mod
-from grader.evidence import Evidence, Trusted
+from grader.config import context as context_mod, manifest as manifest_mod
+from grader.config.match import Match, RunCell
 from grader.faults import Missing
-from grader.match import Match, RunCell
+from grader.grading import artifact
+from grader.grading.evidence import Evidence, Trusted
 from grader.sandbox import Outcome
 from conftest import ASSIGNMENT
 from reference.weights import pretrained_base
@@ -159,7 +160,7 @@ def test_a_base_made_with_its_own_pooling_is_read_as_the_base_then_that_pooling(
 def test_an_answer_is_unanswered_while_it_holds_only_what_the_playground_gave(trusted, tmp_path):
     import types
 
-    from grader.cells import code_checksum
+    from grader.config.cells import code_checksum
 
     codelab = "model = None  # the codelab's own"
     given = {"model": types.SimpleNamespace(given="model = ...  # your model here", untouched=(code_checksum(codelab),))}

@@ -12,9 +12,11 @@ import time
 import nbformat
 import pytest
 
-from grader import batch, gradebook, manifest as manifest_mod, release
-from grader.results import CheckResult, SubmissionResult
+from grader import batch
+from grader.config import manifest as manifest_mod, release
+from grader.grading.results import CheckResult, SubmissionResult
 from grader.run import Options
+from grader.store import gradebook
 from conftest import ROOT, attempt
 
 TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
@@ -177,7 +179,8 @@ def test_two_workers_give_the_scores_of_one(tmp_path):
 def _faulty_worker(connection, context, group, fault):
     """A grading worker in which `fault()` happens (once, or always) while it checks the
     notebook named in $GRADER_TEST_FAIL ("name:once|always:marker file")."""
-    from grader import executors, pipeline
+    from grader.grading import pipeline
+    from grader.scale import executors
 
     real = pipeline.finish_submission
     target, mode, marker = os.environ["GRADER_TEST_FAIL"].split(":")
@@ -257,7 +260,7 @@ def test_the_solution_handed_in_as_released_is_graded_once_by_the_preflight(tmp_
     """A fresh batch grades the lab's solution and playground in its preflight; the same
     files handed in (the demo's, a student's unchanged playground) take those results, with
     their pages, instead of being graded a second time."""
-    from grader import scenarios
+    from grader.config import scenarios
 
     loaded = manifest_mod.load(TINY)
     record, playground = release.build(loaded)

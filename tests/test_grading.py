@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from grader import batch, scenarios
+from grader import batch
+from grader.config import scenarios
 from conftest import FULL_TRAINING, attempt, checks
 
 pytestmark = pytest.mark.slow

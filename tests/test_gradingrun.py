@@ -9,10 +9,12 @@ import os
 import nbformat
 import pytest
 
-from grader import gradebook, manifest as manifest_mod, preflight, release, run as run_mod
-from grader.executors import Done
+from grader import preflight, run as run_mod
+from grader.config import manifest as manifest_mod, release
 from grader.faults import GraderError, Owner
-from grader.results import SubmissionResult
+from grader.grading.results import SubmissionResult
+from grader.scale.executors import Done
+from grader.store import gradebook
 from reference.hashing import file_sha256
 from conftest import ROOT
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader import exports, submissions
 from grader.faults import GraderError
+from grader.store import exports, submissions
 
 
 def roster(tmp_path, text: str):

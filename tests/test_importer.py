@@ -8,8 +8,8 @@ import re
 import nbformat
 import pytest
 
-from grader import cells, importer, manifest as manifest_mod, release
 from grader.cli import main
+from grader.config import cells, importer, manifest as manifest_mod, release
 from grader.faults import GraderError
 from conftest import ASSIGNMENT, ROOT, attempt
 
@@ -302,7 +302,7 @@ def test_the_to_do_names_each_cell_that_cannot_run_in_the_sandbox_and_the_change
 
 
 def test_a_tpu_asked_for_without_a_fallback_is_a_to_do(tmp_path):
-    from grader import portable
+    from grader.config import portable
 
     found = portable.problems([portable.Cell("hardware", "## Hardware", "tpu = tf.distribute.cluster_resolver.TPUClusterResolver()")], 96)
     assert [p.said for p in found] == ["cell `hardware` (under 'Hardware') asks for a TPU, which the grader's machine does not have, "
@@ -313,7 +313,7 @@ def test_a_tpu_asked_for_without_a_fallback_is_a_to_do(tmp_path):
 
 
 def _result(provenance: dict, owner):
-    from grader.results import SubmissionResult
+    from grader.grading.results import SubmissionResult
 
     return SubmissionResult("lab", "1", "reference-solution", "reference-solution.ipynb", "0" * 64, "ungradable", 0.0, 1.0,
                             reason="the lab's own cell 'configuration' failed in the sandbox: ...", provenance=provenance, owner=owner)
@@ -322,8 +322,9 @@ def _result(provenance: dict, owner):
 def test_a_failing_lab_cell_is_the_instructors_to_fix_named_and_quoted_never_retried():
     import types
 
-    from grader import faults, pipeline, preflight
-    from grader.executors import Attempts, Done, Work
+    from grader import faults, preflight
+    from grader.grading import pipeline
+    from grader.scale.executors import Attempts, Done, Work
 
     # the pipeline: a lab cell's failure becomes the instructor's outcome, with the cell and its error
     context = types.SimpleNamespace(manifest=manifest_mod.load(os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")), sandboxed=True)
@@ -344,7 +345,7 @@ def test_a_failing_lab_cell_is_the_instructors_to_fix_named_and_quoted_never_ret
 
 
 def test_the_threshold_suggested_sits_between_the_starting_code_and_the_solution():
-    from grader.threshold import Suggestion
+    from grader.config.threshold import Suggestion
 
     # the codelab's 07 pair, measured: the solution 0.956, the starting code 0.444
     found = Suggestion("accuracy", 0.2, 0.956, 0.444, 0.2)

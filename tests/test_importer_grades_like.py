@@ -4,8 +4,8 @@ file shares that batch's worker; the rest of the importer's tests are in test_im
 
 import pytest
 
-from grader import manifest as manifest_mod
 from grader.cli import main
+from grader.config import manifest as manifest_mod
 from conftest import ASSIGNMENT, assert_grades_like
 from test_importer import colab_pair
 

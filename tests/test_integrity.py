@@ -1,7 +1,7 @@
 """What a run reports, held against what the grader sees: the source, the runner's witness."""
 
-from grader import integrity
-from grader.match import RunCell
+from grader.config.match import RunCell
+from grader.grading import integrity
 
 SOLUTION = """pretrained_model = tf.keras.applications.MobileNetV2(input_shape=[*IMAGE_SIZE, 3], include_top=False)
 pretrained_model.trainable = False
@@ -96,7 +96,7 @@ def test_a_students_own_witness_cannot_hide_the_error_its_log_records():
 
 
 def test_an_export_the_watcher_did_not_stop_the_run_for_is_not_believed():
-    from grader.artifact import Artifact
+    from grader.grading.artifact import Artifact
 
     made = Artifact((), {"found": True, "integrity": {}}, "{}", {"loss": "mse"}, "/x/model.weights.h5")
     assert integrity.believed_export(made, "export") == (made, ())
@@ -107,7 +107,7 @@ def test_an_export_the_watcher_did_not_stop_the_run_for_is_not_believed():
 
 
 def test_an_export_through_report_files_the_run_replaced_is_not_believed():
-    from grader.artifact import Artifact
+    from grader.grading.artifact import Artifact
 
     made = Artifact((), {"found": True, "integrity": {}}, "{}", {"loss": "mse"}, "/x/model.weights.h5")
     distrusted, notes = integrity.believed_export(made, "tampered")
@@ -120,18 +120,18 @@ def test_the_watcher_sees_a_descriptor_pointed_at_another_file(tmp_path):
     inode, with the one it was opened on."""
     import os
 
-    from grader import sandbox_runner
+    from grader.sandbox import inside
 
     report, other = tmp_path / "report", tmp_path / "other"
     report.write_text(""), other.write_text("")
     fd = os.open(report, os.O_WRONLY)
     try:
-        files = {fd: sandbox_runner._identity(fd)}
-        assert sandbox_runner._replaced(os.getpid(), files) == []
+        files = {fd: inside._identity(fd)}
+        assert inside._replaced(os.getpid(), files) == []
         replacement = os.open(other, os.O_WRONLY)
         os.dup2(replacement, fd)
         os.close(replacement)
-        assert sandbox_runner._replaced(os.getpid(), files) == [fd]
+        assert inside._replaced(os.getpid(), files) == [fd]
     finally:
         os.close(fd)
-    assert sandbox_runner._replaced(os.getpid(), files) == [fd]  # closed: no longer the report
+    assert inside._replaced(os.getpid(), files) == [fd]  # closed: no longer the report

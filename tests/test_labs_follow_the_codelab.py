@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from grader import cells, manifest as manifest_mod, release
+from grader.config import cells, manifest as manifest_mod, release
 from conftest import ROOT
 
 # The names the codelab's locked cells define, as ../shared/CODELAB.md lists them (parts 2 and 3),

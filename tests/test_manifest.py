@@ -2,7 +2,7 @@ import tomllib
 
 import pytest
 
-from grader import manifest as manifest_mod
+from grader.config import manifest as manifest_mod
 from grader.faults import ManifestError
 from conftest import ASSIGNMENT
 
@@ -62,4 +62,4 @@ def test_the_reference_document_is_generated_from_the_declarations():
 
     path = os.path.join(os.path.dirname(ASSIGNMENT), "..", "docs", "manifest.md")
     with open(path) as handle:
-        assert handle.read() == manifest_mod.reference(), "regenerate it: python -m grader.manifest > docs/manifest.md"
+        assert handle.read() == manifest_mod.reference(), "regenerate it: python -m grader.config.manifest > docs/manifest.md"

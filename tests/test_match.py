@@ -2,12 +2,12 @@ import json
 
 import nbformat
 
-from grader import match, notebook, scenarios
+from grader.config import match, notebook, scenarios
 from conftest import ASSIGNMENT, lab_scenarios
 
 
 def manifest_of():
-    from grader import manifest
+    from grader.config import manifest
 
     return manifest.load(ASSIGNMENT)
 
@@ -54,7 +54,7 @@ def test_by_code_finds_the_labs_own_answer_name():
     """A dataset lab's answer cell is the one that assigns `dataset`, not `model`."""
     import os
 
-    from grader import manifest, release
+    from grader.config import manifest, release
     from conftest import ROOT
 
     record, _ = release.build(manifest.load(os.path.join(ROOT, "assignments", "keras_flowers_tfdata")))
@@ -145,7 +145,7 @@ def test_a_notebook_with_the_codelabs_ids_is_matched_cell_by_cell_through_aliase
     import copy
     import dataclasses
 
-    from grader import release
+    from grader.config import release
 
     manifest = manifest_of()
     source = nbformat.read(manifest.notebook_path, as_version=4)
@@ -168,7 +168,7 @@ def test_a_notebook_with_the_codelabs_ids_is_matched_cell_by_cell_through_aliase
 def test_a_lab_cell_that_only_defines_helpers_below_the_answer_runs_before_it(released):
     import dataclasses
 
-    from grader.release import ReleasedCell
+    from grader.config.release import ReleasedCell
 
     record, playground = released
     snippet = ReleasedCell("snippets", "locked", 'def decode(x):\n    """a helper"""\n    return x\nimport os', "c")

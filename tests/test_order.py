@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from grader import context, pipeline
+from grader.config import context
+from grader.grading import pipeline
 from reference import training
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-from grader import cells, release
+from grader.config import cells, release
 from grader.faults import ManifestError
 
 import dataclasses
@@ -46,7 +46,7 @@ def test_answer_cell_without_markers_is_a_manifest_error(manifest):
 def test_a_server_url_adds_how_to_submit_as_the_last_cell(manifest, tmp_path):
     import nbformat
 
-    from grader import match
+    from grader.config import match
 
     record, playground = release.build(manifest)
     paths = release.write(record, playground, str(tmp_path), server="https://grader.example.org/")

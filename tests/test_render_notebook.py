@@ -10,8 +10,8 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT
-from grader import render_notebook, report
-from grader.render_notebook import Budget
+from grader.reports import render_notebook, report
+from grader.reports.render_notebook import Budget
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 XSS_WIDTH = "1 src=x onerror=alert(document.domain)//"

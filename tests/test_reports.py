@@ -8,8 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from grader import exports, report
 from grader.cli import main
+from grader.reports import report
+from grader.store import exports
 
 pytestmark = pytest.mark.slow
 SORT_SCRIPT = "// Sort the submissions table"
@@ -104,7 +105,8 @@ def test_gradescope_export_has_the_documented_fields(graded, tmp_path):
 
 
 def test_canvas_export_matches_students_by_their_canvas_id(graded, tmp_path):
-    from grader import classreport, classview, gradebook
+    from grader.reports import classreport, classview
+    from grader.store import gradebook
 
     copy = tmp_path / "copy"
     shutil.copytree(graded[2], copy)

@@ -5,10 +5,12 @@ import dataclasses
 import hashlib
 import os
 
-from grader import classview, gradebook, run
-from grader.manifest import ClassRules
-from grader.render_notebook import Rendering
-from grader.results import CheckResult, SubmissionResult
+from grader import run
+from grader.config.manifest import ClassRules
+from grader.grading.results import CheckResult, SubmissionResult
+from grader.reports import classview
+from grader.reports.render_notebook import Rendering
+from grader.store import gradebook
 
 FACTS = classview.ClassFacts("tiny", "1", "Tiny", "fp", (("runs", "Runs", 1.0),), ClassRules())
 
@@ -81,8 +83,8 @@ def _pool_with_a_dead_worker(monkeypatch, exitcode: int, out_of_memory: bool):
     behind it), without starting any process: what _died makes of it."""
     import types
 
-    from grader import executors
-    from grader.pipeline import Work
+    from grader.grading.pipeline import Work
+    from grader.scale import executors
 
     monkeypatch.setattr(executors, "_Worker", lambda pool: "a fresh worker")
     for name in ("over_budget_result", "crashed_result", "died_result"):
@@ -97,7 +99,7 @@ def _pool_with_a_dead_worker(monkeypatch, exitcode: int, out_of_memory: bool):
 
 
 def test_a_worker_the_kernel_stopped_for_the_cpu_budget_gives_the_notebook_its_own_verdict(monkeypatch):
-    from grader import budget
+    from grader.grading import budget
 
     pool, dead, by_key = _pool_with_a_dead_worker(monkeypatch, -budget.HARD_STOP, False)
     queue = __import__("collections").deque()

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from grader import runfiles
+from grader.sandbox import runfiles
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
-"""A tf.data answer's sample (grader/sample.py): read as data, judged by pure functions;
+"""A tf.data answer's sample (grader/grading/sample.py): read as data, judged by pure functions;
 and the runner's hashes agree with the reference pipeline's on the same files."""
 
 import json
 
 import pytest
 
-from grader import sample
 from grader.faults import ManifestError
+from grader.grading import sample
 from reference.data import Picture
 
 CLASSES = ("a", "b", "c")
@@ -69,8 +69,8 @@ def test_read_hints_say_the_fix():
 
 
 def test_dataset_checks_are_declared_with_known_label_forms():
-    from grader import checks
-    from grader.manifest import CheckSpec
+    from grader.config.manifest import CheckSpec
+    from grader.grading import checks
 
     assert "labels='name'" in repr(checks.build(CheckSpec("e", "dataset_elements", "", 1, {"labels": "name"})))
     with pytest.raises(ManifestError, match="labels must be one of name, index, one_hot"):
@@ -82,7 +82,7 @@ def test_the_runners_sample_is_the_reference_pipelines_pictures(tmp_path):
     reference pipeline on the same demo files (run here in process, without a sandbox)."""
     import tensorflow as tf
 
-    from grader import sandbox_runner
+    from grader.sandbox import inside
     from labs.flowers import CLASSES as FLOWERS, demo_data
     from reference import data
 
@@ -95,7 +95,7 @@ def test_the_runners_sample_is_the_reference_pipelines_pictures(tmp_path):
     answer = tf.data.Dataset.list_files(pattern, seed=1).map(decode)
     path = tmp_path / "export.json"
     with open(path, "wb") as handle:
-        sandbox_runner.export_dataset(answer, "dataset", {"export.json": handle.fileno()}, 6, {})
+        inside.export_dataset(answer, "dataset", {"export.json": handle.fileno()}, 6, {})
     found = sample.read(json.loads(path.read_text()))
     pictures = data.decoded_pictures(dataset)
     assert len(found.elements) == 6
@@ -144,7 +144,7 @@ def test_the_size_of_the_dataset_is_its_cardinality_else_what_was_counted():
     assert read(cardinality=240).size == 240 and read(cardinality=-1).size == -1
     assert read(cardinality=-2, counted=9).size == 9 and read(cardinality=-2).size is None
     assert read(cardinality=-2, counted=True).size is None  # what the runner does not write is not believed
-    from grader.checks import _coverage_problem
+    from grader.grading.checks import _coverage_problem
 
     assert _coverage_problem(read(cardinality=240), 240) == ""
     assert "yields 9 pictures, but the data has 240 files: keep every file" in _coverage_problem(read(cardinality=9), 240)

@@ -7,14 +7,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 import pytest
 
-from grader import cgroups, rundisk, sandbox, watch
-from grader.manifest import Limits
-from grader.match import RunCell
+from grader import sandbox
+from grader.config.manifest import Limits
+from grader.config.match import RunCell
+from grader.sandbox import bwrap, cgroups, rundisk, runs, watch, zygote
 from conftest import ASSIGNMENT, missing_capability
 from test_runfiles import make_deep_tree
 
@@ -164,7 +166,7 @@ def _run_outcome_cells(tmp_path, sources):
     (tmp_path / "models").mkdir(exist_ok=True)
     mounts = sandbox.Mounts(data_dir=str(tmp_path / "models"), keras_models=str(tmp_path / "models"))
     cells = [RunCell(f"c{index}", "answer", source) for index, source in enumerate(sources)]
-    return sandbox.run(cells, sandbox.tempfile.mkdtemp(dir=tmp_path), mounts, Limits(), 96, 32, sandboxed=True)
+    return sandbox.run(cells, tempfile.mkdtemp(dir=tmp_path), mounts, Limits(), 96, 32, sandboxed=True)
 
 
 @needs_bwrap
@@ -294,7 +296,7 @@ def test_a_run_cannot_raise_its_own_limits(tmp_path):
         pending = runner.start([RunCell("c0", "answer", "import time\ntime.sleep(2)")])
         with open(f"/proc/{pending.pid}/status") as handle:  # the run's child, seen from the host
             ids = [line.split()[1:] for line in handle if line.startswith(("Uid:", "Gid:"))]
-        assert ids == [[str(sandbox.SANDBOX_UID)] * 4] * 2, ids
+        assert ids == [[str(bwrap.SANDBOX_UID)] * 4] * 2, ids
         pending.outcome().remove()
     finally:
         runner.close()
@@ -423,10 +425,10 @@ def test_a_zygote_that_died_is_replaced(tmp_path):
 
 
 def test_every_path_inside_is_a_neutral_one():
-    places = sandbox.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/tmp/grader-run-x/slots", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data")
-    command = sandbox.bwrap_command(places, {}, {"/runner/run.py": 3, "/venv/pyvenv.cfg": 4})
+    places = bwrap.Places("/tmp/grader-run-x/disk/scratch", None, "/tmp/grader-run-x/disk/shm", "/tmp/grader-run-x/slots", "/root/python", "/work/checkout/.venv/lib/site", "/work/checkout/data")
+    command = bwrap.bwrap_command(places, {}, {"/runner/run.py": 3, "/venv/pyvenv.cfg": 4})
     targets = [command[i + 2] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind")]
-    python = sandbox.python_layout()
+    python = bwrap.python_layout()
     neutral = ("/usr", "/bin", "/sbin", "/lib", "/etc/", "/python", "/venv/", "/data", "/keras/models", "/scratch", "/dev/shm", "/slots")
     assert targets and all(t.startswith(neutral) or t.startswith(python.base_inside) for t in targets), targets
 
@@ -437,9 +439,9 @@ def test_the_mount_table_inside_shows_no_host_path(tmp_path):
         missing_capability(f"no neutral views here: {rundisk.problem()}")
     _, log = run(tmp_path, "print(open('/proc/self/mountinfo').read())\nimport sys\nprint(sys.prefix, sys.executable)")
     table = log["c0"]["stdout"]
-    python = sandbox.python_layout()
-    for host in (os.path.dirname(os.path.dirname(sandbox.__file__)), str(tmp_path), sys.prefix,
-                 os.path.realpath(sys.prefix), python.base, "grader-run-", sandbox.tempfile.gettempdir() + "/"):
+    python = bwrap.python_layout()
+    for host in (os.path.dirname(os.path.dirname(os.path.dirname(sandbox.__file__))), str(tmp_path), sys.prefix,
+                 os.path.realpath(sys.prefix), python.base, "grader-run-", tempfile.gettempdir() + "/"):
         assert host not in table, host
     assert "/venv /venv/bin/python" in table
 
@@ -447,7 +449,7 @@ def test_the_mount_table_inside_shows_no_host_path(tmp_path):
 def test_sweeping_stale_cgroups_spares_one_just_made():
     # Another grader (or worker) makes a run's cgroup a moment before its run enters it:
     # a sweep at that moment must not take it away.
-    from grader import cgroups
+    from grader.sandbox import cgroups
 
     group = cgroups.RunCgroup(64, 2**30)
     if not group.active:
@@ -469,7 +471,7 @@ def test_a_traceback_names_the_assignments_cell_not_the_run_number(tmp_path):
 
 
 def test_run_folders_left_by_a_killed_grader_are_swept_after_a_day(tmp_path, monkeypatch):
-    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     old, new = tmp_path / (sandbox.RUN_PREFIX + "old"), tmp_path / (sandbox.RUN_PREFIX + "new")
     for folder in (old, new):
         (folder / "scratch").mkdir(parents=True)
@@ -492,7 +494,7 @@ def test_which_limit_a_run_is_past(now, expected):
 
 
 def test_run_folders_with_mounts_and_deep_trees_are_swept(tmp_path, monkeypatch):
-    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     old = tmp_path / (sandbox.RUN_PREFIX + "mounted")
     (old / "disk").mkdir(parents=True)
     (old / "scratch").mkdir()
@@ -511,12 +513,12 @@ def test_run_folders_with_mounts_and_deep_trees_are_swept(tmp_path, monkeypatch)
 def test_the_mounts_of_a_dead_graders_run_are_swept_at_once_and_a_live_ones_kept(tmp_path, monkeypatch):
     if rundisk.problem() is not None:
         missing_capability(f"no disk of the run's own here: {rundisk.problem()}")
-    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead, live = tmp_path / (sandbox.RUN_PREFIX + "dead"), tmp_path / (sandbox.RUN_PREFIX + "live")
     try:
         for folder in (dead, live):
             folder.mkdir()
-            lock = sandbox._hold(str(folder))
+            lock = zygote.hold(str(folder))
             rundisk.mount_disk(str(folder / "disk"), 1 << 20, 100)
             if folder == dead:
                 os.close(lock)  # as when its grader was killed
@@ -528,7 +530,7 @@ def test_the_mounts_of_a_dead_graders_run_are_swept_at_once_and_a_live_ones_kept
 
 
 def test_a_runs_cgroups_are_named_after_its_temporary_folder(tmp_path):
-    from grader import cgroups
+    from grader.sandbox import cgroups
 
     group = cgroups.RunCgroup(64, 2**30, sandbox.cgroup_tag(str(tmp_path)))
     try:
@@ -559,7 +561,7 @@ def test_the_zygote_is_stopped_once_a_batchs_queue_has_ended(monkeypatch):
         def wipe(self, slot):
             pass
 
-    monkeypatch.setattr(sandbox, "_Zygote", Zygote)
+    monkeypatch.setattr(runs, "Zygote", Zygote)
     runner = sandbox.Runner(plan="a plan", ahead=True)
     assert len(made) == 1 and runner.started
     runner._running = 1

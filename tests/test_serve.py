@@ -15,7 +15,10 @@ import time
 import pytest
 
 from conftest import ROOT, chromium
-from grader import classview, gradebook, live, manifest as manifest_mod, notebook, serve, uploads
+from grader.config import manifest as manifest_mod, notebook
+from grader.reports import classview
+from grader.serve import live, start, uploads, web
+from grader.store import gradebook
 
 TINY = os.path.join(ROOT, "tests", "fixtures", "tiny_assignment")
 HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
@@ -24,7 +27,7 @@ HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "refe
 def tiny_notebook(answer: str = "answer = 42\nprint(answer)") -> bytes:
     import nbformat
 
-    from grader import release
+    from grader.config import release
 
     _, playground = release.build(manifest_mod.load(TINY))
     for cell in playground.cells:
@@ -44,7 +47,7 @@ def site(tmp_path):
     manifest = manifest_mod.load(TINY)
     queue = uploads.Queue(str(tmp_path))
     pages = live.Live(queue, str(tmp_path / "gradebook.sqlite"), classview.ClassFacts.of(manifest, "test"), 1)
-    server = serve.Server(manifest, serve.ServerOptions(max_upload_mb=1, uploads_per_minute=2, code="ABC123"), queue, pages, None, False)
+    server = web.Server(manifest, web.ServerOptions(max_upload_mb=1, uploads_per_minute=2, code="ABC123"), queue, pages, None, False)
     with TestClient(server.app(), follow_redirects=False) as client:
         yield server, client
 
@@ -87,7 +90,7 @@ def test_every_response_carries_the_strict_headers(site):
         assert "unsafe-inline" not in policy.split("script-src", 1)[-1].split(";")[0], response.url
     page = client.get(f"/s/{token}")
     script = re.search(r"<script>(.*?)</script>", page.text, re.S).group(1)
-    assert script == serve.SCRIPT and "script-src 'sha256-" in page.headers["content-security-policy"]
+    assert script == web.SCRIPT and "script-src 'sha256-" in page.headers["content-security-policy"]
     meta = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page.text).group(1))
     assert "connect-src 'self'" in meta and "form-action 'self'" in meta
 
@@ -172,7 +175,7 @@ def test_every_route_opens_to_its_own_roles_token_and_to_no_other(site):
     forged one (a real selector, a wrong verifier) and an empty one, on every route of the
     server; a route opens to its role's token alone, and every other token gets the same
     404 as a token that never existed."""
-    from grader import tokens
+    from grader.serve import tokens
 
     server, client = site
     ada = join(client, "Ada")
@@ -198,7 +201,7 @@ def test_every_route_opens_to_its_own_roles_token_and_to_no_other(site):
     seen = []
     for method, path, role in ROUTES:
         for holder, token in {**held, **intruders}.items():
-            server.upload_limit = serve.RateLimit(1000, 60)  # the matrix uploads many times; the limit has its own test
+            server.upload_limit = web.RateLimit(1000, 60)  # the matrix uploads many times; the limit has its own test
             response = call(method, path, token)
             seen.append((method, path, holder, response.status_code))
             if holder == role:
@@ -220,7 +223,7 @@ def test_the_projector_shows_the_class_as_a_whole_and_no_one_in_it(site):
     The instructor may opt in to names; a projector's link opens nothing else."""
     import dataclasses
 
-    from grader.results import CheckResult, SubmissionResult
+    from grader.grading.results import CheckResult, SubmissionResult
 
     server, client = site
     projector = server.queue.issue_link("projector", uploads.PROJECTOR)
@@ -344,13 +347,13 @@ def test_links_are_written_once_per_student_for_the_instructor(tmp_path):
     queue = uploads.Queue(str(tmp_path))
     students = {"s1": {"name": "Ada", "email": "ada@example.org"}, "s2": {"name": "=HYPERLINK(1)", "email": ""}}
     path = str(tmp_path / "links.csv")
-    assert serve.write_links(queue, students, "https://grader.example.org/", path) == 2
+    assert start.write_links(queue, students, "https://grader.example.org/", path) == 2
     assert os.stat(path).st_mode & 0o777 == 0o600
     rows = list(csv.DictReader(open(path)))
     assert [r["name"] for r in rows] == ["Ada", "'=HYPERLINK(1)"]
     assert all(queue.holder(r["link"].rsplit("/s/", 1)[1]) == r["student"] for r in rows)
-    assert serve.write_links(queue, students, "https://grader.example.org", path) == 0  # every student has one
-    assert serve.write_links(queue, students, "https://grader.example.org", path, renew={"s1"}) == 1
+    assert start.write_links(queue, students, "https://grader.example.org", path) == 0  # every student has one
+    assert start.write_links(queue, students, "https://grader.example.org", path, renew={"s1"}) == 1
     assert queue.holder(rows[0]["link"].rsplit("/s/", 1)[1]) is None  # the old link stopped working
 
 
@@ -555,8 +558,9 @@ def server_out(tmp_path) -> str:
 
 
 def test_the_links_command_renews_a_students_link_and_the_instructors(tmp_path, capsys):
-    from grader import classreport, gradebook
     from grader.cli import main
+    from grader.reports import classreport
+    from grader.store import gradebook
 
     manifest = manifest_mod.load(TINY)
     classreport.save_facts(classview.ClassFacts.of(manifest, "test"), str(tmp_path))
@@ -589,7 +593,7 @@ def test_an_upload_after_the_deadline_is_taken_and_said_late(tmp_path):
     manifest = manifest_mod.load(str(assignment))
     queue = uploads.Queue(str(tmp_path / "out"))
     pages = live.Live(queue, str(tmp_path / "out" / "gradebook.sqlite"), classview.ClassFacts.of(manifest, "test"), 1)
-    server = serve.Server(manifest, serve.ServerOptions(code="ABC123"), queue, pages, None, False)
+    server = web.Server(manifest, web.ServerOptions(code="ABC123"), queue, pages, None, False)
     with TestClient(server.app(), follow_redirects=False) as client:
         token = join(client, "Ada")
         assert "due 2020-01-01 00:00 UTC" in client.get(f"/s/{token}").text

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from grader.faults import ManifestError
-from grader.structure import Found, Comparison, compare, parse_rule
+from grader.grading.structure import Comparison, Found, compare, parse_rule
 
 RULE = parse_rule(["pretrained MobileNetV2(include_top=False)", "Flatten | GlobalAveragePooling2D", "Dropout?", "Dense(5, softmax)"])
 BASE = Found("MobileNetV2", options=(("include_top", "False"), ("input", "96x96x3")), pretrained=True)

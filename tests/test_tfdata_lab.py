@@ -103,7 +103,7 @@ def test_population_verdict(population, name):
 
 
 def test_the_population_is_large_and_mixed():
-    from grader import labs, manifest as manifest_mod
+    from grader.config import labs, manifest as manifest_mod
 
     answers = labs.population(manifest_mod.load(TFDATA))
     assert len(answers) >= 40 and sum(a.correct for a in answers) >= 20 and len({a.name for a in answers}) == len(answers)

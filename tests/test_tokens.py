@@ -1,10 +1,10 @@
-"""Fast tests of the workshop server's secrets (grader/tokens.py): the strength and shape of
+"""Fast tests of the workshop server's secrets (grader/serve/tokens.py): the strength and shape of
 what is issued, which tokens are taken apart and which refused, and that each form's token
 and the workshop code admit exactly what they are for."""
 
 import secrets
 
-from grader import tokens
+from grader.serve import tokens
 
 
 def test_an_issued_token_carries_its_full_strength_and_only_its_digest_is_stored():

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lab():
-    from grader import context, manifest
+    from grader.config import context, manifest
     from reference.strategy import pick
 
     from conftest import ROOT

@@ -7,7 +7,7 @@ training on the demo data.
 
 import pytest
 
-from grader import labs, manifest as manifest_mod
+from grader.config import labs, manifest as manifest_mod
 from conftest import ASSIGNMENT, assert_teachers_verdict, calibrated, population_names
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@ flowers), and the typical mistakes the demo grades and the tests pin."""
 
 from __future__ import annotations
 
-from grader.scenarios import colab_cell, colab_notebook, edit, with_answer
+from grader.config.scenarios import colab_cell, colab_notebook, edit, with_answer
 from labs import flowers
 
 
@@ -71,7 +71,7 @@ def colab_download(playground, key, solution) -> bytes:
 
 
 # file name -> (factory, what it shows); the solution, the playground and a file that is no
-# notebook come from grader/scenarios.py
+# notebook come from grader/config/scenarios.py
 SCENARIOS = {
     "batch_norm_loop.ipynb": (batch_norm_loop, "model.add in a loop, batch normalisation after every convolution"),
     "dense_only.ipynb": (dense_only, "no convolution at all: Flatten, then Dense(5, softmax)"),
@@ -86,7 +86,7 @@ SCENARIOS = {
 # (grader calibrate and tests/test_convnet_lab.py grade them; docs/authoring.md shows how
 # their accuracies lie against the threshold)
 
-from grader.population import Answer  # noqa: E402
+from grader.config.population import Answer  # noqa: E402
 
 CONV = "tf.keras.layers.Conv2D(kernel_size={k}, filters={f}, padding='{p}', activation='relu'{s})"
 POOL = "tf.keras.layers.MaxPooling2D(pool_size=2)"

@@ -4,7 +4,7 @@ and the tests pin."""
 
 from __future__ import annotations
 
-from grader.scenarios import colab_cell, colab_notebook, edit, with_answer
+from grader.config.scenarios import colab_cell, colab_notebook, edit, with_answer
 from labs.flowers import demo_data  # noqa: F401 - what "demo" means for this lab's data
 
 DECODE = "image = tf.io.decode_jpeg(bits)"
@@ -49,7 +49,7 @@ def _replace(solution: str, old: str, new: str) -> str:
 
 
 # file name -> (factory, what it shows); the solution, the playground and a file that is no
-# notebook come from grader/scenarios.py
+# notebook come from grader/config/scenarios.py
 SCENARIOS = {
     "file_name_label.ipynb": (edit("sep='/')[-2]", "sep='/')[-1]"), "the label taken from the file's name, not its folder"),
     "not_decoded.ipynb": (edit(DECODE, "image = bits"), "the file's bytes, never decoded"),
@@ -64,7 +64,7 @@ SCENARIOS = {
 # --- the population: answers as students write them, with a teacher's verdict ----------
 # (grader calibrate and tests/test_tfdata_lab.py grade them)
 
-from grader.population import Answer  # noqa: E402
+from grader.config.population import Answer  # noqa: E402
 
 LIST = "filenames_dataset = tf.data.Dataset.list_files(GCS_PATTERN)\n"
 

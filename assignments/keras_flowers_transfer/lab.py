@@ -4,7 +4,7 @@ mistakes the demo grades and the tests pin."""
 
 from __future__ import annotations
 
-from grader.scenarios import colab_cell, colab_notebook, edit, with_answer
+from grader.config.scenarios import colab_cell, colab_notebook, edit, with_answer
 from labs.flowers import demo_data, demo_weights  # noqa: F401 - what "demo" means for this lab
 
 
@@ -41,7 +41,7 @@ def colab_download(playground, key, solution) -> bytes:
 
 
 # file name -> (factory, what it shows); the solution, the playground and a file that is no
-# notebook come from grader/scenarios.py
+# notebook come from grader/config/scenarios.py
 SCENARIOS = {
     "unfrozen_base.ipynb": (edit("pretrained_model.trainable = False", "pretrained_model.trainable = True"), "the base left trainable"),
     "global_pooling.ipynb": (edit("Flatten()", "GlobalAveragePooling2D()"), "GlobalAveragePooling2D instead of Flatten"),
@@ -59,7 +59,7 @@ SCENARIOS = {
 # (grader calibrate and tests/test_variants.py grade them; the verdicts come from the lab's
 # text, ../shared/CODELAB.md, not from what the grader did when they were written down)
 
-from grader.population import Answer  # noqa: E402
+from grader.config.population import Answer  # noqa: E402
 
 CHECKS = ("runs", "structure", "frozen", "compile", "accuracy")
 

@@ -26,8 +26,10 @@ import pytest
 
 from attacks import bombs
 from conftest import INJECTION_NAME, attempt, missing_capability
-from grader import batch, cgroups, context, manifest as manifest_mod, rundisk, sandbox, scenarios
+from grader import batch, sandbox
+from grader.config import context, manifest as manifest_mod, scenarios
 from grader.run import Options
+from grader.sandbox import cgroups, rundisk
 
 pytestmark = pytest.mark.slow
 SECRET = "grader-host-secret-4711"
@@ -472,7 +474,7 @@ def test_a_head_smuggled_in_as_initializers_trains_from_the_graders_values(attac
 
 def test_the_graders_work_has_a_budget_and_going_over_it_is_the_students_stored_verdict(attacked):
     results, out = attacked[0], attacked[1]
-    from grader import gradebook
+    from grader.store import gradebook
 
     book = gradebook.Gradebook(str(out / "gradebook.sqlite"))
     try:

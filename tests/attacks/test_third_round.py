@@ -8,9 +8,10 @@ import os
 import pytest
 
 from conftest import ROOT
-from grader import batch, gradescope, sandbox
-from grader import cluster as cluster_mod
-from grader.serve import proxy_settings
+from grader import batch, gradescope
+from grader.sandbox import bwrap
+from grader.scale import cluster as cluster_mod
+from grader.serve.start import proxy_settings
 
 REWRITES_RESULTS = """import json, os, time
 for _ in range(600):  # wait for the autograder's results.json, then make it full marks
@@ -23,13 +24,13 @@ for _ in range(600):  # wait for the autograder's results.json, then make it ful
 def test_gradescope_without_a_sandbox_runs_nothing_and_says_so(manifest, released, tmp_path, monkeypatch):
     """Where the container cannot make the sandbox, the notebook that would rewrite
     results.json as the grader's user is never run: the student reads why, with 0 points."""
-    from grader import scenarios
+    from grader.config import scenarios
 
     _, playground = released
     submission = tmp_path / "submission"
     submission.mkdir()
     (submission / "lab.ipynb").write_bytes(scenarios.with_answer(playground, "model", REWRITES_RESULTS))
-    monkeypatch.setattr(sandbox, "bubblewrap_problem", lambda: "user namespaces are not allowed here")
+    monkeypatch.setattr(bwrap, "bubblewrap_problem", lambda: "user namespaces are not allowed here")
 
     def graded(*args, **kwargs):
         raise AssertionError("a notebook was graded without a sandbox")
@@ -82,8 +83,8 @@ def test_a_cell_added_above_that_ends_the_run_and_a_notebook_of_thousands_of_cel
     Graded with the tf.data lab: nothing to train."""
     import nbformat
 
-    from grader import labs, manifest as manifest_mod, release, scenarios
-    from grader.pipeline import MAX_RUN_CELLS
+    from grader.config import labs, manifest as manifest_mod, release, scenarios
+    from grader.grading.pipeline import MAX_RUN_CELLS
     from grader.run import Options
     loaded = manifest_mod.load(os.path.join(ROOT, "assignments", "keras_flowers_tfdata"))
     record, playground = release.build(loaded)

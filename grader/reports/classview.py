@@ -1,0 +1,201 @@
+"""The class as the gradebook holds it: one row per student, whatever the last run graded.
+
+Pure functions of what the gradebook keeps (the roster, the submissions, the results,
+the instructor's overrides) and the manifest's `[class]` rules (which submission
+counts, the due date and the late policy). Every class page, CSV and export is made
+from these rows, so they all agree, and all are keyed by student.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+from grader.config.manifest import ClassRules, Manifest
+from grader.grading.results import SubmissionResult
+from grader.store.gradebook import Gradebook, Override, Stored
+from grader.store.submissions import folder_name
+
+DAY = 86400.0
+SUBMISSIONS = "submissions"  # the output folder's folder of every submission's pages: never a grader file's name
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassFacts:
+    """What the class pages need of the assignment; kept in the output folder so that
+    `grader report`, `override` and the exports work without the assignment folder."""
+
+    name: str
+    version: str
+    title: str
+    fingerprint: str
+    checks: tuple[tuple[str, str, float], ...]  # (id, title, points)
+    rules: ClassRules
+
+    @classmethod
+    def of(cls, manifest: Manifest, fingerprint: str) -> "ClassFacts":
+        checks = tuple((spec.id, spec.title, spec.points) for spec in manifest.checks)
+        return cls(manifest.name, manifest.version, manifest.title, fingerprint, checks, manifest.rules)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ClassFacts":
+        return cls(data["name"], data["version"], data["title"], data["fingerprint"],
+                   tuple(tuple(c) for c in data["checks"]), ClassRules(**data["rules"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One submission of a student, with its result (None: not graded yet)."""
+
+    stored: Stored
+    result: SubmissionResult | None
+    current: bool  # graded under the current fingerprint (else by an earlier grader or assignment)
+    folder: str  # its pages, relative to the output folder: submissions/<student>/<attempt>
+    counts: bool = False
+    late_days: int = 0
+
+    @property
+    def file(self) -> str:
+        return os.path.basename(self.stored.path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    student: str
+    info: dict  # the roster's fields (name, email, section, Canvas ids); {} if not in the roster
+    known: bool  # in the roster (always, without one)
+    attempts: tuple[Attempt, ...]
+    overrides: tuple[Override, ...]
+    max_score: float
+    counted: Attempt | None = None
+    score: float | None = None  # the result's, with the instructor's points; None if nothing gradable
+    penalty: float = 0.0  # points taken for lateness
+    final: float | None = None  # what goes into the gradebooks
+
+    @property
+    def status(self) -> str:
+        if not self.attempts:
+            return "missing"
+        if self.counted is None or self.counted.result is None:
+            return "not graded"
+        return self.counted.result.status
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name", "")
+
+    def check_points(self) -> dict[str, float]:
+        """Each check's points for the counted submission, the instructor's where they set them."""
+        if self.counted is None or self.counted.result is None:
+            return {}
+        points = {c.id: c.score for c in self.counted.result.checks}
+        points.update({o.check_id: o.points for o in self.overrides if o.check_id and o.points is not None})
+        return points
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassView:
+    title: str
+    rows: tuple[Row, ...]
+    check_ids: tuple[str, ...]
+    rules: ClassRules
+    # time.monotonic() when its build began: it shows everything kept before then
+    began: float = dataclasses.field(default=0.0, compare=False)
+
+    def notes(self) -> list[str]:
+        """What the instructor should know: unknown students, students without a submission,
+        students with more than one, submissions not graded by this version."""
+        found = []
+        unknown = [r.student for r in self.rows if not r.known]
+        missing = [r.student for r in self.rows if r.status == "missing"]
+        several = [f"{r.student} ({len(r.attempts)})" for r in self.rows if len(r.attempts) > 1]
+        stale = [r.student for r in self.rows if any(a.result is not None and not a.current for a in r.attempts)]
+        if unknown:
+            found.append(f"not in the roster: {', '.join(unknown)}")
+        if missing:
+            found.append(f"no submission: {', '.join(missing)}")
+        if several:
+            found.append(f"more than one submission (the {self.rules.count} counts): {', '.join(several)}")
+        if stale:
+            found.append(f"graded by an earlier version of the grader or the assignment (grade them again): {', '.join(stale)}")
+        return found
+
+
+def build(book: Gradebook, facts: ClassFacts) -> ClassView:
+    """The class now, from everything the gradebook keeps for the assignment."""
+    began = time.monotonic()
+    roster = book.students(facts.name)
+    overrides = book.overrides(facts.name)
+    by_student: dict[str, list[Stored]] = {}
+    for stored in book.submissions(facts.name):
+        by_student.setdefault(stored.student, []).append(stored)
+    max_score = sum(points for _, _, points in facts.checks)
+    taken: set[str] = set()
+    rows = []
+    for student in sorted(set(roster) | set(by_student)):
+        folder = folder_name(student, taken)
+        attempts = _attempts(book, facts, folder, by_student.get(student, []))
+        row = Row(student, roster.get(student, {}), student in roster or not roster, attempts,
+                  tuple(overrides.get(student, ())), max_score)
+        rows.append(_score(row, facts.rules))
+    return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules, began)
+
+
+def refreshed(book: Gradebook, facts: ClassFacts, row: Row) -> Row:
+    """`row` again with the results the gradebook holds now (the same submissions, the
+    same folders): what one result changes, without building the whole class again."""
+    folder = row.attempts[0].folder.split("/")[1] if row.attempts else ""
+    attempts = _attempts(book, facts, folder, [attempt.stored for attempt in row.attempts])
+    return _score(Row(row.student, row.info, row.known, attempts, row.overrides, row.max_score), facts.rules)
+
+
+def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored]) -> tuple[Attempt, ...]:
+    taken: set[str] = set()
+    attempts = []
+    for item in stored:
+        found = book.latest(facts.name, facts.version, facts.fingerprint, item.sha256)
+        name = folder_name(os.path.splitext(os.path.basename(item.path))[0], taken)
+        attempts.append(Attempt(item, found[0] if found else None, bool(found and found[1]),
+                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item.submitted_at, facts.rules)))
+    return tuple(attempts)
+
+
+def _late_days(submitted_at: float, rules: ClassRules) -> int:
+    if rules.due is None or submitted_at <= rules.due:
+        return 0
+    return math.ceil((submitted_at - rules.due) / DAY)
+
+
+def _score(row: Row, rules: ClassRules) -> Row:
+    """Which attempt counts, and the student's score with overrides and the late penalty."""
+    graded = [a for a in row.attempts if a.result is not None]
+    if not graded:
+        return row
+    if rules.count == "best":
+        counted = max(graded, key=lambda a: (_with_overrides(a.result, row.overrides) - _penalty(a, row.max_score, rules), a.stored.submitted_at))
+    else:
+        counted = max(graded, key=lambda a: (a.stored.submitted_at, a.stored.path))
+    attempts = tuple(dataclasses.replace(a, counts=a is counted) for a in row.attempts)
+    counted = next(a for a in attempts if a.counts)
+    if counted.result.status != "graded":
+        return dataclasses.replace(row, attempts=attempts, counted=counted)
+    score = _with_overrides(counted.result, row.overrides)
+    penalty = _penalty(counted, row.max_score, rules)
+    return dataclasses.replace(row, attempts=attempts, counted=counted, score=score, penalty=penalty, final=max(0.0, round(score - penalty, 2)))
+
+
+def _with_overrides(result: SubmissionResult, overrides: tuple[Override, ...]) -> float:
+    points = {c.id: c.score for c in result.checks}
+    points.update({o.check_id: o.points for o in overrides if o.check_id in points and o.points is not None})
+    return round(sum(points.values()), 2)
+
+
+def _penalty(attempt: Attempt, max_score: float, rules: ClassRules) -> float:
+    if not attempt.late_days or rules.late_penalty_per_day <= 0:
+        return 0.0
+    return round(min(rules.late_cap, rules.late_penalty_per_day * attempt.late_days) * max_score, 2)

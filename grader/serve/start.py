@@ -1,0 +1,104 @@
+"""`grader serve` started: the preflight, the workers, the links announced, and the server run
+until interrupted; and the students' personal links written as a CSV (`grader links`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import sys
+
+from grader.config.manifest import Manifest
+from grader.run import Options
+from grader.serve import live, uploads
+from grader.serve.web import Server, ServerOptions
+from grader.serve.workshop import Workshop
+from grader.store import exports, gradebook
+
+
+def write_links(queue: uploads.Queue, students: dict[str, dict], url: str, path: str, renew: set[str] | None = None) -> int:
+    """Issue links to the students in `students` (id -> roster fields) who have none, or
+    new ones to those in `renew` (their old links stop working), and write them to `path`
+    as a CSV (student, name, email, link), readable by its owner only. Returns how many."""
+    linked = queue.linked()
+    chosen = [s for s in students if (s in renew if renew is not None else s not in linked)]
+    rows = [[s, students[s].get("name", ""), students[s].get("email", ""), f"{url.rstrip('/')}/s/{queue.issue_link(s)}"] for s in chosen]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student", "name", "email", "link"])
+    writer.writerows([[exports.spreadsheet_cell(v) for v in row[:3]] + [row[3]] for row in rows])
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w", newline="") as stream:
+        stream.write(buffer.getvalue())
+    return len(rows)
+
+
+def run(manifest: Manifest, options: Options, settings: ServerOptions) -> None:
+    """Run the preflight, start the workers and serve until interrupted (Ctrl-C, SIGTERM)."""
+    import uvicorn
+
+    queue = uploads.Queue(options.out_dir)
+    holder: dict = {}
+    workshop = Workshop(manifest, options, queue, on_change=lambda: holder["live"].changed() if "live" in holder else None)
+    found = workshop.open()
+    try:
+        print(f"preflight of {manifest.name}: passed", flush=True)
+        for line in found.lines():
+            print(f"  {line}")
+        book = gradebook.Gradebook(workshop.book_path)
+        try:
+            students = book.students(manifest.name)
+        finally:
+            book.close()
+        roster_mode = queue.setting("mode", lambda: "roster" if (options.roster or students) else "workshop") == "roster"
+        if options.roster and not roster_mode:
+            queue.set_setting("mode", "roster")
+            roster_mode = True
+        holder["live"] = live_pages = live.Live(queue, workshop.book_path, workshop.facts, workshop.jobs)
+        server = Server(manifest, settings, queue, live_pages, workshop, roster_mode)
+        _announce(server, queue, students, settings)
+        config = uvicorn.Config(server.app(), host=settings.host, port=settings.port, log_level="warning",
+                                **proxy_settings(settings.trusted_proxies), server_header=False, timeout_keep_alive=5)
+        # uvicorn stops on SIGTERM, then raises it again: let that unwind through `finally`.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        uvicorn.Server(config).run()
+    finally:
+        print("grader serve: stopping; uploads not graded yet are kept and graded at the next start", file=sys.stderr, flush=True)
+        workshop.close()
+
+
+def proxy_settings(trusted: str) -> dict:
+    """uvicorn's settings for forwarded headers: believed only from the proxies named. Without
+    one, none is believed (a client on this host, or any other, could otherwise set its own
+    address in X-Forwarded-For and escape the limits per address)."""
+    proxies = [address.strip() for address in trusted.split(",") if address.strip()]
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(proxies)}
+
+
+def _exit_on_signal(number, frame) -> None:
+    raise SystemExit(128 + number)
+
+
+def _announce(server: Server, queue: uploads.Queue, students: dict, settings: ServerOptions) -> None:
+    url = settings.public_url
+    if not queue.linked(uploads.ADMIN):
+        print(f"the instructor's page (keep it to yourself; shown once, `grader links OUT --admin` makes a new one):\n"
+              f"  {url}/a/{queue.issue_link('instructor', uploads.ADMIN)}")
+    else:
+        print("the instructor's page: the link printed at the first start (`grader links OUT --admin` makes a new one)")
+    if not queue.linked(uploads.PROJECTOR):
+        print(f"the projector's page (the join code and the class as a whole, no names; `grader links OUT --projector` makes a new one):\n"
+              f"  {url}/p/{queue.issue_link('projector', uploads.PROJECTOR)}")
+    if server.roster_mode:
+        if settings.links:
+            count = write_links(queue, students, url, settings.links)
+            print(f"personal links of {count} student(s) without one written to {settings.links}")
+        missing = len(set(students) - queue.linked())
+        if missing:
+            print(f"{missing} student(s) have no link yet: `grader serve ... --links links.csv` or `grader links OUT --url {url}`")
+    else:
+        print(f"students join at {url}/ with the code {server.code}")
+    print(f"serving on http://{settings.host}:{settings.port}/ (Ctrl-C stops; nothing accepted is lost)", flush=True)
