@@ -134,7 +134,9 @@ def grade_artifact(batch, folder: str, name: str):
 def measure(kind: str, folder: str, work: str, answer) -> None:
     """In a fresh process: grade the solution (the budgets come from it), then `folder`."""
     from grader import batch as batch_mod
-    from grader.config import context, manifest as manifest_mod
+    from grader import context
+    from grader.config import manifest as manifest_mod
+    from grader.grading import budget as budget_mod
     from grader.grading import pipeline
     from grader.sandbox.cgroups import RunCgroup
 
@@ -146,7 +148,7 @@ def measure(kind: str, folder: str, work: str, answer) -> None:
     if hasattr(pipeline, "Grader"):  # the grader as it is: the budgets travel in the run's context
         prepared = pipeline.Grader(resolved)
         reference = grade_artifact(prepared, os.path.join(work, "honest"), "solution")
-        prepared.use(resolved.with_budget(reference))
+        prepared.use(budget_mod.settled(resolved, reference))
     else:  # the grader before its work had a budget (for the figures before)
         prepared = pipeline.Batch(resolved)
         reference = grade_artifact(prepared, os.path.join(work, "honest"), "solution")

@@ -41,7 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from grader import batch  # noqa: E402
-from grader.config import context, manifest as manifest_mod, release, scenarios  # noqa: E402
+from grader import context  # noqa: E402
+from grader.config import manifest as manifest_mod, release, scenarios
 from grader.config import labs  # noqa: E402
 from grader.grading.pipeline import Grader, Work, grade_all, grade_submission  # noqa: E402
 from grader.run import Options, default_jobs  # noqa: E402

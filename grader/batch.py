@@ -21,8 +21,8 @@ import tqdm
 from grader import preflight
 from grader.config.manifest import Manifest
 from grader.faults import GraderError
-from grader.grading.results import SubmissionResult
 from grader.reports import classreport, classview, report
+from grader.results import SubmissionResult
 from grader.run import Entry, GradingRun, Options
 from grader.store import gradebook, submissions
 from reference.hashing import file_sha256

@@ -193,11 +193,10 @@ def _check(args) -> int:
 def _preflight(loaded, args, suggest: bool = False) -> None:
     """Run the preflight in a scratch folder; print what passed (a failure raises). With
     `suggest`, also grade the playground's starting code and print the accuracy threshold
-    that grading the pair suggests (grader/config/threshold.py)."""
+    that grading the pair suggests (grader/calibrate.py)."""
     import tempfile
 
-    from grader import batch
-    from grader.config import threshold
+    from grader import batch, calibrate
 
     with tempfile.TemporaryDirectory(prefix="grader-check-") as scratch:
         options = _options(argparse.Namespace(**{**vars(args), "out": scratch, "regrade": True, "quiet": True}))
@@ -205,7 +204,7 @@ def _preflight(loaded, args, suggest: bool = False) -> None:
         print(f"preflight of {loaded.name}: passed")
         for line in found.lines():
             print(f"  {line}")
-        suggestion = threshold.measure(loaded, found.solution, options) if suggest else None
+        suggestion = calibrate.measure(loaded, found.solution, options) if suggest else None
     for line in suggestion.lines() if suggestion else ():
         print(f"  {line}")
 
@@ -257,7 +256,8 @@ def _demo(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from grader.config import labs, manifest, population
+    from grader import calibrate
+    from grader.config import labs, manifest
     from grader.faults import ManifestError
 
     loaded = manifest.load(args.assignment)
@@ -266,7 +266,7 @@ def _calibrate(args) -> int:
         raise ManifestError(f"{loaded.name}'s lab module declares no POPULATION of answers to calibrate on",
                             hint="add POPULATION = [grader.config.population.Answer(...), ...] to its lab module (docs/authoring.md)")
     options = _options(args)
-    found = population.calibrate(loaded, answers, options.out_dir, **{name: getattr(options, name) for name in
+    found = calibrate.calibrate(loaded, answers, options.out_dir, **{name: getattr(options, name) for name in
                                  ("data", "weights", "allow_unsandboxed", "cache_dir", "use_cache", "jobs", "regrade", "cluster")})
     print("\n".join(found.lines(answers)))
     return 1 if found.disagreements else 0
@@ -350,7 +350,7 @@ def _class(out: str):
 
 
 def _export(args) -> int:
-    from grader.store import exports
+    from grader.reports import exports
     from grader.store.storage import write_atomic
 
     view = _class(args.out)
@@ -400,7 +400,7 @@ def _override(args) -> int:
 
 
 def _feedback(args) -> int:
-    from grader.store import feedback
+    from grader.reports import feedback
 
     made = feedback.write(_class(args.out), os.path.abspath(args.out), as_zip=args.zip)
     print(f"wrote feedback for {len(made)} student(s) under {os.path.join(args.out, 'feedback')}")
@@ -435,7 +435,7 @@ def _gradescope_run(args) -> int:
 
 
 def _cache(args) -> int:
-    from grader.config.context import default_cache_dir
+    from grader.context import default_cache_dir
     from reference.cache import FeatureCache
 
     store = FeatureCache(args.cache_dir or default_cache_dir())

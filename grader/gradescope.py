@@ -108,9 +108,10 @@ def assignment_files(manifest: Manifest) -> dict[str, bytes]:
 def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
     """Grade the submitted notebook in a grading run of its own (the preflight first);
     write and return results.json's content."""
+    from grader.reports import exports
     from grader.run import Entry, GradingRun, Options
     from grader.sandbox import bwrap
-    from grader.store import exports, gradebook
+    from grader.store import gradebook
     from reference.hashing import file_sha256
 
     started = time.monotonic()

@@ -15,10 +15,10 @@ import os
 
 from grader.config import scenarios
 from grader.config import release as release_mod
-from grader.config.context import Context
+from grader.context import Context
 from grader.faults import GraderError
 from grader.grading.pipeline import Work
-from grader.grading.results import SubmissionResult
+from grader.results import SubmissionResult
 from grader.store.storage import STATE, write_atomic
 from reference.hashing import file_sha256
 

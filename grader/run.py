@@ -32,14 +32,15 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from grader import preflight, sandbox
-from grader.config import context as context_mod
-from grader.config.context import Context
+from grader import context as context_mod
 from grader.config.manifest import Manifest
+from grader.context import Context
 from grader.faults import GraderError, Owner
+from grader.grading import budget
 from grader.grading.pipeline import Work
-from grader.grading.results import SubmissionResult
 from grader.reports import classreport, classview, report
 from grader.reports.render_notebook import Rendering
+from grader.results import SubmissionResult
 from grader.sandbox import cgroups
 from grader.scale.executors import Done, Executor, LocalPool
 from grader.store import gradebook
@@ -203,7 +204,7 @@ class GradingRun:
         self.checked = preflight.judge(results, frozenset(work.key for work in todo))
         for work in todo:  # kept only once they are right: a rerun then skips them
             self._keep(results[work.name])
-        self.context = self.context.with_budget(self.checked.solution)
+        self.context = budget.settled(self.context, self.checked.solution)
         if self._pool is not None:
             self._pool.use(self.context)
         report.save_reference(self.checked.solution, self.out_dir)

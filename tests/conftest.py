@@ -157,7 +157,8 @@ def calibrated(assignment: str, tmp_path_factory, scenarios_too=(), **options):
     """The lab's population (its module's POPULATION) graded in one batch, with the lab's
     scenarios named in `scenarios_too`: (answers by name, the Calibration), as `grader
     calibrate` grades it."""
-    from grader.config import labs, manifest as manifest_mod, population, release, scenarios
+    from grader import calibrate
+    from grader.config import labs, manifest as manifest_mod, release, scenarios
 
     loaded = manifest_mod.load(assignment)
     answers = labs.population(loaded)
@@ -166,7 +167,7 @@ def calibrated(assignment: str, tmp_path_factory, scenarios_too=(), **options):
         record, playground = release.build(loaded)
         extra = scenarios.make(record, playground, list(scenarios_too), labs.scenarios(loaded))
     out = str(tmp_path_factory.mktemp(f"{os.path.basename(assignment)}-population"))
-    return {answer.name: answer for answer in answers}, population.calibrate(loaded, answers, out, extra, **options)
+    return {answer.name: answer for answer in answers}, calibrate.calibrate(loaded, answers, out, extra, **options)
 
 
 def assert_teachers_verdict(found, name: str) -> None:

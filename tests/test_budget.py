@@ -25,11 +25,11 @@ def test_a_class_budget_comes_from_the_manifest_and_the_labs_solution():
 
 def test_the_parameter_budget_is_never_below_a_bound_a_check_declares():
     """The convnet lab's structure check allows a million parameters: so does the budget, whatever its default."""
-    from grader.config.context import model_budget
+    from grader.grading.budget import model_budget
 
     structure = CheckSpec("structure", "model_structure", "", 30, {"layers": ["Dense(5, softmax)"], "parameters": [1000, 1_000_000]})
     manifest, solution = _manifest([structure]), SimpleNamespace(model={"total_params": 24_000})
-    found = budget.for_class(manifest, solution, model_budget(manifest, solution))  # as Context.with_budget makes it
+    found = budget.for_class(manifest, solution, model_budget(manifest, solution))  # as budget.settled makes it
     assert found.parameters == 1_000_000
 
 

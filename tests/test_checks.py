@@ -8,7 +8,7 @@ from grader.config.manifest import CheckSpec
 from grader.faults import GraderFault
 from grader.grading import checks
 from grader.grading.evidence import Missing
-from grader.grading.results import CheckResult
+from grader.results import CheckResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +125,7 @@ def test_the_scope_check_reads_the_source_and_the_run():
 def test_the_parameter_budget_is_never_below_a_bound_the_manifest_declares():
     from types import SimpleNamespace
 
-    from grader.config.context import model_budget
+    from grader.grading.budget import model_budget
 
     def manifest(max_parameters=0, bound=None):
         params = {"parameters": [1000, bound]} if bound else {}

@@ -259,7 +259,7 @@ def test_a_worker_that_does_not_see_the_clients_files_is_sent_them_once(tmp_path
     import dask
     from distributed import Client, LocalCluster
 
-    from grader.config import context as context_mod
+    from grader import context as context_mod
 
     context = context_mod.resolve(manifest, str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
     real = dask_worker.assets_of(context)

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from grader.config import context as context_mod, manifest as manifest_mod
+from grader import context as context_mod
+from grader.config import manifest as manifest_mod
 from grader.config.match import Match, RunCell
 from grader.faults import Missing
 from grader.grading import artifact

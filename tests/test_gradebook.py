@@ -14,7 +14,7 @@ import pytest
 
 from grader import batch
 from grader.config import manifest as manifest_mod, release
-from grader.grading.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, SubmissionResult
 from grader.run import Options
 from grader.store import gradebook
 from conftest import ROOT, attempt

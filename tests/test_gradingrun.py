@@ -12,7 +12,7 @@ import pytest
 from grader import preflight, run as run_mod
 from grader.config import manifest as manifest_mod, release
 from grader.faults import GraderError, Owner
-from grader.grading.results import SubmissionResult
+from grader.results import SubmissionResult
 from grader.scale.executors import Done
 from grader.store import gradebook
 from reference.hashing import file_sha256

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from grader.faults import GraderError
-from grader.store import exports, submissions
+from grader.reports import exports
+from grader.store import submissions
 
 
 def roster(tmp_path, text: str):

@@ -313,7 +313,7 @@ def test_a_tpu_asked_for_without_a_fallback_is_a_to_do(tmp_path):
 
 
 def _result(provenance: dict, owner):
-    from grader.grading.results import SubmissionResult
+    from grader.results import SubmissionResult
 
     return SubmissionResult("lab", "1", "reference-solution", "reference-solution.ipynb", "0" * 64, "ungradable", 0.0, 1.0,
                             reason="the lab's own cell 'configuration' failed in the sandbox: ...", provenance=provenance, owner=owner)
@@ -345,7 +345,7 @@ def test_a_failing_lab_cell_is_the_instructors_to_fix_named_and_quoted_never_ret
 
 
 def test_the_threshold_suggested_sits_between_the_starting_code_and_the_solution():
-    from grader.config.threshold import Suggestion
+    from grader.calibrate import Suggestion
 
     # the codelab's 07 pair, measured: the solution 0.956, the starting code 0.444
     found = Suggestion("accuracy", 0.2, 0.956, 0.444, 0.2)

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from grader.config import context
+from grader import context
 from grader.grading import pipeline
 from reference import training
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from grader.config import context
+from grader import context
 from reference import weights
 
 pytestmark = pytest.mark.slow

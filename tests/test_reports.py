@@ -10,7 +10,7 @@ import pytest
 
 from grader.cli import main
 from grader.reports import report
-from grader.store import exports
+from grader.reports import exports
 
 pytestmark = pytest.mark.slow
 SORT_SCRIPT = "// Sort the submissions table"

@@ -7,9 +7,9 @@ import os
 
 from grader import run
 from grader.config.manifest import ClassRules
-from grader.grading.results import CheckResult, SubmissionResult
 from grader.reports import classview
 from grader.reports.render_notebook import Rendering
+from grader.results import CheckResult, SubmissionResult
 from grader.store import gradebook
 
 FACTS = classview.ClassFacts("tiny", "1", "Tiny", "fp", (("runs", "Runs", 1.0),), ClassRules())

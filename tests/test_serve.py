@@ -223,7 +223,7 @@ def test_the_projector_shows_the_class_as_a_whole_and_no_one_in_it(site):
     The instructor may opt in to names; a projector's link opens nothing else."""
     import dataclasses
 
-    from grader.grading.results import CheckResult, SubmissionResult
+    from grader.results import CheckResult, SubmissionResult
 
     server, client = site
     projector = server.queue.issue_link("projector", uploads.PROJECTOR)

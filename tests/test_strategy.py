@@ -14,7 +14,8 @@ import json, sys
 from reference import strategy
 strategy.split_cpu(2)
 import keras
-from grader.config import context, manifest
+from grader import context
+from grader.config import manifest
 from reference import graph, training, weights
 loaded = manifest.load(sys.argv[1])
 dataset = context.dataset_for(loaded, None)
@@ -46,7 +47,8 @@ import json, sys
 from reference import strategy
 strategy.split_cpu(2)
 import keras
-from grader.config import context, manifest
+from grader import context
+from grader.config import manifest
 from reference import graph, training
 loaded = manifest.load(sys.argv[1])
 assert loaded.lab.base is None and loaded.labels == "one_hot"

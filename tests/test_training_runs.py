@@ -10,7 +10,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lab():
-    from grader.config import context, manifest
+    from grader import context
+    from grader.config import manifest
     from reference.strategy import pick
 
     from conftest import ROOT

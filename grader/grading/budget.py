@@ -53,6 +53,24 @@ class Budget:
         return dataclasses.replace(self, **changes)
 
 
+def model_budget(manifest, solution) -> int:
+    """The largest model the workers rebuild: the manifest's `[grader] max_parameters`, else a
+    multiple of the solution's, never below a bound on parameters that a check declares (the
+    lab's own text wins over a default of the grader's)."""
+    if manifest.grader.max_parameters:
+        return manifest.grader.max_parameters
+    declared = [int(spec.params["parameters"][1]) for spec in manifest.checks
+                if isinstance(spec.params.get("parameters"), (list, tuple)) and len(spec.params["parameters"]) == 2]
+    return max([MULTIPLE * int(solution.model.get("total_params", 0)), *declared])
+
+
+def settled(context, solution):
+    """The run's context (a Context) once the lab's solution (a SubmissionResult) is graded:
+    the largest model the workers rebuild, and the budget of their own work on each notebook."""
+    largest = model_budget(context.manifest, solution)
+    return dataclasses.replace(context, max_parameters=largest, budget=for_class(context.manifest, solution, largest))
+
+
 def for_class(manifest, reference, parameters: int) -> Budget:
     """A class's budget: the manifest's `[grader]` figures, and those it leaves at 0 from the
     lab's solution (`reference`, its result as the preflight graded it). `parameters`: the

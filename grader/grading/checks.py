@@ -18,8 +18,8 @@ from grader.faults import GraderFault
 from grader.grading import sample as sample_mod
 from grader.grading.budget import OverBudget
 from grader.grading.evidence import Evidence, Missing
-from grader.grading.results import CheckResult
 from grader.grading.structure import PRETRAINED_FIX, compare, parse_rule
+from grader.results import CheckResult
 
 REGISTRY: dict[str, Callable[..., "Check"]] = {}
 

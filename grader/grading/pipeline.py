@@ -21,14 +21,14 @@ from grader import __version__ as GRADER_VERSION
 from grader import faults, sandbox
 from grader.config import match, notebook
 from grader.config import cells as cells_mod
-from grader.config.context import Context
+from grader.context import Context
 from grader.faults import GraderFault, LabCellFailed, Missing, Owner
 from grader.grading import artifact, checks, integrity
 from grader.grading import budget as budget_mod
 from grader.grading import sample as sample_mod
 from grader.grading.budget import Budget
 from grader.grading.evidence import Evidence, Trusted, model_summary
-from grader.grading.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, SubmissionResult
 from reference.cache import FeatureCache
 from reference.hashing import file_sha256
 

@@ -13,10 +13,10 @@ import json
 import os
 from typing import Container
 
-from grader.grading.results import SubmissionResult
 from grader.reports import charts, report
+from grader.reports import exports
 from grader.reports.classview import Attempt, ClassFacts, ClassView, Row
-from grader.store import exports
+from grader.results import SubmissionResult
 from grader.store.storage import STATE, write_atomic
 
 FACTS = "class.json"

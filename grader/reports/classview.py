@@ -14,7 +14,7 @@ import os
 import time
 
 from grader.config.manifest import ClassRules, Manifest
-from grader.grading.results import SubmissionResult
+from grader.results import SubmissionResult
 from grader.store.gradebook import Gradebook, Override, Stored
 from grader.store.submissions import folder_name
 

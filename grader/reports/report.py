@@ -17,8 +17,8 @@ import sys
 import jinja2
 
 from grader.config import notebook as notebook_mod
-from grader.grading.results import SubmissionResult
 from grader.reports import charts, render_notebook, wording
+from grader.results import SubmissionResult
 from grader.store.storage import STATE, write_atomic
 
 _ENV = jinja2.Environment(

@@ -20,8 +20,9 @@ What the rest of the grader uses is named here.
 """
 
 from grader.sandbox.bwrap import require_sandbox
+from grader.sandbox.plan import Mounts, Plan
 from grader.sandbox.runs import Outcome, Pending, Runner, describe_limit, run, sweep_stale_runs
-from grader.sandbox.zygote import Mounts, Plan, RUN_PREFIX, cgroup_tag, remove_run_folder
+from grader.sandbox.zygote import RUN_PREFIX, cgroup_tag, remove_run_folder
 
 __all__ = ["Mounts", "Outcome", "Pending", "Plan", "RUN_PREFIX", "Runner", "cgroup_tag", "describe_limit",
            "remove_run_folder", "require_sandbox", "run", "sweep_stale_runs"]

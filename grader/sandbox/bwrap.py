@@ -12,12 +12,8 @@ import subprocess
 import sys
 import sysconfig
 
-from typing import TYPE_CHECKING
-
 from grader.faults import SandboxUnavailable
-
-if TYPE_CHECKING:
-    from grader.sandbox.zygote import Plan
+from grader.sandbox.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +175,7 @@ def bwrap_command(places: Places, env: dict[str, str], files: dict[str, int]) ->
     return command
 
 
-def sandbox_env(plan: "Plan", home: str, data: str, keras_home: str, python: str = sys.executable, library_path: str = "") -> dict[str, str]:
+def sandbox_env(plan: Plan, home: str, data: str, keras_home: str, python: str = sys.executable, library_path: str = "") -> dict[str, str]:
     """The whole environment of the run: nothing of the host's is passed on. The lab's own
     variables (what its locked cells read) are its templates, filled in for this run."""
     values = {"data_dir": data, "data": data, "image_size": str(plan.image_size), "batch_size": str(plan.batch_size)}

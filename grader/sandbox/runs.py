@@ -13,12 +13,13 @@ import tempfile
 import threading
 import time
 
-from grader.sandbox import rundisk, runfiles, watch
-from grader.sandbox.runfiles import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
-from grader.sandbox.cgroups import RunCgroup
-from grader.faults import GraderFault
 from grader.config.manifest import Limits
-from grader.sandbox.zygote import ALIASES, DISK_BYTES, DISK_FILES, Mounts, Plan, RUN_PREFIX, SLOTS, STALE_RUN_AFTER, STDERR, ZYGOTE_ANSWER_SECONDS, Zygote, ZygoteLost, cgroup_tag, give_weights, held, remove_run_folder
+from grader.faults import GraderFault
+from grader.sandbox import rundisk, runfiles, watch
+from grader.sandbox.cgroups import RunCgroup
+from grader.sandbox.plan import Mounts, Plan
+from grader.sandbox.runfiles import MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
+from grader.sandbox.zygote import ALIASES, DISK_BYTES, DISK_FILES, RUN_PREFIX, SLOTS, STALE_RUN_AFTER, STDERR, ZYGOTE_ANSWER_SECONDS, Zygote, ZygoteLost, cgroup_tag, give_weights, held, remove_run_folder
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,12 @@ import tempfile
 import threading
 import time
 
-from grader.sandbox import rundisk, runfiles, watch
-from grader.sandbox.cgroups import RunCgroup
-from grader.faults import SandboxUnavailable
 from grader.config.manifest import Limits
-from grader.sandbox.bwrap import Places, SANDBOX_UID, nobody_can_sandbox, open_to_all, bwrap_command, python_layout, sandbox_env
+from grader.faults import SandboxUnavailable
+from grader.sandbox import rundisk, runfiles, watch
+from grader.sandbox.bwrap import Places, SANDBOX_UID, bwrap_command, nobody_can_sandbox, open_to_all, python_layout, sandbox_env
+from grader.sandbox.cgroups import RunCgroup
+from grader.sandbox.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,7 @@ DISK_FILES = 20_000
 SLOTS = 2  # runs under way at once in one sandbox: a batch runs the next notebook while it checks the last
 
 
-@dataclasses.dataclass(frozen=True)
-class Mounts:
-    """Host paths made visible, read-only, inside the sandbox."""
-
-    data_dir: str  # mounted at /data
-    keras_models: str  # mounted at /keras/models
-
-
-def _prepare(plan: "Plan", folder: str) -> tuple[Places, bool]:
+def _prepare(plan: Plan, folder: str) -> tuple[Places, bool]:
     """Make the run's folders and mounts under `folder`: (where each sandbox path comes
     from, whether the run has a capped disk of its own)."""
     python = python_layout()
@@ -187,22 +180,6 @@ def _limit_resources(limits: Limits, group: RunCgroup, user: int | None = None):
             os.setuid(user)
 
     return apply
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """Everything a run needs besides its cells: the same for every submission of a batch."""
-
-    mounts: Mounts
-    limits: Limits
-    image_size: int
-    batch_size: int
-    sandboxed: bool
-    warm: tuple[str, ...] = ()  # modules the run imports before its cells are known (the assignment's own)
-    environment: tuple[tuple[str, str], ...] = ()  # the lab's variables: name -> template (see sandbox_env)
-    answer: str = "model"  # the name the answer defines, exported after the cells run
-    kind: str = "model"  # what it is: "model" or "dataset"
-    count_limit: int = 0  # a dataset's elements are counted up to this many (one more than the data's files)
 
 
 def _nspids(pid: int) -> list[int]:

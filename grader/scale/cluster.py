@@ -30,11 +30,11 @@ import sys
 import uuid
 from typing import Callable, Iterable, Iterator
 
-from grader.config.context import Context
+from grader.context import Context
 from grader.faults import GraderError
 from grader.grading.pipeline import Work
-from grader.grading.results import SubmissionResult
 from grader.reports.render_notebook import Rendering
+from grader.results import SubmissionResult
 from grader.scale import dask_worker, executors
 from grader.scale.executors import Attempts, Done
 

@@ -37,8 +37,8 @@ import time
 from distributed import get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from grader.config import context as context_mod
-from grader.config.context import Context
+from grader import context as context_mod
+from grader.context import Context
 from grader.faults import GraderError, GraderFault
 from grader.store.storage import write_atomic
 from reference.hashing import file_sha256

@@ -34,13 +34,13 @@ import traceback
 from typing import Callable, Iterable, Iterator, Protocol
 
 from grader import faults
-from grader.config.context import Context
+from grader.context import Context
 from grader.faults import GraderError, Owner
 from grader.grading import budget, pipeline
 from grader.grading.pipeline import Work
-from grader.grading.results import SubmissionResult
 from grader.reports import report
 from grader.reports.render_notebook import Rendering
+from grader.results import SubmissionResult
 from grader.sandbox import cgroups
 
 AHEAD = 2  # notebooks given to a worker at once: one checked, the next one's sandbox running
@@ -137,7 +137,7 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
     """A worker: grade what the connection sends, report each result (see the module doc)."""
     if group is not None and group.active:
         group.enter()
-    from grader.config import context as context_mod
+    from grader import context as context_mod
     from reference.training import quiet_tensorflow
 
     quiet_tensorflow()

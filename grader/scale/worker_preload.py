@@ -17,7 +17,7 @@ finally:
     os.dup2(_saved, 2)
     os.close(_saved)
 
-from grader.config import context  # noqa: F401,E402
+from grader import context  # noqa: F401,E402
 from grader.grading import pipeline  # noqa: F401,E402
 from grader.reports import report  # noqa: F401,E402
 from reference import training  # noqa: F401,E402

@@ -10,11 +10,12 @@ import signal
 import sys
 
 from grader.config.manifest import Manifest
+from grader.reports import exports
 from grader.run import Options
 from grader.serve import live, uploads
 from grader.serve.web import Server, ServerOptions
 from grader.serve.workshop import Workshop
-from grader.store import exports, gradebook
+from grader.store import gradebook
 
 
 def write_links(queue: uploads.Queue, students: dict[str, dict], url: str, path: str, renew: set[str] | None = None) -> int:

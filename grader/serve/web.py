@@ -40,10 +40,11 @@ from grader.config import notebook
 from grader.config.manifest import Manifest
 from grader.faults import GraderError
 from grader.reports import classreport, report
+from grader.reports import exports
 from grader.serve import live, secure, tokens, uploads
 from grader.serve.ratelimit import RateLimit
 from grader.serve.workshop import Workshop
-from grader.store import exports, gradebook
+from grader.store import gradebook
 
 log = logging.getLogger(__name__)
 ADMIN_PART = "_admin_live.html.j2"  # the instructor's live part: the same for every instructor's page

@@ -18,11 +18,11 @@ import json
 import sqlite3
 import time
 
-from grader.grading.results import SubmissionResult
+from grader.results import SubmissionResult
 from grader.store.storage import transaction
 
 SCHEMA = (
-    # `setting` holds the fingerprint of what grading depends on (grader/config/context.py); the
+    # `setting` holds the fingerprint of what grading depends on (grader/context.py); the
     # column keeps its first name so that gradebooks made before stay readable
     """CREATE TABLE IF NOT EXISTS results (
         assignment TEXT NOT NULL, version TEXT NOT NULL, setting TEXT NOT NULL, sha256 TEXT NOT NULL,

@@ -27,7 +27,8 @@ import pytest
 from attacks import bombs
 from conftest import INJECTION_NAME, attempt, missing_capability
 from grader import batch, sandbox
-from grader.config import context, manifest as manifest_mod, scenarios
+from grader import context
+from grader.config import manifest as manifest_mod, scenarios
 from grader.run import Options
 from grader.sandbox import cgroups, rundisk
 

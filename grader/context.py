@@ -25,7 +25,6 @@ from reference import data as data_mod
 from reference import weights as weights_mod
 from reference.hashing import file_sha256
 
-BUDGET_MULTIPLE = 10  # default largest model: this many times the lab's solution's parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,21 +39,12 @@ class Context:
     sandboxed: bool
     cache_dir: str | None  # the feature cache (None: every model trained in full)
     fingerprint: str  # a hash of all of the above and of the grader's own code
-    max_parameters: int = 0  # largest model rebuilt (0: no bound): the manifest's, else set by `with_budget`
-    budget: object = None  # the grader's own work on one notebook (a grader.budget.Budget), set by `with_budget`
+    max_parameters: int = 0  # largest model rebuilt (0: no bound): the manifest's, else set by `budget.settled`
+    budget: object = None  # the grader's own work on one notebook (a grader.grading.budget.Budget), set by `budget.settled`
 
     @property
     def lab(self):
         return self.manifest.lab
-
-    def with_budget(self, solution) -> "Context":
-        """The run's context once the lab's solution is graded (a SubmissionResult): the
-        budget of the workers' own work on each notebook (grader/grading/budget.py), the largest
-        model they rebuild among it."""
-        from grader.grading import budget
-
-        largest = model_budget(self.manifest, solution)
-        return dataclasses.replace(self, max_parameters=largest, budget=budget.for_class(self.manifest, solution, largest))
 
     @property
     def mounts(self) -> sandbox.Mounts:
@@ -70,17 +60,6 @@ class Context:
         count_limit = len(self.dataset.files) + 1 if self.lab.kind == "dataset" else 0
         return sandbox.Plan(self.mounts, manifest.limits, manifest.image_size, manifest.batch_size, self.sandboxed,
                             tuple(dict.fromkeys(warm)), self.lab.environment, self.lab.answer, self.lab.kind, count_limit)
-
-
-def model_budget(manifest: Manifest, solution) -> int:
-    """The largest model the workers rebuild: the manifest's `[grader] max_parameters`, else a
-    multiple of the solution's, never below a bound on parameters that a check declares (the
-    lab's own text wins over a default of the grader's)."""
-    if manifest.grader.max_parameters:
-        return manifest.grader.max_parameters
-    declared = [int(spec.params["parameters"][1]) for spec in manifest.checks
-                if isinstance(spec.params.get("parameters"), (list, tuple)) and len(spec.params["parameters"]) == 2]
-    return max([BUDGET_MULTIPLE * int(solution.model.get("total_params", 0)), *declared])
 
 
 def user_cache() -> str:
