@@ -25,6 +25,7 @@ from grader.reports import classreport, classview, report
 from grader.results import SubmissionResult
 from grader.run import Entry, GradingRun, Options
 from grader.store import gradebook, submissions
+from grader.store.storage import STATE
 from reference.hashing import file_sha256
 
 
@@ -40,7 +41,7 @@ class Graded:
 
 def grade(manifest: Manifest, paths: list[str], options: Options) -> Graded:
     """Grade every submission not already in the gradebook; write every page of the class."""
-    found = submissions.collect(paths)
+    found = submissions.collect(paths, os.path.join(options.out_dir, STATE, "downloads"))
     with GradingRun(manifest, options) as run:
         roster = submissions.roster_of(run.book, manifest.name, options.roster)
         chosen = submissions.identify(found, roster, options.identify)
@@ -50,7 +51,7 @@ def grade(manifest: Manifest, paths: list[str], options: Options) -> Graded:
                 raise GraderError(f"no submission of {options.student!r} in {', '.join(paths)}",
                                   hint="pass the class's submissions folder and a student id as the roster or folder names it")
         roots = dict(found)
-        entries = [Entry(gradebook.Stored(s.student, _relative(s.path, roots[s.path]), file_sha256(s.path), s.submitted_at, s.how, s.known), s.path)
+        entries = [Entry(gradebook.Stored(s.student, _relative(s.path, roots[s.path]), file_sha256(s.path), s.submitted_at, s.how, s.known, s.late), s.path)
                    for s in chosen]
         progress = tqdm.tqdm(total=len(entries), unit="notebook", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
         failed = []

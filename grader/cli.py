@@ -31,11 +31,12 @@ def parser() -> argparse.ArgumentParser:
 
     grade = commands.add_parser("grade", help="grade submitted notebooks")
     grade.add_argument("assignment", help="folder with assignment.toml and the source notebook")
-    grade.add_argument("submissions", nargs="+", help="notebook files, or folders of them")
+    grade.add_argument("submissions", nargs="+", help="notebook files, folders of them, or an LMS's download zip")
     grade.add_argument("--out", required=True, help="folder for scorecards, index.html and grades.csv")
-    grade.add_argument("--roster", help="the class: a CSV with id,name,email[,section,canvas_id,sis_user_id,sis_login_id,file,submitted_at] (kept for later runs)")
-    grade.add_argument("--identify", default="auto", choices=("auto", "folder", "roster", "file"),
-                       help="how a file's student is found: its folder, the roster's file column, or its name (default: auto)")
+    grade.add_argument("--roster", help="the class: a CSV with id,name,email[,section,canvas_id,sis_user_id,sis_login_id,username,file,submitted_at] (kept for later runs)")
+    grade.add_argument("--identify", default="auto", choices=("auto", "folder", "roster", "file", "lms"),
+                       help="how a file's student is found: its folder, the roster's file column, its name, or the name "
+                            "Canvas, Moodle or Blackboard gave it in their download (default: auto)")
     grade.add_argument("--student", help="grade again only this student's submissions (the class pages stay whole)")
     _grading_flags(grade)
 

@@ -17,8 +17,7 @@ import pytest
 from grader import batch
 from grader.cli import main
 from grader.config import manifest as manifest_mod, release
-from grader.reports import classreport
-from grader.reports import exports
+from grader.reports import classreport, exports
 from grader.run import Options
 from grader.store import gradebook
 from conftest import ROOT, missing_capability

@@ -173,7 +173,7 @@ def test_each_rule_finds_the_student_it_says_and_a_roster_time_is_read_as_writte
     assert [s.submitted_at for s in submissions.identify(files, read) if s.how == "roster"] == [when, when]  # Z and no zone: UTC
     with pytest.raises(GraderError, match="unknown rule 'name' for finding a submission's student") as raised:
         submissions.identify(files, read, "name")
-    assert raised.value.hint == "use one of auto, folder, roster, file"
+    assert raised.value.hint == "use one of auto, folder, roster, file, lms"
     with pytest.raises(GraderError, match="^the rule `roster` needs a roster with a `file` column$"):
         submissions.identify(files, roster(tmp_path, "id\nada\n"), "roster")
     with pytest.raises(GraderError, match="the roster's submitted_at 'yesterday' is not a date and time") as raised:

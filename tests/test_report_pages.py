@@ -11,8 +11,7 @@ import pytest
 
 from grader import batch
 from grader.config.manifest import ClassRules
-from grader.reports import classreport, classview, report
-from grader.reports import exports
+from grader.reports import classreport, classview, exports, report
 from grader.results import CheckResult, SubmissionResult
 from grader.store import gradebook
 from test_reports import Markup

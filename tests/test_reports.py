@@ -9,8 +9,7 @@ from html.parser import HTMLParser
 import pytest
 
 from grader.cli import main
-from grader.reports import report
-from grader.reports import exports
+from grader.reports import exports, report
 
 pytestmark = pytest.mark.slow
 SORT_SCRIPT = "// Sort the submissions table"

@@ -13,8 +13,7 @@ from typing import Callable
 
 from grader.config import cells
 from grader.config.manifest import CheckSpec
-from grader.faults import ManifestError
-from grader.faults import GraderFault
+from grader.faults import GraderFault, ManifestError
 from grader.grading import sample as sample_mod
 from grader.grading.budget import OverBudget
 from grader.grading.evidence import Evidence, Missing

@@ -13,8 +13,7 @@ import json
 import os
 from typing import Container
 
-from grader.reports import charts, report
-from grader.reports import exports
+from grader.reports import charts, exports, report
 from grader.reports.classview import Attempt, ClassFacts, ClassView, Row
 from grader.results import SubmissionResult
 from grader.store.storage import STATE, write_atomic

@@ -111,7 +111,7 @@ class ClassView:
         """What the instructor should know: unknown students, students without a submission,
         students with more than one, submissions not graded by this version."""
         found = []
-        unknown = [r.student for r in self.rows if not r.known]
+        unknown = [r.student + _why_unknown(r) for r in self.rows if not r.known]
         missing = [r.student for r in self.rows if r.status == "missing"]
         several = [f"{r.student} ({len(r.attempts)})" for r in self.rows if len(r.attempts) > 1]
         stale = [r.student for r in self.rows if any(a.result is not None and not a.current for a in r.attempts)]
@@ -124,6 +124,13 @@ class ClassView:
         if stale:
             found.append(f"graded by an earlier version of the grader or the assignment (grade them again): {', '.join(stale)}")
         return found
+
+
+def _why_unknown(row: Row) -> str:
+    """Why a student's files were not mapped to the roster, where the way they were found
+    says it (an LMS's id that no roster row has): " (why)", else nothing."""
+    said = sorted({a.stored.how.split(": ", 1)[1] for a in row.attempts if ": " in a.stored.how})
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def build(book: Gradebook, facts: ClassFacts) -> ClassView:
@@ -161,14 +168,20 @@ def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stor
         found = book.latest(facts.name, facts.version, facts.fingerprint, item.sha256)
         name = folder_name(os.path.splitext(os.path.basename(item.path))[0], taken)
         attempts.append(Attempt(item, found[0] if found else None, bool(found and found[1]),
-                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item.submitted_at, facts.rules)))
+                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item, facts.rules)))
     return tuple(attempts)
 
 
-def _late_days(submitted_at: float, rules: ClassRules) -> int:
-    if rules.due is None or submitted_at <= rules.due:
+def _late_days(item: Stored, rules: ClassRules) -> int:
+    """Days (or parts of one) late. Where the LMS says whether it was late but not when
+    (Canvas), its word is taken: on time, or one day late, the least its marker proves."""
+    if rules.due is None:
         return 0
-    return math.ceil((submitted_at - rules.due) / DAY)
+    if item.late is not None:
+        return 1 if item.late else 0
+    if item.submitted_at <= rules.due:
+        return 0
+    return math.ceil((item.submitted_at - rules.due) / DAY)
 
 
 def _score(row: Row, rules: ClassRules) -> Row:

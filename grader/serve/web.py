@@ -39,8 +39,7 @@ from starlette.routing import Route
 from grader.config import notebook
 from grader.config.manifest import Manifest
 from grader.faults import GraderError
-from grader.reports import classreport, report
-from grader.reports import exports
+from grader.reports import classreport, exports, report
 from grader.serve import live, secure, tokens, uploads
 from grader.serve.ratelimit import RateLimit
 from grader.serve.workshop import Workshop

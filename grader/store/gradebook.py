@@ -55,6 +55,7 @@ class Stored:
     submitted_at: float
     how: str
     known: bool
+    late: bool | None = None  # what the LMS says of lateness when it gives no time (Canvas's marker); None: nothing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,9 @@ class Gradebook:
         self.connection.execute("PRAGMA synchronous=FULL")
         for table in SCHEMA:
             self.connection.execute(table)
+        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(submissions)")}
+        if "late" not in columns:  # a gradebook made before the LMS's late marker was kept
+            self.connection.execute("ALTER TABLE submissions ADD COLUMN late INTEGER")
 
     def get(self, assignment: str, version: str, fingerprint: str, sha256: str) -> tuple[SubmissionResult, float] | None:
         row = self.connection.execute(
@@ -112,17 +116,19 @@ class Gradebook:
         """Remember a submission (a newer file at the same student's path replaces the older)."""
         with transaction(self.connection):
             self.connection.execute(
-                "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO submissions (assignment, student, path, sha256, submitted_at, how, known, seen_at, late)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (assignment, submitted.student, submitted.path, submitted.sha256, submitted.submitted_at, submitted.how,
-                 int(submitted.known), time.time()),
+                 int(submitted.known), time.time(), None if submitted.late is None else int(submitted.late)),
             )
 
     def submissions(self, assignment: str) -> list[Stored]:
         rows = self.connection.execute(
-            "SELECT student, path, sha256, submitted_at, how, known FROM submissions WHERE assignment=? ORDER BY student, submitted_at, path",
+            "SELECT student, path, sha256, submitted_at, how, known, late FROM submissions WHERE assignment=? ORDER BY student, submitted_at, path",
             (assignment,),
         ).fetchall()
-        return [Stored(student, path, sha, at, how, bool(known)) for student, path, sha, at, how, known in rows]
+        return [Stored(student, path, sha, at, how, bool(known), None if late is None else bool(late))
+                for student, path, sha, at, how, known, late in rows]
 
     def set_students(self, assignment: str, students: dict[str, dict]) -> None:
         """Keep the roster (student id -> its fields), replacing the one kept before."""

@@ -26,8 +26,7 @@ import pytest
 
 from attacks import bombs
 from conftest import INJECTION_NAME, attempt, missing_capability
-from grader import batch, sandbox
-from grader import context
+from grader import batch, context, sandbox
 from grader.config import manifest as manifest_mod, scenarios
 from grader.run import Options
 from grader.sandbox import cgroups, rundisk
