@@ -88,10 +88,21 @@ def parser() -> argparse.ArgumentParser:
     override.add_argument("out", help="the --out folder of a grading run")
     override.add_argument("--student", required=True, help="the student's id")
     override.add_argument("--check", default="", help="the check's id (none: a comment on the whole submission)")
-    override.add_argument("--points", type=float, help="the points the check gets instead of the grader's")
+    override.add_argument("--points", type=float, help="the points the check gets instead of the grader's (0 to the check's points)")
+    override.add_argument("--bonus", type=float, help="points given to the whole submission on top of the checks' (a bonus, said as one)")
+    override.add_argument("--carry", action="store_true",
+                          help="apply the student's overrides, written for an earlier submission, to the one that counts now")
     override.add_argument("--comment", default="", help="what the student reads on their scorecard")
     override.add_argument("--author", default=os.environ.get("USER", ""), help="who says so (default: $USER)")
     override.add_argument("--remove", action="store_true", help="remove the override of this student and check")
+
+    extend = commands.add_parser("extend", help="give students a due date of their own and score the class again (no grading)")
+    extend.add_argument("out", help="the --out folder of a grading run")
+    extend.add_argument("--student", help="the student's id")
+    extend.add_argument("--due", help="their due date and time, e.g. 2026-12-05T23:59:00+00:00 (with --student)")
+    extend.add_argument("--remove", action="store_true", help="the student's due date is the class's again (with --student)")
+    extend.add_argument("--file", help="a CSV with the columns student,due: one extension a row (an empty due removes it)")
+    extend.add_argument("--author", default=os.environ.get("USER", ""), help="who gives it (default: $USER)")
 
     feedback = commands.add_parser("feedback", help="one folder (or zip) per student with their scorecard and notebook, ready to hand back")
     feedback.add_argument("out", help="the --out folder of a grading run")
@@ -370,34 +381,113 @@ def _export(args) -> int:
 
 
 def _override(args) -> int:
+    """The instructor's word on one student's submission: a check's points (within the
+    check's), a bonus on the whole, a comment. It belongs to the submission that counts
+    when it is written; --carry moves the student's word to the one that counts now."""
+    import dataclasses
+    import time as clock
+
+    from grader import batch
+    from grader.reports import classreport, classview
+    from grader.store import gradebook
+
+    out = os.path.abspath(args.out)
+    facts = classreport.load_facts(out)
+    bounds = {check_id: points for check_id, _, points in facts.checks}
+    if args.check and args.check not in bounds:
+        raise GraderError(f"no check {args.check!r} in {facts.name}", hint=f"its checks are {', '.join(sorted(bounds))}")
+    if not (args.remove or args.carry) and args.points is None and args.bonus is None and not args.comment:
+        raise GraderError("an override needs --points, --bonus, --comment, --carry or --remove")
+    if args.points is not None and not args.check:
+        raise GraderError("--points needs --check: points are set per check", hint="points for the whole submission are a --bonus")
+    if args.bonus is not None and args.check:
+        raise GraderError("--bonus is on the whole submission: leave out --check", hint="a check's points are set with --points")
+    if args.points is not None and not 0 <= args.points <= bounds[args.check]:
+        raise GraderError(f"{args.check} is worth 0 to {bounds[args.check]:g} points, not {args.points:g}",
+                          hint="more than a check's points is a --bonus on the whole submission")
+    if args.bonus is not None and args.bonus < 0:
+        raise GraderError(f"a bonus is more points, not {args.bonus:g}", hint="take points from a check with --points")
+    book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))
+    try:
+        row = next((r for r in classview.build(book, facts).rows if r.student == args.student), None)
+        if row is None:
+            raise GraderError(f"no student {args.student!r} in this class")
+        attempt = row.counted or (row.attempts[-1] if row.attempts else None)
+        sha256 = attempt.stored.sha256 if attempt is not None else ""
+        if args.remove:
+            book.remove_override(facts.name, args.student, args.check)
+            said = f"removed the override of {args.student}"
+        elif args.carry:
+            for old in row.set_aside:
+                book.set_override(facts.name, dataclasses.replace(old, sha256=sha256))
+            said = f"applied {len(row.set_aside)} override(s) of {args.student} to {attempt.file if attempt else 'no submission'}"
+        else:
+            points = args.points if args.points is not None else args.bonus
+            book.set_override(facts.name, gradebook.Override(args.student, args.check, points, args.comment, args.author, clock.time(), sha256))
+            said = f"set an override for {args.student}" + (f" on {attempt.file}" if attempt else "")
+    finally:
+        book.close()
+    graded = batch.rerender(out)
+    print(f"{said}; class report: {graded.paths['index']}")
+    return 0
+
+
+def _extend(args) -> int:
+    """Students' own due dates, kept in the gradebook; the class is scored again from what
+    it holds (the late policy is applied to stored results: nothing is graded again)."""
+    import csv
     import time as clock
 
     from grader import batch
     from grader.reports import classreport
     from grader.store import gradebook
 
+    if bool(args.file) == bool(args.student) or (args.student and bool(args.due) == args.remove):
+        raise GraderError("give --student with --due or --remove, or a --file of extensions")
     out = os.path.abspath(args.out)
     facts = classreport.load_facts(out)
-    checks = {check_id for check_id, _, _ in facts.checks}
-    if args.check and args.check not in checks:
-        raise GraderError(f"no check {args.check!r} in {facts.name}", hint=f"its checks are {', '.join(sorted(checks))}")
-    if not args.remove and args.points is None and not args.comment:
-        raise GraderError("an override needs --points, --comment or --remove")
-    if args.points is not None and not args.check:
-        raise GraderError("--points needs --check: points are set per check")
+    given: dict[str, float | None] = {}
+    if args.file:
+        try:
+            with open(args.file, newline="", encoding="utf-8-sig") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError as error:
+            raise GraderError(f"cannot read {args.file}: {error.strerror}") from None
+        for number, row in enumerate(rows, start=2):
+            student = (row.get("student") or "").strip()
+            if not student:
+                raise GraderError(f"{args.file}, line {number}: no student", hint="its columns are student,due")
+            given[student] = _moment(row.get("due") or "", f"{args.file}, line {number}")
+    else:
+        given[args.student] = None if args.remove else _moment(args.due, "--due")
+    began = clock.monotonic()
     book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))
     try:
-        if args.student not in {s.student for s in book.submissions(facts.name)} | set(book.students(facts.name)):
-            raise GraderError(f"no student {args.student!r} in this class")
-        if args.remove:
-            book.remove_override(facts.name, args.student, args.check)
-        else:
-            book.set_override(facts.name, gradebook.Override(args.student, args.check, args.points, args.comment, args.author, clock.time()))
+        known = {s.student for s in book.submissions(facts.name)} | set(book.students(facts.name))
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise GraderError(f"no student {', '.join(map(repr, unknown))} in this class")
+        for student, due in given.items():
+            book.set_extension(facts.name, student, due, args.author)
     finally:
         book.close()
     graded = batch.rerender(out)
-    print(f"{'removed the override of' if args.remove else 'set an override for'} {args.student}; class report: {graded.paths['index']}")
+    print(f"{len(given)} due date(s) set; the class scored again in {clock.monotonic() - began:.1f} s, nothing graded; "
+          f"class report: {graded.paths['index']}")
     return 0
+
+
+def _moment(text: str, where: str) -> float | None:
+    """An ISO 8601 date and time (UTC if it names no zone) as seconds since the epoch; None if empty."""
+    import datetime
+
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().upper())
+    except ValueError:
+        raise GraderError(f"{where}: {text!r} is not a date and time", hint="write it as 2026-12-05T23:59:00+00:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 def _feedback(args) -> int:
@@ -453,6 +543,6 @@ def _cache(args) -> int:
 
 COMMANDS = {
     "release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report,
-    "export": _export, "override": _override, "serve": _serve, "links": _links, "feedback": _feedback, "new": _new,
+    "export": _export, "override": _override, "extend": _extend, "serve": _serve, "links": _links, "feedback": _feedback, "new": _new,
     "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run, "calibrate": _calibrate,
 }

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
+import tomllib
 
 import grader
 from grader import sandbox
@@ -190,11 +192,23 @@ def grader_code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+POLICY_TABLES = ("class",)  # the manifest's tables applied to stored results: a change re-scores, never regrades
+
+
+def grading_part_hash(path: str) -> str:
+    """The manifest's hash without its policy (`[class]`: the due date, the late policy,
+    which submission counts, what students see): changing those re-scores the class from
+    the gradebook in seconds; comments and layout change nothing either."""
+    with open(path, "rb") as handle:
+        values = tomllib.load(handle)
+    kept = {table: value for table, value in values.items() if table not in POLICY_TABLES}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def fingerprint(context: Context) -> str:
     """What a grade depends on besides the notebook: a change here means grading again."""
     manifest = context.manifest
-    with open(os.path.join(manifest.directory, "assignment.toml"), "rb") as handle:
-        manifest_hash = hashlib.sha256(handle.read()).hexdigest()
+    manifest_hash = grading_part_hash(os.path.join(manifest.directory, "assignment.toml"))
     release_hash = hashlib.sha256(repr(context.release).encode()).hexdigest()
     module = os.path.join(manifest.directory, manifest.lab.module) if manifest.lab.module else ""
     module_hash = file_sha256(module) if module else "no module"

@@ -73,6 +73,8 @@ def about(row: Row, attempt: Attempt) -> dict:
         "name": row.name,
         "known": row.known,
         "submitted": when(attempt.stored.submitted_at),
+        "due": when(row.due) if row.due is not None else "",
+        "extended": row.extended,
         "late_days": attempt.late_days,
         "counts": attempt.counts,
         "several": len(row.attempts) > 1,
@@ -82,8 +84,13 @@ def about(row: Row, attempt: Attempt) -> dict:
         ],
         "overrides": [
             {"check": titles.get(o.check_id, o.check_id) if o.check_id else "", "points": o.points, "comment": o.comment, "author": o.author}
-            for o in row.overrides
+            for o in (row.overrides if attempt.counts else ())
         ],
+        # the instructor's points on a check of the submission that counts (check id -> points)
+        "points": {o.check_id: row.points[o.check_id] for o in row.overrides if attempt.counts and o.check_id in row.points and o.points is not None},
+        "bonus": sum(o.points for o in row.overrides if attempt.counts and not o.check_id and o.points is not None),
+        "by_hand": row.by_hand and attempt.counts,
+        "set_aside": len(row.set_aside) if attempt.counts else 0,
         "penalty": row.penalty if attempt.counts else 0.0,
         "final": row.final if attempt.counts else None,
         "max_score": row.max_score,

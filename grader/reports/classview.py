@@ -76,6 +76,11 @@ class Row:
     score: float | None = None  # the result's, with the instructor's points; None if nothing gradable
     penalty: float = 0.0  # points taken for lateness
     final: float | None = None  # what goes into the gradebooks
+    points: dict = dataclasses.field(default_factory=dict)  # check id -> the counted submission's points, the instructor's where set
+    set_aside: tuple[Override, ...] = ()  # the instructor's word on another of the student's submissions: not applied
+    by_hand: bool = False  # an ungradable submission the instructor gave points to
+    due: float | None = None  # the student's due date: the class's, or their extension
+    extended: bool = False  # the due date is the student's own
 
     @property
     def status(self) -> str:
@@ -90,12 +95,11 @@ class Row:
         return self.info.get("name", "")
 
     def check_points(self) -> dict[str, float]:
-        """Each check's points for the counted submission, the instructor's where they set them."""
-        if self.counted is None or self.counted.result is None:
-            return {}
-        points = {c.id: c.score for c in self.counted.result.checks}
-        points.update({o.check_id: o.points for o in self.overrides if o.check_id and o.points is not None})
-        return points
+        """Each check's points for the counted submission, the instructor's where they set them
+        (a row not scored yet: the grader's)."""
+        if self.points or self.counted is None or self.counted.result is None:
+            return dict(self.points)
+        return {c.id: c.score for c in self.counted.result.checks}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +127,10 @@ class ClassView:
             found.append(f"more than one submission (the {self.rules.count} counts): {', '.join(several)}")
         if stale:
             found.append(f"graded by an earlier version of the grader or the assignment (grade them again): {', '.join(stale)}")
+        aside = [r.student for r in self.rows if r.set_aside]
+        if aside:
+            found.append(f"the instructor's word on an earlier submission, not applied to the one that counts "
+                         f"(`grader override OUT --student ID --carry` applies it): {', '.join(aside)}")
         return found
 
 
@@ -138,6 +146,7 @@ def build(book: Gradebook, facts: ClassFacts) -> ClassView:
     began = time.monotonic()
     roster = book.students(facts.name)
     overrides = book.overrides(facts.name)
+    extended = book.extensions(facts.name)
     by_student: dict[str, list[Stored]] = {}
     for stored in book.submissions(facts.name):
         by_student.setdefault(stored.student, []).append(stored)
@@ -146,10 +155,11 @@ def build(book: Gradebook, facts: ClassFacts) -> ClassView:
     rows = []
     for student in sorted(set(roster) | set(by_student)):
         folder = folder_name(student, taken)
-        attempts = _attempts(book, facts, folder, by_student.get(student, []))
+        rules = dataclasses.replace(facts.rules, due=extended[student]) if student in extended else facts.rules
+        attempts = _attempts(book, facts, folder, by_student.get(student, []), rules)
         row = Row(student, roster.get(student, {}), student in roster or not roster, attempts,
-                  tuple(overrides.get(student, ())), max_score)
-        rows.append(_score(row, facts.rules))
+                  tuple(overrides.get(student, ())), max_score, due=rules.due, extended=student in extended)
+        rows.append(_score(row, rules, facts.checks))
     return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules, began)
 
 
@@ -157,18 +167,20 @@ def refreshed(book: Gradebook, facts: ClassFacts, row: Row) -> Row:
     """`row` again with the results the gradebook holds now (the same submissions, the
     same folders): what one result changes, without building the whole class again."""
     folder = row.attempts[0].folder.split("/")[1] if row.attempts else ""
-    attempts = _attempts(book, facts, folder, [attempt.stored for attempt in row.attempts])
-    return _score(Row(row.student, row.info, row.known, attempts, row.overrides, row.max_score), facts.rules)
+    rules = dataclasses.replace(facts.rules, due=row.due)
+    attempts = _attempts(book, facts, folder, [attempt.stored for attempt in row.attempts], rules)
+    return _score(Row(row.student, row.info, row.known, attempts, row.overrides + row.set_aside, row.max_score, due=row.due,
+                      extended=row.extended), rules, facts.checks)
 
 
-def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored]) -> tuple[Attempt, ...]:
+def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored], rules: ClassRules) -> tuple[Attempt, ...]:
     taken: set[str] = set()
     attempts = []
     for item in stored:
         found = book.latest(facts.name, facts.version, facts.fingerprint, item.sha256)
         name = folder_name(os.path.splitext(os.path.basename(item.path))[0], taken)
         attempts.append(Attempt(item, found[0] if found else None, bool(found and found[1]),
-                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item, facts.rules)))
+                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item, rules)))
     return tuple(attempts)
 
 
@@ -184,28 +196,47 @@ def _late_days(item: Stored, rules: ClassRules) -> int:
     return math.ceil((item.submitted_at - rules.due) / DAY)
 
 
-def _score(row: Row, rules: ClassRules) -> Row:
-    """Which attempt counts, and the student's score with overrides and the late penalty."""
+def _score(row: Row, rules: ClassRules, checks: tuple) -> Row:
+    """Which attempt counts, and the student's score with the instructor's points and the
+    late penalty. The instructor's word counts for the submission it was written for (an
+    override of no submission, for whichever counts); the rest is set aside and said."""
     graded = [a for a in row.attempts if a.result is not None]
     if not graded:
         return row
     if rules.count == "best":
-        counted = max(graded, key=lambda a: (_with_overrides(a.result, row.overrides) - _penalty(a, row.max_score, rules), a.stored.submitted_at))
+        counted = max(graded, key=lambda a: (_points(a.result, _for(a, row.overrides), checks)[1] - _penalty(a, row.max_score, rules),
+                                             a.stored.submitted_at))
     else:
         counted = max(graded, key=lambda a: (a.stored.submitted_at, a.stored.path))
     attempts = tuple(dataclasses.replace(a, counts=a is counted) for a in row.attempts)
     counted = next(a for a in attempts if a.counts)
-    if counted.result.status != "graded":
-        return dataclasses.replace(row, attempts=attempts, counted=counted)
-    score = _with_overrides(counted.result, row.overrides)
+    mine = _for(counted, row.overrides)
+    row = dataclasses.replace(row, attempts=attempts, counted=counted, overrides=mine,
+                              set_aside=tuple(o for o in row.overrides if o not in mine))
+    by_hand = counted.result.status != "graded" and any(o.points is not None for o in mine)
+    if counted.result.status != "graded" and not by_hand:
+        return row
+    points, score = _points(counted.result, mine, checks)
     penalty = _penalty(counted, row.max_score, rules)
-    return dataclasses.replace(row, attempts=attempts, counted=counted, score=score, penalty=penalty, final=max(0.0, round(score - penalty, 2)))
+    return dataclasses.replace(row, score=score, penalty=penalty, final=max(0.0, round(score - penalty, 2)), points=points, by_hand=by_hand)
 
 
-def _with_overrides(result: SubmissionResult, overrides: tuple[Override, ...]) -> float:
-    points = {c.id: c.score for c in result.checks}
-    points.update({o.check_id: o.points for o in overrides if o.check_id in points and o.points is not None})
-    return round(sum(points.values()), 2)
+def _for(attempt: Attempt, overrides: tuple[Override, ...]) -> tuple[Override, ...]:
+    """The instructor's word on this submission (or on none in particular)."""
+    return tuple(o for o in overrides if o.sha256 in ("", attempt.stored.sha256))
+
+
+def _points(result: SubmissionResult, overrides: tuple[Override, ...], checks: tuple) -> tuple[dict[str, float], float]:
+    """(each check's points, the score): the grader's, the instructor's where set (within the
+    check's points), and a bonus the instructor gave the whole. An ungradable submission's
+    checks have no points but the instructor's."""
+    bounds = {check_id: points for check_id, _, points in checks}
+    points = {c.id: c.score for c in result.checks} if result.status == "graded" else dict.fromkeys(bounds, 0.0)
+    for o in overrides:
+        if o.check_id in bounds and o.points is not None:
+            points[o.check_id] = min(max(o.points, 0.0), bounds[o.check_id])
+    bonus = sum(max(o.points, 0.0) for o in overrides if not o.check_id and o.points is not None)
+    return points, round(sum(points.values()) + bonus, 2)
 
 
 def _penalty(attempt: Attempt, max_score: float, rules: ClassRules) -> float:

@@ -38,6 +38,9 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS roster_files (
         assignment TEXT NOT NULL, file TEXT NOT NULL, student TEXT NOT NULL, submitted_at TEXT NOT NULL,
         PRIMARY KEY (assignment, file))""",
+    """CREATE TABLE IF NOT EXISTS extensions (
+        assignment TEXT NOT NULL, student TEXT NOT NULL, due REAL NOT NULL, author TEXT NOT NULL, at REAL NOT NULL,
+        PRIMARY KEY (assignment, student))""",
     """CREATE TABLE IF NOT EXISTS overrides (
         assignment TEXT NOT NULL, student TEXT NOT NULL, check_id TEXT NOT NULL,
         points REAL, comment TEXT NOT NULL, author TEXT NOT NULL, at REAL NOT NULL,
@@ -60,7 +63,9 @@ class Stored:
 
 @dataclasses.dataclass(frozen=True)
 class Override:
-    """The instructor's word on one check of a student (points set), or on the whole (check_id "")."""
+    """The instructor's word on one check of a student (points set, within the check's), or
+    on the whole (check_id ""; its points, if any, a bonus), for the submission it was
+    written for (its sha256; "" for whichever counts)."""
 
     student: str
     check_id: str
@@ -68,6 +73,7 @@ class Override:
     comment: str
     author: str
     at: float
+    sha256: str = ""
 
 
 def fingerprint(*parts: str) -> str:
@@ -85,6 +91,8 @@ class Gradebook:
         columns = {row[1] for row in self.connection.execute("PRAGMA table_info(submissions)")}
         if "late" not in columns:  # a gradebook made before the LMS's late marker was kept
             self.connection.execute("ALTER TABLE submissions ADD COLUMN late INTEGER")
+        if "sha256" not in {row[1] for row in self.connection.execute("PRAGMA table_info(overrides)")}:
+            self.connection.execute("ALTER TABLE overrides ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''")  # before overrides had a submission
 
     def get(self, assignment: str, version: str, fingerprint: str, sha256: str) -> tuple[SubmissionResult, float] | None:
         row = self.connection.execute(
@@ -164,8 +172,8 @@ class Gradebook:
     def set_override(self, assignment: str, override: Override) -> None:
         with transaction(self.connection):
             self.connection.execute(
-                "INSERT OR REPLACE INTO overrides VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (assignment, override.student, override.check_id, override.points, override.comment, override.author, override.at),
+                "INSERT OR REPLACE INTO overrides (assignment, student, check_id, points, comment, author, at, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (assignment, override.student, override.check_id, override.points, override.comment, override.author, override.at, override.sha256),
             )
 
     def remove_override(self, assignment: str, student: str, check_id: str) -> bool:
@@ -178,11 +186,23 @@ class Gradebook:
     def overrides(self, assignment: str) -> dict[str, list[Override]]:
         found: dict[str, list[Override]] = {}
         for row in self.connection.execute(
-            "SELECT student, check_id, points, comment, author, at FROM overrides WHERE assignment=? ORDER BY student, check_id",
+            "SELECT student, check_id, points, comment, author, at, sha256 FROM overrides WHERE assignment=? ORDER BY student, check_id",
             (assignment,),
         ):
             found.setdefault(row[0], []).append(Override(*row))
         return found
+
+    def set_extension(self, assignment: str, student: str, due: float | None, author: str = "") -> None:
+        """A student's own due date (seconds since the epoch), or none (None: the class's)."""
+        with transaction(self.connection):
+            if due is None:
+                self.connection.execute("DELETE FROM extensions WHERE assignment=? AND student=?", (assignment, student))
+            else:
+                self.connection.execute("INSERT OR REPLACE INTO extensions VALUES (?, ?, ?, ?, ?)", (assignment, student, due, author, time.time()))
+
+    def extensions(self, assignment: str) -> dict[str, float]:
+        """Each student's own due date, for those who have one."""
+        return dict(self.connection.execute("SELECT student, due FROM extensions WHERE assignment=?", (assignment,)).fetchall())
 
     def close(self) -> None:
         self.connection.close()
