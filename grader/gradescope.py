@@ -8,9 +8,14 @@ the assignment's autograder:
     run_autograder   grades the notebook in /autograder/submission and writes results.json
     project/         this grader's source, installed by setup.sh
     assignment/      the assignment (manifest, source notebook, its lab module, its data and weights if not the demo's)
+    state/           the preflight, run here when the bundle is made: the lab's own pair graded and judged
+                     (the gradebook holding them, the solution's result) and the feature cache, so that
+                     each submission in Gradescope grades one notebook, not three
 
 `run` is what run_autograder calls: it grades the one notebook with the same pipeline as
-`grader grade` (the preflight first) and writes results.json in Gradescope's format
+`grader grade` (the preflight only if the bundle's does not hold for this container: a
+grade depends on the grader's code, the assignment, its data and weights, and whether a
+sandbox runs, and any change means the pair is graded again) and writes results.json in Gradescope's format
 (score, execution_time, output, visibility, tests). Student code never runs outside the
 sandbox here either: where bubblewrap cannot make one (a container that forbids user
 namespaces), nothing runs, and results.json says so to the student (score 0, visible) so
@@ -25,6 +30,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -54,10 +60,17 @@ PROJECT_FILES = ("pyproject.toml", "README.md", "SECURITY.md")
 PROJECT_PACKAGES = ("grader", "reference", "labs", "assignments")
 
 
-def bundle(manifest: Manifest, zip_path: str) -> str:
-    """Write the autograder zip for `manifest`'s assignment."""
+SHIPPED_CACHE_BYTES = 256 * 2**20  # the preflight's feature cache goes into the bundle up to this size
+
+
+def bundle(manifest: Manifest, zip_path: str, preflight: bool = True) -> str:
+    """Write the autograder zip for `manifest`'s assignment, with its preflight's outcome
+    (unless `preflight` is False, or this machine cannot make the sandbox: then the
+    preflight runs in Gradescope, with every submission)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.makedirs(os.path.dirname(zip_path) or ".", exist_ok=True)
+    files = assignment_files(manifest)
+    state = prepared(files) if preflight else {}
     partial = zip_path + ".partial"
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
         _add_text(archive, "setup.sh", SETUP)
@@ -68,10 +81,41 @@ def bundle(manifest: Manifest, zip_path: str) -> str:
             for path in sorted(glob.glob(os.path.join(root, package, "**", "*"), recursive=True)):
                 if os.path.isfile(path) and "__pycache__" not in path:
                     archive.write(path, f"project/{os.path.relpath(path, root)}")
-        for name, data in assignment_files(manifest).items():
+        for name, data in files.items():
             archive.writestr(f"assignment/{name}", data)
+        for name, data in state.items():
+            archive.writestr(f"state/{name}", data)
     os.replace(partial, zip_path)
     return zip_path
+
+
+def prepared(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The preflight of the assignment as the bundle holds it (`files`), run here: the
+    gradebook with the lab's own pair, the solution's result, and the feature cache (if
+    small enough), by their paths under the bundle's state/. {} where this machine cannot
+    make the sandbox (the container will then run the preflight itself)."""
+    from grader import batch
+    from grader.config import manifest as manifest_mod
+    from grader.run import Options
+    from grader.sandbox import bwrap
+    from grader.store.storage import STATE
+
+    if bwrap.bubblewrap_problem() is not None:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="grader-bundle-") as work:
+        for name, data in files.items():
+            write_atomic(os.path.join(work, "assignment", name), data)
+        out, cache = os.path.join(work, "out"), os.path.join(work, "cache")
+        batch.check(manifest_mod.load(os.path.join(work, "assignment")), Options(out_dir=out, quiet=True, jobs=1, cache_dir=cache))
+        kept = {"out/gradebook.sqlite": os.path.join(out, "gradebook.sqlite"), f"out/{STATE}/reference.json": os.path.join(out, STATE, "reference.json")}
+        cached = [path for path in glob.glob(os.path.join(cache, "**", "*"), recursive=True) if os.path.isfile(path)]
+        if sum(os.path.getsize(path) for path in cached) <= SHIPPED_CACHE_BYTES:
+            kept.update({f"cache/{os.path.relpath(path, cache)}": path for path in cached})
+        state = {}
+        for name, path in kept.items():
+            with open(path, "rb") as handle:
+                state[name] = handle.read()
+        return state
 
 
 def _add_text(archive: zipfile.ZipFile, name: str, text: str) -> None:
@@ -121,12 +165,15 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
     problem = bwrap.bubblewrap_problem()
     if problem is not None:
         payload = {"score": 0, "execution_time": 0, "visibility": "visible", "output": unsandboxed_message(problem)}
-    elif not notebooks:
-        payload = {"score": 0, "execution_time": 0, "visibility": manifest.rules.visibility,
+    elif not notebooks:  # said to the student at once, whatever the checks' visibility: they can submit again
+        payload = {"score": 0, "execution_time": 0, "visibility": "visible",
                    "output": "No .ipynb file was submitted: upload your notebook (File > Download > Download .ipynb)."}
     else:
         with tempfile.TemporaryDirectory(prefix="grader-gradescope-") as work:
             path = notebooks[0]
+            state = os.path.join(os.path.dirname(os.path.abspath(manifest.directory)), "state")
+            if os.path.isdir(state):  # the bundle's preflight (and its feature cache): kept if it holds here
+                shutil.copytree(state, work, dirs_exist_ok=True)
             options = Options(out_dir=os.path.join(work, "out"), quiet=True, jobs=1,
                               allow_unsandboxed=bwrap.bubblewrap_problem() is not None, cache_dir=os.path.join(work, "cache"))
             stored = gradebook.Stored("student", os.path.basename(path), file_sha256(path), os.path.getmtime(path), "file name", True)

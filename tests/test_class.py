@@ -211,3 +211,29 @@ def test_the_gradescope_autograder_runs_in_a_gradescope_shaped_directory(lms, tm
         assert set(test) <= {"score", "max_score", "status", "name", "name_format", "number", "output", "output_format", "tags", "visibility", "extra_data"}
         assert test["status"] in ("passed", "failed") and isinstance(test["name"], str) and 0 <= test["score"] <= test["max_score"]
     assert payload["score"] == 1.0 and payload["tests"][0]["status"] == "passed"
+
+
+def test_the_bundle_carries_its_preflight_so_a_submission_grades_one_notebook(lms, tmp_path, monkeypatch):
+    """The preflight runs when the bundle is made; in the container, a submission reuses it
+    (the pair is not graded again) and an empty submission is told at once, visibly."""
+    from grader import gradescope, preflight
+
+    assignment, download, _, _ = lms
+    if shutil.which("bwrap") is None:
+        missing_capability("bubblewrap is needed for the bundle's preflight")
+    zip_path = tmp_path / "autograder.zip"
+    gradescope.bundle(manifest_mod.load(str(assignment)), str(zip_path))
+    source = tmp_path / "source"
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(source)
+        assert {"state/out/gradebook.sqlite", "state/out/.grader/reference.json"} <= set(archive.namelist())
+    judged = []
+    real = preflight.judge
+    monkeypatch.setattr(preflight, "judge", lambda results, graded=frozenset(): judged.append(graded) or real(results, graded))
+    (tmp_path / "submission").mkdir()
+    shutil.copy(download / "s01" / NAME, tmp_path / "submission" / NAME)
+    payload = gradescope.run(manifest_mod.load(str(source / "assignment")), str(tmp_path / "submission"), str(tmp_path / "results.json"))
+    assert payload["score"] == 1.0 and judged == [frozenset()]  # judged, but nothing of the pair graded again
+    (tmp_path / "empty").mkdir()
+    empty = gradescope.run(manifest_mod.load(str(source / "assignment")), str(tmp_path / "empty"), str(tmp_path / "results.json"))
+    assert empty["visibility"] == "visible" and empty["output"].startswith("No .ipynb file was submitted")

@@ -98,7 +98,7 @@ def graded_row(student, status="graded", final=None, penalty=0.0, comments=(), m
                              checks=checks if status == "graded" else [], provenance={"seconds": 12.345})
     return SimpleNamespace(student=student, status="missing" if missing else status, final=final, penalty=penalty,
                            counted=None if missing else SimpleNamespace(result=result, late_days=2),
-                           overrides=[SimpleNamespace(comment=c) for c in comments], check_points=lambda: {"acc": 12.0})
+                           overrides=[SimpleNamespace(comment=c) for c in comments], check_points=lambda: {"acc": 12.0}, by_hand=False)
 
 
 def test_the_gradescope_results_give_each_student_their_checks_their_final_score_and_what_was_said():
@@ -113,10 +113,10 @@ def test_the_gradescope_results_give_each_student_their_checks_their_final_score
     assert (ada["score"], ada["execution_time"], ada["visibility"]) == (52.0, 12.35, "visible")
     assert [(t["name"], t["score"], t["max_score"], t["status"], t["output"]) for t in ada["tests"]] == [
         ("The cell runs", 10.0, 10.0, "passed", "ran"), ("Accuracy", 12.0, 30.0, "failed", "0.41 < 0.60")]
-    assert ada["output"] == "lab version 3, graded. 20 points off: 2 day(s) late. From your instructor: well argued"
+    assert ada["output"] == "lab version 3, graded.\n20 points off: 2 day(s) late.\nFrom your instructor: well argued"
     bob = json.loads(files["bob/results.json"])
     assert (bob["score"], bob["tests"]) == (0, [])
-    assert bob["output"] == "lab version 3, ungradable. not a notebook. upload the .ipynb."
+    assert bob["output"] == "lab version 3, ungradable.\nnot a notebook. upload the .ipynb."
     assert exports.gradescope(graded_row("cy", missing=True), "hidden") == {
         "score": 0, "visibility": "hidden", "output": "No submission was graded for this student."}
 

@@ -40,15 +40,18 @@ def gradescope(row: Row, visibility: str) -> dict:
     said = [f"{result.assignment} version {result.version}, {result.status}."]
     if result.status == "ungradable":
         said.append(f"{result.reason}. {result.fix}.")
+    if row.by_hand:
+        said.append(f"Your instructor graded it by hand: {row.final:g} points.")
     if row.penalty:
         said.append(f"{row.penalty:g} points off: {row.counted.late_days} day(s) late.")
     said += [f"From your instructor: {o.comment}" for o in row.overrides if o.comment]
     return {
         "score": row.final if row.final is not None else 0,
         "execution_time": round(float(result.provenance.get("seconds", 0) or 0), 2),
-        "visibility": visibility,
+        # an unreadable notebook is said to the student at once, whatever the checks' visibility: they can submit again
+        "visibility": "visible" if result.status == "ungradable" and not row.by_hand else visibility,
         "stdout_visibility": "hidden",
-        "output": " ".join(said),
+        "output": "\n".join(said),  # one statement a line: Gradescope shows the lines as written
         "tests": tests,
     }
 
