@@ -76,7 +76,7 @@ class Entry:
 
     stored: gradebook.Stored
     path: str  # the notebook's file
-    title: str = ""  # its page's title (default: the file's name)
+    title: str = ""  # what its student called the file, for its pages (default: the file's name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,7 +350,7 @@ class _Pages:
             if attempt.stored.path in mine:
                 entry, result, graded, rendering = mine[attempt.stored.path]
                 _write_notebook(entry, folder, rendering)
-                shown = dataclasses.replace(result, submission=student, file=attempt.file)
+                shown = dataclasses.replace(result, submission=student, file=entry.title or attempt.file)  # the student's own name for it
                 about = classreport.about(row, attempt) if attempt.result is not None and result.owner is Owner.STUDENT else None
                 run.write_pages(shown, folder, about)
                 outcomes.append(Settled(entry, shown, graded, folder))

@@ -1,4 +1,5 @@
 import json
+import re
 
 import nbformat
 
@@ -89,7 +90,11 @@ def test_unreadable_files_say_why(tmp_path):
     import pytest
 
     cases = {
-        "text.ipynb": (b"not json at all", "not a notebook (not JSON"),
+        "text.ipynb": (b"not json at all", "not a notebook (a notebook is JSON, and this is plain text)"),
+        "cut.ipynb": (b'{"cells": [\n  {"cell_type": "code",', "the notebook's JSON is broken at line 2 (perhaps it was cut off"),
+        "report.pdf.ipynb": (b"%PDF-1.7\n%\xe2\xe3", "the file is a PDF, not a notebook; submit the .ipynb file itself"),
+        "page.ipynb": (b"  <!DOCTYPE html><html><body>", "the file is a web page (HTML: perhaps the notebook printed or saved as a page)"),
+        "word.ipynb": (b"PK\x03\x04\x14\x00", "the file is a zip archive (or a Word or Excel file), not a notebook"),
         "latin1.ipynb": (b"{\"cells\": \"\xe9\"}", "not UTF-8"),
         "list.ipynb": (b"[1, 2]", "has no list of cells"),
         "deep.ipynb": (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
@@ -97,7 +102,7 @@ def test_unreadable_files_say_why(tmp_path):
     for name, (content, fragment) in cases.items():
         path = tmp_path / name
         path.write_bytes(content)
-        with pytest.raises(notebook.Unreadable, match=fragment.replace("(", r"\(")):
+        with pytest.raises(notebook.Unreadable, match=re.escape(fragment)):
             notebook.read_submission(str(path))
 
 

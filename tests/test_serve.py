@@ -104,6 +104,19 @@ def test_joining_needs_the_code_and_the_forms_token(site):
     assert join(client, "Ada Lovelace")
 
 
+def test_a_student_who_lost_their_page_gets_it_back_by_joining_again_from_the_same_browser(site):
+    from starlette.testclient import TestClient
+
+    server, client = site
+    first = join(client, "Zoe Zhang")
+    again = join(client, "Zoe Zhang")  # the same browser (its join cookie), the same name: the same student, a new link
+    assert server.queue.holder(again) == "zoe-zhang" and server.queue.holder(first) is None
+    assert join(client, "Zoe  Zhang ") and server.queue.holder(join(client, "Zoe Zhang")) == "zoe-zhang"  # spaces as typed
+    with TestClient(server.app(), follow_redirects=False) as other:  # another browser: never someone else's link
+        assert server.queue.holder(join(other, "Zoe Zhang")) == "zoe-zhang-2"
+    assert server.queue.holder(join(client, "Zed")) == "zed"  # the same browser, another name: another student
+
+
 def test_a_forged_upload_form_is_refused(site):
     server, client = site
     token = join(client, "Ada")
@@ -351,6 +364,7 @@ def test_links_are_written_once_per_student_for_the_instructor(tmp_path):
     assert os.stat(path).st_mode & 0o777 == 0o600
     rows = list(csv.DictReader(open(path)))
     assert [r["name"] for r in rows] == ["Ada", "'=HYPERLINK(1)"]
+    assert b"\r" not in open(path, "rb").read()  # lines end as this machine's text files do
     assert all(queue.holder(r["link"].rsplit("/s/", 1)[1]) == r["student"] for r in rows)
     assert start.write_links(queue, students, "https://grader.example.org", path) == 0  # every student has one
     assert start.write_links(queue, students, "https://grader.example.org", path, renew={"s1"}) == 1
@@ -482,6 +496,7 @@ def test_kill_9_mid_queue_then_a_restart_grades_each_upload_exactly_once(tmp_pat
         mine = server.http.get(f"/s/{tokens['s0']}/a/upload-1/scorecard.html")
         theirs = server.http.get(f"/s/{tokens['s1']}/a/upload-1/scorecard.html")
         assert mine.status_code == 200 and "s0" in mine.text and theirs.status_code == 404
+        assert "lab.ipynb, submitted" in mine.text and "upload-1.ipynb" not in mine.text  # the student's own name for the file
         for response in (mine, theirs):  # a graded scorecard, as served, carries the strict headers too
             assert all(response.headers.get(name) == value for name, value in HEADERS.items())
             assert "frame-ancestors 'none'" in response.headers["content-security-policy"]

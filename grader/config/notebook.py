@@ -24,6 +24,10 @@ def read_submission(path: str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.
         raise Unreadable(too_large(size, max_bytes))
     with open(path, "rb") as handle:
         raw = handle.read()
+    kind = _kind_of(raw)
+    if kind:
+        raise Unreadable(f"the file is {kind}, not a notebook; submit the .ipynb file itself, downloaded with "
+                         "File > Download > Download .ipynb")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -36,11 +40,28 @@ def read_submission(path: str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.
     except RecursionError:
         raise Unreadable("the file's JSON is nested too deeply to be a notebook") from None
     except ValueError as error:
+        if text.lstrip().startswith(("{", "[")):
+            raise Unreadable(f"the notebook's JSON is broken at line {getattr(error, 'lineno', '?')} (perhaps it was cut off "
+                             "or edited by hand); download it again with File > Download > Download .ipynb") from None
         raise Unreadable(
-            f"the file is not a notebook (not JSON: {error}); submit the .ipynb file "
+            "the file is not a notebook (a notebook is JSON, and this is plain text); submit the .ipynb file "
             "itself, downloaded with File > Download > Download .ipynb"
         ) from None
     return from_json(data)
+
+
+# What students upload instead of a notebook, by the bytes it begins with.
+KINDS = ((b"%PDF", "a PDF"), (b"PK\x03\x04", "a zip archive (or a Word or Excel file)"), (b"\x89PNG", "a PNG picture"),
+         (b"\xff\xd8\xff", "a JPEG picture"), (b"{\\rtf", "an RTF document"), (b"\xd0\xcf\x11\xe0", "an old Word or Excel file"))
+
+
+def _kind_of(raw: bytes) -> str:
+    """What the file is, if its first bytes say it is a kind of file students upload by mistake ("" otherwise)."""
+    head = raw[:16].lstrip()
+    found = next((kind for magic, kind in KINDS if raw.startswith(magic)), "")
+    if not found and head.lower().startswith((b"<!doctype html", b"<html")):
+        found = "a web page (HTML: perhaps the notebook printed or saved as a page)"
+    return found
 
 
 def too_large(size: int, max_bytes: int) -> str:

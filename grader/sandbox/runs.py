@@ -107,7 +107,7 @@ class Runner:
                 return Pending(zygote, cells, self, folder)
             except ZygoteLost as error:
                 lost = str(error)
-                log.warning("sandbox: %s; starting another", lost)
+                log.info("sandbox: a run was lost before it began (%s); trying again in a new sandbox", lost)  # the grader's own: no one need act
                 self._discard_zygote()
         return Pending.never_ran(self, folder, lost)
 

@@ -26,7 +26,7 @@ def write_links(queue: uploads.Queue, students: dict[str, dict], url: str, path:
     chosen = [s for s in students if (s in renew if renew is not None else s not in linked)]
     rows = [[s, students[s].get("name", ""), students[s].get("email", ""), f"{url.rstrip('/')}/s/{queue.issue_link(s)}"] for s in chosen]
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator="\n")  # a file to read and mail from: one line a student, as text files here end
     writer.writerow(["student", "name", "email", "link"])
     writer.writerows([[exports.spreadsheet_cell(v) for v in row[:3]] + [row[3]] for row in rows])
     handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

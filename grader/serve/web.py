@@ -153,20 +153,28 @@ class Server:
                 raise Declined(400, "give a name of 1 to 60 characters: the instructor sees it beside your score")
         except Declined as refused:
             return self._join_page(request, refused)
-        token = await run_in_threadpool(self._join, name)
+        token = await run_in_threadpool(self._join, name, nonce)
         return RedirectResponse(f"/s/{token}", status_code=303)
 
-    def _join(self, name: str) -> str:
-        """A new student of the workshop, named `name`; returns their token."""
+    def _join(self, name: str, nonce: str = "") -> str:
+        """The workshop's student named `name` who joined from this browser (its join cookie's
+        `nonce`), with a new link (their old one stops working): a student who lost their page
+        gets it back by joining again. Anyone else is a new student, whatever their name, so
+        that no one takes over another's link. Returns the token."""
+        browser = tokens.form_token(self.secret, f"browser:{nonce}") if nonce else ""
         with self._register:
             book = gradebook.Gradebook(self.workshop_book)
             try:
-                taken = set(book.students(self.manifest.name))
+                students = book.students(self.manifest.name)
+                again = next((s for s, fields in students.items() if browser and fields.get("browser") == browser
+                              and fields.get("name") == name), None)
+                if again is not None:
+                    return self.queue.issue_link(again)
                 base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "student"
                 student, n = base, 2
-                while student in taken:
+                while student in students:
                     student, n = f"{base}-{n}", n + 1
-                book.add_student(self.manifest.name, student, {"name": name})
+                book.add_student(self.manifest.name, student, {"name": name, "browser": browser})
             finally:
                 book.close()
         self.live.changed()

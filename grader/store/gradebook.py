@@ -47,6 +47,11 @@ SCHEMA = (
         PRIMARY KEY (assignment, student, check_id))""",
 )
 
+ADDED = (  # (table, column, its declaration): added to gradebooks made before the column was
+    ("submissions", "late", "INTEGER"),  # the LMS's late marker
+    ("overrides", "sha256", "TEXT NOT NULL DEFAULT ''"),  # the submission an override was written for
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Stored:
@@ -88,11 +93,12 @@ class Gradebook:
         self.connection.execute("PRAGMA synchronous=FULL")
         for table in SCHEMA:
             self.connection.execute(table)
-        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(submissions)")}
-        if "late" not in columns:  # a gradebook made before the LMS's late marker was kept
-            self.connection.execute("ALTER TABLE submissions ADD COLUMN late INTEGER")
-        if "sha256" not in {row[1] for row in self.connection.execute("PRAGMA table_info(overrides)")}:
-            self.connection.execute("ALTER TABLE overrides ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''")  # before overrides had a submission
+        # Columns added since, to a gradebook made before them: looked for and added in one
+        # transaction that holds the write lock, as another process may open the same file now.
+        with transaction(self.connection):
+            for table, column, declared in ADDED:
+                if column not in {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}:
+                    self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
 
     def get(self, assignment: str, version: str, fingerprint: str, sha256: str) -> tuple[SubmissionResult, float] | None:
         row = self.connection.execute(
