@@ -98,7 +98,7 @@ def graded_row(student, status="graded", final=None, penalty=0.0, comments=(), m
                              checks=checks if status == "graded" else [], provenance={"seconds": 12.345})
     return SimpleNamespace(student=student, status="missing" if missing else status, final=final, penalty=penalty,
                            counted=None if missing else SimpleNamespace(result=result, late_days=2),
-                           overrides=[SimpleNamespace(comment=c) for c in comments], check_points=lambda: {"acc": 12.0}, by_hand=False)
+                           applied=[SimpleNamespace(comment=c) for c in comments], check_points=lambda: {"acc": 12.0}, by_hand=False)
 
 
 def test_the_gradescope_results_give_each_student_their_checks_their_final_score_and_what_was_said():

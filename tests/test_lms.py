@@ -62,6 +62,10 @@ def test_each_lms_names_its_files_in_its_own_way():
     assert lms.named("Lab_1_c_cao_attempt_2026-12-01-23-10-05_lab.ipynb").key == "cao"
     for plain in ("lab.ipynb", "alice_lab.ipynb", "alice_2_lab.ipynb", "04_Keras_Flowers_transfer_learning_playground.ipynb"):
         assert lms.named(plain) is None, plain
+    # a student's own name can have Canvas's shape: read as Canvas's only at the download's top, and only when asked
+    assert lms.named(os.path.join("alice", "HW_3_2_final.ipynb")) is None and lms.named("HW_3_2_final.ipynb", canvas=False) is None
+    assert lms.named(os.path.join("course", "Alice Anders_7711_assignsubmission_file_", "lab.ipynb")).key == "7711"  # one folder down
+    assert lms.named("Lab 1_aanders_attempt_2026-02-30-10-00-00_lab.ipynb").when is None  # a day no calendar has: no time, no crash
 
 
 def test_a_canvas_download_is_mapped_by_the_canvas_user_id_and_its_late_marker_kept(tmp_path):
@@ -106,6 +110,36 @@ def test_a_blackboard_download_is_mapped_by_user_name_with_its_attempt_time_and_
     assert {s.how for s in chosen if not s.known} == {"Blackboard user zz: no roster row has the username zz"}
 
 
+def test_student_folders_whose_files_look_like_canvas_names_stay_their_folders_students(tmp_path):
+    folder = download(tmp_path / "subs", [os.path.join("alice", "HW_3_2_final.ipynb"), os.path.join("bob", "HW_3_2_final.ipynb"),
+                                          "week_2023_01_lab.ipynb"])
+    plain = submissions.read_roster(str(tmp_path / "plain.csv")) if (tmp_path / "plain.csv").write_text("id\nalice\nbob\n") else None
+    for read in (submissions.Roster.empty(), plain, roster(tmp_path)):
+        got = sorted((s.student, s.how) for s in submissions.identify(submissions.collect([str(folder)]), read))
+        assert got[:2] == [("alice", "folder"), ("bob", "folder")], got
+    # without a Canvas roster, a top-level file of that shape is its own name; with one, it is read as Canvas's
+    assert sorted(s.student for s in submissions.identify(submissions.collect([str(folder)]), plain))[2] == "week_2023_01_lab"
+
+
+def test_a_download_file_with_no_time_from_its_lms_is_not_late_and_an_unread_time_is_said(tmp_path):
+    folder = download(tmp_path / "moodle", ["Alice Anders_7711_assignsubmission_file_lab.ipynb", "grading_worksheet.csv"])
+    (folder / "grading_worksheet.csv").write_text(WORKSHEET.replace("Monday, 1 December 2026, 10:00 PM", "lundi 1 décembre 2026, 22:00"))
+    [chosen] = submissions.identify(submissions.collect([str(folder)]), roster(tmp_path))
+    assert chosen.late is False and chosen.how.endswith("(its time 'lundi 1 décembre 2026, 22:00' could not be read: not counted late)")
+
+
+def test_this_weeks_download_puts_a_students_file_at_the_same_path_as_last_weeks(tmp_path):
+    paths = []
+    for week, content in ((1, "{}"), (2, '{"cells": []}')):
+        archive = tmp_path / f"week{week}" / "submissions.zip"
+        archive.parent.mkdir()
+        with zipfile.ZipFile(archive, "w") as handle:
+            handle.writestr("andersalice_10001_5550001_lab.ipynb", content)
+        [(path, root)] = submissions.collect([str(archive)], str(tmp_path / "staging"))
+        paths.append(os.path.relpath(path, os.path.dirname(root)))  # as the gradebook keeps it
+    assert paths == ["submissions/andersalice_10001_5550001_lab.ipynb"] * 2
+
+
 def test_the_rule_lms_names_every_file_that_no_lms_named(tmp_path):
     folder = download(tmp_path / "mixed", ["andersalice_10001_5550001_lab.ipynb", "stray.ipynb"])
     got = {s.student: (s.known, s.how) for s in submissions.identify(submissions.collect([str(folder)]), roster(tmp_path), "lms")}
@@ -115,8 +149,11 @@ def test_the_rule_lms_names_every_file_that_no_lms_named(tmp_path):
 
 def test_without_a_roster_the_lms_name_is_the_student(tmp_path):
     folder = download(tmp_path / "canvas", ["andersalice_10001_5550001_lab.ipynb", "Bruno Brandt_7712_assignsubmission_file_lab.ipynb"])
-    chosen = submissions.identify(submissions.collect([str(folder)]), submissions.Roster.empty())
+    chosen = submissions.identify(submissions.collect([str(folder)]), submissions.Roster.empty(), "lms")
     assert sorted((s.student, s.known) for s in chosen) == [("Bruno Brandt", True), ("andersalice", True)]
+    # under auto, Canvas's shape is read only with a Canvas roster: a file of that shape is its own name
+    chosen = submissions.identify(submissions.collect([str(folder)]), submissions.Roster.empty())
+    assert sorted(s.student for s in chosen) == ["Bruno Brandt", "andersalice_10001_5550001_lab"]
 
 
 def test_the_rosters_file_column_still_wins_over_an_lms_name(tmp_path):
@@ -172,6 +209,7 @@ def test_the_gradebook_keeps_the_lms_late_marker_and_the_class_counts_it_as_one_
     # Canvas's word is taken over the file's time (a download's files carry the time it was made)
     assert [classview._late_days(kept[s], rules) for s in ("s1", "s2", "s3")] == [1, 0, 5788]
     assert classview._late_days(kept["s1"], classview.ClassRules()) == 0  # no due date: nothing is late
+    assert classview._late_days(kept["s1"], rules, extended=True) == 0  # Canvas's marker knew nothing of the student's own due date
 
 
 @pytest.mark.slow

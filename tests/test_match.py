@@ -192,3 +192,9 @@ def test_an_added_cell_in_a_colab_download_ends_at_the_next_heading(released):
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell("model.summary()"))
     section = match.match(nb, record).sections["model"]
     assert [c.role for c in section] == ["answer", "added"] and section[1].source == "model.summary()"
+
+
+def test_a_notebook_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.ipynb"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode())
+    assert notebook.read_submission(str(path)).cells == []

@@ -117,7 +117,7 @@ def test_the_instructors_word_belongs_to_the_submission_it_was_written_for_and_c
     finally:
         book.close()
     cy = row(out, "cy")
-    assert cy.counted.stored.sha256 == "c2" and cy.overrides == () and [o.comment for o in cy.set_aside] == ["see me about the pooling"]
+    assert cy.counted.stored.sha256 == "c2" and cy.applied == () and [o.comment for o in cy.set_aside] == ["see me about the pooling"]
     assert cy.final == 100.0  # c2's own points: the word on c1 is not applied
     assert override(out, "--student", "ada", "--comment", "fine") == 0  # rerenders the class
     book = gradebook.Gradebook(str(out / "gradebook.sqlite"))
@@ -130,8 +130,24 @@ def test_the_instructors_word_belongs_to_the_submission_it_was_written_for_and_c
     assert "see me about the pooling" not in page and 'id="set-aside"' in page
     assert override(out, "--student", "cy", "--carry") == 0
     cy = row(out, "cy")
-    assert [o.comment for o in cy.overrides] == ["see me about the pooling"] and cy.set_aside == () and cy.final == 90.0
+    assert [o.comment for o in cy.applied] == ["see me about the pooling"] and cy.set_aside == () and cy.final == 90.0
     assert "see me about the pooling" in open(out / cy.counted.folder / "scorecard.html").read()
+
+
+def test_under_best_the_word_on_a_submission_stays_with_it_and_ranks_it(out):
+    """The instructor takes a check's points from cy's better submission (c2, 100): the other
+    (c1, 40) may then count, and the word on c2 is not 'an earlier submission' to carry."""
+    classreport.save_facts(dataclasses.replace(FACTS, rules=ClassRules(count="best")), str(out))
+    assert row(out, "cy").counted.stored.sha256 == "c2"
+    book = gradebook.Gradebook(str(out / "gradebook.sqlite"))
+    try:
+        book.set_override("lab", gradebook.Override("cy", "accuracy", 0.0, "copied", "TA Kim", 1.0, "c2"))
+        book.set_override("lab", gradebook.Override("cy", "structure", 0.0, "", "TA Kim", 1.0, "c2"))
+    finally:
+        book.close()
+    cy = row(out, "cy")
+    assert (cy.counted.stored.sha256, cy.final, cy.set_aside, cy.applied) == ("c1", 40.0, (), ())  # c2 is 10 now: c1 counts
+    assert len(cy.overrides) == 2  # kept, with the submission they rank
 
 
 def test_a_gradebook_made_before_overrides_had_a_submission_applies_them_to_whichever_counts(tmp_path):
@@ -158,7 +174,8 @@ def test_an_extension_is_a_due_date_of_the_students_own_and_the_class_is_scored_
     assert main(["extend", str(out), "--student", "ada", "--due", "1970-01-02T00:00:00Z"]) == 0
     said = capsys.readouterr().out
     assert "1 due date(s) set; the class scored again in" in said and "nothing graded" in said
-    print(said.strip())  # the time it took, for the record
+    with capsys.disabled():
+        print(f"\n{said.strip()}")  # the time it took, for the record (-s shows it)
     ada = row(out, "ada")
     assert (ada.extended, ada.counted.late_days, ada.final) == (True, 0, 40.0)
     page = open(out / ada.counted.folder / "scorecard.html").read()

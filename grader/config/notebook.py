@@ -29,7 +29,7 @@ def read_submission(path: str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.
         raise Unreadable(f"the file is {kind}, not a notebook; submit the .ipynb file itself, downloaded with "
                          "File > Download > Download .ipynb")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as some editors save it, is no part of the JSON
     except UnicodeDecodeError as error:
         raise Unreadable(
             f"the file is not UTF-8 text (byte {error.start}); a notebook is a UTF-8 JSON "

@@ -84,11 +84,11 @@ def about(row: Row, attempt: Attempt) -> dict:
         ],
         "overrides": [
             {"check": titles.get(o.check_id, o.check_id) if o.check_id else "", "points": o.points, "comment": o.comment, "author": o.author}
-            for o in (row.overrides if attempt.counts else ())
+            for o in (row.applied if attempt.counts else ())
         ],
         # the instructor's points on a check of the submission that counts (check id -> points)
-        "points": {o.check_id: row.points[o.check_id] for o in row.overrides if attempt.counts and o.check_id in row.points and o.points is not None},
-        "bonus": sum(o.points for o in row.overrides if attempt.counts and not o.check_id and o.points is not None),
+        "points": {o.check_id: row.points[o.check_id] for o in row.applied if attempt.counts and o.check_id in row.points and o.points is not None},
+        "bonus": sum(o.points for o in row.applied if attempt.counts and not o.check_id and o.points is not None),
         "by_hand": row.by_hand and attempt.counts,
         "set_aside": len(row.set_aside) if attempt.counts else 0,
         "penalty": row.penalty if attempt.counts else 0.0,
@@ -138,7 +138,7 @@ def grades_csv(view: ClassView) -> str:
             "" if row.score is None else row.score, row.penalty if row.score is not None else "",
             "" if row.final is None else row.final, row.max_score,
             *(points.get(check, "") for check in view.check_ids),
-            " / ".join(o.comment for o in row.overrides if o.comment),
+            " / ".join(o.comment for o in row.applied if o.comment),
         ])
     header = ["student", "name", "email", "section", "status", "file", "sha256", "submitted_at", "late_days",
               "score", "penalty", "final", "max_score", *view.check_ids, "comment"]

@@ -77,7 +77,8 @@ class Row:
     penalty: float = 0.0  # points taken for lateness
     final: float | None = None  # what goes into the gradebooks
     points: dict = dataclasses.field(default_factory=dict)  # check id -> the counted submission's points, the instructor's where set
-    set_aside: tuple[Override, ...] = ()  # the instructor's word on another of the student's submissions: not applied
+    applied: tuple[Override, ...] = ()  # the instructor's word on the submission that counts (of `overrides`: all of theirs)
+    set_aside: tuple[Override, ...] = ()  # the word on a submission that no longer counts ("latest"): not applied
     by_hand: bool = False  # an ungradable submission the instructor gave points to
     due: float | None = None  # the student's due date: the class's, or their extension
     extended: bool = False  # the due date is the student's own
@@ -156,7 +157,7 @@ def build(book: Gradebook, facts: ClassFacts) -> ClassView:
     for student in sorted(set(roster) | set(by_student)):
         folder = folder_name(student, taken)
         rules = dataclasses.replace(facts.rules, due=extended[student]) if student in extended else facts.rules
-        attempts = _attempts(book, facts, folder, by_student.get(student, []), rules)
+        attempts = _attempts(book, facts, folder, by_student.get(student, []), rules, student in extended)
         row = Row(student, roster.get(student, {}), student in roster or not roster, attempts,
                   tuple(overrides.get(student, ())), max_score, due=rules.due, extended=student in extended)
         rows.append(_score(row, rules, facts.checks))
@@ -168,29 +169,32 @@ def refreshed(book: Gradebook, facts: ClassFacts, row: Row) -> Row:
     same folders): what one result changes, without building the whole class again."""
     folder = row.attempts[0].folder.split("/")[1] if row.attempts else ""
     rules = dataclasses.replace(facts.rules, due=row.due)
-    attempts = _attempts(book, facts, folder, [attempt.stored for attempt in row.attempts], rules)
-    return _score(Row(row.student, row.info, row.known, attempts, row.overrides + row.set_aside, row.max_score, due=row.due,
+    attempts = _attempts(book, facts, folder, [attempt.stored for attempt in row.attempts], rules, row.extended)
+    return _score(Row(row.student, row.info, row.known, attempts, row.overrides, row.max_score, due=row.due,
                       extended=row.extended), rules, facts.checks)
 
 
-def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored], rules: ClassRules) -> tuple[Attempt, ...]:
+def _attempts(book: Gradebook, facts: ClassFacts, folder: str, stored: list[Stored], rules: ClassRules,
+              extended: bool = False) -> tuple[Attempt, ...]:
     taken: set[str] = set()
     attempts = []
     for item in stored:
         found = book.latest(facts.name, facts.version, facts.fingerprint, item.sha256)
         name = folder_name(os.path.splitext(os.path.basename(item.path))[0], taken)
         attempts.append(Attempt(item, found[0] if found else None, bool(found and found[1]),
-                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item, rules)))
+                                f"{SUBMISSIONS}/{folder}/{name}", late_days=_late_days(item, rules, extended)))
     return tuple(attempts)
 
 
-def _late_days(item: Stored, rules: ClassRules) -> int:
+def _late_days(item: Stored, rules: ClassRules, extended: bool = False) -> int:
     """Days (or parts of one) late. Where the LMS says whether it was late but not when
-    (Canvas), its word is taken: on time, or one day late, the least its marker proves."""
+    (Canvas), its word is taken: on time, or one day late, the least its marker proves;
+    but not against a due date of the student's own (`extended`), which it knew nothing of:
+    a file the LMS dates only by its marker is then on time."""
     if rules.due is None:
         return 0
     if item.late is not None:
-        return 1 if item.late else 0
+        return 1 if item.late and not extended else 0
     if item.submitted_at <= rules.due:
         return 0
     return math.ceil((item.submitted_at - rules.due) / DAY)
@@ -199,10 +203,11 @@ def _late_days(item: Stored, rules: ClassRules) -> int:
 def _score(row: Row, rules: ClassRules, checks: tuple) -> Row:
     """Which attempt counts, and the student's score with the instructor's points and the
     late penalty. The instructor's word counts for the submission it was written for (an
-    override of no submission, for whichever counts); the rest is set aside and said."""
+    override of no submission, for whichever counts); under "latest", the word on one that
+    no longer counts is set aside and said."""
     graded = [a for a in row.attempts if a.result is not None]
-    if not graded:
-        return row
+    if not graded:  # nothing graded: the instructor's word (a comment) is the whole of it
+        return dataclasses.replace(row, applied=row.overrides)
     if rules.count == "best":
         counted = max(graded, key=lambda a: (_points(a.result, _for(a, row.overrides), checks)[1] - _penalty(a, row.max_score, rules),
                                              a.stored.submitted_at))
@@ -211,8 +216,10 @@ def _score(row: Row, rules: ClassRules, checks: tuple) -> Row:
     attempts = tuple(dataclasses.replace(a, counts=a is counted) for a in row.attempts)
     counted = next(a for a in attempts if a.counts)
     mine = _for(counted, row.overrides)
-    row = dataclasses.replace(row, attempts=attempts, counted=counted, overrides=mine,
-                              set_aside=tuple(o for o in row.overrides if o not in mine))
+    # under "latest", the word on a submission that no longer counts waits to be carried over;
+    # under "best", it stays with its own submission, which it helped rank
+    aside = tuple(o for o in row.overrides if o not in mine) if rules.count != "best" else ()
+    row = dataclasses.replace(row, attempts=attempts, counted=counted, applied=mine, set_aside=aside)
     by_hand = counted.result.status != "graded" and any(o.points is not None for o in mine)
     if counted.result.status != "graded" and not by_hand:
         return row

@@ -44,7 +44,7 @@ def gradescope(row: Row, visibility: str) -> dict:
         said.append(f"Your instructor graded it by hand: {row.final:g} points.")
     if row.penalty:
         said.append(f"{row.penalty:g} points off: {row.counted.late_days} day(s) late.")
-    said += [f"From your instructor: {o.comment}" for o in row.overrides if o.comment]
+    said += [f"From your instructor: {o.comment}" for o in row.applied if o.comment]
     return {
         "score": row.final if row.final is not None else 0,
         "execution_time": round(float(result.provenance.get("seconds", 0) or 0), 2),

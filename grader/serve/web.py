@@ -131,7 +131,8 @@ class Server:
         response = self._page("join.html.j2", status=refused.status if refused else 200, title=self.manifest.title,
                               roster_mode=self.roster_mode, csrf=tokens.form_token(self.secret, f"join:{nonce}"),
                               error=refused.message if refused else "")
-        response.set_cookie(JOIN_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        # kept a day (a workshop's length): a student who closed the browser can still join again as themselves
+        response.set_cookie(JOIN_COOKIE, nonce, max_age=86400, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
 
     async def join(self, request: Request) -> Response:

@@ -95,10 +95,14 @@ class Gradebook:
             self.connection.execute(table)
         # Columns added since, to a gradebook made before them: looked for and added in one
         # transaction that holds the write lock, as another process may open the same file now.
-        with transaction(self.connection):
-            for table, column, declared in ADDED:
-                if column not in {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}:
-                    self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
+        if any(not self._has(table, column) for table, column, _ in ADDED):  # else no write lock is taken
+            with transaction(self.connection):
+                for table, column, declared in ADDED:
+                    if not self._has(table, column):
+                        self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
+
+    def _has(self, table: str, column: str) -> bool:
+        return column in {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
 
     def get(self, assignment: str, version: str, fingerprint: str, sha256: str) -> tuple[SubmissionResult, float] | None:
         row = self.connection.execute(

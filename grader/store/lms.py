@@ -59,26 +59,32 @@ class Named:
         return f"Blackboard user {self.key}"
 
 
-def named(relative: str, usernames: frozenset[str] = frozenset()) -> Named | str | None:
+def named(relative: str, usernames: frozenset[str] = frozenset(), canvas: bool = True) -> Named | str | None:
     """How an LMS named the file at `relative` (its path under the download): a Named, or
     SKIPPED for a file that is not a student's upload, or None for a name no LMS gives.
     `usernames`: the roster's user names, to find where a Blackboard name ends when the
-    assignment's name or the user name holds an underscore."""
+    assignment's name or the user name holds an underscore. `canvas`: whether to read
+    Canvas's names, whose shape (`word_3_2_rest`) a student's own file name can have too:
+    only files at the top of the download are read as Canvas's."""
     parts = relative.replace(os.sep, "/").split("/")
-    found = MOODLE.match(parts[0])
-    if found and (found["file"] or len(parts) > 1):
-        if found["plugin"] != "file":
-            return SKIPPED
-        return Named("Moodle", found["participant"], found["name"].strip(), found["file"] or parts[-1])
+    for at, part in enumerate(parts):  # the download may sit in a folder of its own
+        found = MOODLE.match(part)
+        if found and (found["file"] or at < len(parts) - 1):
+            if found["plugin"] != "file":
+                return SKIPPED
+            return Named("Moodle", found["participant"], found["name"].strip(), found["file"] or parts[-1])
     name = parts[-1]
     found = BLACKBOARD.match(name)
     if found:
         if found["file"] is None:
             return SKIPPED  # the attempt's receipt
-        when = datetime.datetime.strptime(found["when"], "%Y-%m-%d-%H-%M-%S").timestamp()
+        try:
+            when: float | None = datetime.datetime.strptime(found["when"], "%Y-%m-%d-%H-%M-%S").timestamp()
+        except ValueError:  # a day no calendar has: no time, not a reason to stop the batch
+            when = None
         user = _blackboard_user(found["prefix"], usernames)
         return Named("Blackboard", user, user, found["file"], when=when)
-    found = CANVAS.match(name)
+    found = CANVAS.match(name) if canvas and len(parts) == 1 else None
     if found:
         return Named("Canvas", found["user"], found["name"], found["file"], late=bool(found["late"]))
     return None

@@ -153,20 +153,23 @@ UNPACKED_FILES = 50_000
 
 
 def unpack(path: str, staging: str) -> str:
-    """Unpack the LMS download `path` into a folder of its own under `staging` (named by
-    the zip's name and size and time, so that the same download is unpacked once), its
-    members' names kept as they are, none outside the folder, no link made; refused past
-    UNPACKED_BYTES or UNPACKED_FILES."""
+    """Unpack the LMS download `path` into a folder of its own under `staging` (kept by the
+    zip's name, size and time, so that the same download is unpacked once), its members'
+    names kept as they are, none outside the folder, no link made; refused past
+    UNPACKED_BYTES or UNPACKED_FILES. Returns the folder the files are in, named as the zip
+    is: a student's file is then at the same path in this week's download and next week's
+    (`submissions/...`), and the newer replaces the older in the gradebook."""
     stat = os.stat(path)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(os.path.basename(path))[0])[:60] or "download"
     folder = os.path.join(staging, f"{stem}-{stat.st_size}-{int(stat.st_mtime)}")
     if os.path.isdir(folder):
-        return folder
+        return os.path.join(folder, stem)
     partial = folder + ".partial"
     if os.path.isdir(partial):
         import shutil
 
         shutil.rmtree(partial)
+    os.makedirs(os.path.join(partial, stem))
     try:
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
@@ -177,7 +180,7 @@ def unpack(path: str, staging: str) -> str:
                 parts = [part for part in member.filename.replace("\\", "/").split("/") if part not in ("", ".", "..")]
                 if not parts or (member.external_attr >> 16) & 0o170000 == 0o120000:  # a name of nothing, or a link
                     continue
-                target = os.path.join(partial, *parts)
+                target = os.path.join(partial, stem, *parts)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 with archive.open(member) as source, open(target, "xb") as sink:
                     copied = 0
@@ -188,8 +191,12 @@ def unpack(path: str, staging: str) -> str:
                         sink.write(chunk)
     except (zipfile.BadZipFile, OSError) as error:
         raise GraderError(f"cannot unpack {path}: {error}") from None
-    os.replace(partial, folder)
-    return folder
+    try:
+        os.replace(partial, folder)
+    except OSError:  # another grader unpacked it meanwhile
+        if not os.path.isdir(folder):
+            raise
+    return os.path.join(folder, stem)
 
 
 def identify(found: list[tuple[str, str]], roster: Roster, rule: str = "auto") -> list[Submission]:
@@ -201,12 +208,15 @@ def identify(found: list[tuple[str, str]], roster: Roster, rule: str = "auto") -
     sheets = [sheet for path, _ in found if path.lower().endswith(".csv") and (sheet := lms.worksheet(path))]
     sheet = lms.Worksheet({key: person for one in sheets for key, person in one.people.items()}) if sheets else None
     usernames = frozenset(s.username for s in roster.students.values() if s.username)
+    # Canvas's names have a shape a student's own file name can have (`lab_1_2_final.ipynb`):
+    # read as Canvas's only where asked for, or where the roster is Canvas's (it has its ids)
+    canvas = rule == "lms" or any(s.canvas_id for s in roster.students.values())
     submissions = []
     for path, root in found:
         relative = os.path.relpath(path, root)
         if sheet is not None and path.lower().endswith(".csv") and lms.worksheet(path) is not None:
             continue  # Moodle's grading worksheet: read above, not a submission
-        named = lms.named(relative, usernames) if rule in ("auto", "lms") else None
+        named = lms.named(relative, usernames, canvas) if rule in ("auto", "lms") else None
         if named == lms.SKIPPED:
             continue
         mapped = roster.files.get(relative) or roster.files.get(os.path.basename(path))
@@ -214,10 +224,14 @@ def identify(found: list[tuple[str, str]], roster: Roster, rule: str = "auto") -
             student, how, known = _by_lms(named, roster, sheet)
             stamp, late = named.when, named.late
             if named.lms == "Moodle":
-                person = sheet.people.get(named.key, {}) if sheet is not None else {}
-                stamp = lms.moodle_time(person.get("submitted", ""))
-                if stamp is None:
-                    late, how = False, how + " (no time given: not counted late)"
+                written = (sheet.people.get(named.key, {}) if sheet is not None else {}).get("submitted", "")
+                stamp = lms.moodle_time(written)
+                if stamp is None and written.strip() not in ("", "-"):
+                    how += f" (its time {written.strip()!r} could not be read: not counted late)"
+            if stamp is None and late is None:  # the LMS says nothing of when: the file's time is the download's
+                late = False
+                if "could not be read" not in how:
+                    how += " (no time given: not counted late)"
             submissions.append(Submission(path, student, stamp if stamp is not None else os.stat(path).st_mtime, how, known, late))
             continue
         student, how, when = _student_of(path, relative, roster, "file" if rule == "lms" else rule)
