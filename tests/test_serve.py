@@ -117,6 +117,18 @@ def test_a_student_who_lost_their_page_gets_it_back_by_joining_again_from_the_sa
     assert server.queue.holder(join(client, "Zed")) == "zed"  # the same browser, another name: another student
 
 
+def test_a_refused_upload_is_on_the_instructors_page_with_the_students_file_and_why(site):
+    server, client = site
+    token = join(client, "Ada")
+    admin = server.queue.issue_link("instructor", uploads.ADMIN)
+    sent = upload(client, token, b"%PDF-1.7 my report", name="report <b>.pdf")
+    assert sent.status_code == 422 and "the file is a PDF, not a notebook" in sent.json()["message"]
+    page = client.get(f"/a/{admin}/live").text
+    assert 'id="refused"' in page and "ada" in page and "report &lt;b&gt;.pdf" in page and "the file is a PDF" in html.unescape(page)
+    assert "<b>" not in page.split('id="refused"')[1]  # the student's file name is text, never markup
+    assert 'id="refused"' not in client.get(f"/s/{token}/live").text  # the instructor's alone
+
+
 def test_a_forged_upload_form_is_refused(site):
     server, client = site
     token = join(client, "Ada")

@@ -20,6 +20,7 @@ page that does not exist. Every response carries strict headers (`SecurityHeader
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import logging
@@ -53,6 +54,7 @@ SCRIPT = report.template_text("live.js")  # the only script of the server's page
 FORM_SLACK = 64 * 1024  # bytes of a multipart body besides the file (boundaries, headers, the CSRF field)
 DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many times the cap, so the client reads the refusal
 JOIN_COOKIE = "grader_join"
+REFUSALS_SHOWN = 30  # the students' refused uploads the instructor's page lists (the latest; kept in memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +83,9 @@ class ServerOptions:
 class Declined(Exception):
     """An upload or form refused: the HTTP status and the reason shown to the student."""
 
-    def __init__(self, status: int, message: str, retry_after: float = 0):
+    def __init__(self, status: int, message: str, retry_after: float = 0, file: str = ""):
         super().__init__(message)
-        self.status, self.message, self.retry_after = status, message, retry_after
+        self.status, self.message, self.retry_after, self.file = status, message, retry_after, file  # file: as its student named it
 
 
 # --- the app -------------------------------------------------------------------------
@@ -100,6 +102,7 @@ class Server:
         self.code = "" if roster_mode else queue.setting("workshop_code", lambda: settings.code or tokens.workshop_code())
         self.upload_limit = RateLimit(settings.uploads_per_minute, 60)
         self.join_limit = RateLimit(20, 60)  # per client address: joins and wrong codes
+        self.refusals: collections.deque = collections.deque(maxlen=REFUSALS_SHOWN)  # students' uploads refused, newest first
         self._register = threading.Lock()
         self._rendered: dict[str, tuple] = {}  # the projector's live part, by template: ((version, base), text)
         self._projector = ("", 0.0)  # the admin live part's base, when it was last asked for
@@ -242,6 +245,7 @@ class Server:
 
     async def form_upload(self, request: Request) -> Response:
         wants_json = "application/json" in request.headers.get("accept", "")
+        student = None
         try:
             _same_site(request)
             student, token = self._student_of(request)
@@ -250,6 +254,7 @@ class Server:
                 raise Declined(403, "the form is out of date or was not sent from this site: reload the page and upload again")
             message, _ = await self._accept(student, form)
         except Declined as refused:
+            self._refused(student, refused)
             if wants_json:
                 return _json_refusal(refused)
             return self._message(refused, back=request.url.path.rsplit("/", 1)[0])
@@ -260,6 +265,7 @@ class Server:
     async def api_upload(self, request: Request) -> Response:
         """The curl line's upload: the token in the Authorization header (not a form a
         browser would send on its own, so no CSRF token), the answer as plain text."""
+        student = None
         try:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             student = self.queue.holder(token.strip()) if scheme.lower() == "bearer" else None
@@ -268,9 +274,18 @@ class Server:
             form = await self._read_form(request, student)
             message, _ = await self._accept(student, form)
         except Declined as refused:
+            self._refused(student, refused)
             headers = {"retry-after": f"{refused.retry_after:.0f}"} if refused.retry_after else None
             return PlainTextResponse(f"refused: {refused.message}\n", status_code=refused.status, headers=headers)
         return PlainTextResponse(f"{message}\nyour page: {self.settings.public_url}/s/{token.strip()}\n")
+
+    def _refused(self, student: str | None, refused: Declined) -> None:
+        """A known student's upload refused: kept for the instructor's page (the latest few),
+        which is told to change."""
+        if student is None:
+            return
+        self.refusals.appendleft({"at": time.time(), "student": student, "file": refused.file, "reason": refused.message})
+        self.live.changed(book=False)
 
     async def _read_form(self, request: Request, student: str):
         """The multipart form, its size capped while it arrives; one upload a student per
@@ -311,7 +326,7 @@ class Server:
         shown = _shown_name(chosen.filename or "notebook.ipynb")
         upload, replaced, refusal = await run_in_threadpool(self._store, student, shown, data)
         if refusal:
-            raise Declined(422, f"{shown} was not queued: {refusal}")
+            raise Declined(422, f"{shown} was not queued: {refusal}", file=shown)
         if self.workshop is not None:
             self.workshop.wake()
         self.live.changed(book=False)  # queued: the gradebook has it once it is claimed
@@ -355,7 +370,7 @@ class Server:
         return self._page(
             "admin.html.j2", live=True, scripts=(SCRIPT,), script=SCRIPT, title=self.manifest.title, base=base,
             join=self.settings.public_url + "/", code=self.code, roster_mode=self.roster_mode, version=snapshot.version,
-            problem=self.workshop.problem if self.workshop else "", **live.admin_page(snapshot),
+            problem=self.workshop.problem if self.workshop else "", refusals=list(self.refusals), **live.admin_page(snapshot),
         )
 
     async def admin_live(self, request: Request) -> Response:
@@ -458,7 +473,7 @@ class Server:
         if cached is not None and cached[0] == key:
             return cached[1]
         if template == ADMIN_PART:
-            context = {**context, "problem": self.workshop.problem if self.workshop else ""}
+            context = {**context, "problem": self.workshop.problem if self.workshop else "", "refusals": list(self.refusals)}
         text = report.fragment(template, version=snapshot.version, **context, **part(snapshot))
         if shared:
             self._rendered[template] = (key, text)
