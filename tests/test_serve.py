@@ -575,6 +575,19 @@ def test_a_student_in_chromium_uploads_watches_and_reads_while_the_projector_fol
         shots = os.environ.get("GRADER_TEST_OUTPUT", os.path.join(ROOT, "test-output"))
         os.makedirs(shots, exist_ok=True)
         driver.save_screenshot(os.path.join(shots, "serve-projector.png"))
+        # The room's own page, in the browser: the class as a whole, no name, no way to anyone's work
+        room = re.search(r"/p/(\S+)", server.log).group(1)
+        driver.switch_to.new_window("tab")
+        driver.get(f"{base}/p/{room}")
+        WebDriverWait(driver, 30, poll_frequency=0.2).until(lambda d: d.find_element(By.ID, "count-graded").text == "1")
+        shown = driver.find_element(By.TAG_NAME, "body").text
+        assert "ada" not in shown.lower() and "bob" not in shown.lower()  # no names unless the instructor turns them on
+        hrefs = [a.get_attribute("href") or "" for a in driver.find_elements(By.TAG_NAME, "a")]
+        assert not any(part in href for href in hrefs for part in ("/a/", "/s/", ".csv", ".zip", "scorecard"))
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        driver.save_screenshot(os.path.join(shots, "serve-room.png"))
+        driver.get(f"{base}/a/{room}")  # the projector's link opens no instructor's page
+        assert "no such page" in driver.find_element(By.TAG_NAME, "body").text.lower()
     finally:
         server.stop()
         driver.quit()
