@@ -205,8 +205,8 @@ def identify(found: list[tuple[str, str]], roster: Roster, rule: str = "auto") -
         raise GraderError(f"unknown rule {rule!r} for finding a submission's student", hint=f"use one of {', '.join(RULES)}")
     if rule == "roster" and not roster.files:
         raise GraderError("the rule `roster` needs a roster with a `file` column")
-    sheets = [sheet for path, _ in found if path.lower().endswith(".csv") and (sheet := lms.worksheet(path))]
-    sheet = lms.Worksheet({key: person for one in sheets for key, person in one.people.items()}) if sheets else None
+    sheets = {path: sheet for path, _ in found if path.lower().endswith(".csv") and (sheet := lms.worksheet(path))}
+    sheet = lms.Worksheet({key: person for one in sheets.values() for key, person in one.people.items()}) if sheets else None
     usernames = frozenset(s.username for s in roster.students.values() if s.username)
     # Canvas's names have a shape a student's own file name can have (`lab_1_2_final.ipynb`):
     # read as Canvas's only where asked for, or where the roster is Canvas's (it has its ids)
@@ -214,7 +214,7 @@ def identify(found: list[tuple[str, str]], roster: Roster, rule: str = "auto") -
     submissions = []
     for path, root in found:
         relative = os.path.relpath(path, root)
-        if sheet is not None and path.lower().endswith(".csv") and lms.worksheet(path) is not None:
+        if path in sheets:
             continue  # Moodle's grading worksheet: read above, not a submission
         named = lms.named(relative, usernames, canvas) if rule in ("auto", "lms") else None
         if named == lms.SKIPPED:
