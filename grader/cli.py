@@ -69,8 +69,8 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render every page again from the gradebook, without grading")
     report.add_argument("out", help="the --out folder of a grading run")
 
-    export = commands.add_parser("export", help="export grades for Gradescope or a Canvas gradebook import")
-    export.add_argument("format", choices=("gradescope", "canvas"))
+    export = commands.add_parser("export", help="export grades for a Canvas gradebook import (to grade in Gradescope, see gradescope-autograder)")
+    export.add_argument("format", choices=("canvas",))
     export.add_argument("out", help="the --out folder of a grading run")
     export.add_argument("--column", help="canvas: the assignment's column, e.g. 'Transfer learning (1234)' (default: the assignment title)")
     export.add_argument("--points", type=float, help="canvas: the Canvas assignment's points; scores are scaled to them")
@@ -103,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
     extend.add_argument("--remove", action="store_true", help="the student's due date is the class's again (with --student)")
     extend.add_argument("--file", help="a CSV with the columns student,due: one extension a row (an empty due removes it)")
     extend.add_argument("--author", default=os.environ.get("USER", ""), help="who gives it (default: $USER)")
+
+    publish = commands.add_parser("publish", help="publish the grades: checks shown to students after_published are shown from now")
+    publish.add_argument("out", help="the --out folder of a grading run (or of `grader serve`)")
+    publish.add_argument("--undo", action="store_true", help="take the publication back: those checks are held again")
+    publish.add_argument("--author", default=os.environ.get("USER", ""), help="who publishes (default: $USER)")
 
     feedback = commands.add_parser("feedback", help="one folder (or zip) per student with their scorecard and notebook, ready to hand back")
     feedback.add_argument("out", help="the --out folder of a grading run")
@@ -366,10 +371,6 @@ def _export(args) -> int:
     from grader.store.storage import write_atomic
 
     view = _class(args.out)
-    if args.format == "gradescope":
-        paths = exports.write_gradescope(view, args.out)
-        print(f"wrote {len(paths)} Gradescope results.json file(s) under {os.path.join(args.out, 'exports', 'gradescope')}")
-        return 0
     text, left_out = exports.canvas_csv(view, args.column or view.title, args.points)
     path = os.path.join(args.out, "exports", "canvas.csv")
     write_atomic(path, text)
@@ -491,10 +492,43 @@ def _moment(text: str, where: str) -> float | None:
 
 
 def _feedback(args) -> int:
-    from grader.reports import feedback
+    import time as clock
 
-    made = feedback.write(_class(args.out), os.path.abspath(args.out), as_zip=args.zip)
+    from grader.reports import feedback, visibility
+
+    view = _class(args.out)
+    made = feedback.write(view, os.path.abspath(args.out), as_zip=args.zip)
     print(f"wrote feedback for {len(made)} student(s) under {os.path.join(args.out, 'feedback')}")
+    now = clock.time()
+    held = sum(bool(visibility.of_row(view, row, now).checks) for row in view.rows if row.counted is not None)
+    if held:
+        print(f"{held} student(s)' feedback holds checks back as of now (their scorecards say which and until when); "
+              f"export it again after the due date, or after `grader publish {args.out}`, to show them")
+    return 0
+
+
+def _publish(args) -> int:
+    """Publish the grades (or take them back): the gradebook says so, the pages show it."""
+    from grader import batch
+    from grader.reports import classreport, visibility
+    from grader.store import gradebook
+
+    out = os.path.abspath(args.out)
+    facts = classreport.load_facts(out)
+    book = gradebook.Gradebook(os.path.join(out, "gradebook.sqlite"))
+    try:
+        book.set_published(facts.name, not args.undo, args.author)
+    finally:
+        book.close()
+    waiting = [c for c, _, _ in facts.checks if facts.rules.visibility_of(c) == "after_published"]
+    if args.undo:
+        print(f"the grades are no longer published: {len(waiting)} check(s) held from students again")
+    else:
+        print(f"the grades are published: students now see {len(waiting)} check(s) shown after publishing, and their whole score")
+    if visibility.restricted(facts.rules, [c for c, _, _ in facts.checks]) and os.path.isdir(os.path.join(out, "feedback")):
+        print(f"feedback already exported shows what was shown then: run `grader feedback {args.out}` again")
+    if os.path.exists(os.path.join(out, "index.html")):
+        batch.rerender(out)
     return 0
 
 
@@ -543,6 +577,6 @@ def _cache(args) -> int:
 
 COMMANDS = {
     "release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report,
-    "export": _export, "override": _override, "extend": _extend, "serve": _serve, "links": _links, "feedback": _feedback, "new": _new,
+    "export": _export, "override": _override, "extend": _extend, "serve": _serve, "links": _links, "feedback": _feedback, "publish": _publish, "new": _new,
     "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run, "calibrate": _calibrate,
 }

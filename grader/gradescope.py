@@ -182,7 +182,7 @@ def run(manifest: Manifest, submission_dir: str, results_path: str) -> dict:
                     pass
                 view, _ = graded.write_class()
             row = next(r for r in view.rows if r.student == "student")
-            payload = exports.gradescope(row, manifest.rules.visibility)
+            payload = exports.gradescope(row, manifest.rules)
             if len(notebooks) > 1:
                 payload["output"] = f"Graded {os.path.basename(notebooks[0])} (of {len(notebooks)} notebooks submitted). " + payload["output"]
     payload["execution_time"] = round(time.monotonic() - started, 2)

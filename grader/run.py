@@ -351,11 +351,11 @@ class _Pages:
                 entry, result, graded, rendering = mine[attempt.stored.path]
                 _write_notebook(entry, folder, rendering)
                 shown = dataclasses.replace(result, submission=student, file=entry.title or attempt.file)  # the student's own name for it
-                about = classreport.about(row, attempt) if attempt.result is not None and result.owner is Owner.STUDENT else None
+                about = classreport.about(row, attempt, run.facts.rules) if attempt.result is not None and result.owner is Owner.STUDENT else None
                 run.write_pages(shown, folder, about)
                 outcomes.append(Settled(entry, shown, graded, folder))
             elif attempt.result is not None and folder in run._written:  # others: the class's pages at the end
-                about = classreport.about(row, attempt)
+                about = classreport.about(row, attempt, run.facts.rules)
                 if about != run._written[folder]:
                     run.write_pages(classreport.shown(row, attempt), folder, about)
         return outcomes

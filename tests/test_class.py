@@ -227,6 +227,9 @@ def test_the_bundle_carries_its_preflight_so_a_submission_grades_one_notebook(lm
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(source)
         assert {"state/out/gradebook.sqlite", "state/out/.grader/reference.json"} <= set(archive.namelist())
+    # what students see is the class's policy, not grading: held after the due date here, with no new preflight
+    toml = source / "assignment" / "assignment.toml"
+    toml.write_text(toml.read_text().replace("[class]\n", '[class]\nvisibility = "after_due_date"\n'))
     judged = []
     real = preflight.judge
     monkeypatch.setattr(preflight, "judge", lambda results, graded=frozenset(): judged.append(graded) or real(results, graded))
@@ -234,6 +237,8 @@ def test_the_bundle_carries_its_preflight_so_a_submission_grades_one_notebook(lm
     shutil.copy(download / "s01" / NAME, tmp_path / "submission" / NAME)
     payload = gradescope.run(manifest_mod.load(str(source / "assignment")), str(tmp_path / "submission"), str(tmp_path / "results.json"))
     assert payload["score"] == 1.0 and judged == [frozenset()]  # judged, but nothing of the pair graded again
+    assert payload["visibility"] == "visible" and [t["visibility"] for t in payload["tests"]] == ["after_due_date"]
+    assert payload["output"].splitlines()[1:] == ["1 check (1 point) is hidden until the due date."], payload["output"]
     (tmp_path / "empty").mkdir()
     empty = gradescope.run(manifest_mod.load(str(source / "assignment")), str(tmp_path / "empty"), str(tmp_path / "results.json"))
     assert empty["visibility"] == "visible" and empty["output"].startswith("No .ipynb file was submitted")

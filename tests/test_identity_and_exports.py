@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from grader.faults import GraderError
+from grader.config.manifest import ClassRules
 from grader.reports import exports
 from grader.store import submissions
 
@@ -101,45 +102,34 @@ def graded_row(student, status="graded", final=None, penalty=0.0, comments=(), m
                            applied=[SimpleNamespace(comment=c) for c in comments], check_points=lambda: {"acc": 12.0}, by_hand=False)
 
 
-def test_the_gradescope_results_give_each_student_their_checks_their_final_score_and_what_was_said():
-    view = SimpleNamespace(rules=SimpleNamespace(visibility="visible"), rows=[
-        graded_row("ada/../x", final=52.0, penalty=20.0, comments=("well argued",)),
-        graded_row("bob", status="ungradable"), graded_row("cy", missing=True)])
-    files = exports.gradescope_files(view)
-    assert sorted(files) == [f"{submissions.folder_name('ada/../x', set())}/results.json", "bob/results.json"]
-    assert "/" not in submissions.folder_name("ada/../x", set())
-    import json
-    ada = json.loads(files[f"{submissions.folder_name('ada/../x', set())}/results.json"])
+def test_the_gradescope_results_give_the_student_their_checks_their_final_score_and_what_was_said():
+    ada = exports.gradescope(graded_row("ada", final=52.0, penalty=20.0, comments=("well argued",)), ClassRules())
     assert (ada["score"], ada["execution_time"], ada["visibility"]) == (52.0, 12.35, "visible")
     assert [(t["name"], t["score"], t["max_score"], t["status"], t["output"]) for t in ada["tests"]] == [
         ("The cell runs", 10.0, 10.0, "passed", "ran"), ("Accuracy", 12.0, 30.0, "failed", "0.41 < 0.60")]
-    assert ada["output"] == "lab version 3, graded.\n20 points off: 2 day(s) late.\nFrom your instructor: well argued"
-    bob = json.loads(files["bob/results.json"])
-    assert (bob["score"], bob["tests"]) == (0, [])
-    assert bob["output"] == "lab version 3, ungradable.\nnot a notebook. upload the .ipynb."
-    assert exports.gradescope(graded_row("cy", missing=True), "hidden") == {
-        "score": 0, "visibility": "hidden", "output": "No submission was graded for this student."}
+    assert ada["output"] == ("lab version 3: your notebook was received and graded.\n20 points off: 2 day(s) late.\n"
+                             "From your instructor: well argued")
+    bob = exports.gradescope(graded_row("bob", status="ungradable"), ClassRules())
+    assert (bob["score"], bob["tests"], bob["visibility"]) == (0, [], "visible")
+    assert bob["output"] == "lab version 3: your notebook was received and ungradable.\nnot a notebook. upload the .ipynb."
+    assert exports.gradescope(graded_row("cy", missing=True), ClassRules(visibility="hidden")) == {
+        "score": 0, "visibility": "visible", "output": "No submission was graded for this student."}
 
 
-def test_the_gradescope_results_hide_stdout_show_each_test_as_chosen_and_count_no_recorded_time_as_none():
+def test_each_gradescope_test_has_its_checks_visibility_and_the_output_says_what_is_held_and_until_when():
     ada = graded_row("ada", final=40.0)
-    for visibility in ("visible", "after_published"):
-        results = exports.gradescope(ada, visibility)
-        assert results["stdout_visibility"] == "hidden"
-        assert [t["visibility"] for t in results["tests"]] == [visibility, visibility]
+    rules = ClassRules(due=0.0, check_visibility=(("acc", "after_due_date"),))
+    results = exports.gradescope(ada, rules)
+    assert (results["visibility"], results["stdout_visibility"]) == ("visible", "hidden")  # received and ran: seen at once
+    assert [t["visibility"] for t in results["tests"]] == ["visible", "after_due_date"]
+    assert results["output"].splitlines()[1] == "1 check (30 points) is hidden until the due date."
+    everything = exports.gradescope(ada, ClassRules(visibility="after_published"))
+    assert [t["visibility"] for t in everything["tests"]] == ["after_published", "after_published"]
+    assert everything["output"].splitlines()[1] == "2 checks (40 points) are hidden until your instructor publishes the grades."
+    assert len(exports.gradescope(ada, ClassRules())["output"].splitlines()) == 1  # nothing held: nothing said of it
     for provenance in ({}, {"seconds": None}, {"seconds": 0}):
         ada.counted.result.provenance = provenance
-        assert exports.gradescope(ada, "visible")["execution_time"] == 0
-
-
-def test_a_gradescope_results_file_is_indented_with_its_keys_sorted_so_two_exports_compare_line_by_line():
-    view = SimpleNamespace(rules=SimpleNamespace(visibility="visible"), rows=[graded_row("ada", final=40.0)])
-    text = exports.gradescope_files(view)["ada/results.json"]
-    top = [line.split('"')[1] for line in text.splitlines() if line.startswith('  "')]  # two spaces: the outer object's keys
-    assert top == ["execution_time", "output", "score", "stdout_visibility", "tests", "visibility"]
-    first_test = [line.split('"')[1] for line in text.splitlines() if line.startswith('      "')][:6]
-    assert first_test == ["max_score", "name", "output", "score", "status", "visibility"]
-    assert text.endswith("}\n")
+        assert exports.gradescope(ada, ClassRules())["execution_time"] == 0
 
 
 def test_a_roster_is_read_as_a_spreadsheet_saves_it_and_each_mistake_is_named_with_its_line(tmp_path):

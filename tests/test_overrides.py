@@ -90,7 +90,7 @@ def test_the_headline_and_every_export_show_the_final_score(out):
     finally:
         book.close()
     ada = next(r for r in view.rows if r.student == "ada")
-    payload = exports.gradescope(ada, "visible")
+    payload = exports.gradescope(ada, ClassRules())
     assert payload["score"] == 55.0 and [t["score"] for t in payload["tests"]] == [10.0, 15.0, 30.0]
     assert payload["output"].splitlines()[-1] == "From your instructor: the idea was right"
 

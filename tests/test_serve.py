@@ -79,7 +79,7 @@ def test_every_response_carries_the_strict_headers(site):
     upload(client, token, tiny_notebook())
     responses = [client.get(path) for path in (f"/p/{projector}", f"/p/{projector}/live",
         "/", f"/s/{token}", f"/s/{token}/live", f"/s/{token}/a/upload-1/scorecard.html", "/s/nope.nope", "/no/such/page",
-        f"/a/{admin}", f"/a/{admin}/live", f"/a/{admin}/grades.csv", f"/a/{admin}/canvas.csv", f"/a/{admin}/gradescope.zip", "/healthz",
+        f"/a/{admin}", f"/a/{admin}/live", f"/a/{admin}/grades.csv", f"/a/{admin}/canvas.csv", "/healthz",
     )]
     responses += [client.post("/join", data={}), upload(client, token, b"not json")]
     for response in responses:
@@ -190,7 +190,6 @@ ROUTES = [
     ("BEARER", "/api/upload", uploads.STUDENT),
     ("GET", "/a/{t}", uploads.ADMIN), ("GET", "/a/{t}/live", uploads.ADMIN), ("GET", "/a/{t}/a/upload-1/result.json", uploads.ADMIN),
     ("GET", "/a/{t}/grades.csv", uploads.ADMIN), ("GET", "/a/{t}/canvas.csv", uploads.ADMIN),
-    ("GET", "/a/{t}/gradescope.zip", uploads.ADMIN),
     ("GET", "/p/{t}", uploads.PROJECTOR), ("GET", "/p/{t}/live", uploads.PROJECTOR),
 ]
 

@@ -155,9 +155,12 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
         Key("due", str, "", "Due date and time (ISO 8601, e.g. 2026-12-01T23:59:00+00:00); empty: no due date.", _moment),
         Key("late_penalty_per_day", (int, float), 0.0, "Fraction of the points taken per day (or part of one) late.", _fraction, unit="fraction of the points per day"),
         Key("late_cap", (int, float), 1.0, "Largest fraction of the points lateness can take.", _fraction, unit="fraction of the points"),
-        Key("visibility", str, "after_published",
-            "When students see their results in exports that can hide them (Gradescope): visible, hidden, "
-            "after_due_date or after_published.", _one_of(VISIBILITY)),
+        Key("visibility", str, "visible",
+            "When students see a check's result (on their scorecard, the workshop's pages, the feedback and "
+            "Gradescope): visible, after_due_date (their own due date), after_published (`grader publish`) or "
+            "hidden (never; it still counts).", _one_of(VISIBILITY)),
+        Key("check_visibility", dict, {},
+            "A check's own visibility, by check id (e.g. { accuracy = \"after_due_date\" }); the others take `visibility`."),
     )),
 }
 BASE_KEYS = (
@@ -223,6 +226,14 @@ class ClassRules:
     late_penalty_per_day: float = _default("class", "late_penalty_per_day")
     late_cap: float = _default("class", "late_cap")
     visibility: str = _default("class", "visibility")
+    check_visibility: tuple[tuple[str, str], ...] = ()  # (check id, visibility) where a check has its own
+
+    def __post_init__(self):
+        # read back from JSON (the class's facts), the pairs are lists
+        object.__setattr__(self, "check_visibility", tuple(tuple(pair) for pair in self.check_visibility))
+
+    def visibility_of(self, check_id: str) -> str:
+        return dict(self.check_visibility).get(check_id, self.visibility)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +307,7 @@ def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
         raise ManifestError.at(path, f"[{name}]", "unknown table", hint=_closest(name, [*TABLES, "checks"], "table"))
     values = {table: _table(raw, table, path) for table in TABLES}
     assignment, training, sandbox, grader = values["assignment"], values["training"], values["sandbox"], values["grader"]
+    checks = _checks(raw.get("checks", []), path)
     manifest = Manifest(
         directory=directory,
         name=assignment["name"],
@@ -314,12 +326,12 @@ def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
         fit_labels_to_loss=training["fit_labels_to_loss"],
         limits=Limits(**{**sandbox, "cell_timeout": float(sandbox["cell_timeout"]), "run_timeout": float(sandbox["run_timeout"])}),
         grader=GraderLimits(**grader),
-        rules=_rules(values["class"]),
+        rules=_rules(values["class"], checks, path),
         lab=_lab(values["lab"], path),
         data_format=values["data"]["format"],
         image_feature=values["data"]["image_feature"],
         label_feature=values["data"]["label_feature"],
-        checks=_checks(raw.get("checks", []), path),
+        checks=checks,
     )
     ids = [check.id for check in manifest.checks]
     if len(set(ids)) != len(ids):
@@ -340,14 +352,26 @@ def _lab(values: dict[str, Any], path: str) -> Lab:
                base, tuple(sorted(values["environment"].items())), tuple(sorted(values["hints"].items())))
 
 
-def _rules(values: dict[str, Any]) -> ClassRules:
+def _rules(values: dict[str, Any], checks: tuple[CheckSpec, ...], path: str) -> ClassRules:
     import datetime
 
     due = None
     if values["due"]:
         moment = datetime.datetime.fromisoformat(values["due"].replace("Z", "+00:00"))
         due = (moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)).timestamp()
-    return ClassRules(values["count"], due, float(values["late_penalty_per_day"]), float(values["late_cap"]), values["visibility"])
+    ids = [spec.id for spec in checks]
+    own = values["check_visibility"]
+    for check_id, setting in own.items():
+        if check_id not in ids:
+            raise ManifestError.at(path, f"[class] check_visibility {check_id}", "no such check", hint=_closest(check_id, ids, "check id"))
+        if setting not in VISIBILITY:
+            raise ManifestError.at(path, f"[class] check_visibility {check_id}", _one_of(VISIBILITY)(setting))
+    settings = [values["visibility"], *own.values()]
+    if "after_due_date" in settings and due is None:
+        raise ManifestError.at(path, "[class] due", "missing: a check is shown after_due_date, and the class has no due date",
+                               hint="set due, or choose another visibility")
+    return ClassRules(values["count"], due, float(values["late_penalty_per_day"]), float(values["late_cap"]), values["visibility"],
+                      tuple(sorted(own.items())))
 
 
 def _table(raw: dict, table: str, path: str) -> dict[str, Any]:

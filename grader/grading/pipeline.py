@@ -20,7 +20,6 @@ from typing import Callable, Iterable, Iterator
 from grader import __version__ as GRADER_VERSION
 from grader import faults, sandbox
 from grader.config import match, notebook
-from grader.config import cells as cells_mod
 from grader.context import Context
 from grader.faults import GraderFault, LabCellFailed, Missing, Owner
 from grader.grading import artifact, checks, integrity

@@ -8,17 +8,23 @@ from the gradebook, so a run that graded one student rewrites the whole class.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 from typing import Container
 
 from grader.reports import charts, exports, report
+from grader.reports.wording import when
+from grader.config.manifest import ClassRules
 from grader.reports.classview import Attempt, ClassFacts, ClassView, Row
 from grader.results import SubmissionResult
 from grader.store.storage import STATE, write_atomic
 
 FACTS = "class.json"
+_HELD_FOR_INSTRUCTOR = {  # a check's visibility (grader/reports/visibility.py), as its scorecard tells the instructor
+    "after_due_date": "students see it after their due date",
+    "after_published": "students see it once you publish the grades",
+    "hidden": "never shown to students",
+}
 
 
 def save_facts(facts: ClassFacts, out_dir: str) -> None:
@@ -41,7 +47,7 @@ def write(view: ClassView, out_dir: str, reference: SubmissionResult | None, ski
     for row in view.rows:
         for attempt in row.attempts:
             if attempt.result is not None and os.path.join(out_dir, attempt.folder) not in skip:
-                write_attempt(row, attempt, out_dir, reference)
+                write_attempt(row, attempt, out_dir, reference, view.rules)
     return write_class(view, out_dir)
 
 
@@ -60,13 +66,14 @@ def shown(row: Row, attempt: Attempt) -> SubmissionResult:
     return dataclasses.replace(attempt.result, submission=row.student, file=attempt.file)
 
 
-def write_attempt(row: Row, attempt: Attempt, out_dir: str, reference: SubmissionResult | None) -> str:
-    return report.write_submission(shown(row, attempt), os.path.join(out_dir, attempt.folder), reference, about=about(row, attempt))
+def write_attempt(row: Row, attempt: Attempt, out_dir: str, reference: SubmissionResult | None, rules: ClassRules | None = None) -> str:
+    return report.write_submission(shown(row, attempt), os.path.join(out_dir, attempt.folder), reference, about=about(row, attempt, rules))
 
 
-def about(row: Row, attempt: Attempt) -> dict:
+def about(row: Row, attempt: Attempt, rules: ClassRules | None = None) -> dict:
     """The class's facts a scorecard shows: whose it is, when, whether it counts, the
-    instructor's word, the late penalty, the final score."""
+    instructor's word, the late penalty, the final score, and (by `rules`) when students
+    see each check that is not always shown."""
     titles = {c.id: c.title for c in (attempt.result.checks if attempt.result else ())}
     return {
         "student": row.student,
@@ -95,11 +102,8 @@ def about(row: Row, attempt: Attempt) -> dict:
         "final": row.final if attempt.counts else None,
         "max_score": row.max_score,
         "stale": attempt.result is not None and not attempt.current,
+        "marks": {c: _HELD_FOR_INSTRUCTOR[rules.visibility_of(c)] for c in titles if rules.visibility_of(c) != "visible"} if rules else {},
     }
-
-
-def when(stamp: float) -> str:
-    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def summary(view: ClassView) -> dict:

@@ -109,6 +109,8 @@ class ClassView:
     rows: tuple[Row, ...]
     check_ids: tuple[str, ...]
     rules: ClassRules
+    published: float | None = None  # when the instructor published the grades (grader/reports/visibility.py)
+    checks: tuple[tuple[str, str, float], ...] = ()  # (id, title, points), as the class's facts hold them
     # time.monotonic() when its build began: it shows everything kept before then
     began: float = dataclasses.field(default=0.0, compare=False)
 
@@ -128,6 +130,12 @@ class ClassView:
             found.append(f"more than one submission (the {self.rules.count} counts): {', '.join(several)}")
         if stale:
             found.append(f"graded by an earlier version of the grader or the assignment (grade them again): {', '.join(stale)}")
+        held = [(title, self.rules.visibility_of(check_id)) for check_id, title, _ in self.checks
+                if self.rules.visibility_of(check_id) != "visible"]
+        if held:
+            when = {"after_due_date": "after their due date", "hidden": "never",
+                    "after_published": "once the grades are published" + (" (they are)" if self.published else " (`grader publish OUT`)")}
+            found.append("what students see of these checks: " + "; ".join(f"{title}: {when[setting]}" for title, setting in held))
         aside = [r.student for r in self.rows if r.set_aside]
         if aside:
             found.append(f"the instructor's word on an earlier submission, not applied to the one that counts "
@@ -161,7 +169,8 @@ def build(book: Gradebook, facts: ClassFacts) -> ClassView:
         row = Row(student, roster.get(student, {}), student in roster or not roster, attempts,
                   tuple(overrides.get(student, ())), max_score, due=rules.due, extended=student in extended)
         rows.append(_score(row, rules, facts.checks))
-    return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules, began)
+    return ClassView(facts.title, tuple(rows), tuple(c[0] for c in facts.checks), facts.rules, book.published(facts.name),
+                     facts.checks, began)
 
 
 def refreshed(book: Gradebook, facts: ClassFacts, row: Row) -> Row:

@@ -1,9 +1,9 @@
 """Exports for other gradebooks, from the class as the gradebook holds it (one row per student).
 
-- Gradescope: one `results.json` per student in the autograder's format (`score`,
-  `execution_time`, `visibility`, `output`, and `tests`: `name`, `score`, `max_score`,
-  `status`, `output`, `visibility`), the final score with the instructor's points and
-  the late penalty. (To grade inside Gradescope itself, see grader/gradescope.py.)
+- Gradescope: the `results.json` that the autograder bundle (grader/gradescope.py) writes
+  for the one submission it grades: `score`, `execution_time`, `visibility`, `output`, and
+  `tests` (`name`, `score`, `max_score`, `status`, `output`, `visibility`), the final score
+  with the instructor's points and the late penalty.
 - Canvas: a CSV in the shape of Canvas's gradebook import: `Student`, `ID`, `SIS User
   ID`, `SIS Login ID`, `Section`, then one column named for the assignment. Students
   are matched strictly, by the roster's `canvas_id` (Canvas's user id); a student
@@ -16,30 +16,37 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 
 from grader.faults import GraderError
+from grader.config.manifest import ClassRules
+from grader.reports import visibility
 from grader.reports.classview import ClassView, Row
-from grader.store.storage import write_atomic
 
 GRADESCOPE_STATUS = {"passed": "passed", "partial": "failed", "failed": "failed", "error": "failed", "skipped": "failed"}
 
 
-def gradescope(row: Row, visibility: str) -> dict:
-    """A student's results.json: the counted submission's checks, the final score."""
+def gradescope(row: Row, rules: ClassRules) -> dict:
+    """A student's results.json: the counted submission's checks, each with its own
+    visibility (grader/reports/visibility.py: Gradescope's four values, which Gradescope
+    itself honours), and the final score. The submission's own lines are always visible:
+    a student can see at once that their file was received and ran, and how many checks
+    are held back and until when."""
     result = row.counted.result if row.counted is not None else None
     if result is None:
-        return {"score": 0, "visibility": visibility, "output": "No submission was graded for this student."}
+        return {"score": 0, "visibility": "visible", "output": "No submission was graded for this student."}
     points = row.check_points()
     tests = [
         {"name": c.title, "score": points.get(c.id, c.score), "max_score": c.max_score, "status": GRADESCOPE_STATUS[c.status],
-         "output": c.message, "visibility": visibility}
+         "output": c.message, "visibility": rules.visibility_of(c.id)}
         for c in result.checks
     ]
-    said = [f"{result.assignment} version {result.version}, {result.status}."]
+    said = [f"{result.assignment} version {result.version}: your notebook was received and {result.status}."]
     if result.status == "ungradable":
         said.append(f"{result.reason}. {result.fix}.")
+    # what Gradescope holds back, said as the scorecards say it (Gradescope's own due date and publishing apply)
+    held = visibility.Held(tuple((c.id, c.title, c.max_score, rules.visibility_of(c.id)) for c in result.checks
+                                 if rules.visibility_of(c.id) != "visible"))
+    said += held.sentences()
     if row.by_hand:
         said.append(f"Your instructor graded it by hand: {row.final:g} points.")
     if row.penalty:
@@ -48,35 +55,11 @@ def gradescope(row: Row, visibility: str) -> dict:
     return {
         "score": row.final if row.final is not None else 0,
         "execution_time": round(float(result.provenance.get("seconds", 0) or 0), 2),
-        # an unreadable notebook is said to the student at once, whatever the checks' visibility: they can submit again
-        "visibility": "visible" if result.status == "ungradable" and not row.by_hand else visibility,
+        "visibility": "visible",
         "stdout_visibility": "hidden",
         "output": "\n".join(said),  # one statement a line: Gradescope shows the lines as written
         "tests": tests,
     }
-
-
-def write_gradescope(view: ClassView, out_dir: str) -> list[str]:
-    paths = []
-    for name, text in gradescope_files(view).items():
-        path = os.path.join(out_dir, "exports", "gradescope", name)
-        write_atomic(path, text)
-        paths.append(path)
-    return paths
-
-
-def gradescope_files(view: ClassView) -> dict[str, str]:
-    """`<student>/results.json` -> its text, for every student with a submission."""
-    return {
-        f"{_safe(row.student)}/results.json": json.dumps(gradescope(row, view.rules.visibility), indent=2, sort_keys=True) + "\n"
-        for row in view.rows if row.status != "missing"
-    }
-
-
-def _safe(student: str) -> str:
-    from grader.store.submissions import folder_name
-
-    return folder_name(student, set())
 
 
 def canvas_csv(view: ClassView, column: str, points: float | None = None) -> tuple[str, list[str]]:

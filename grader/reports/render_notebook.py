@@ -27,8 +27,6 @@ server can be had, each notebook gets a child of its own, as before.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import os

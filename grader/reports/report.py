@@ -76,7 +76,9 @@ def threshold_of(result: SubmissionResult) -> float | None:
 
 
 def render_scorecard(result: SubmissionResult, reference: SubmissionResult | None = None, notebook: bool = False,
-                     about: dict | None = None) -> str:
+                     about: dict | None = None, held=None) -> str:
+    """The scorecard; `held` (grader/reports/visibility.py): the student's view, `result` and
+    `about` as the student may see them now, the held checks said in a sentence."""
     history = result.training.get("history", {})
     reference_history = reference.training.get("history", {}) if reference is not None else {}
     accuracy = {"train": history.get("accuracy", []), "validation": history.get("val_accuracy", [])}
@@ -96,6 +98,7 @@ def render_scorecard(result: SubmissionResult, reference: SubmissionResult | Non
         cells=[(cell, wording.cell_label(cell)) for cell in result.cells],
         provenance=wording.provenance(result.provenance),
         about=about,
+        held=held,
     )
 
 

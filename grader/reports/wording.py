@@ -7,6 +7,8 @@ to result.json, never shown raw.
 
 from __future__ import annotations
 
+import datetime
+
 from grader.config import cells as cell_rules
 
 MATCHED_BY = {
@@ -139,3 +141,8 @@ def _is_number(value) -> bool:
 
 def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def when(stamp: float) -> str:
+    """A moment as every page writes it."""
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -17,7 +17,7 @@ import threading
 import time
 
 from grader.faults import GraderError
-from grader.reports import classreport, classview
+from grader.reports import classreport, classview, visibility
 from grader.serve import uploads
 from grader.store import gradebook
 
@@ -139,9 +139,12 @@ class Live:
                         tuple(self.queue.recent(RECENT)), self.queue.seconds_per_upload())
 
 
-def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: int) -> dict:
-    """A student's live part: their newest upload's state, and every upload with its score."""
+def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: int, view: classview.ClassView | None = None) -> dict:
+    """A student's live part: their newest upload's state, and every upload with its score:
+    of the checks the student may see now (`view`: the class as of now, its grades published
+    or not; grader/reports/visibility.py), with how many are held back."""
     row = snapshot.row(student)
+    held = visibility.of_row(view or snapshot.view, row, time.time()) if row else visibility.Held()
     attempts = {a.stored.path: a for a in row.attempts} if row else {}
     place = {u.id: n for n, u in enumerate(snapshot.in_line)}
     shown = []
@@ -158,8 +161,15 @@ def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: i
             "scorecard": finished and attempt is not None,
             "state": upload.state if attempt is not None or not finished else uploads.GRADING,
             "submitted": classreport.when(upload.submitted_at),
+            "points": _points(attempt.result, held) if attempt is not None and attempt.result is not None else None,
         })
-    return {"uploads": shown, "row": row, "latest": shown[0] if shown else None}
+    return {"uploads": shown, "row": row, "latest": shown[0] if shown else None, "held": held}
+
+
+def _points(result, held: visibility.Held) -> tuple[float, float]:
+    """(score, out of) of the checks a student sees now."""
+    seen = visibility.for_student(result, held)
+    return seen.score, seen.max_score
 
 
 def admin_page(snapshot: Snapshot) -> dict:
@@ -177,26 +187,30 @@ def projector_page(snapshot: Snapshot, names: bool = False) -> dict:
     """The projector's live part: how the class is doing, for the room to see. No names (a
     student's score is theirs) unless the instructor opts in, and nothing a student wrote
     (a check's message can quote their code): counts, the distribution, the checks the
-    class is stuck on by title, and each check's pass rate."""
+    class is stuck on by title, and each check's pass rate. A check held from students
+    (grader/reports/visibility.py, as of the class's due date) is not shown to the room,
+    nor a named student's score while any is."""
     view = snapshot.view
     summary = classreport.summary(view)
-    recent = [{"student": u.student, "state": u.state, "status": u.status, "score": u.score, "max_score": u.max_score}
-              for u in snapshot.recent] if names else []
+    held = visibility.held(view.rules, view.checks, view.rules.due, view.published, time.time())
+    recent = [{"student": u.student, "state": u.state, "status": u.status, "score": u.score if held.total else None,
+               "max_score": u.max_score} for u in snapshot.recent] if names else []
     return {
-        "counts": snapshot.counts, "chart": summary["chart"], "pass_rates": summary["pass_rates"], "check_ids": view.check_ids,
-        "stuck": _stuck(view),
+        "counts": snapshot.counts, "chart": summary["chart"], "pass_rates": summary["pass_rates"],
+        "check_ids": tuple(c for c in view.check_ids if c not in held.ids),
+        "stuck": _stuck(view, held.ids),
         "graded": sum(1 for row in view.rows if row.final is not None), "recent": recent,
     }
 
 
-def _stuck(view) -> list[dict]:
+def _stuck(view, held: frozenset = frozenset()) -> list[dict]:
     """Each check that graded students have not passed, by its title (the instructor's words),
-    with how many: most first."""
+    with how many: most first; not those `held` from students."""
     counted = [row.counted.result for row in view.rows if row.final is not None and row.counted and row.counted.result]
     missed: dict[str, int] = {}
     for result in counted:
         for check in result.checks:
-            if check.status != "passed":
+            if check.status != "passed" and check.id not in held:
                 missed[check.title] = missed.get(check.title, 0) + 1
     return [{"check": title, "count": count} for title, count in sorted(missed.items(), key=lambda item: (-item[1], item[0]))]
 

@@ -10,7 +10,7 @@ what the live pages show (grader/serve/live.py).
     POST /api/upload                 an upload from curl (Authorization: Bearer TOKEN)
     GET  /s/TOKEN/a/upload-N/FILE    the student's own scorecard.html, notebook.html, result.json
     GET  /a/ADMIN                    the instructor's (projector) page; /live, /a/upload-N/FILE as above
-    GET  /a/ADMIN/grades.csv, /canvas.csv, /gradescope.zip
+    GET  /a/ADMIN/grades.csv, /canvas.csv
     GET  /p/PROJECTOR                the projector's page: the join code and the class as a whole, no
                                      names (unless --projector-names), no scorecards, no downloads; /live
 
@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import logging
 import os
 import re
 import threading
 import time
-import zipfile
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,7 +38,7 @@ from starlette.routing import Route
 from grader.config import notebook
 from grader.config.manifest import Manifest
 from grader.faults import GraderError
-from grader.reports import classreport, exports, report
+from grader.reports import classreport, exports, report, visibility
 from grader.serve import live, secure, tokens, uploads
 from grader.serve.ratelimit import RateLimit
 from grader.serve.workshop import Workshop
@@ -106,6 +104,8 @@ class Server:
         self._register = threading.Lock()
         self._rendered: dict[str, tuple] = {}  # the projector's live part, by template: ((version, base), text)
         self._projector = ("", 0.0)  # the admin live part's base, when it was last asked for
+        self._reference = None  # the lab's solution's result, for the curves of a scorecard rendered here
+        self._published: tuple = (None, -10.0)  # when the grades were published (None: not), when that was read
         live_pages.on_snapshot(self._prerender)
 
     def app(self) -> "secure.SecurityHeaders":
@@ -117,7 +117,6 @@ class Server:
             Route("/a/{token}", self.admin), Route("/a/{token}/live", self.admin_live),
             Route("/a/{token}/a/{name}/{file}", self.admin_file),
             Route("/a/{token}/grades.csv", self.grades), Route("/a/{token}/canvas.csv", self.canvas),
-            Route("/a/{token}/gradescope.zip", self.gradescope),
             Route("/p/{token}", self.projector), Route("/p/{token}/live", self.projector_live),
             Route("/healthz", self.health),
         ]
@@ -212,7 +211,7 @@ class Server:
             csrf=tokens.form_token(self.secret, f"upload:{selector}"), max_mb=f"{self.settings.max_upload_mb:g}",
             max_bytes=self.settings.max_upload_bytes, due=classreport.when(rules.due) if rules.due else "",
             curl=self.curl_line(token), version=snapshot.version,
-            **live.student_page(snapshot, self.queue, student, self.jobs),
+            **live.student_page(snapshot, self.queue, student, self.jobs, self._view_now(snapshot)),
         )
 
     async def student_live(self, request: Request) -> Response:
@@ -221,7 +220,7 @@ class Server:
         except Declined as refused:
             return self._message(refused)
         return await self._live_part(request, "_student_live.html.j2", base=f"/s/{token}",
-                                     part=lambda snapshot: live.student_page(snapshot, self.queue, student, self.jobs))
+                                     part=lambda snapshot: live.student_page(snapshot, self.queue, student, self.jobs, self._view_now(snapshot)))
 
     async def student_file(self, request: Request) -> Response:
         try:
@@ -229,9 +228,37 @@ class Server:
             upload = self.queue.by_name(request.path_params["name"])
             if upload is None or upload.student != student:
                 raise Declined(404, "no such page")
-            return await self._attempt_file(upload, request.path_params["file"])
+            return await self._attempt_file(upload, request.path_params["file"], for_student=True)
         except Declined as refused:
             return self._message(refused)
+
+    def _as_student_sees_it(self, snapshot: live.Snapshot, upload: uploads.Upload, name: str, path: str) -> str:
+        """An upload's scorecard.html or result.json as its student may see it now: the checks
+        held back (grader/reports/visibility.py) left out, the grades' publication read fresh."""
+        row = snapshot.row(upload.student)
+        attempt = next(a for a in row.attempts if a.stored.path == f"{upload.name}.ipynb")
+        held = visibility.of_row(self._view_now(snapshot), row, time.time())
+        result = dataclasses.replace(attempt.result, submission=row.student, file=upload.shown_name)
+        if name == "result.json":
+            return visibility.student_json(result, held)
+        if self._reference is None:
+            self._reference = report.load_reference(self.queue.out_dir)
+        return visibility.scorecard(result, os.path.dirname(path), self._reference, classreport.about(row, attempt), held)
+
+    def _view_now(self, snapshot: live.Snapshot):
+        """The snapshot's class view, with whether the grades are published as the gradebook
+        says now (`grader publish` runs beside the server); read at most once a second."""
+        if not visibility.restricted(snapshot.view.rules, snapshot.view.check_ids):
+            return snapshot.view
+        published, read_at = self._published
+        if time.monotonic() - read_at > 1.0:
+            book = gradebook.Gradebook(self.live.book_path)
+            try:
+                published = book.published(self.manifest.name)
+            finally:
+                book.close()
+            self._published = (published, time.monotonic())
+        return dataclasses.replace(snapshot.view, published=published)
 
     def curl_line(self, token: str) -> str:
         return (f'curl -sS -H "Authorization: Bearer {token}" -F "notebook=@{self.manifest.name}.ipynb" '
@@ -424,16 +451,6 @@ class Server:
     async def canvas(self, request: Request) -> Response:
         return await self._download(request, "canvas.csv", "text/csv", lambda view: exports.canvas_csv(view, view.title)[0])
 
-    async def gradescope(self, request: Request) -> Response:
-        def zipped(view) -> bytes:
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                for name, text in exports.gradescope_files(view).items():
-                    archive.writestr(name, text)
-            return buffer.getvalue()
-
-        return await self._download(request, "gradescope.zip", "application/zip", zipped)
-
     async def _download(self, request: Request, name: str, kind: str, make) -> Response:
         try:
             self._admin(request)
@@ -486,13 +503,16 @@ class Server:
         if base and time.monotonic() - asked < PROJECTOR_WATCHING:
             self._part(ADMIN_PART, snapshot, live.admin_page, {"base": base})
 
-    async def _attempt_file(self, upload: uploads.Upload, name: str) -> Response:
+    async def _attempt_file(self, upload: uploads.Upload, name: str, for_student: bool = False) -> Response:
         snapshot = await run_in_threadpool(self.live.snapshot)
         path = live.attempt_file(self.queue.out_dir, snapshot, upload, name)
         if path is None:
             raise Declined(404, "no such page (yet): its scorecard is written once it is graded")
-        with open(path, "rb") as handle:
-            body = handle.read()
+        if for_student and name != "notebook.html" and visibility.restricted(snapshot.view.rules, snapshot.view.check_ids):
+            body = (await run_in_threadpool(self._as_student_sees_it, snapshot, upload, name, path)).encode()
+        else:
+            with open(path, "rb") as handle:
+                body = handle.read()
         if name.endswith(".json"):
             return Response(body, media_type="application/json")
         # The page's own <meta> policy is the batch's; the header adds what only a header can say.

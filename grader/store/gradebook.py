@@ -41,6 +41,8 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS extensions (
         assignment TEXT NOT NULL, student TEXT NOT NULL, due REAL NOT NULL, author TEXT NOT NULL, at REAL NOT NULL,
         PRIMARY KEY (assignment, student))""",
+    """CREATE TABLE IF NOT EXISTS published (
+        assignment TEXT NOT NULL PRIMARY KEY, at REAL NOT NULL, author TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS overrides (
         assignment TEXT NOT NULL, student TEXT NOT NULL, check_id TEXT NOT NULL,
         points REAL, comment TEXT NOT NULL, author TEXT NOT NULL, at REAL NOT NULL,
@@ -213,6 +215,19 @@ class Gradebook:
     def extensions(self, assignment: str) -> dict[str, float]:
         """Each student's own due date, for those who have one."""
         return dict(self.connection.execute("SELECT student, due FROM extensions WHERE assignment=?", (assignment,)).fetchall())
+
+    def set_published(self, assignment: str, published: bool, author: str = "") -> None:
+        """The instructor published the grades (checks shown `after_published` are shown from now), or took them back."""
+        with transaction(self.connection):
+            if published:
+                self.connection.execute("INSERT OR REPLACE INTO published VALUES (?, ?, ?)", (assignment, time.time(), author))
+            else:
+                self.connection.execute("DELETE FROM published WHERE assignment=?", (assignment,))
+
+    def published(self, assignment: str) -> float | None:
+        """When the grades were published (seconds since the epoch), or None."""
+        row = self.connection.execute("SELECT at FROM published WHERE assignment=?", (assignment,)).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         self.connection.close()
