@@ -393,6 +393,27 @@ def test_the_queue_gives_back_what_a_killed_server_was_grading(tmp_path):
     assert [u.student for u in again.claim(3)] == ["a", "b", "c"]  # they kept their places
 
 
+def test_the_queue_grades_everyones_first_upload_before_anyones_second_and_says_so(tmp_path):
+    """Fair under load: by round (how many of the student's uploads were graded before), then by age."""
+    queue = uploads.Queue(str(tmp_path))
+
+    def send(student: str) -> uploads.Upload:
+        return queue.add(student, "lab.ipynb", queue.incoming(tiny_notebook(f"answer = {student!r}")))[0]
+
+    def grade_next() -> None:
+        [taken] = queue.claim(1)
+        queue.finish(taken, uploads.DONE, "graded", 1.0, 1.0, "")
+
+    send("ann"), grade_next(), send("ann"), grade_next(), send("cy"), grade_next()
+    third, second, first = send("ann"), send("cy"), send("bob")  # ann's third came first, bob's first last
+    assert [queue.round_of(u) for u in (third, second, first)] == [2, 1, 0]
+    assert [u.id for u in queue.in_line()] == [first.id, second.id, third.id]
+    assert [queue.ahead_of(u) for u in (first, second, third)] == [0, 1, 2]
+    assert [u.id for u in queue.claim(1)] == [first.id]
+    assert queue.ahead_of(third) == 2  # bob's, being graded, and cy's second
+    assert [u.id for u in queue.claim(5)] == [second.id, third.id]
+
+
 # --- real servers (slow) ---------------------------------------------------------------
 
 

@@ -47,6 +47,10 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS links_by_student ON links (student, role)",
     "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+# An upload's round: how many of its student's earlier uploads were (or are being) graded;
+# the queue grades by round, so one student's many uploads never keep another's first waiting.
+ROUND = ("(SELECT COUNT(*) FROM uploads AS earlier WHERE earlier.student = uploads.student AND earlier.id < uploads.id "
+         "AND earlier.state IN ('grading', 'done', 'failed'))")
 STUDENT, ADMIN, PROJECTOR = "student", "admin", "projector"  # a link's role: what its pages show
 
 
@@ -134,10 +138,12 @@ class Queue:
         return self.get(cursor.lastrowid), replaced
 
     def claim(self, limit: int) -> list[Upload]:
-        """The oldest waiting uploads, at most `limit`, now marked as being graded."""
+        """The waiting uploads graded next, at most `limit`, now marked as being graded: by
+        round (a student's first upload before anyone's second, a second before anyone's
+        third), then oldest first."""
         db = self._db()
         with _transaction(db):
-            claimed = self._select("WHERE state=? ORDER BY id LIMIT ?", (WAITING, limit))
+            claimed = self._select(f"WHERE state=? ORDER BY {ROUND}, id LIMIT ?", (WAITING, limit))
             now = time.time()
             db.executemany("UPDATE uploads SET state=?, started_at=? WHERE id=?", [(GRADING, now, u.id) for u in claimed])
         return [dataclasses.replace(u, state=GRADING, started_at=now) for u in claimed]
@@ -170,15 +176,22 @@ class Queue:
 
     def in_line(self) -> list[Upload]:
         """Waiting and grading uploads, in the order they are graded."""
-        return self._select("WHERE state IN (?, ?) ORDER BY state='waiting', id", (GRADING, WAITING))
+        return self._select(f"WHERE state IN (?, ?) ORDER BY state='waiting', {ROUND}, id", (GRADING, WAITING))
+
+    def round_of(self, upload: Upload) -> int:
+        """How many of the student's uploads before this one were (or are being) graded."""
+        return self._db().execute(f"SELECT {ROUND} FROM uploads WHERE id=?", (upload.id,)).fetchone()[0]
 
     def recent(self, limit: int) -> list[Upload]:
         return self._select("WHERE state IN (?, ?) ORDER BY finished_at DESC LIMIT ?", (DONE, FAILED, limit))
 
     def ahead_of(self, upload: Upload) -> int:
-        """Uploads graded before this waiting one: every one being graded and every older waiting one."""
+        """Uploads graded before this waiting one: every one being graded and every waiting
+        one of an earlier round, or of its round and older."""
+        mine = self.round_of(upload)
         return self._db().execute(
-            "SELECT COUNT(*) FROM uploads WHERE state=? OR (state=? AND id<?)", (GRADING, WAITING, upload.id)
+            f"SELECT COUNT(*) FROM uploads WHERE state=? OR (state=? AND ({ROUND} < ? OR ({ROUND} = ? AND id<?)))",
+            (GRADING, WAITING, mine, mine, upload.id)
         ).fetchone()[0]
 
     def counts(self) -> dict[str, int]:
