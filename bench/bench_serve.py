@@ -2,6 +2,23 @@
 
     python bench/bench_serve.py                       # 20 idle uploads, then a burst of 200
     python bench/bench_serve.py --idle 3 --burst 10   # a quick look
+    python bench/bench_serve.py --arrivals 200/600    # students arriving at random, each lab in turn
+    python bench/bench_serve.py --arrivals 200/600 --labs transfer --scale codelab
+
+(0) Arrivals (`--arrivals N/S`), for each lab in `--labs` (transfer, convnet, tfdata), a
+    server of its own: N students join at times drawn from a Poisson process over S
+    seconds (N arrival times uniform over S: the process, given N arrivals); each uploads
+    one to three times (60/30/10 in a hundred), each next time 15 to 45 s after reading
+    the last scorecard; a first upload is wrong one time in seven (the lab's population
+    of wrong answers), every other upload correct (its population of correct answers,
+    each student's in turn, so models differ as a class's do). Every notebook is distinct
+    (a markdown cell names its student and try). Latency: upload accepted -> the
+    student's live part, polled every second as the page polls it, shows the result (the
+    scorecard is then read). Machine cost: the CPU seconds the whole machine spent while
+    the server had work (from /proc/stat, the bench's own clients included), per upload.
+    Memory: every process of the server's tree, by role, its peak resident size
+    (VmHWM). `--scale codelab` grades the transfer lab on 3,670 synthetic photos at 192 px
+    (made once, in the working folder) with MobileNetV2 at 192.
 
 (1) Idle latency: one student at a time uploads a notebook (curl's way: /api/upload)
     to a server whose workers are warm, and polls their page's live part as the page's
@@ -32,7 +49,9 @@ import argparse
 import concurrent.futures
 import csv
 import os
+import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -83,7 +102,7 @@ def free_port() -> int:
 class Served:
     """A `grader serve` in a process group of its own, with a roster of `students`."""
 
-    def __init__(self, work: str, students: int, jobs: int, cache: str):
+    def __init__(self, work: str, students: int, jobs: int, cache: str, assignment: str = ASSIGNMENT):
         self.out, self.port = os.path.join(work, "served"), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         roster = os.path.join(work, "roster.csv")
@@ -92,7 +111,7 @@ class Served:
             writer.writerow(["id", "name", "email"])
             writer.writerows([[f"s{n:03d}", f"Student {n}", f"s{n:03d}@example.org"] for n in range(students)])
         links = os.path.join(work, "links.csv")
-        command = [PYTHON, "-u", "-m", "grader", "serve", ASSIGNMENT, "--out", self.out, "--port", str(self.port), "--roster", roster,
+        command = [PYTHON, "-u", "-m", "grader", "serve", assignment, "--out", self.out, "--port", str(self.port), "--roster", roster,
                    "--links", links, "--uploads-per-minute", "1000", "--cache-dir", cache, "--quiet"] + (["--jobs", str(jobs)] if jobs else [])
         self.log = open(os.path.join(work, "serve.log"), "w")
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -259,6 +278,189 @@ def batch_time(work: str, count: int, jobs: int, cache: str) -> float:
     return time.perf_counter() - started
 
 
+# --- (0) arrivals ----------------------------------------------------------------------
+
+LABS = {"transfer": "keras_flowers_transfer", "convnet": "keras_flowers_convnet", "tfdata": "keras_flowers_tfdata"}
+TRIES = (1, 1, 1, 1, 1, 1, 2, 2, 2, 3)  # uploads per student: 60/30/10 in a hundred
+WRONG_FIRST = 7  # one first upload in this many is wrong
+
+
+def population_notebooks(assignment: str) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """The lab's population as notebooks: (correct, wrong), each (answer's name, notebook)."""
+    from grader.config import population
+
+    loaded = manifest_mod.load(assignment)
+    _, playground = release.build(loaded)
+    key = loaded.answer_cells[0]
+    answers = [a for a in labs.population(loaded) if not a.untouched]
+    made = [(a.name, population.notebook_of(a, playground, key), a.correct) for a in answers]
+    return [(n, b) for n, b, ok in made if ok], [(n, b) for n, b, ok in made if not ok]
+
+
+def distinct(notebook: bytes, student: str, attempt: int) -> bytes:
+    loaded = nbformat.reads(notebook.decode(), as_version=4)
+    loaded.cells.append(nbformat.v4.new_markdown_cell(f"{student}, try {attempt}"))
+    return nbformat.writes(loaded).encode()
+
+
+def busy_jiffies() -> int:
+    """The machine's CPU time so far (all cores, not idle or waiting), in clock ticks."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+class Peaks:
+    """Every process of a tree, its peak resident size (VmHWM), sampled every half second."""
+
+    def __init__(self, root: int):
+        self.root, self.seen = root, {}  # pid -> (role, peak bytes)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            parents = {}
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        with open(f"/proc/{pid}/stat") as handle:
+                            parents[int(pid)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+                    except (OSError, IndexError, ValueError):
+                        pass
+            tree, grew = {self.root}, True
+            while grew:
+                grew = False
+                for pid, parent in parents.items():
+                    if parent in tree and pid not in tree:
+                        tree.add(pid)
+                        grew = True
+            for pid in tree:
+                try:
+                    with open(f"/proc/{pid}/status") as handle:
+                        peak = int(re.search(r"VmHWM:\s+(\d+)", handle.read()).group(1)) * 1024
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+                except (OSError, AttributeError):
+                    continue
+                role = self.role(pid, command)
+                self.seen[pid] = (role, max(peak, self.seen.get(pid, ("", 0))[1]))
+            self.stop.wait(0.5)
+
+    def role(self, pid: int, command: str) -> str:
+        if pid == self.root:
+            return "server (the parent)"
+        if "bwrap" in command or "sandbox" in command or "inside" in command:
+            return "sandbox"
+        if "multiprocessing" in command or "spawn" in command or "forkserver" in command:
+            return "grading worker"
+        return command.split(" -m ")[-1][:40] or "other"
+
+    def report(self) -> list[str]:
+        self.stop.set()
+        self.thread.join()
+        by_role: dict[str, list[int]] = {}
+        for role, peak in self.seen.values():
+            by_role.setdefault(role, []).append(peak)
+        return [f"{role}: {len(peaks)} process(es), peak {max(peaks) / 2**20:.0f} MiB" + (f" (median {statistics.median(peaks) / 2**20:.0f})" if len(peaks) > 1 else "")
+                for role, peaks in sorted(by_role.items(), key=lambda item: -max(item[1]))]
+
+
+def codelab_assignment(work: str) -> str:
+    """The transfer lab at the codelab's scale: 3,670 synthetic photos at 192 px, MobileNetV2 at 192."""
+    from grader import context
+    from labs import flowers
+    from reference import weights
+
+    data = os.path.join(work, "flowers-3670-192")
+    if not os.path.isdir(data):
+        print("making 3,670 synthetic flowers at 192x192 ...", flush=True)
+        flowers.make_synthetic_flowers(data, 192, 3670)
+    target = os.path.join(work, "transfer-codelab")
+    if not os.path.isdir(target):
+        shutil.copytree(os.path.join(ROOT, "assignments", LABS["transfer"]), target)
+        path = os.path.join(target, "assignment.toml")
+        text = open(path).read().replace('pattern = "demo"', f'pattern = "{data}/*.tfrec"').replace("image_size = 96", "image_size = 192")
+        open(path, "w").write(text)
+    demo = manifest_mod.load(os.path.join(ROOT, "assignments", LABS["transfer"]))
+    weights.stage(context.weights_for(demo, None), os.path.join(work, "keras"), demo.lab.base, 192)
+    return target
+
+
+def arrivals(lab: str, assignment: str, students: int, span: float, jobs: int, work: str, seed: int = 7) -> dict:
+    import httpx
+
+    correct, wrong = population_notebooks(assignment)
+    rng = random.Random(seed)
+    plan = []
+    for n, at in enumerate(sorted(rng.uniform(0, span) for _ in range(students))):
+        tries = rng.choice(TRIES)
+        first_wrong = bool(wrong) and rng.randrange(WRONG_FIRST) == 0
+        answers = [wrong[rng.randrange(len(wrong))] if first_wrong and t == 0 else correct[(n + t) % len(correct)] for t in range(tries)]
+        plan.append((f"s{n:03d}", at, [rng.uniform(15, 45) for _ in range(tries)], answers))
+    folder = os.path.join(work, lab)
+    os.makedirs(folder, exist_ok=True)
+    started = time.perf_counter()
+    server = Served(folder, students, jobs, os.path.join(folder, "cache"), assignment)
+    print(f"  {lab}: server ready (preflight included) in {time.perf_counter() - started:.0f} s; "
+          f"{sum(len(p[3]) for p in plan)} uploads planned", flush=True)
+    peaks = Peaks(server.process.pid)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    began = time.perf_counter()
+    jiffies = busy_jiffies()
+
+    def student(name: str, at: float, thinks: list[float], answers: list) -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            time.sleep(max(0.0, began + at - time.perf_counter()))
+            for attempt, ((_, notebook), think) in enumerate(zip(answers, thinks)):
+                try:
+                    sent = time.perf_counter()
+                    upload = server.upload(name, distinct(notebook, name, attempt), client)
+                    deadline = sent + 3600
+                    while server.state(name, client) not in ("done", "failed"):
+                        if time.perf_counter() > deadline:
+                            raise RuntimeError("no result within an hour")
+                        time.sleep(1.0)
+                    waited = time.perf_counter() - sent
+                    page = client.get(f"/s/{server.tokens[name]}/a/{upload}/scorecard.html")
+                    if page.status_code != 200:
+                        raise RuntimeError(f"scorecard {page.status_code}")
+                    with lock:
+                        latencies.append(waited)
+                except Exception as error:  # noqa: BLE001 - counted and said, the others go on
+                    with lock:
+                        failures.append(f"{name} try {attempt}: {error}")
+                    return
+                time.sleep(think)
+
+    threads = [threading.Thread(target=student, args=p, daemon=True) for p in plan]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    spent = (busy_jiffies() - jiffies) / os.sysconf("SC_CLK_TCK")
+    memory = peaks.report()
+    server.stop()
+    return {"latencies": latencies, "failures": failures, "seconds": seconds, "cpu": spent, "memory": memory}
+
+
+def print_arrivals(lab: str, students: int, span: float, found: dict) -> None:
+    seconds = found["latencies"]
+    uploads = len(seconds)
+    if not seconds:
+        print(f"arrivals {lab}: no upload was graded; {found['failures'][:3]}")
+        return
+    print(f"arrivals {lab}: {students} students, {uploads} uploads over {span:g} s: p50 {statistics.median(seconds):.1f} s, "
+          f"p95 {percentile(seconds, 0.95):.1f} s, max {max(seconds):.1f} s, machine cost {found['cpu'] / uploads:.1f} s/upload", flush=True)
+    print(f"  the run took {found['seconds']:.0f} s; {len(found['failures'])} upload(s) failed{': ' + '; '.join(found['failures'][:3]) if found['failures'] else ''}")
+    for line in found["memory"]:
+        print(f"  peak memory, {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idle", type=int, default=20, help="uploads one at a time (default 20)")
@@ -269,7 +471,25 @@ def main() -> int:
     parser.add_argument("--no-batch", action="store_true", help="leave out the `grader grade` comparison")
     parser.add_argument("--full-training", action="store_true", help=f"include {FULL_TRAINING} in the mix (left out by default: see LEFT_OUT)")
     parser.add_argument("--work", default=None, help="working folder (default: a new temporary one)")
+    parser.add_argument("--arrivals", help="N/S: N students arriving over S seconds, each lab in --labs in turn (then nothing else)")
+    parser.add_argument("--labs", default="transfer,convnet,tfdata", help="the labs of --arrivals (default: all three)")
+    parser.add_argument("--scale", choices=("demo", "codelab"), default="demo",
+                        help="--arrivals: the demo's data, or the codelab's (transfer only: 3,670 photos at 192 px)")
     args = parser.parse_args()
+    if args.arrivals:
+        students, span = (float(v) for v in args.arrivals.split("/"))
+        work = args.work or tempfile.mkdtemp(prefix="bench-arrivals-")
+        print(f"working in {work}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; scale {args.scale}", flush=True)
+        for lab in args.labs.split(","):
+            if args.scale == "codelab" and lab != "transfer":
+                raise SystemExit("--scale codelab is the transfer lab's only")
+            assignment = codelab_assignment(work) if args.scale == "codelab" else os.path.join(ROOT, "assignments", LABS[lab])
+            if args.scale == "codelab":
+                os.environ["KERAS_HOME"] = os.path.join(work, "keras")
+            found = arrivals(lab, assignment, int(students), span, args.jobs, work)
+            print_arrivals(lab + (" (codelab scale)" if args.scale == "codelab" else ""), int(students), span, found)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        return 0
     global FULL
     FULL = args.full_training
     work = args.work or tempfile.mkdtemp(prefix="bench-serve-")

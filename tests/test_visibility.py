@@ -3,6 +3,7 @@ the scorecards handed back, the workshop's pages and Gradescope's results (the b
 own test is in test_class.py). Classes are made by hand (a gradebook with results, nothing
 graded), so these tests are fast."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -187,8 +188,46 @@ def test_the_workshop_shows_a_student_what_they_may_see_and_the_instructor_every
         projector = queue.issue_link("projector", uploads.PROJECTOR)
         room = client.get(f"/p/{projector}/live").text
         assert "<td>runs</td>" in room and "again" not in room  # the room sees no held check's pass rate
+        assert 'id="scores-held"' in room and 'id="distribution"' not in room  # nor a total that would tell it
+
+        # a second upload the grader failed on: kept in no gradebook, its pages written all the same
+        assert upload(client, token, tiny_notebook("answer = 7"), name="my_lab.ipynb").status_code in (200, 202)
+        failed = queue.of_student(sent.student)[0]
+        book.record("tiny", gradebook.Stored(sent.student, f"{failed.name}.ipynb", failed.sha256, failed.submitted_at, "workshop", True))
+        view = classview.build(book, facts)
+        attempt = next(a for a in view.rows[0].attempts if a.stored.path == f"{failed.name}.ipynb")
+        report.write_submission(dataclasses.replace(graded, sha256=failed.sha256), str(out / attempt.folder))
+        queue.finish(failed, uploads.FAILED, "graded", 1.0, 3.0, "")
+        pages.changed()
+        page = client.get(f"/s/{token}/a/{failed.name}/scorecard.html")
+        assert page.status_code == 200 and "a held verdict" not in page.text and "the cell ran" in page.text
+        assert "a held verdict" not in client.get(f"/s/{token}/a/{failed.name}/result.json").text
         book.set_published("tiny", True)
         book.close()
         time.sleep(1.2)  # the server reads whether the grades are published at most once a second
         page = client.get(f"{mine}/scorecard.html").text
         assert "a held verdict" in page and "1 / 3" in page and 'id="held"' not in page
+
+
+def test_a_class_kept_before_checks_had_a_visibility_shows_students_everything():
+    """`[class] visibility` was Gradescope's alone (default after_published): not a hold on every page."""
+    kept = {"name": "lab", "version": "1", "title": "Lab", "fingerprint": "f", "checks": [list(c) for c in CHECKS],
+            "rules": {"count": "latest", "due": None, "late_penalty_per_day": 0.0, "late_cap": 1.0, "visibility": "after_published"}}
+    facts = classview.ClassFacts.from_json(kept)
+    assert not visibility.restricted(facts.rules, [c[0] for c in CHECKS])
+    again = classview.ClassFacts.from_json(json.loads(json.dumps(dataclasses.replace(facts, rules=HELD).to_json())))
+    assert again.rules == HELD  # a class kept since: its checks' visibility read back as written
+
+
+def test_the_score_of_the_checks_shown_counts_the_instructors_points_on_them():
+    held = visibility.held(HELD, CHECKS, HELD.due, None, HELD.due - 1)
+    assert visibility.for_student(result(scores=(0.0, 0.0, 0.0)), held, {"runs": 8.0}).score == 8.0
+    about = {"points": {"runs": 8.0}, "overrides": [{"check": "The cell runs", "id": "runs", "points": 8.0, "comment": "ok", "author": ""},
+                                                   {"check": "Validation accuracy", "id": "accuracy", "points": 60.0, "comment": "held",
+                                                    "author": ""}],
+             "marks": {}, "final": 68.0, "bonus": 0}
+    seen = visibility.for_student_about(about, held)
+    assert [o["id"] for o in seen["overrides"]] == ["runs"] and seen["final"] is None
+    failed_accuracy = dataclasses.replace(result(), checks=tuple(
+        dataclasses.replace(c, evidence={}, check="validation_accuracy(threshold=0.75)") if c.id == "accuracy" else c for c in result().checks))
+    assert visibility.for_student(failed_accuracy, held).training == {}  # held by its kind, whatever evidence it has

@@ -90,7 +90,8 @@ def about(row: Row, attempt: Attempt, rules: ClassRules | None = None) -> dict:
             for other in row.attempts if other is not attempt and other.result is not None
         ],
         "overrides": [
-            {"check": titles.get(o.check_id, o.check_id) if o.check_id else "", "points": o.points, "comment": o.comment, "author": o.author}
+            {"check": titles.get(o.check_id, o.check_id) if o.check_id else "", "id": o.check_id, "points": o.points, "comment": o.comment,
+             "author": o.author}
             for o in (row.applied if attempt.counts else ())
         ],
         # the instructor's points on a check of the submission that counts (check id -> points)

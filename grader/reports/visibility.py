@@ -91,19 +91,25 @@ def restricted(rules: ClassRules, check_ids) -> bool:
     return any(rules.visibility_of(check_id) != "visible" for check_id in check_ids)
 
 
-def for_student(result: SubmissionResult, held: Held) -> SubmissionResult:
+MEASURES_TRAINING = ("validation_accuracy",)  # checks whose verdict is the grader's training: held, it is held too
+
+
+def for_student(result: SubmissionResult, held: Held, points: dict | None = None) -> SubmissionResult:
     """The result as the student may see it now: the held checks left out, with what they
-    rest on (the grader's training, where a held check measures it against a threshold);
-    the score that of the checks shown, unless the score as a whole is shown."""
+    rest on (the grader's training, where a held check judges it); the score that of the
+    checks shown (with the instructor's `points` on them, check id -> points), unless the
+    score as a whole is shown."""
     if not held.checks:
         return result
     kept = tuple(c for c in result.checks if c.id not in held.ids)
     gone = [c for c in result.checks if c.id in held.ids]
-    training = {} if any("threshold" in c.evidence for c in gone) else result.training
-    seen = dataclasses.replace(result, checks=kept, training=training)
+    judged = any("threshold" in c.evidence or c.check.startswith(MEASURES_TRAINING) for c in gone)
+    seen = dataclasses.replace(result, checks=kept, training={} if judged else result.training)
     if held.total:
         return seen
-    return dataclasses.replace(seen, score=round(sum(c.score for c in kept), 2), max_score=round(sum(c.max_score for c in kept), 2))
+    points = points or {}
+    return dataclasses.replace(seen, score=round(sum(points.get(c.id, c.score) for c in kept), 2),
+                               max_score=round(sum(c.max_score for c in kept), 2))
 
 
 def for_student_about(about: dict | None, held: Held) -> dict | None:
@@ -111,9 +117,8 @@ def for_student_about(about: dict | None, held: Held) -> dict | None:
     points on a held check left out, and the final score while the whole is held."""
     if about is None or not held.checks:
         return about
-    titles = {title for _, title, _, _ in held.checks}
     seen = dict(about)
-    seen["overrides"] = [o for o in about["overrides"] if o["check"] not in titles]
+    seen["overrides"] = [o for o in about["overrides"] if o.get("id") not in held.ids]
     seen["points"] = {k: v for k, v in about["points"].items() if k not in held.ids}
     seen["marks"] = {}
     if not held.total:
@@ -123,9 +128,14 @@ def for_student_about(about: dict | None, held: Held) -> dict | None:
 
 
 def scorecard(result: SubmissionResult, folder: str, reference: SubmissionResult | None, about: dict | None, held: Held) -> str:
-    """The scorecard of the submission in `folder` as its student may see it now."""
-    return report.render_scorecard(for_student(result, held), reference, os.path.exists(os.path.join(folder, "notebook.html")),
-                                   for_student_about(about, held), held)
+    """The scorecard of the submission in `folder` as its student may see it now (a page
+    that cannot be rendered: the fallback page, of the checks shown, as a batch writes it)."""
+    seen = for_student(result, held, (about or {}).get("points"))
+    try:
+        return report.render_scorecard(seen, reference, os.path.exists(os.path.join(folder, "notebook.html")),
+                                       for_student_about(about, held), held)
+    except Exception as error:  # noqa: BLE001 - a rendering bug costs a page its looks, never the export or the server
+        return report.page("fallback.html.j2", r=seen, error=f"{type(error).__name__}: {error}")
 
 
 def student_json(result: SubmissionResult, held: Held) -> str:

@@ -144,7 +144,8 @@ def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: i
     of the checks the student may see now (`view`: the class as of now, its grades published
     or not; grader/reports/visibility.py), with how many are held back."""
     row = snapshot.row(student)
-    held = visibility.of_row(view or snapshot.view, row, time.time()) if row else visibility.Held()
+    restricted = visibility.restricted(snapshot.view.rules, snapshot.view.check_ids)
+    held = visibility.of_row(view or snapshot.view, row, time.time()) if row and restricted else visibility.Held()
     attempts = {a.stored.path: a for a in row.attempts} if row else {}
     place = {u.id: n for n, u in enumerate(snapshot.in_line)}
     shown = []
@@ -153,6 +154,10 @@ def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: i
         # The queue is read fresh, the snapshot may lag a moment behind it: an upload is shown
         # finished, with its scorecard's link, once the snapshot holds its attempt.
         finished = upload.state in (uploads.DONE, uploads.FAILED)
+        if restricted and attempt is not None and attempt.result is None and upload.state == uploads.DONE:
+            attempt = None  # its score is shown once the snapshot holds its result, with what is held left out
+        points = (u_points(upload) if not restricted else
+                  _points(attempt.result, held, row.points if attempt.counts else {}) if attempt is not None and attempt.result is not None else None)
         shown.append({
             "upload": upload,
             "ahead": place.get(upload.id, 0) if upload.state in (uploads.WAITING, uploads.GRADING) else None,
@@ -161,14 +166,19 @@ def student_page(snapshot: Snapshot, queue: uploads.Queue, student: str, jobs: i
             "scorecard": finished and attempt is not None,
             "state": upload.state if attempt is not None or not finished else uploads.GRADING,
             "submitted": classreport.when(upload.submitted_at),
-            "points": _points(attempt.result, held) if attempt is not None and attempt.result is not None else None,
+            "points": points,
         })
     return {"uploads": shown, "row": row, "latest": shown[0] if shown else None, "held": held}
 
 
-def _points(result, held: visibility.Held) -> tuple[float, float]:
-    """(score, out of) of the checks a student sees now."""
-    seen = visibility.for_student(result, held)
+def u_points(upload: uploads.Upload) -> tuple[float, float] | None:
+    """(score, out of) as the queue recorded the upload's result."""
+    return (upload.score, upload.max_score) if upload.score is not None else None
+
+
+def _points(result, held: visibility.Held, points: dict) -> tuple[float, float]:
+    """(score, out of) of what a student sees now: the checks shown, with the instructor's `points` on them."""
+    seen = visibility.for_student(result, held, points)
     return seen.score, seen.max_score
 
 
@@ -192,11 +202,14 @@ def projector_page(snapshot: Snapshot, names: bool = False) -> dict:
     nor a named student's score while any is."""
     view = snapshot.view
     summary = classreport.summary(view)
-    held = visibility.held(view.rules, view.checks, view.rules.due, view.published, time.time())
-    recent = [{"student": u.student, "state": u.state, "status": u.status, "score": u.score if held.total else None,
+    # shown to the room: what every student is shown (the latest due date, extensions included)
+    dues = [row.due for row in view.rows if row.due is not None]
+    held = visibility.held(view.rules, view.checks, max(dues) if dues else view.rules.due, view.published, time.time())
+    whole = not held.checks  # while any check is held, no score (a total tells what the held checks gave)
+    recent = [{"student": u.student, "state": u.state, "status": u.status, "score": u.score if whole else None,
                "max_score": u.max_score} for u in snapshot.recent] if names else []
     return {
-        "counts": snapshot.counts, "chart": summary["chart"], "pass_rates": summary["pass_rates"],
+        "counts": snapshot.counts, "chart": summary["chart"] if whole else None, "scores_held": not whole, "pass_rates": summary["pass_rates"],
         "check_ids": tuple(c for c in view.check_ids if c not in held.ids),
         "stuck": _stuck(view, held.ids),
         "graded": sum(1 for row in view.rows if row.final is not None), "recent": recent,

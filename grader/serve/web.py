@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -38,6 +39,7 @@ from starlette.routing import Route
 from grader.config import notebook
 from grader.config.manifest import Manifest
 from grader.faults import GraderError
+from grader.results import SubmissionResult
 from grader.reports import classreport, exports, report, visibility
 from grader.serve import live, secure, tokens, uploads
 from grader.serve.ratelimit import RateLimit
@@ -202,16 +204,17 @@ class Server:
         except Declined as refused:
             return self._message(refused)
         snapshot = await run_in_threadpool(self.live.snapshot, True)
+        view = await run_in_threadpool(self._view_now, snapshot)
         row = snapshot.row(student)
         selector = tokens.split(token)[0]
-        rules = self.manifest.rules
+        due = row.due if row is not None else self.manifest.rules.due  # the student's own, with an extension
         return self._page(
             "student.html.j2", live=True, scripts=(SCRIPT,), script=SCRIPT, title=self.manifest.title,
             who=(row.name if row and row.name else student), student=student, base=f"/s/{token}",
             csrf=tokens.form_token(self.secret, f"upload:{selector}"), max_mb=f"{self.settings.max_upload_mb:g}",
-            max_bytes=self.settings.max_upload_bytes, due=classreport.when(rules.due) if rules.due else "",
+            max_bytes=self.settings.max_upload_bytes, due=classreport.when(due) if due else "",
             curl=self.curl_line(token), version=snapshot.version,
-            **live.student_page(snapshot, self.queue, student, self.jobs, self._view_now(snapshot)),
+            **live.student_page(snapshot, self.queue, student, self.jobs, view),
         )
 
     async def student_live(self, request: Request) -> Response:
@@ -238,7 +241,11 @@ class Server:
         row = snapshot.row(upload.student)
         attempt = next(a for a in row.attempts if a.stored.path == f"{upload.name}.ipynb")
         held = visibility.of_row(self._view_now(snapshot), row, time.time())
-        result = dataclasses.replace(attempt.result, submission=row.student, file=upload.shown_name)
+        found = attempt.result
+        if found is None:  # the grader's own failure (kept nowhere else), or a result the snapshot does not hold yet
+            with open(os.path.join(os.path.dirname(path), "result.json")) as handle:
+                found = SubmissionResult.from_json(json.load(handle))
+        result = dataclasses.replace(found, submission=row.student, file=upload.shown_name)
         if name == "result.json":
             return visibility.student_json(result, held)
         if self._reference is None:
@@ -258,6 +265,8 @@ class Server:
             finally:
                 book.close()
             self._published = (published, time.monotonic())
+            if published != snapshot.view.published:
+                self.live.changed()  # the next snapshot (and the projector's part) reads the gradebook again
         return dataclasses.replace(snapshot.view, published=published)
 
     def curl_line(self, token: str) -> str:
@@ -433,6 +442,7 @@ class Server:
             self._projector_holder(request)
         except Declined as refused:
             return self._message(refused)
+        await run_in_threadpool(lambda: self._view_now(self.live.snapshot()))  # a publication just made shows
         return await self._live_part(request, PROJECTOR_PART, part=self._projector_part)
 
     async def admin_file(self, request: Request) -> Response:
