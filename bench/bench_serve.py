@@ -10,8 +10,8 @@
     seconds (N arrival times uniform over S: the process, given N arrivals); each uploads
     one to three times (60/30/10 in a hundred), each next time 15 to 45 s after reading
     the last scorecard; a first upload is wrong one time in seven (the lab's population
-    of wrong answers), every other upload correct (its population of correct answers,
-    each student's in turn, so models differ as a class's do). Every notebook is distinct
+    of wrong answers), every other upload correct (one of its population of correct
+    answers, drawn at random: the models differ as a class's do). Every notebook is distinct
     (a markdown cell names its student and try). Latency: upload accepted -> the
     student's live part, polled every second as the page polls it, shows the result (the
     scorecard is then read). Machine cost: the CPU seconds the whole machine spent while
@@ -351,11 +351,15 @@ class Peaks:
     def role(self, pid: int, command: str) -> str:
         if pid == self.root:
             return "server (the parent)"
-        if "bwrap" in command or "sandbox" in command or "inside" in command:
-            return "sandbox"
+        if "/runner/run.py" in command:
+            return "sandbox: the student's run"
+        if "bwrap" in command:
+            return "sandbox: bubblewrap"
         if "multiprocessing" in command or "spawn" in command or "forkserver" in command:
             return "grading worker"
-        return command.split(" -m ")[-1][:40] or "other"
+        words = command.split()
+        script = next((w for w in words[1:] if not w.startswith("-")), "")
+        return f"{os.path.basename(words[0]) if words else '?'} {os.path.relpath(script, ROOT) if script.startswith('/') else script}"[:60]
 
     def report(self) -> list[str]:
         self.stop.set()
@@ -397,7 +401,7 @@ def arrivals(lab: str, assignment: str, students: int, span: float, jobs: int, w
     for n, at in enumerate(sorted(rng.uniform(0, span) for _ in range(students))):
         tries = rng.choice(TRIES)
         first_wrong = bool(wrong) and rng.randrange(WRONG_FIRST) == 0
-        answers = [wrong[rng.randrange(len(wrong))] if first_wrong and t == 0 else correct[(n + t) % len(correct)] for t in range(tries)]
+        answers = [wrong[rng.randrange(len(wrong))] if first_wrong and t == 0 else correct[rng.randrange(len(correct))] for t in range(tries)]
         plan.append((f"s{n:03d}", at, [rng.uniform(15, 45) for _ in range(tries)], answers))
     folder = os.path.join(work, lab)
     os.makedirs(folder, exist_ok=True)

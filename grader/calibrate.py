@@ -200,6 +200,8 @@ def calibrate(manifest, population, out_dir: str, extra: dict[str, bytes] | None
         write_atomic(os.path.join(folder, f"{answer.name}.ipynb"), notebook_of(answer, playground, key))
     for name, content in (extra or {}).items():
         write_atomic(os.path.join(folder, name), content)
+    # in full: the spread is of where training ends, never of where it could have stopped (reference/training.py)
+    manifest = dataclasses.replace(manifest, settled_margin=-1.0)
     graded = batch.grade(manifest, [folder], batch.Options(out_dir=os.path.join(out_dir, "graded"), quiet=True, identify="file", **options))
     results = {result.submission: result for result in graded.results}
     found = {answer.name: disagreements(answer, results[answer.name]) if answer.name in results else ["not graded"]

@@ -211,10 +211,13 @@ def _preflight(loaded, args, suggest: bool = False) -> None:
     """Run the preflight in a scratch folder; print what passed (a failure raises). With
     `suggest`, also grade the playground's starting code and print the accuracy threshold
     that grading the pair suggests (grader/calibrate.py)."""
+    import dataclasses
     import tempfile
 
     from grader import batch, calibrate
 
+    if suggest:  # a threshold is suggested from where training ends, not where it could stop
+        loaded = dataclasses.replace(loaded, settled_margin=-1.0)
     with tempfile.TemporaryDirectory(prefix="grader-check-") as scratch:
         options = _options(argparse.Namespace(**{**vars(args), "out": scratch, "regrade": True, "quiet": True}))
         found = batch.check(loaded, options)

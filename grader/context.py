@@ -221,4 +221,5 @@ def fingerprint(context: Context) -> str:
         grader.__version__,
         grader_code_hash(),
         str(context.sandboxed),
+        f"settled above {manifest.settled_above}",  # where training stops early (calibration trains in full)
     )

@@ -116,6 +116,7 @@ class TrainingRun:
     path: str = ""  # fast path or full training, and why
     misclassified: tuple = ()  # a few wrong validation images: index, true, predicted, JPEG
     batch_norm_settled: bool = False  # moving statistics re-estimated after training (_settle_batch_norm)
+    stopped: str = ""  # why training stopped before its last epoch (Settings.settled_above), else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +125,12 @@ class Settings:
     batch_size: int  # per replica
     seed: int
     image_size: int
+    # Stop once the verdict is settled: the validation accuracy at or above this for
+    # SETTLED_EPOCHS epochs in a row (the threshold with a margin; None: train every epoch).
+    settled_above: float | None = None
+
+
+SETTLED_EPOCHS = 2  # epochs in a row at or above Settings.settled_above before training stops
 
 
 _QUIETED: list = []  # quiet_tensorflow has muted this process's start-up notes
@@ -233,12 +240,19 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
     # Like the lab (steps_per_epoch = images // its batch size), train on whole batches only:
     # a last, partial batch can also leave a replica with no images at all.
     if images is not None and epochs.can_train(images[0][0], images[1][0]):
-        history = epochs.fit(*images, settings.epochs)
+        history = epochs.fit(*images, settings.epochs, settings.settled_above)
     elif epochs is not None and cut.fast and epochs.can_train(tensors["train"], tensors["validation"]):
-        history = epochs.fit(*_features_and_labels(tensors, choices, len(dataset.classes)), settings.epochs)
+        history = epochs.fit(*_features_and_labels(tensors, choices, len(dataset.classes)), settings.epochs, settings.settled_above)
     else:
-        fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs, verbose=0)
+        fit = trained.fit(batches("train", True), validation_data=batches("validation", placement.replicas > 1), epochs=settings.epochs,
+                          verbose=0, callbacks=[_StopWhenSettled(settings.settled_above)] if settings.settled_above is not None else None)
         history = {name: [float(v) for v in values] for name, values in fit.history.items()}
+    trained_epochs = max((len(values) for values in history.values()), default=settings.epochs)
+    stopped = ""
+    if trained_epochs < settings.epochs:
+        stopped = (f"stopped after {trained_epochs} of {settings.epochs} epochs: the validation accuracy was at or above "
+                   f"{settings.settled_above:.2f} for {SETTLED_EPOCHS} epochs in a row, which settles the verdict")
+        path += f"; {stopped}"
     if replaced:
         path += f"; initial values the model's config gave ({', '.join(replaced)}) replaced by the layers' own seeded initialisation"
     settled = _settle_batch_norm(trained, batches("train", True))
@@ -276,6 +290,7 @@ def train(chain, choices: CompileChoices, dataset: data_mod.Dataset, settings: S
         path=path,
         misclassified=misclassified,
         batch_norm_settled=settled,
+        stopped=stopped,
     )
     if key is not None:
         _HEADS.keep(key, (trained, initial, epochs))
@@ -412,7 +427,7 @@ class _Epochs:
     def can_train(self, train, validation) -> bool:
         return train.shape[0] >= self.batch_size and validation.shape[0] > 0  # else fit says why
 
-    def fit(self, train, validation, epochs: int) -> dict[str, list[float]]:
+    def fit(self, train, validation, epochs: int, settled_above: float | None = None) -> dict[str, list[float]]:
         history: dict[str, list[float]] = {}
         for _ in range(epochs):
             self.model.reset_metrics()
@@ -421,6 +436,8 @@ class _Epochs:
             logs.update({f"val_{name}": float(value) for name, value in self._test(*validation).items()})
             for name, value in logs.items():
                 history.setdefault(name, []).append(value)
+            if settled(history, settled_above):
+                break
         return history
 
     def _train_epoch(self, images, labels):
@@ -439,6 +456,33 @@ class _Epochs:
             end = tf.minimum((step + 1) * size, count)
             self.model.test_step((images[step * size : end], labels[step * size : end]))
         return self.model.get_metrics_result()
+
+
+def settled(history: dict[str, list[float]], above: float | None) -> bool:
+    """Whether training may stop: the validation accuracy (the student's accuracy metric, as
+    the curves show it) at or above `above` for the last SETTLED_EPOCHS epochs."""
+    if above is None:
+        return False
+    curve = next((values for name, values in sorted(history.items()) if name.startswith("val_") and name.endswith("accuracy")), [])
+    return len(curve) >= SETTLED_EPOCHS and all(value >= above for value in curve[-SETTLED_EPOCHS:])
+
+
+def _StopWhenSettled(above: float):
+    """fit's way of `settled` (training on several replicas, or from a dataset)."""
+    import keras
+
+    class Stop(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history: dict[str, list[float]] = {}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for name, value in (logs or {}).items():
+                self.history.setdefault(name, []).append(float(value))
+            if settled(self.history, above):
+                self.model.stop_training = True
+
+    return Stop()
 
 
 def _features_and_labels(tensors, choices: CompileChoices, classes: int):

@@ -23,6 +23,44 @@ def population(tmp_path_factory):
                       use_cache=False)
 
 
+# Graded again as a class is (calibration trains in full): training stops once the verdict is settled.
+STOPPING = ("four_blocks", "batch_norm", "flatten_head", "no_softmax")
+
+
+@pytest.fixture(scope="module")
+def stopped_early(tmp_path_factory):
+    from grader import batch
+    from grader.config import labs, release, scenarios
+    from grader.config.population import notebook_of
+
+    loaded = manifest_mod.load(CONVNET)
+    record, playground = release.build(loaded)
+    folder = tmp_path_factory.mktemp("convnet-stopping")
+    (folder / "in").mkdir()
+    (folder / "in" / "solution.ipynb").write_bytes(scenarios.make(record, playground, ["solution.ipynb"], labs.scenarios(loaded))["solution.ipynb"])
+    for answer in labs.population(loaded):
+        if answer.name in STOPPING:
+            (folder / "in" / f"{answer.name}.ipynb").write_bytes(notebook_of(answer, playground, record.answer_keys[0]))
+    graded = batch.grade(loaded, [str(folder / "in")], batch.Options(out_dir=str(folder / "out"), quiet=True, identify="file", use_cache=False))
+    return {result.submission: result for result in graded.results}, folder / "out"
+
+
+def test_training_stops_once_the_verdict_is_settled_and_gives_the_verdicts_of_training_in_full(convnet_graded, stopped_early):
+    results, out = stopped_early
+    for name in ("solution", *STOPPING):
+        early, full = results[name], convnet_graded[name]
+        assert (early.status, early.score) == (full.status, full.score), name
+        assert [(c.id, c.status, c.score) for c in early.checks] == [(c.id, c.status, c.score) for c in full.checks], name
+        assert len(full.training["history"]["val_accuracy"]) == 12 and "stopped" not in full.training
+    solution = results["solution"]
+    trained = len(solution.training["history"]["val_accuracy"])
+    assert trained < 12 and solution.training["stopped"].startswith(f"stopped after {trained} of 12 epochs")
+    assert f"after {trained} of 12 epochs" in next(c.message for c in solution.checks if c.id == "accuracy")
+    page = next(out.glob("submissions/solution/*/scorecard.html")).read_text()
+    assert 'id="stopped-early"' in page and "the curves end there" in page
+    assert "stopped" not in results["no_softmax"].training  # never above the threshold: trained to the end
+
+
 @pytest.fixture(scope="module")
 def convnet_graded(population):
     return population[1].results

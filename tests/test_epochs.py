@@ -83,3 +83,15 @@ def test_kept_heads_are_bounded_by_count_and_by_their_numbers():
     kept.keep("huge", (None, [(None, np.zeros(500))], None))
     assert list(kept.items) == ["huge"]  # the last one is kept, however large
     assert kept.take("huge") is not None and kept.take("huge") is None and kept.hits == 1
+
+
+def test_training_is_settled_after_epochs_in_a_row_at_or_above_the_mark():
+    from reference.training import SETTLED_EPOCHS, settled
+
+    assert SETTLED_EPOCHS == 2
+    assert not settled({"val_accuracy": [0.9, 0.9]}, None)  # no mark: every epoch is trained
+    assert not settled({"val_accuracy": [0.7]}, 0.65)  # one epoch is not yet a trend
+    assert not settled({"val_accuracy": [0.7, 0.6, 0.7]}, 0.65)
+    assert settled({"val_accuracy": [0.2, 0.65, 0.7]}, 0.65)
+    assert settled({"loss": [1.0, 0.5], "val_categorical_accuracy": [0.7, 0.8]}, 0.65)
+    assert not settled({"loss": [1.0, 0.5], "val_loss": [1.0, 0.9]}, 0.65)  # no accuracy metric: nothing to judge by

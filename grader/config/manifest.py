@@ -116,6 +116,10 @@ TABLES: dict[str, tuple[str, tuple[Key, ...]]] = {
         Key("fit_labels_to_loss", bool, False,
             "Forgive a loss that does not fit the lab's labels by feeding the labels it expects "
             "(the lab's own fit would fail; by default the compile check says so)."),
+        Key("settled_margin", (int, float), 0.10,
+            "Training stops once the validation accuracy has been this far above the accuracy check's threshold "
+            "for 2 epochs in a row (the verdict is then settled; the scorecard says so); a negative value: never "
+            "stop early.", unit="accuracy"),
     )),
     "sandbox": ("Limits of the sandboxed run of the student's cells.", (
         Key("cell_timeout", (int, float), 120.0, "CPU time one cell may use.", _positive, unit="CPU seconds"),
@@ -278,10 +282,21 @@ class Manifest:
     data_format: str
     image_feature: str
     label_feature: str
+    settled_margin: float = _default("training", "settled_margin")
 
     @property
     def notebook_path(self) -> str:
         return os.path.join(self.directory, self.notebook)
+
+    @property
+    def settled_above(self) -> float | None:
+        """The validation accuracy above which the grader's training may stop (the accuracy
+        check's threshold and the margin; None: no such check, or stopping early is off)."""
+        threshold = next((float(spec.params["threshold"]) for spec in self.checks
+                          if spec.check == "validation_accuracy" and "threshold" in spec.params), None)
+        if threshold is None or self.settled_margin < 0 or threshold + self.settled_margin > 1:
+            return None
+        return round(threshold + self.settled_margin, 4)
 
 
 def load(directory: str) -> Manifest:
@@ -324,6 +339,7 @@ def parse(raw: dict, directory: str, path: str = "assignment.toml") -> Manifest:
         strategy=training["strategy"],
         labels=training["labels"],
         fit_labels_to_loss=training["fit_labels_to_loss"],
+        settled_margin=float(training["settled_margin"]),
         limits=Limits(**{**sandbox, "cell_timeout": float(sandbox["cell_timeout"]), "run_timeout": float(sandbox["run_timeout"])}),
         grader=GraderLimits(**grader),
         rules=_rules(values["class"], checks, path),

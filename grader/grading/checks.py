@@ -370,8 +370,12 @@ class ValidationAccuracy(Check):
         run = evidence.training()
         accuracy = run.val_accuracy
         epochs = evidence.setting.training.epochs
+        trained = max((len(values) for values in run.history.values()), default=epochs)
         facts = {"val_accuracy": accuracy, "threshold": self.threshold}
-        said = f"validation accuracy {accuracy:.3f} after {epochs} epochs of training in the grader"
+        if trained < epochs:  # stopped once the verdict was settled (reference/training.py)
+            said = f"validation accuracy {accuracy:.3f} after {trained} of {epochs} epochs of training in the grader (it stopped there: settled)"
+        else:
+            said = f"validation accuracy {accuracy:.3f} after {epochs} epochs of training in the grader"
         if accuracy >= self.threshold:
             return Verdict("passed", f"{said} (needed {self.threshold:.2f})", evidence=facts)
         hint = _accuracy_hint(evidence)

@@ -93,7 +93,7 @@ class Trusted:
     @functools.cached_property
     def training(self) -> harness.Settings:
         manifest = self.context.manifest
-        return harness.Settings(manifest.epochs, manifest.batch_size, manifest.seed, manifest.image_size)
+        return harness.Settings(manifest.epochs, manifest.batch_size, manifest.seed, manifest.image_size, manifest.settled_above)
 
     @functools.cached_property
     def placement(self) -> Placement:

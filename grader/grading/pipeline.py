@@ -359,6 +359,7 @@ def _training(evidence: Evidence) -> dict:
         "misclassified": list(run.misclassified),
         "seconds": run.seconds,
         **({"batch_norm_settled": True} if run.batch_norm_settled else {}),
+        **({"stopped": run.stopped} if run.stopped else {}),
     }
 
 
