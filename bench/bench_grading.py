@@ -26,7 +26,6 @@ at the scale's full number of epochs (about five minutes each at the codelab's s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -47,6 +46,7 @@ from grader.config import labs  # noqa: E402
 from grader.grading.pipeline import Grader, Work, grade_all, grade_submission  # noqa: E402
 from grader.run import Options, default_jobs  # noqa: E402
 from labs import flowers  # noqa: E402
+from peaks import Peaks  # noqa: E402
 from reference import weights  # noqa: E402
 
 SCALES = {"full": dict(count=3670, size=192, epochs=10), "ci": dict(count=320, size=96, epochs=2)}
@@ -168,11 +168,16 @@ def a_class(manifest, count: int, folder: str, out: str, cache_dir: str) -> dict
     script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from grader import batch, manifest; from grader.run import Options; "
               "graded = batch.grade(manifest.load(sys.argv[2]), [sys.argv[3]], Options(out_dir=sys.argv[4], quiet=True, cache_dir=sys.argv[5])); "
               "print(json.dumps(len(graded.results)))")
-    seconds, finished = timed(subprocess.run, [sys.executable, "-c", script, ROOT, manifest.directory, folder, out, cache_dir],
-                              capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise SystemExit(f"the class's batch failed: {finished.stderr[-2000:]}")
-    count = json.loads(finished.stdout.strip().splitlines()[-1])
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", script, ROOT, manifest.directory, folder, out, cache_dir],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks = Peaks(process.pid, "the batch (the parent)")
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    memory = peaks.report()
+    if process.returncode != 0:
+        raise SystemExit(f"the class's batch failed: {stderr[-2000:]}")
+    count = json.loads(stdout.strip().splitlines()[-1])
     with open(os.path.join(out, ".grader", "batch.json")) as handle:
         facts = json.load(handle)
     # The batch's fixed cost (start-up, preflight, the cache loaded) and its cost per
@@ -183,7 +188,8 @@ def a_class(manifest, count: int, folder: str, out: str, cache_dir: str) -> dict
         stored = sorted(row[0] for row in book.execute("SELECT graded_at FROM results"))[-count:]
     marginal = (stored[-1] - stored[0]) / (len(stored) - 1) if len(stored) > 1 else seconds
     return {"count": count, "seconds": seconds, "per_notebook": seconds / max(1, count), "marginal": marginal,
-            "fixed": seconds - marginal * count, "jobs": default_jobs(), "worker_peak_mb": facts.get("worker_peak_rss_mb")}
+            "fixed": seconds - marginal * count, "jobs": default_jobs(), "worker_peak_mb": facts.get("worker_peak_rss_mb"),
+            "parent_peak_mb": facts.get("parent_peak_rss_mb"), "memory": memory}
 
 
 # notebooks the fast path cannot take (trained in full: minutes each at the codelab's scale)
@@ -268,7 +274,10 @@ def main(argv=None) -> int:
         label = "the demo's scale" if where == "demo" else "this scale"
         print(f"  (e) a class at {label}: {figure['count']} notebooks in {figure['seconds']:.0f} s with --jobs {figure['jobs']}: "
               f"{figure['per_notebook']:.1f} s a notebook all in; {figure['marginal']:.2f} s a notebook after the first result, "
-              f"{figure['fixed']:.0f} s fixed (start-up, preflight, cache); a worker's peak memory {figure['worker_peak_mb']} MiB")
+              f"{figure['fixed']:.0f} s fixed (start-up, preflight, cache); a worker's peak memory {figure['worker_peak_mb']} MiB, "
+              f"the parent's {figure['parent_peak_mb']} MiB")
+        for line in figure["memory"]:
+            print(f"      peak memory, {line}")
     if "here" in classes:
         here = classes["here"]
         projected = here["fixed"] + 200 * here["marginal"]

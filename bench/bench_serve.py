@@ -67,6 +67,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from grader.config import labs, manifest as manifest_mod, release, scenarios  # noqa: E402
+from peaks import Peaks  # noqa: E402
 
 ASSIGNMENT = os.path.join(ROOT, "assignments", "keras_flowers_transfer")
 PYTHON = sys.executable
@@ -310,67 +311,6 @@ def busy_jiffies() -> int:
     return sum(fields) - fields[3] - fields[4]
 
 
-class Peaks:
-    """Every process of a tree, its peak resident size (VmHWM), sampled every half second."""
-
-    def __init__(self, root: int):
-        self.root, self.seen = root, {}  # pid -> (role, peak bytes)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _watch(self) -> None:
-        while not self.stop.is_set():
-            parents = {}
-            for pid in os.listdir("/proc"):
-                if pid.isdigit():
-                    try:
-                        with open(f"/proc/{pid}/stat") as handle:
-                            parents[int(pid)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-                    except (OSError, IndexError, ValueError):
-                        pass
-            tree, grew = {self.root}, True
-            while grew:
-                grew = False
-                for pid, parent in parents.items():
-                    if parent in tree and pid not in tree:
-                        tree.add(pid)
-                        grew = True
-            for pid in tree:
-                try:
-                    with open(f"/proc/{pid}/status") as handle:
-                        peak = int(re.search(r"VmHWM:\s+(\d+)", handle.read()).group(1)) * 1024
-                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                        command = handle.read().replace(b"\0", b" ").decode(errors="replace")
-                except (OSError, AttributeError):
-                    continue
-                role = self.role(pid, command)
-                self.seen[pid] = (role, max(peak, self.seen.get(pid, ("", 0))[1]))
-            self.stop.wait(0.5)
-
-    def role(self, pid: int, command: str) -> str:
-        if pid == self.root:
-            return "server (the parent)"
-        if "/runner/run.py" in command:
-            return "sandbox: the student's run"
-        if "bwrap" in command:
-            return "sandbox: bubblewrap"
-        if "multiprocessing" in command or "spawn" in command or "forkserver" in command:
-            return "grading worker"
-        words = command.split()
-        script = next((w for w in words[1:] if not w.startswith("-")), "")
-        return f"{os.path.basename(words[0]) if words else '?'} {os.path.relpath(script, ROOT) if script.startswith('/') else script}"[:60]
-
-    def report(self) -> list[str]:
-        self.stop.set()
-        self.thread.join()
-        by_role: dict[str, list[int]] = {}
-        for role, peak in self.seen.values():
-            by_role.setdefault(role, []).append(peak)
-        return [f"{role}: {len(peaks)} process(es), peak {max(peaks) / 2**20:.0f} MiB" + (f" (median {statistics.median(peaks) / 2**20:.0f})" if len(peaks) > 1 else "")
-                for role, peaks in sorted(by_role.items(), key=lambda item: -max(item[1]))]
-
-
 def codelab_assignment(work: str) -> str:
     """The transfer lab at the codelab's scale: 3,670 synthetic photos at 192 px, MobileNetV2 at 192."""
     from grader import context
@@ -449,7 +389,30 @@ def arrivals(lab: str, assignment: str, students: int, span: float, jobs: int, w
     spent = (busy_jiffies() - jiffies) / os.sysconf("SC_CLK_TCK")
     memory = peaks.report()
     server.stop()
-    return {"latencies": latencies, "failures": failures, "seconds": seconds, "cpu": spent, "memory": memory}
+    return {"latencies": latencies, "failures": failures, "seconds": seconds, "cpu": spent, "memory": memory,
+            "where": where_the_time_goes(server.out)}
+
+
+def where_the_time_goes(out: str) -> str:
+    """Per upload graded, the mean of what each part cost: the sandbox's CPU, the grader's own
+    work (rebuild, checks, training), the training alone (wall), and the server's own work on
+    a result (its gradebook and pages: the run's facts, kept when it stops)."""
+    import glob
+    import json
+
+    found = [json.load(open(p)) for p in glob.glob(os.path.join(out, "submissions", "*", "*", "result.json"))]
+    provenance = [r.get("provenance", {}) for r in found]
+    mean = lambda key: statistics.fmean([p.get(key) or 0.0 for p in provenance]) if provenance else 0.0  # noqa: E731
+    training = statistics.fmean([(r.get("training") or {}).get("seconds", 0.0) for r in found]) if found else 0.0
+    stopped = sum(1 for r in found if (r.get("training") or {}).get("stopped"))
+    try:
+        facts = json.load(open(os.path.join(out, ".grader", "batch.json")))
+    except (OSError, ValueError):
+        facts = {}
+    own = facts.get("client_seconds_per_result")
+    return (f"where the time goes, per upload (means over {len(found)} results): sandbox {mean('sandbox_cpu_seconds'):.2f} CPU s, "
+            f"the grader's own work {mean('grader_cpu_seconds'):.2f} CPU s (of it, training {training:.2f} s wall; "
+            f"{stopped} stopped early), the server's own work on a result (its gradebook, its pages) {own if own is not None else '?'} s")
 
 
 def print_arrivals(lab: str, students: int, span: float, found: dict) -> None:
@@ -461,6 +424,7 @@ def print_arrivals(lab: str, students: int, span: float, found: dict) -> None:
     print(f"arrivals {lab}: {students} students, {uploads} uploads over {span:g} s: p50 {statistics.median(seconds):.1f} s, "
           f"p95 {percentile(seconds, 0.95):.1f} s, max {max(seconds):.1f} s, machine cost {found['cpu'] / uploads:.1f} s/upload", flush=True)
     print(f"  the run took {found['seconds']:.0f} s; {len(found['failures'])} upload(s) failed{': ' + '; '.join(found['failures'][:3]) if found['failures'] else ''}")
+    print(f"  {found['where']}")
     for line in found["memory"]:
         print(f"  peak memory, {line}")
 
