@@ -426,13 +426,13 @@ def free_port() -> int:
 class Running:
     """`grader serve` in a process group of its own; stop() ends it (and its workers)."""
 
-    def __init__(self, assignment: str, out, roster=None, links=None, port=None):
+    def __init__(self, assignment: str, out, roster=None, links=None, port=None, jobs: int = 1):
         import httpx
 
         self.port = port or free_port()
         self.log_path = f"{out}-serve-{time.monotonic_ns()}.log"
         command = [sys.executable, "-u", "-m", "grader", "serve", assignment, "--out", str(out), "--port", str(self.port),
-                   "--jobs", "1", "--uploads-per-minute", "100"]
+                   "--jobs", str(jobs), "--uploads-per-minute", "100"]
         command += ["--roster", str(roster), "--links", str(links)] if roster else []
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -493,6 +493,34 @@ def roster_of(tmp_path, students) -> tuple[str, str]:
 
 def tokens_in(links) -> dict[str, str]:
     return {row["student"]: row["link"].rsplit("/s/", 1)[1] for row in csv.DictReader(open(links))}
+
+
+@pytest.mark.slow
+def test_a_slow_notebook_holds_up_its_own_lane_and_no_one_else(tmp_path):
+    """Two lanes: a notebook that takes long (here it sleeps) keeps one busy; an upload sent
+    after it is graded in the other meanwhile, not after it."""
+    import sqlite3
+
+    roster, links = roster_of(tmp_path, ["slow", "quick"])
+    server = Running(TINY, tmp_path / "out", roster, links, jobs=2)
+    try:
+        tokens = tokens_in(links)
+
+        def send(student: str, answer: str) -> None:
+            response = server.http.post("/api/upload", headers={"authorization": f"Bearer {tokens[student]}"},
+                                        files={"notebook": ("lab.ipynb", tiny_notebook(answer), "application/json")})
+            assert response.status_code == 200, response.text
+
+        send("slow", "import time\ntime.sleep(25)\nanswer = 42")
+        server.wait(lambda counts: counts["grading"] == 1)  # a lane has it
+        send("quick", "answer = 42")
+        server.wait(lambda counts: counts["done"] >= 1)
+        with sqlite3.connect(tmp_path / "out" / "serve.sqlite") as db:
+            states = dict(db.execute("SELECT student, state FROM uploads").fetchall())
+        assert states == {"slow": "grading", "quick": "done"}, states
+        server.wait(lambda counts: counts["done"] == 2, 300)
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow

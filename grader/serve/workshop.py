@@ -15,6 +15,7 @@ again: each upload is graded once, whatever was killed when.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import threading
@@ -24,14 +25,14 @@ from grader import preflight
 from grader.config.manifest import Manifest
 from grader.faults import GraderError
 from grader.run import Entry, GradingRun, Options, default_jobs
-from grader.scale.executors import AHEAD
 from grader.serve import uploads
 from grader.store import gradebook, submissions
 
 log = logging.getLogger("grader.serve.workshop")
-TAKE = 4  # uploads taken from the queue at once, per notebook a worker holds: the pool finishes each
-# take before the next, so every boundary costs one sandbox run that overlaps no training; a take
-# also keeps its uploads from being replaced by a newer one, so it stays small (one when idle)
+TAKE = 1  # uploads a lane takes from the queue at once: a lane finishes each
+# take before the next, so every boundary costs one sandbox run that overlaps no training; but an
+# upload taken waits for the slowest of its take (a model trained in full: a minute), so takes
+# stay small; a take also keeps its uploads from being replaced by a newer one
 IDLE_WAIT = 1.0  # seconds the grading thread sleeps when the queue is empty (an upload wakes it at once)
 HOW = "upload"  # how an upload's student is known, as the gradebook keeps it
 
@@ -44,7 +45,9 @@ class Workshop:
     def __init__(self, manifest: Manifest, options: Options, queue: uploads.Queue, on_change: Callable[..., None] = lambda: None):
         self.manifest, self.options, self.queue, self.on_change = manifest, options, queue, on_change
         self.out_dir = options.out_dir
-        self.jobs = options.jobs or default_jobs()
+        # Lanes: each its own run and worker, taking from the queue in turn, so that an upload
+        # whose model trains for a minute holds up its lane alone; one per core by default.
+        self.jobs = options.jobs or max(default_jobs(), min(2, os.cpu_count() or 1))
         self.problem = ""  # why grading stopped, for the admin page ("" while it runs)
         self.roster = self.facts = None
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -84,7 +87,7 @@ class Workshop:
     def _run(self) -> None:
         """The run, in this thread from the preflight to the end (its gradebook is this thread's)."""
         try:
-            with GradingRun(self.manifest, self.options, final=False) as run:
+            with GradingRun(self.manifest, dataclasses.replace(self.options, jobs=1), final=False) as run:  # the first lane
                 self.roster = submissions.roster_of(run.book, self.manifest.name, self.options.roster)
                 self.facts = run.facts
                 found = run.preflight()
@@ -93,9 +96,14 @@ class Workshop:
                     log.warning("%d upload(s) were being graded when the server stopped: they are graded now", interrupted)
                 self.queue.sweep_orphans()
                 self._opened.set_result(found)
+                lanes = [threading.Thread(target=self._lane, name=f"grader-lane-{n}", daemon=True) for n in range(1, self.jobs)]
+                for lane in lanes:
+                    lane.start()
                 try:
                     self._serve_queue(run)
                 finally:
+                    for lane in lanes:
+                        lane.join()
                     if self._dirty:
                         self._write_class(run)
         except BaseException as error:  # noqa: BLE001 - before the preflight passed: open() raises it
@@ -104,8 +112,19 @@ class Workshop:
                 return
             raise
 
+    def _lane(self) -> None:
+        """Another lane: a run of its own (its gradebook connection, its worker) that finds
+        the preflight kept, then grades from the queue as the first lane does."""
+        try:
+            with GradingRun(self.manifest, dataclasses.replace(self.options, jobs=1), final=False) as run:
+                run.preflight()
+                self._serve_queue(run)
+        except Exception as error:  # noqa: BLE001 - the other lanes go on; the admin page says why
+            self.problem = str(error) if isinstance(error, GraderError) else f"{type(error).__name__}: {error}"
+            log.exception("a grading lane stopped")
+
     def _serve_queue(self, run: GradingRun) -> None:
-        claim = TAKE * AHEAD * self.jobs
+        claim = TAKE
         while not self._stop.is_set():
             claimed = self.queue.claim(claim)
             if not claimed:
