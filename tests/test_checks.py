@@ -312,7 +312,7 @@ def accuracy_evidence(accuracy, **compiled):
     from types import SimpleNamespace
 
     evidence = compile_evidence(**compiled)
-    evidence.training = lambda: SimpleNamespace(val_accuracy=accuracy)
+    evidence.training = lambda: SimpleNamespace(val_accuracy=accuracy, history={})
     return evidence
 
 

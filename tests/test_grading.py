@@ -24,7 +24,9 @@ def test_solution_summary_and_curves(graded):
     # MobileNetV2 at 96x96 without top: 2,257,984 weights; Flatten gives 3*3*1280 inputs to Dense(5).
     assert result.model["trainable_params"] == 3 * 3 * 1280 * 5 + 5
     assert result.model["total_params"] == 2_257_984 + 57_605
-    assert len(result.training["history"]["val_accuracy"]) == result.provenance["epochs"]
+    trained, epochs = len(result.training["history"]["val_accuracy"]), result.provenance["epochs"]
+    # every epoch, or fewer once the verdict was settled, said so
+    assert trained == epochs or result.training["stopped"].startswith(f"stopped after {trained} of {epochs} epochs"), result.training
 
 
 def test_categorical_loss_does_not_fit_the_labs_class_index_labels(graded):
