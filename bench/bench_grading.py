@@ -165,7 +165,7 @@ def a_class(manifest, count: int, folder: str, out: str, cache_dir: str) -> dict
     shutil.rmtree(out, ignore_errors=True)
     # In a fresh interpreter, as `grader grade` is: a worker's peak memory as the kernel
     # reports it starts from its parent's size when it was started (this bench's is large).
-    script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from grader import batch, manifest; from grader.run import Options; "
+    script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from grader import batch; from grader.config import manifest; from grader.run import Options; "
               "graded = batch.grade(manifest.load(sys.argv[2]), [sys.argv[3]], Options(out_dir=sys.argv[4], quiet=True, cache_dir=sys.argv[5])); "
               "print(json.dumps(len(graded.results)))")
     started = time.perf_counter()

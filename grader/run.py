@@ -27,7 +27,6 @@ import collections
 import dataclasses
 import json
 import os
-import resource
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -42,6 +41,7 @@ from grader.reports import classreport, classview, report
 from grader.reports.render_notebook import Rendering
 from grader.results import SubmissionResult
 from grader.sandbox import cgroups
+from grader.scale import memory
 from grader.scale.executors import Done, Executor, LocalPool
 from grader.store import gradebook
 from grader.store.storage import STATE, write_atomic
@@ -141,7 +141,7 @@ class GradingRun:
         self._graded_here: set[str] = set()  # contents graded by this run: kept, whatever `fresh` says
         self._written: dict[str, dict | None] = {}  # page folder -> the class's facts its scorecard shows
         self._in_a_row = 0  # the grader's own failures in a row
-        self._rss_at_start = _restart_peak_rss()  # this process's memory before the run (it may have held much before)
+        self._rss_at_start = memory.restart_peak()  # this process's memory before the run (it may have held much before)
 
     # --- open and close ------------------------------------------------------------
 
@@ -290,37 +290,13 @@ class GradingRun:
     def _save_facts(self) -> None:
         """What this run cost: kept beside the pages (the attack suite bounds the memory, the
         cluster's benchmark reads the client's own seconds per result)."""
-        growth = _peak_rss() - self._rss_at_start if self._rss_at_start is not None else None
+        peak = memory.peak()
+        growth = peak - self._rss_at_start if self._rss_at_start is not None else None
         facts = {"graded": self.graded_count, "worker_peak_rss_mb": round((self._pool.peak_bytes if self._pool else 0) / 2**20),
-                 "parent_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                 "parent_peak_rss_mb": round(peak / 2**20),
                  "parent_growth_mb": round(growth / 2**20) if growth is not None else None,
                  "client_seconds_per_result": round(self.client_seconds / self.client_results, 4) if self.client_results else None}
         write_atomic(os.path.join(self.out_dir, STATE, FACTS), json.dumps(facts, sort_keys=True) + "\n")
-
-
-def _restart_peak_rss() -> int | None:
-    """Restart this process's peak memory (Linux's high-water mark) at what it holds now, and
-    return that (bytes); None where it cannot be restarted. What the process held before a
-    run (a server's earlier work, a test process's other tests) is then not the run's."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return _status_bytes("VmRSS")
-    except OSError:
-        return None
-
-
-def _peak_rss() -> int:
-    """This process's peak memory since `_restart_peak_rss` (bytes)."""
-    return _status_bytes("VmHWM")
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"no {field} in /proc/self/status")
 
 
 class _Pages:

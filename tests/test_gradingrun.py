@@ -4,7 +4,10 @@ grade again), what it keeps (the student's outcomes, never the grader's own fail
 and when it stops (the grader failing notebook after notebook while the sandbox is
 broken). Fast: nothing is run, only the loop's own decisions."""
 
+import json
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -149,3 +152,16 @@ def test_a_student_outcome_between_failures_restarts_the_count(tmp_path, monkeyp
     paths = notebooks(tmp_path / "subs", students)
     pool = FakePool({"s0": Owner.GRADER, "s1": Owner.GRADER, "s3": Owner.GRADER, "s4": Owner.GRADER})
     assert len(graded(tmp_path, paths, pool)) == 5
+
+
+def test_a_process_started_by_a_large_one_reports_its_own_peak_not_its_starters():
+    """The batch's `parent_peak_rss_mb` is the grader's own: a grader started from a process
+    holding 400 MiB (a notebook kernel, a benchmark) did not hold them (getrusage's
+    ru_maxrss says it did: Linux keeps the replaced program's peak across exec)."""
+    script = ("import json, resource, subprocess, sys; held = bytearray(400 * 2**20); held[::4096] = b'x' * len(held[::4096]); "
+              "child = ('import json, resource, sys; sys.path.insert(0, sys.argv[1]); from grader.scale import memory; '"
+              "         'print(json.dumps([memory.peak(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024]))'); "
+              "print(subprocess.run([sys.executable, '-c', child, sys.argv[1]], capture_output=True, text=True, check=True).stdout)")
+    own, inherited = json.loads(subprocess.run([sys.executable, "-c", script, ROOT], capture_output=True, text=True, check=True).stdout)
+    assert inherited > 400 * 2**20  # what the kernel's rusage reports: the starter's
+    assert own < 100 * 2**20, own

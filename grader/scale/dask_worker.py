@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import resource
 import tempfile
 import time
 
@@ -40,6 +39,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from grader import context as context_mod
 from grader.context import Context
 from grader.faults import GraderError, GraderFault
+from grader.scale import memory
 from grader.store.storage import write_atomic
 from reference.hashing import file_sha256
 
@@ -324,7 +324,7 @@ def schedule_waiting(address: str, dask_scheduler) -> int:
 
 def peak_bytes() -> int:
     """What this worker's own process needed at its peak (its sandboxes are not counted)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return memory.peak()
 
 
 def grade(notebook: Notebook, context: Context, name: str) -> str:

@@ -26,7 +26,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
-import resource
 import signal
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from grader.reports import report
 from grader.reports.render_notebook import Rendering
 from grader.results import SubmissionResult
 from grader.sandbox import cgroups
+from grader.scale import memory
 
 AHEAD = 2  # notebooks given to a worker at once: one checked, the next one's sandbox running
 WORKER_PROCESSES = 32768  # the worker's own cgroup caps memory; threads are TensorFlow's business
@@ -175,7 +175,7 @@ def serve(connection, context: Context, group: cgroups.RunCgroup | None) -> None
         pages.close()
         grader.close()
         try:  # what this worker's own process needed at its peak (its sandboxes are not counted)
-            connection.send(("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+            connection.send(("peak", memory.peak()))
         except OSError:
             pass
 
