@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
                        help="the projector's page names the students who just finished, with their scores (default: no names)")
     serve.add_argument("--trusted-proxies", default="", help="addresses of the reverse proxies whose X-Forwarded-* headers are "
                        "believed, comma-separated, e.g. 127.0.0.1 behind a proxy on this host (default: none)")
+    serve.add_argument("--lti", help="an LTI 1.3 registration (TOML, README: LTI): students launch the lab from the course, "
+                       "the roster comes from it, scores are posted back by themselves")
     _grading_flags(serve)
 
     links = commands.add_parser("links", help="write students' personal links for `grader serve` as a CSV, or a new instructor's link")
@@ -108,6 +110,13 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("out", help="the --out folder of a grading run (or of `grader serve`)")
     publish.add_argument("--undo", action="store_true", help="take the publication back: those checks are held again")
     publish.add_argument("--author", default=os.environ.get("USER", ""), help="who publishes (default: $USER)")
+
+    post = commands.add_parser("post-grades", help="post the class's scores to the course's LMS (LTI 1.3 Assignment and Grade Services)")
+    post.add_argument("out", help="the --out folder of a grading run")
+    post.add_argument("--lti", required=True, help="the LTI 1.3 registration (TOML, README: LTI), with lineitems and memberships "
+                      "unless the lab was launched from the course before")
+    post.add_argument("--public-key", action="store_true", help="print the tool's public key (a JWK to paste into the LMS's "
+                      "registration) and post nothing")
 
     feedback = commands.add_parser("feedback", help="one folder (or zip) per student with their scorecard and notebook, ready to hand back")
     feedback.add_argument("out", help="the --out folder of a grading run")
@@ -313,6 +322,7 @@ def _serve(args) -> int:
     settings = web.ServerOptions(
         host=args.host, port=args.port, url=args.url, max_upload_mb=args.max_upload_mb, uploads_per_minute=args.uploads_per_minute,
         code=args.code, links=args.links, trusted_proxies=args.trusted_proxies, projector_names=args.projector_names,
+        lti=args.lti or "",
     )
     start.run(manifest.load(args.assignment), _options(args), settings)
     return 0
@@ -535,6 +545,44 @@ def _publish(args) -> int:
     return 0
 
 
+def _post_grades(args) -> int:
+    """Post the class's scores to the LMS: the roster read first (NRPS) to know each student's
+    user id there; a score is posted once per change, whatever is run again."""
+    import json
+
+    from grader.reports import classreport
+    from grader.serve import lti
+
+    out = os.path.abspath(args.out)
+    registration = lti.Registration.load(args.lti)
+    facts = classreport.load_facts(out)
+    book_path = os.path.join(out, "gradebook.sqlite")
+    key = lti.tool_key(out, registration.key)
+    if args.public_key:
+        print(json.dumps(lti.public_jwks(key)["keys"][0]))
+        return 0
+    poster = lti.Poster(registration, key, book_path, facts.name, facts.title)
+    try:
+        memberships = lti.context_of(book_path, facts.name).get("memberships") or registration.memberships
+        if memberships:
+            try:
+                learners, staff = lti.sync_roster(poster.services, memberships, book_path, facts.name, registration.issuer)
+                print(f"the course's roster: {learners} learner(s), {staff} staff (never posted)")
+            except (lti.PlatformDown, lti.Refused) as error:
+                print(f"the course's roster could not be read from {memberships} ({error}): the students already known are posted",
+                      file=sys.stderr)
+        else:
+            print("no roster address (a launch from the course gives it, or [lti] memberships): students already known are posted")
+        made = poster.enqueue(_class(out))
+        counts = poster.deliver()
+    finally:
+        poster.close()
+    print(f"scores: {made} new to post; {counts['posted']} posted, {counts['refused']} refused by the LMS, {counts['waiting']} waiting")
+    if counts["waiting"]:
+        print("the LMS did not take every score now: run the same command again later (nothing is posted twice)")
+    return 1 if counts["waiting"] else 0
+
+
 def _new(args) -> int:
     from grader.config import importer
 
@@ -580,6 +628,6 @@ def _cache(args) -> int:
 
 COMMANDS = {
     "release": _release, "check": _check, "grade": _grade, "demo": _demo, "cache": _cache, "report": _report,
-    "export": _export, "override": _override, "extend": _extend, "serve": _serve, "links": _links, "feedback": _feedback, "publish": _publish, "new": _new,
+    "export": _export, "override": _override, "extend": _extend, "serve": _serve, "links": _links, "feedback": _feedback, "publish": _publish, "post-grades": _post_grades, "new": _new,
     "gradescope-autograder": _gradescope_autograder, "gradescope-run": _gradescope_run, "calibrate": _calibrate,
 }

@@ -426,7 +426,7 @@ def free_port() -> int:
 class Running:
     """`grader serve` in a process group of its own; stop() ends it (and its workers)."""
 
-    def __init__(self, assignment: str, out, roster=None, links=None, port=None, jobs: int = 1):
+    def __init__(self, assignment: str, out, roster=None, links=None, port=None, jobs: int = 1, extra=()):
         import httpx
 
         self.port = port or free_port()
@@ -434,6 +434,7 @@ class Running:
         command = [sys.executable, "-u", "-m", "grader", "serve", assignment, "--out", str(out), "--port", str(self.port),
                    "--jobs", str(jobs), "--uploads-per-minute", "100"]
         command += ["--roster", str(roster), "--links", str(links)] if roster else []
+        command += list(extra)
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)

@@ -8,11 +8,12 @@ import io
 import os
 import signal
 import sys
+import threading
 
 from grader.config.manifest import Manifest
-from grader.reports import exports
+from grader.reports import classview, exports
 from grader.run import Options
-from grader.serve import live, uploads
+from grader.serve import live, lti, uploads
 from grader.serve.web import Server, ServerOptions
 from grader.serve.workshop import Workshop
 from grader.store import gradebook
@@ -39,8 +40,10 @@ def run(manifest: Manifest, options: Options, settings: ServerOptions) -> None:
     """Run the preflight, start the workers and serve until interrupted (Ctrl-C, SIGTERM)."""
     import uvicorn
 
+    registration = lti.Registration.load(settings.lti) if settings.lti else None  # a wrong one stops before the preflight
     queue = uploads.Queue(options.out_dir)
     holder: dict = {}
+    posting = None
     workshop = Workshop(manifest, options, queue, on_change=lambda: holder["live"].changed() if "live" in holder else None)
     found = workshop.open()
     try:
@@ -57,7 +60,10 @@ def run(manifest: Manifest, options: Options, settings: ServerOptions) -> None:
             queue.set_setting("mode", "roster")
             roster_mode = True
         holder["live"] = live_pages = live.Live(queue, workshop.book_path, workshop.facts, workshop.jobs)
-        server = Server(manifest, settings, queue, live_pages, workshop, roster_mode)
+        tool = lti.Tool(registration, options.out_dir) if registration is not None else None
+        server = Server(manifest, settings, queue, live_pages, workshop, roster_mode, tool)
+        if tool is not None:
+            posting = _post_scores(server, tool, workshop.book_path, live_pages)
         _announce(server, queue, students, settings)
         config = uvicorn.Config(server.app(), host=settings.host, port=settings.port, log_level="warning",
                                 **proxy_settings(settings.trusted_proxies), server_header=False, timeout_keep_alive=5)
@@ -66,7 +72,38 @@ def run(manifest: Manifest, options: Options, settings: ServerOptions) -> None:
         uvicorn.Server(config).run()
     finally:
         print("grader serve: stopping; uploads not graded yet are kept and graded at the next start", file=sys.stderr, flush=True)
+        if posting is not None:
+            posting.stop()
         workshop.close()
+
+
+def _post_scores(server: Server, tool: "lti.Tool", book_path: str, live_pages: live.Live) -> "lti.Posting":
+    """The LMS's side of the server: scores posted after each change of the class, the roster
+    read (NRPS) when staff launch."""
+    manifest = server.manifest
+    def view_of():
+        book = gradebook.Gradebook(book_path)
+        try:
+            return classview.build(book, live_pages.facts)
+        finally:
+            book.close()
+
+    posting = lti.Posting(lti.Poster(tool.registration, tool.key, book_path, manifest.name, manifest.title), view_of).start()
+    live_pages.on_snapshot(lambda snapshot: posting.offer(snapshot.view))
+
+    def read_roster(url: str) -> None:
+        services = tool.client()
+        try:
+            learners, staff = lti.sync_roster(services, url, book_path, manifest.name, tool.registration.issuer)
+            print(f"LTI: the course's roster read: {learners} learner(s), {staff} staff (never graded)", flush=True)
+            live_pages.changed()
+        except (lti.PlatformDown, lti.Refused) as error:
+            print(f"LTI: the course's roster could not be read now: {error}", file=sys.stderr, flush=True)
+        finally:
+            services.close()
+
+    server.on_roster = lambda url: threading.Thread(target=read_roster, args=(url,), name="grader-lti-roster", daemon=True).start()
+    return posting
 
 
 def proxy_settings(trusted: str) -> dict:
@@ -102,4 +139,7 @@ def _announce(server: Server, queue: uploads.Queue, students: dict, settings: Se
             print(f"{missing} student(s) have no link yet: `grader serve ... --links links.csv` or `grader links OUT --url {url}`")
     else:
         print(f"students join at {url}/ with the code {server.code}")
+    if server.tool is not None:
+        print(f"LTI 1.3: registered with {server.tool.registration.issuer}; login {url}/lti/login, launch {url}/lti/launch, "
+              f"keys {url}/lti/jwks")
     print(f"serving on http://{settings.host}:{settings.port}/ (Ctrl-C stops; nothing accepted is lost)", flush=True)

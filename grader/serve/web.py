@@ -13,6 +13,7 @@ what the live pages show (grader/serve/live.py).
     GET  /a/ADMIN/grades.csv, /canvas.csv
     GET  /p/PROJECTOR                the projector's page: the join code and the class as a whole, no
                                      names (unless --projector-names), no scorecards, no downloads; /live
+    GET  /lti/jwks, /lti/login; POST /lti/launch   with --lti: launched from a course's LMS (grader/serve/lti.py)
 
 A token that is not a student's, or an upload that is not theirs, is a 404, like a
 page that does not exist. Every response carries strict headers (`SecurityHeaders`).
@@ -41,7 +42,7 @@ from grader.config.manifest import Manifest
 from grader.faults import GraderError
 from grader.results import SubmissionResult
 from grader.reports import classreport, exports, report, visibility
-from grader.serve import live, secure, tokens, uploads
+from grader.serve import live, lti, secure, tokens, uploads
 from grader.serve.ratelimit import RateLimit
 from grader.serve.workshop import Workshop
 from grader.store import gradebook
@@ -70,6 +71,7 @@ class ServerOptions:
     links: str | None = None  # write the links of students who have none to this CSV at start
     trusted_proxies: str = ""  # whose X-Forwarded-For / -Proto uvicorn believes (comma-separated; "": nobody's)
     projector_names: bool = False  # the projector's page names the students who just finished, with their scores
+    lti: str = ""  # the LTI registration (a TOML file): launched from a course's LMS, scores posted back ("": none)
 
     @property
     def public_url(self) -> str:
@@ -95,8 +97,10 @@ class Server:
     """The routes' shared state: queue, live snapshots, grading, secrets and limits."""
 
     def __init__(self, manifest: Manifest, settings: ServerOptions, queue: uploads.Queue, live_pages: live.Live, workshop: Workshop | None,
-                 roster_mode: bool):
+                 roster_mode: bool, tool: lti.Tool | None = None):
         self.manifest, self.settings, self.queue, self.live, self.workshop = manifest, settings, queue, live_pages, workshop
+        self.tool = tool  # the LTI tool (None: not launched from an LMS)
+        self.on_roster = None  # with a tool: called with the course's members URL at a staff launch (the roster is read then)
         self.roster_mode = roster_mode
         self.secret = queue.setting("csrf_secret", tokens.new_secret)
         self.code = "" if roster_mode else queue.setting("workshop_code", lambda: settings.code or tokens.workshop_code())
@@ -122,6 +126,9 @@ class Server:
             Route("/p/{token}", self.projector), Route("/p/{token}/live", self.projector_live),
             Route("/healthz", self.health),
         ]
+        if self.tool is not None:
+            routes += [Route("/lti/jwks", self.lti_jwks), Route("/lti/login", self.lti_login, methods=["GET", "POST"]),
+                       Route("/lti/launch", self.lti_launch, methods=["POST"])]
         return secure.SecurityHeaders(Starlette(routes=routes))
 
     # --- joining ---------------------------------------------------------------------
@@ -188,6 +195,59 @@ class Server:
     @property
     def workshop_book(self) -> str:
         return os.path.join(self.queue.out_dir, "gradebook.sqlite")
+
+    # --- launched from an LMS (LTI 1.3) ----------------------------------------------------
+
+    async def lti_jwks(self, request: Request) -> Response:
+        return JSONResponse(lti.public_jwks(self.tool.key))
+
+    async def lti_login(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        if request.method == "POST":
+            form = await request.form(max_files=0, max_fields=16, max_part_size=4096)
+            params.update({k: str(v) for k, v in form.items()})
+        try:
+            where, state = self.tool.login(params, f"{self.settings.public_url}/lti/launch")
+        except lti.LaunchRefused as refused:
+            return self._message(Declined(403, f"the launch was refused: {refused}"))
+        response = RedirectResponse(where, status_code=302)
+        secure_cookie = request.url.scheme == "https" or self.settings.public_url.startswith("https:")
+        # the LMS posts the launch from its own site: only a SameSite=None cookie comes with it (https only)
+        response.set_cookie(lti.STATE_COOKIE, state, max_age=lti.LOGIN_SECONDS, httponly=True, path="/lti/",
+                            samesite="none" if secure_cookie else "lax", secure=secure_cookie)
+        return response
+
+    async def lti_launch(self, request: Request) -> Response:
+        """A verified launch: a learner to their own page, staff to the instructor's."""
+        try:
+            form = await request.form(max_files=0, max_fields=8, max_part_size=64 * 1024)
+            launch = await run_in_threadpool(self.tool.launch, str(form.get("id_token", "")), str(form.get("state", "")),
+                                             request.cookies.get(lti.STATE_COOKIE))
+            if not launch.staff and not launch.learner:
+                raise lti.LaunchRefused("the course gives you no role this lab has a page for (learner or instructor)")
+        except lti.LaunchRefused as refused:
+            return self._message(Declined(403, f"the launch was refused: {refused}. Launch the lab again from the course."))
+        where = await run_in_threadpool(self._launched, launch)
+        response = RedirectResponse(where, status_code=303)
+        response.delete_cookie(lti.STATE_COOKIE, path="/lti/")
+        return response
+
+    def _launched(self, launch: lti.Launch) -> str:
+        """Keep what the launch says of the course; the page its user lands on."""
+        lti.remember(self.workshop_book, self.manifest.name, launch)
+        if launch.staff:
+            if launch.memberships and self.on_roster is not None:
+                self.on_roster(launch.memberships)
+            return f"/a/{self.queue.issue_link(f'lti:{launch.user_id}', uploads.ADMIN)}"
+        with self._register:
+            book = gradebook.Gradebook(self.workshop_book)
+            try:
+                student = lti.add_learner(book, self.manifest.name, self.tool.registration.issuer, launch.user_id,
+                                          launch.name, launch.email, launch.roles)
+            finally:
+                book.close()
+        self.live.changed()
+        return f"/s/{self.queue.issue_link(student)}"
 
     # --- a student's pages -----------------------------------------------------------
 

@@ -15,14 +15,15 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str, text: str | bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it."""
+def write_atomic(path: str, text: str | bytes, mode: int | None = None) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it (`mode`: its
+    permissions; default, as any file the user writes)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     data = text.encode("utf-8") if isinstance(text, str) else text
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
-        os.fchmod(handle, 0o666 & ~_umask())  # as any file the user writes (mkstemp's are private)
+        os.fchmod(handle, mode if mode is not None else 0o666 & ~_umask())  # mkstemp's are private
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
