@@ -70,15 +70,55 @@ def _not_cacheable(layer) -> str:
 
 
 def prefix_key(layers, weights, dataset_identity: str, image_size: int) -> str:
-    """The cache key of what `layers`, holding `weights`, make of a dataset."""
+    """The cache key of what `layers`, holding `weights`, make of a dataset: of what they
+    compute, not of what they were called (`canonical`)."""
     digest = hashlib.sha256()
     for layer in layers:
-        config = layer.get_config()
-        config.pop("name", None)  # the same base made twice gets a suffixed name
-        digest.update(json.dumps([type(layer).__name__, config], sort_keys=True, default=str).encode())
+        digest.update(json.dumps([type(layer).__name__, canonical(layer.get_config())], sort_keys=True, default=str).encode())
     digest.update(weights_digest(weights).encode())
     digest.update(f"{dataset_identity}|{image_size}|{PREPROCESSING}".encode())
     return digest.hexdigest()[:40]
+
+
+def canonical(config):
+    """A layer's config as what it computes: every layer name (the layer's own, its inner
+    layers', and the names its wiring refers to) replaced by its order of first appearance,
+    and the `trainable` flags left out. A base made twice in one notebook has inner names
+    with a suffix (input_layer_1), and a base frozen layer by layer says trainable at its
+    top: neither changes what a frozen prefix (`split` took only those) makes of an image."""
+    names: dict[str, str] = {}
+
+    def name(value):
+        return names.setdefault(value, f"layer{len(names)}") if isinstance(value, str) else value
+
+    def walk(value, key=""):
+        if isinstance(value, dict):
+            out = {}
+            for k in sorted(value):
+                if k == "trainable":
+                    continue
+                item = value[k]
+                if k == "name":
+                    out[k] = name(item)
+                elif k == "keras_history" and isinstance(item, (list, tuple)) and item:
+                    out[k] = [name(item[0]), *item[1:]]
+                elif k in ("input_layers", "output_layers"):
+                    out[k] = walk_refs(item)
+                else:
+                    out[k] = walk(item, k)
+            return out
+        if isinstance(value, (list, tuple)):
+            return [walk(item, key) for item in value]
+        return value
+
+    def walk_refs(value):  # [name, node, tensor], or a list of them
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+            return [name(value[0]), *value[1:]]
+        if isinstance(value, (list, tuple)):
+            return [walk_refs(item) for item in value]
+        return value
+
+    return walk(config)
 
 
 _DIGESTS: list = []  # [(weights, its arrays' ids, digest)]: the last few lists hashed, held so that identity stays meaningful

@@ -71,6 +71,24 @@ def test_key_ignores_the_layer_name_but_not_the_weights(keras):
     assert cache.prefix_key([a], weights, "data", 96) != cache.prefix_key([type(a).from_config(config)], weights, "data", 96)
 
 
+def test_key_is_of_what_the_prefix_computes_not_of_its_names_or_how_it_was_frozen(keras):
+    """A notebook that made its base twice (a cell run again: input_layer_1), or froze it layer
+    by layer, has the same frozen prefix as the solution: one cache, not one per notebook
+    (each a hundred seconds to build, and hundreds of MB, at the codelab's scale)."""
+    first = small_base(keras)
+    first.trainable = False
+    again = small_base(keras)  # made after `first`: its input layer is input_layer_N
+    for layer in again.layers:
+        layer.trainable = False
+    assert first.layers[0].name != again.layers[0].name and first.get_config()["trainable"] != again.get_config()["trainable"]
+    weights = first.get_weights()
+    assert cache.prefix_key([first], weights, "data", 96) == cache.prefix_key([again], weights, "data", 96)
+    config = again.get_config()
+    conv = next(layer for layer in config["layers"] if layer["class_name"] == "Conv2D")
+    conv["config"]["kernel_size"] = [1, 1]  # what it computes changed: another key
+    assert cache.prefix_key([first], weights, "data", 96) != cache.prefix_key([type(again).from_config(config)], weights, "data", 96)
+
+
 def test_the_hash_of_read_only_weights_is_remembered_and_of_writable_ones_never(keras):
     weights = small_base(keras).get_weights()
     first = cache.weights_digest(weights)
