@@ -566,7 +566,7 @@ def _post_grades(args) -> int:
         memberships = lti.context_of(book_path, facts.name).get("memberships") or registration.memberships
         if memberships:
             try:
-                learners, staff = lti.sync_roster(poster.services, memberships, book_path, facts.name, registration.issuer)
+                learners, staff = lti.sync_roster(poster.services, memberships, book_path, facts.name, registration.issuer, match_known=True)
                 print(f"the course's roster: {learners} learner(s), {staff} staff (never posted)")
             except (lti.PlatformDown, lti.Refused) as error:
                 print(f"the course's roster could not be read from {memberships} ({error}): the students already known are posted",
@@ -580,7 +580,9 @@ def _post_grades(args) -> int:
     print(f"scores: {made} new to post; {counts['posted']} posted, {counts['refused']} refused by the LMS, {counts['waiting']} waiting")
     if counts["waiting"]:
         print("the LMS did not take every score now: run the same command again later (nothing is posted twice)")
-    return 1 if counts["waiting"] else 0
+    if counts["refused"]:
+        print("the LMS refused some scores for good (its answers are in the gradebook's lti_posts): see the warnings above")
+    return 1 if counts["waiting"] or counts["refused"] else 0
 
 
 def _new(args) -> int:

@@ -89,9 +89,12 @@ LINEITEM_QUERY = "type=grades"  # on every line-item URL, as Canvas does
 LINEITEM_FILTERS = {"resource_link_id": "resourceLinkId", "resource_id": "resourceId", "tag": "tag"}
 ROSTER_PAGE = 2  # members per NRPS page: a roster of three already takes two pages
 MAX_REDIRECTS = 5  # the tool's own redirects before the one to auth_url
-FORGES = ("signature", "audience", "deployment", "expired", "issuer", "nonce")
+FORGES = ("signature", "audience", "deployment", "expired", "issuer", "nonce", "message_type", "version", "azp")
 FORGED_CLAIMS = {
     "audience": {"aud": "someone-else", "azp": "someone-else"},  # a token made for another tool
+    "message_type": {"https://purl.imsglobal.org/spec/lti/claim/message_type": "LtiDeepLinkingRequest"},
+    "version": {"https://purl.imsglobal.org/spec/lti/claim/version": "1.1"},
+    "azp": {"aud": ["someone-else", "grader-tool"], "azp": "someone-else"},  # for several tools, authorized for another
     "deployment": {DEPLOYMENT_CLAIM: "deployment-other"},
     "issuer": {"iss": "http://evil.example"},
 }

@@ -150,7 +150,7 @@ def test_a_learner_lands_on_their_own_page_and_staff_on_the_instructors_with_the
     assert browser.get(tool.url + page).status_code == 200  # the learner's page is theirs still
 
 
-@pytest.mark.parametrize("forge", ["signature", "audience", "nonce", "deployment", "expired", "issuer"])
+@pytest.mark.parametrize("forge", ["signature", "audience", "nonce", "deployment", "expired", "issuer", "message_type", "version", "azp"])
 def test_a_forged_launch_is_refused_and_opens_nothing(course, forge):
     platform, tool, browser = course
     refused = platform.launch(browser, "ada", forge=forge)
@@ -165,14 +165,45 @@ def test_a_replayed_launch_is_refused(course):
     assert replayed.status_code == 403 and "the launch was refused" in replayed.text
 
 
-def test_a_launch_from_another_browser_than_the_login_is_refused(course):
+def test_a_launch_posted_from_another_browser_than_the_login_is_refused(course):
+    """Login CSRF: someone begins a login, then has another's browser post the launch."""
     platform, tool, browser = course
-    with httpx.Client(timeout=30) as other:
-        login = other.get(platform.login_url("ada"))
-        state = httpx.URL(login.headers["location"]).params["state"]
-        browser.cookies.set(lti.STATE_COOKIE, "not-the-state", domain="127.0.0.1", path="/lti/")
-        answer = browser.post(tool.url + "/lti/launch", data={"id_token": "x.y.z", "state": state})
-    assert answer.status_code == 403 and "does not belong to the login this browser began" in answer.text
+    for cookie in (None, "not-the-state"):
+        with httpx.Client(timeout=30) as other:
+            login = other.get(platform.login_url("ada"))
+            state = httpx.URL(login.headers["location"]).params["state"]
+        with httpx.Client(timeout=30) as victim:
+            if cookie:
+                victim.cookies.set(lti.STATE_COOKIE, cookie, domain="127.0.0.1", path="/lti/")
+            answer = victim.post(tool.url + "/lti/launch", data={"id_token": "x.y.z", "state": state})
+        assert answer.status_code == 403 and "does not belong to the login this browser began" in answer.text
+
+
+def test_only_the_courses_own_roles_count_and_a_mentor_gets_no_page(course):
+    institution_instructor = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Instructor"
+    mentor = "http://purl.imsglobal.org/vocab/lis/v2/membership#Mentor"
+    assert lti.is_learner([LEARNER, institution_instructor]) and not lti.is_staff([LEARNER, institution_instructor])
+    assert lti.is_staff([TEACHING_ASSISTANT]) and not lti.is_learner([LEARNER, TEACHING_ASSISTANT])
+    assert not lti.is_staff([mentor]) and not lti.is_learner([mentor])
+    platform, tool, browser = course
+    platform.add_member("otto", "Otto Observer", [mentor])
+    refused = platform.launch(browser, "otto")
+    assert refused.status_code == 403 and "no role" in refused.text and not tool.queue.linked(uploads.ADMIN)
+    platform.add_member("gus", "Gus Grad", [LEARNER, institution_instructor])  # teaches elsewhere, studies here
+    assert landed(platform.launch(browser, "gus")).startswith("/s/")
+
+
+def test_no_one_joins_by_code_and_no_other_course_launches(course):
+    platform, tool, browser = course
+    assert browser.get(tool.url + "/").status_code == 404
+    assert browser.post(tool.url + "/join", data={"code": "ABC123", "name": "ada"}).status_code == 404
+    landed(platform.launch(browser, "ada"))
+    book = gradebook.Gradebook(tool.book_path)
+    kept = posts.Posts(book, "tiny")
+    kept.set_context({**kept.context(), "context_id": "another-course"})
+    book.close()
+    refused = platform.launch(browser, "alan")
+    assert refused.status_code == 403 and "another course" in refused.text
 
 
 def test_scores_are_posted_once_per_change_and_wait_out_an_lms_that_is_down(course):
@@ -209,6 +240,76 @@ def test_scores_are_posted_once_per_change_and_wait_out_an_lms_that_is_down(cour
     assert len(platform.scores) == 3 and latest["ada"]["scoreGiven"] == 0.0 and latest["alan"]["scoreGiven"] == 1.0
     assert latest["ada"]["timestamp"] > score["timestamp"] and not platform.refused  # later, so the LMS keeps it
     assert {p.state for p in tool.posts()} == {"posted"}
+
+    platform.down = True  # two changes while it is down: the newer replaces the one not sent
+    for points in (0.5, 0.25):
+        book = gradebook.Gradebook(tool.book_path)
+        book.set_override("tiny", gradebook.Override(ada, "runs", points, "partly", "teacher", time.time()))
+        book.close()
+        assert poster.enqueue(tool.view()) == 1 and poster.deliver()["waiting"] == 1
+    platform.down = False
+    assert poster.deliver(time.time() + 3600)["posted"] == 1 and platform.scores[-1]["scoreGiven"] == 0.25
+    assert [p.state for p in tool.posts()][-2:] == ["superseded", "posted"]
+    poster.close()
+
+
+def test_a_batchs_students_are_matched_to_the_course_by_id_or_email_never_one_who_named_themselves(course):
+    platform, tool, browser = course
+    book = gradebook.Gradebook(tool.book_path)
+    book.record("tiny", gradebook.Stored("alan", "alan/lab.ipynb", "b1", time.time(), "folder", True))  # a batch's student, by their file
+    book.add_student("tiny", "ada", {"name": "ada", "browser": "a-browser"})  # someone who joined a workshop as "ada"
+    book.close()
+    services = tool.tool.client()
+    assert lti.sync_roster(services, platform.memberships_url, tool.book_path, "tiny", platform.url, match_known=True) == (2, 2)
+    services.close()
+    students = tool.students()
+    assert students["alan"]["lti_user_id"] == "alan" and "lti_user_id" not in students["ada"]
+    assert students[lti.student_id(platform.url, "ada")]["lti_user_id"] == "ada"  # the course's Ada is a student of her own
+
+
+def test_staff_are_never_posted_not_even_a_learner_who_became_staff(course):
+    platform, tool, browser = course
+    landed(platform.launch(browser, "ada"))
+    landed(platform.launch(browser, "grace"))  # the roster is read; the instructor is no student
+    ada = lti.student_id(platform.url, "ada")
+    next(m for m in platform.members if m["user_id"] == "ada")["roles"] = [TEACHING_ASSISTANT]
+    assert landed(platform.launch(browser, "ada")).startswith("/a/")  # now staff: the instructor's page
+    tool.graded(ada, "a1", 1.0)
+    poster = tool.poster()
+    assert poster.enqueue(tool.view()) == 0 and poster.deliver() == {"posted": 0, "refused": 0, "waiting": 0}
+    assert platform.scores == [] and tool.posts() == []
+    poster.close()
+
+
+def test_a_score_is_posted_once_the_student_sees_their_whole_score(course):
+    import dataclasses
+
+    from grader.config.manifest import ClassRules
+
+    platform, tool, browser = course
+    landed(platform.launch(browser, "ada"))
+    tool.graded(lti.student_id(platform.url, "ada"), "a1", 1.0)
+    poster = tool.poster()
+    due = time.time() + 3600
+    book = gradebook.Gradebook(tool.book_path)
+    facts = dataclasses.replace(tool.facts, rules=ClassRules(due=due, check_visibility=(("runs", "after_due_date"),)))
+    held = classview.build(book, facts)
+    book.close()
+    assert poster.enqueue(held, now=due - 60) == 0  # the check is held until the due date: so is the score
+    assert poster.enqueue(held, now=due + 60) == 1
+    poster.close()
+
+
+def test_an_lms_that_does_not_know_the_tools_key_yet_keeps_the_scores_waiting_not_refused(course):
+    platform, tool, browser = course
+    landed(platform.launch(browser, "ada"))
+    tool.graded(lti.student_id(platform.url, "ada"), "a1", 1.0)
+    poster = tool.poster()
+    platform.tool_keys = {"keys": []}  # registered with no key (or another)
+    assert poster.enqueue(tool.view()) == 1
+    assert poster.deliver() == {"posted": 0, "refused": 0, "waiting": 1} and "no line item" in tool.posts()[0].answer
+    platform.tool_keys = None  # the key pasted in: read from /lti/jwks
+    assert poster.deliver(time.time() + 3600)["posted"] == 1 and len(platform.scores) == 1
     poster.close()
 
 
@@ -258,7 +359,11 @@ def test_grader_serve_launched_from_the_course_posts_each_graded_upload_and_post
                                     headers={"origin": str(server.http.base_url)})
                 assert sent.status_code in (200, 202, 303), sent.text[:500]
                 eventually(lambda: platform.scores, 300)
-            assert [(s["userId"], s["scoreGiven"], s["scoreMaximum"]) for s in platform.scores] == [("ada", 1.0, 1.0)]
+                assert [(s["userId"], s["scoreGiven"], s["scoreMaximum"]) for s in platform.scores] == [("ada", 1.0, 1.0)]
+                link = platform.scores[0]["comment"].split("The scorecard: ", 1)[1]
+                assert link == f"http://127.0.0.1:{port}/lti/scorecard/upload-1"
+                assert "The answer cell runs" in eventually(lambda: (page := browser.get(link)).status_code == 200 and page).text  # the browser that launched
+                assert httpx.get(link).status_code == 404  # no one else
         finally:
             server.stop()
         # no server answers /lti/jwks now: the tool's public key is pasted into the LMS's registration

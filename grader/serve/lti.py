@@ -50,9 +50,10 @@ LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
 LINEITEMS_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"
 SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
 MEMBERSHIPS_TYPE = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
-# roles whose holders teach: never a student of the class (LIS vocabulary, context or institution)
-STAFF_ROLES = ("#Instructor", "#TeachingAssistant", "#Administrator", "#ContentDeveloper", "#Mentor")
-LEARNER_ROLE = "#Learner"
+# The course's own roles (LIS v2 context roles: membership#Role, or membership/Role#SubRole for a
+# sub-role); institution and system roles say nothing of this course and are not read.
+MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
+STAFF_ROLES = frozenset({"Instructor", "ContentDeveloper", "Administrator"})  # with their sub-roles (TeachingAssistant is Instructor's)
 KEY_FILE = "lti-key.pem"
 LOGIN_SECONDS = 600  # a login's state and nonce are good this long
 STATE_COOKIE = "grader_lti_state"
@@ -89,6 +90,8 @@ class Registration:
         if not isinstance(table, dict):
             raise ManifestError(f"{path} has no [lti] table", hint="see the README's LTI section for its fields")
         deployments = table.get("deployment_ids", [table["deployment_id"]] if "deployment_id" in table else [])
+        if not isinstance(deployments, list):
+            raise ManifestError(f"{path}: [lti] deployment_ids is a list of strings (or give one deployment_id)")
         values = {name: table.get(name) for name in ("issuer", "client_id", "auth_url", "token_url", "jwks_url")}
         missing = [name for name, value in values.items() if not isinstance(value, str) or not value]
         if missing or not deployments or not all(isinstance(d, str) and d for d in deployments):
@@ -101,6 +104,15 @@ class Registration:
         return cls(values["issuer"], values["client_id"], tuple(deployments), values["auth_url"], values["token_url"],
                    values["jwks_url"], table.get("lineitems", ""), table.get("memberships", ""),
                    os.path.join(os.path.dirname(os.path.abspath(path)), table["key"]) if table.get("key") else "")
+
+
+def check_address(public_url: str) -> None:
+    """The server's address, as the LMS and the students' browsers reach it: https (the launch
+    is posted from the LMS's site, and only a Secure cookie comes with it), or this machine."""
+    parts = urllib.parse.urlsplit(public_url)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise GraderError(f"--lti needs the https address students and the LMS use, not {public_url}",
+                          hint="pass --url https://grader.example.org (a TLS proxy in front: see 'Behind a TLS proxy')")
 
 
 # --- the tool's key -----------------------------------------------------------------------
@@ -130,12 +142,24 @@ def public_jwks(key) -> dict:
 # --- who launched ------------------------------------------------------------------------
 
 
+def _course_roles(roles) -> set[str]:
+    """The principal roles held in the course (a sub-role counts as its principal role)."""
+    found = set()
+    for role in roles or ():
+        if isinstance(role, str) and role.startswith(MEMBERSHIP) and role[len(MEMBERSHIP):][:1] in ("#", "/"):
+            found.add(role[len(MEMBERSHIP) + 1:].split("#", 1)[0])
+    return found
+
+
 def is_staff(roles) -> bool:
-    return any(isinstance(role, str) and role.endswith(STAFF_ROLES) for role in roles or ())
+    """Teaches the course (instructor, teaching assistant, content developer, administrator): never a student."""
+    return bool(_course_roles(roles) & STAFF_ROLES)
 
 
 def is_learner(roles) -> bool:
-    return not is_staff(roles) and any(isinstance(role, str) and role.endswith(LEARNER_ROLE) for role in roles or ())
+    """A student of the course (and not also its staff); a mentor or observer is neither."""
+    held = _course_roles(roles)
+    return "Learner" in held and not held & STAFF_ROLES
 
 
 def student_id(issuer: str, user_id: str) -> str:
@@ -219,7 +243,7 @@ class Tool:
         from joserfc import jwt
         from joserfc.errors import JoseError
 
-        if cookie is not None and cookie != state:
+        if not cookie or cookie != state:  # a launch posted from a browser that did not begin its login (login CSRF)
             raise LaunchRefused("the launch does not belong to the login this browser began")
         with self._lock:
             nonce, until = self._logins.pop(state, (None, 0.0))
@@ -346,9 +370,11 @@ class Services:
         self._tokens[wanted] = (found["access_token"], time.time() + float(found.get("expires_in", 3600)))
         return found["access_token"]
 
-    def _send(self, method: str, url: str, scopes: tuple[str, ...] = (), **request):
+    def _send(self, method: str, url: str, scopes: tuple[str, ...] = (), refusable: bool = False, **request):
         """One request; with `scopes`, as the bearer of a token for them (asked for again once
-        if the LMS no longer takes it). Raises PlatformDown or Refused."""
+        if the LMS no longer takes it). Raises PlatformDown, or with `refusable` Refused for a
+        4xx that says no to what was sent (not to the tool: an LMS that does not know the
+        tool's key yet, or has not granted it the services, is asked again later)."""
         import httpx
 
         given = request.pop("headers", {})
@@ -363,12 +389,12 @@ class Services:
             if answer.status_code == 401 and scopes and not again:
                 self._tokens.clear()
                 continue
-            if answer.status_code >= 500 or answer.status_code == 429:
-                raise PlatformDown(f"{answer.status_code} {answer.text[:200]}")
-            if answer.status_code >= 400:
+            if answer.is_success:
+                return answer
+            if refusable and 400 <= answer.status_code < 500 and answer.status_code not in (401, 403, 429):
                 raise Refused(f"{answer.status_code} {answer.text[:300]}")
-            return answer
-        raise Refused("401: the LMS does not take the tool's access token")
+            raise PlatformDown(f"{answer.status_code} {answer.text[:200]}")
+        raise PlatformDown("401: the LMS does not take the tool's access token")
 
     # --- NRPS ---------------------------------------------------------------------------
 
@@ -401,7 +427,7 @@ class Services:
     def post_score(self, lineitem: str, body: dict) -> None:
         import json
 
-        self._send("POST", scores_url(lineitem), (SCOPE_LINEITEM, SCOPE_SCORE), content=json.dumps(body).encode(),
+        self._send("POST", scores_url(lineitem), (SCOPE_LINEITEM, SCOPE_SCORE), refusable=True, content=json.dumps(body).encode(),
                    headers={"Content-Type": SCORE_TYPE})
 
 
@@ -416,23 +442,32 @@ def iso(moment: float) -> str:
 
 
 def remember(book_path: str, assignment: str, launch: Launch) -> None:
-    """What a launch says of the course's services, kept for the poster and for `grader post-grades`."""
+    """What a launch says of the course's services, kept for the poster and for `grader post-grades`.
+    The lab is served to one course: the first launch's; a launch from another course (or
+    another deployment's copy of it) is refused, so no one's score goes to another gradebook."""
     book = gradebook.Gradebook(book_path)
     try:
         kept = posts_mod.Posts(book, assignment)
         context = kept.context()
+        if context.get("context_id") and launch.context_id != context["context_id"]:
+            raise LaunchRefused("this grader serves the lab to another course: ask your instructor for the lab's link in yours")
         given = {"lineitems": launch.lineitems, "lineitem": launch.lineitem, "memberships": launch.memberships,
                  "resource_link": launch.resource_link, "context_id": launch.context_id, "scopes": list(launch.scopes)}
-        if any(given[k] != context.get(k) for k in given if given[k]):
-            kept.set_context({**context, **{k: v for k, v in given.items() if v}})
+        changed = {k: v for k, v in given.items() if v and v != context.get(k)}
+        if changed:
+            if "lineitems" in changed or "resource_link" in changed:
+                context.pop("lineitem_id", None)  # found again where the course now keeps them
+            kept.set_context({**context, **changed})
     finally:
         book.close()
 
 
 def add_learner(book: gradebook.Gradebook, assignment: str, issuer: str, user_id: str, name: str, email: str, roles) -> str:
-    """The class's student for the LMS's learner `user_id` (added, or their name brought up to date): their id."""
-    student = student_id(issuer, user_id)
-    fields = book.students(assignment).get(student, {})
+    """The class's student who is the LMS's learner `user_id` (the one already bound to that
+    user, else a new one), their name and roles brought up to date: their id."""
+    students = book.students(assignment)
+    student = next((s for s, fields in students.items() if fields.get("lti_user_id") == user_id), None) or student_id(issuer, user_id)
+    fields = students.get(student, {})
     wanted = {**fields, "name": name or fields.get("name") or student, "email": email or fields.get("email", ""),
               "lti_user_id": user_id, "lti_roles": list(roles)}
     if wanted != fields:
@@ -440,10 +475,19 @@ def add_learner(book: gradebook.Gradebook, assignment: str, issuer: str, user_id
     return student
 
 
-def sync_roster(services: Services, url: str, book_path: str, assignment: str, issuer: str) -> tuple[int, int]:
-    """The course's members (NRPS) into the class: each learner is the student of the class
-    with their LMS user id, email or id (a batch's students, known by their files), else a
-    new student; staff are never students. Returns (learners, staff)."""
+def update_roles(book: gradebook.Gradebook, assignment: str, user_id: str, roles) -> None:
+    """The roles of the student bound to `user_id`, as the LMS says now (a learner who became
+    staff is posted no more)."""
+    for student, fields in book.students(assignment).items():
+        if fields.get("lti_user_id") == user_id and fields.get("lti_roles") != list(roles):
+            book.add_student(assignment, student, {**fields, "lti_roles": list(roles)})
+
+
+def sync_roster(services: Services, url: str, book_path: str, assignment: str, issuer: str,
+                match_known: bool = False) -> tuple[int, int]:
+    """The course's members (NRPS) into the class: each learner is the student bound to their
+    LMS user id, else (`match_known`: a batch's students, known by their files) the student
+    with their email or id, else a new student; staff are never students. Returns (learners, staff)."""
     members = services.members(url)
     book = gradebook.Gradebook(book_path)
     learners = staff = 0
@@ -453,6 +497,7 @@ def sync_roster(services: Services, url: str, book_path: str, assignment: str, i
             user_id = str(member.get("user_id") or "")
             if not user_id or str(member.get("status", "Active")) != "Active":
                 continue
+            update_roles(book, assignment, user_id, roles)
             if is_staff(roles):
                 staff += 1
                 continue
@@ -460,11 +505,12 @@ def sync_roster(services: Services, url: str, book_path: str, assignment: str, i
                 continue
             learners += 1
             name, email = " ".join(str(member.get("name") or "").split())[:60], str(member.get("email") or "")[:200]
-            known = _same_person(book.students(assignment), {s.student for s in book.submissions(assignment)}, user_id, email)
+            students = book.students(assignment)
+            known = _same_person(students, {s.student for s in book.submissions(assignment)}, user_id, email) if match_known else None
             if known is None:
                 add_learner(book, assignment, issuer, user_id, name, email, roles)
             else:
-                fields = book.students(assignment).get(known, {})
+                fields = students.get(known, {})
                 book.add_student(assignment, known, {**fields, "name": fields.get("name") or name, "email": fields.get("email") or email,
                                                      "lti_user_id": user_id, "lti_roles": roles})
     finally:
@@ -473,17 +519,19 @@ def sync_roster(services: Services, url: str, book_path: str, assignment: str, i
 
 
 def _same_person(students: dict[str, dict], submitted: set[str], user_id: str, email: str) -> str | None:
-    """The class's student who is the LMS's member: by their LMS user id, else their email,
-    else a student id equal to the user id or to the email's name part."""
-    for student, fields in students.items():
-        if fields.get("lti_user_id") == user_id:
-            return student
+    """A batch's student who is the LMS's member: their email, else a student id equal to the
+    user id or to the email's name part; never a student bound to another LMS user, or one
+    who joined a workshop by its code (they named themselves)."""
+    def free(student: str) -> bool:
+        fields = students.get(student, {})
+        return not fields.get("lti_user_id") and not fields.get("browser")
+
     if email:
         for student, fields in students.items():
-            if str(fields.get("email", "")).lower() == email.lower():
+            if str(fields.get("email", "")).lower() == email.lower() and free(student):
                 return student
     for candidate in (user_id, email.split("@")[0] if email else ""):
-        if candidate and (candidate in students or candidate in submitted):
+        if candidate and (candidate in students or candidate in submitted) and free(candidate):
             return candidate
     return None
 
@@ -495,69 +543,108 @@ def backoff(tries: int) -> float:
 
 class Poster:
     """Each learner's score to the LMS, once per change: what their row of the class says
-    (the submission that counts, the instructor's points, the late penalty), once every
-    check of theirs is shown to them (grader/reports/visibility.py)."""
+    (the submission that counts, the instructor's points, the late penalty), once the
+    student sees their whole score (grader/reports/visibility.py). One process at a time
+    makes and sends posts (a lock beside the gradebook): the server's poster and `grader
+    post-grades` on the same folder never send one post twice or make two line items."""
 
-    def __init__(self, registration: Registration, key, book_path: str, assignment: str, label: str):
+    def __init__(self, registration: Registration, key, book_path: str, assignment: str, label: str, link: str = ""):
         self.registration, self.book_path, self.assignment, self.label = registration, book_path, assignment, label
+        self.link = link  # the address of a student's scorecard, with {upload} for its name ("": none to give)
         self.services = Services(registration, key)
+        self.lock_path = os.path.join(os.path.dirname(os.path.abspath(book_path)), STATE, "lti-posts.lock")
 
     def close(self) -> None:
         self.services.close()
+
+    def _locked(self):
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def held():
+            os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+            with open(self.lock_path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        return held()
 
     def enqueue(self, view, now: float | None = None) -> int:
         """A post for each learner whose score differs from the last one made: how many."""
         from grader.reports import visibility
 
         now = time.time() if now is None else now
-        book = gradebook.Gradebook(self.book_path)
         made = 0
-        try:
-            kept, students = posts_mod.Posts(book, self.assignment), book.students(self.assignment)
-            latest = kept.latest()
-            for row in view.rows:
-                fields = students.get(row.student, {})
-                user_id = fields.get("lti_user_id")
-                if not user_id or not is_learner(fields.get("lti_roles")) or row.final is None:
-                    continue
-                if visibility.of_row(view, row, now).checks:
-                    continue  # posted once the student sees every check
-                score, maximum = round(max(0.0, row.final), 4), float(row.max_score)
-                last = latest.get(row.student)
-                if last is not None and (last.score, last.maximum, last.user_id) == (score, maximum, user_id):
-                    continue
-                comment = f"{score:g} of {maximum:g} points" + (f", {row.penalty:g} taken for lateness" if row.penalty else "") + \
-                    ". The scorecard: open the lab from the course."
-                kept.add(row.student, user_id, score, maximum, comment)
-                made += 1
-        finally:
-            book.close()
+        with self._locked():
+            book = gradebook.Gradebook(self.book_path)
+            try:
+                kept, students = posts_mod.Posts(book, self.assignment), book.students(self.assignment)
+                latest = kept.latest()
+                for row in view.rows:
+                    fields = students.get(row.student, {})
+                    user_id = fields.get("lti_user_id")
+                    if not user_id or not is_learner(fields.get("lti_roles")) or row.final is None:
+                        continue
+                    if not visibility.of_row(view, row, now).total:
+                        continue  # posted once the student sees their whole score
+                    score, maximum = round(max(0.0, row.final), 4), float(row.max_score)
+                    last = latest.get(row.student)
+                    if last is not None and (last.score, last.maximum, last.user_id) == (score, maximum, user_id):
+                        continue
+                    kept.add(row.student, user_id, score, maximum, self._comment(row, score, maximum))
+                    made += 1
+            finally:
+                book.close()
         return made
+
+    def _comment(self, row, score: float, maximum: float) -> str:
+        said = f"{score:g} of {maximum:g} points" + (f" ({row.penalty:g} taken for lateness)" if row.penalty else "")
+        counted = row.counted.stored.path.removesuffix(".ipynb") if row.counted is not None else ""
+        if self.link and counted.startswith("upload-"):
+            return f"{said}. The scorecard: {self.link.format(upload=counted)}"
+        return f"{said}. The scorecard: open the lab from the course."
 
     def deliver(self, now: float | None = None) -> dict[str, int]:
         """Send the posts due: how many were posted, refused, and are waiting still."""
         now = time.time() if now is None else now
         counts = {"posted": 0, "refused": 0, "waiting": 0}
-        book = gradebook.Gradebook(self.book_path)
-        try:
-            kept = posts_mod.Posts(book, self.assignment)
-            for post in kept.due(now):
-                try:
-                    self.services.post_score(self._lineitem(kept), body(post))
-                except PlatformDown as error:
-                    kept.mark(post, posts_mod.WAITING, str(error), now + backoff(post.tries))
-                    counts["waiting"] += 1
-                    log.warning("LTI: the LMS did not take a score now (%s); sent again in %.0f s", error, backoff(post.tries))
-                except Refused as error:
-                    kept.mark(post, posts_mod.REFUSED, str(error))
-                    counts["refused"] += 1
-                    log.warning("LTI: the LMS refused the score of %s: %s", post.student, error)
-                else:
-                    kept.mark(post, posts_mod.POSTED, "accepted")
-                    counts["posted"] += 1
-            counts["waiting"] = len(kept.waiting())
-        finally:
-            book.close()
+        with self._locked():
+            book = gradebook.Gradebook(self.book_path)
+            try:
+                kept = posts_mod.Posts(book, self.assignment)
+                due = kept.due(now)
+                lineitem = ""
+                if due:
+                    try:
+                        lineitem = self._lineitem(kept)
+                    except (PlatformDown, Refused) as error:
+                        for post in due:  # the line item first: without it no score goes, and none is refused
+                            kept.mark(post, posts_mod.WAITING, f"no line item: {error}", now + backoff(post.tries))
+                        log.warning("LTI: the assignment's line item could not be found or made now: %s", error)
+                        due = []
+                for post in due:
+                    try:
+                        self.services.post_score(lineitem, body(post))
+                    except PlatformDown as error:
+                        kept.mark(post, posts_mod.WAITING, str(error), now + backoff(post.tries))
+                        log.warning("LTI: the LMS did not take a score now (%s); sent again in %.0f s", error, backoff(post.tries))
+                    except Refused as error:
+                        if str(error).startswith("404") and kept.context().get("lineitem_id") == lineitem:
+                            kept.set_context({k: v for k, v in kept.context().items() if k != "lineitem_id"})  # removed in the LMS
+                            kept.mark(post, posts_mod.WAITING, str(error), now)
+                            continue
+                        kept.mark(post, posts_mod.REFUSED, str(error))
+                        counts["refused"] += 1
+                        log.warning("LTI: the LMS refused the score of %s: %s", post.student, error)
+                    else:
+                        kept.mark(post, posts_mod.POSTED, "accepted")
+                        counts["posted"] += 1
+                counts["waiting"] = len(kept.waiting())
+            finally:
+                book.close()
         return counts
 
     def _lineitem(self, kept: posts_mod.Posts) -> str:

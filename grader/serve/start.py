@@ -41,6 +41,8 @@ def run(manifest: Manifest, options: Options, settings: ServerOptions) -> None:
     import uvicorn
 
     registration = lti.Registration.load(settings.lti) if settings.lti else None  # a wrong one stops before the preflight
+    if registration is not None:
+        lti.check_address(settings.public_url)
     queue = uploads.Queue(options.out_dir)
     holder: dict = {}
     posting = None
@@ -88,7 +90,9 @@ def _post_scores(server: Server, tool: "lti.Tool", book_path: str, live_pages: l
         finally:
             book.close()
 
-    posting = lti.Posting(lti.Poster(tool.registration, tool.key, book_path, manifest.name, manifest.title), view_of).start()
+    poster = lti.Poster(tool.registration, tool.key, book_path, manifest.name, manifest.title,
+                        link=f"{server.settings.public_url}/lti/scorecard/{{upload}}")
+    posting = lti.Posting(poster, view_of).start()
     live_pages.on_snapshot(lambda snapshot: posting.offer(snapshot.view))
 
     def read_roster(url: str) -> None:

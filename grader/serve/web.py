@@ -55,6 +55,8 @@ SCRIPT = report.template_text("live.js")  # the only script of the server's page
 FORM_SLACK = 64 * 1024  # bytes of a multipart body besides the file (boundaries, headers, the CSRF field)
 DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many times the cap, so the client reads the refusal
 JOIN_COOKIE = "grader_join"
+LTI_STUDENT_COOKIE = "grader_lti_student"  # who launched from the course in this browser: their scorecards' links open
+LTI_STUDENT_DAYS = 30
 REFUSALS_SHOWN = 30  # the students' refused uploads the instructor's page lists (the latest; kept in memory)
 
 
@@ -88,6 +90,11 @@ class Declined(Exception):
     def __init__(self, status: int, message: str, retry_after: float = 0, file: str = ""):
         super().__init__(message)
         self.status, self.message, self.retry_after, self.file = status, message, retry_after, file  # file: as its student named it
+
+
+def from_the_course() -> Declined:
+    """Why a server launched from an LMS has no join form: the LMS says who a student is."""
+    return Declined(404, "this lab opens from your course: follow its link there (no code is needed)")
 
 
 # --- the app -------------------------------------------------------------------------
@@ -128,12 +135,14 @@ class Server:
         ]
         if self.tool is not None:
             routes += [Route("/lti/jwks", self.lti_jwks), Route("/lti/login", self.lti_login, methods=["GET", "POST"]),
-                       Route("/lti/launch", self.lti_launch, methods=["POST"])]
+                       Route("/lti/launch", self.lti_launch, methods=["POST"]), Route("/lti/scorecard/{name}", self.lti_scorecard)]
         return secure.SecurityHeaders(Starlette(routes=routes))
 
     # --- joining ---------------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
+        if self.tool is not None:
+            return self._message(from_the_course())
         return self._join_page(request)
 
     def _join_page(self, request: Request, refused: Declined | None = None) -> Response:
@@ -149,6 +158,8 @@ class Server:
     async def join(self, request: Request) -> Response:
         try:
             _same_site(request)
+            if self.tool is not None:  # a student is who the LMS says: no one names themselves into the class
+                raise from_the_course()
             if self.roster_mode:
                 raise Declined(404, "this workshop uses personal links: open the link your instructor sent you")
             form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
@@ -225,29 +236,50 @@ class Server:
                                              request.cookies.get(lti.STATE_COOKIE))
             if not launch.staff and not launch.learner:
                 raise lti.LaunchRefused("the course gives you no role this lab has a page for (learner or instructor)")
+            where, student = await run_in_threadpool(self._launched, launch)
         except lti.LaunchRefused as refused:
             return self._message(Declined(403, f"the launch was refused: {refused}. Launch the lab again from the course."))
-        where = await run_in_threadpool(self._launched, launch)
         response = RedirectResponse(where, status_code=303)
         response.delete_cookie(lti.STATE_COOKIE, path="/lti/")
+        if student:
+            response.set_cookie(LTI_STUDENT_COOKIE, f"{student}.{tokens.form_token(self.secret, f'lti-student:{student}')}",
+                                max_age=LTI_STUDENT_DAYS * 86400, httponly=True, path="/lti/", samesite="lax",
+                                secure=self.settings.public_url.startswith("https:"))
         return response
 
-    def _launched(self, launch: lti.Launch) -> str:
-        """Keep what the launch says of the course; the page its user lands on."""
-        lti.remember(self.workshop_book, self.manifest.name, launch)
-        if launch.staff:
-            if launch.memberships and self.on_roster is not None:
-                self.on_roster(launch.memberships)
-            return f"/a/{self.queue.issue_link(f'lti:{launch.user_id}', uploads.ADMIN)}"
+    def _launched(self, launch: lti.Launch) -> tuple[str, str]:
+        """Keep what the launch says of the course: (the page its user lands on, the student, "" for staff)."""
+        lti.remember(self.workshop_book, self.manifest.name, launch)  # refuses a launch from another course
         with self._register:
             book = gradebook.Gradebook(self.workshop_book)
             try:
-                student = lti.add_learner(book, self.manifest.name, self.tool.registration.issuer, launch.user_id,
-                                          launch.name, launch.email, launch.roles)
+                if launch.staff:
+                    lti.update_roles(book, self.manifest.name, launch.user_id, launch.roles)  # never posted from now on
+                    student = ""
+                else:
+                    student = lti.add_learner(book, self.manifest.name, self.tool.registration.issuer, launch.user_id,
+                                              launch.name, launch.email, launch.roles)
             finally:
                 book.close()
         self.live.changed()
-        return f"/s/{self.queue.issue_link(student)}"
+        if launch.staff:
+            if launch.memberships and self.on_roster is not None:
+                self.on_roster(launch.memberships)
+            return f"/a/{self.queue.issue_link(f'lti:{launch.user_id}', uploads.ADMIN)}", ""
+        return f"/s/{self.queue.issue_link(student)}", student
+
+    async def lti_scorecard(self, request: Request) -> Response:
+        """A scorecard, from the link in the course's gradebook: open to the browser of the student who launched."""
+        try:
+            student, _, mac = request.cookies.get(LTI_STUDENT_COOKIE, "").rpartition(".")
+            if not student or not tokens.form_token_ok(self.secret, f"lti-student:{student}", mac):
+                raise Declined(404, "open the lab from the course first, in this browser; then this link shows your scorecard")
+            upload = self.queue.by_name(request.path_params["name"])
+            if upload is None or upload.student != student:
+                raise Declined(404, "no such page")
+            return await self._attempt_file(upload, "scorecard.html", for_student=True)
+        except Declined as refused:
+            return self._message(refused)
 
     # --- a student's pages -----------------------------------------------------------
 
