@@ -327,6 +327,20 @@ def test_a_score_the_lms_refuses_is_kept_as_refused_and_not_sent_again(course):
     poster.close()
 
 
+def test_logins_begun_and_never_ended_are_bounded(tmp_path, monkeypatch):
+    """Anyone may begin a login: the oldest unfinished ones go first, whatever the flood."""
+    monkeypatch.setattr(lti, "MAX_LOGINS", 3)
+    registration = lti.Registration("http://127.0.0.1:9", "c", ("d",), "http://127.0.0.1:9/auth", "http://127.0.0.1:9/token",
+                                    "http://127.0.0.1:9/jwks")
+    tool = lti.Tool(registration, str(tmp_path))
+    states = [tool.login({"iss": registration.issuer, "login_hint": "u"}, "http://127.0.0.1:8/lti/launch")[1] for _ in range(5)]
+    with pytest.raises(lti.LaunchRefused, match="unknown or too old"):
+        tool.launch("x.y.z", states[1], states[1])
+    with pytest.raises(lti.LaunchRefused) as kept:
+        tool.launch("x.y.z", states[4], states[4])  # still known: refused for its token instead
+    assert "unknown or too old" not in str(kept.value)
+
+
 def test_the_registration_is_checked_before_anything_starts(tmp_path):
     path = tmp_path / "lti.toml"
     path.write_text('[lti]\nissuer = "https://lms.example.edu"\nclient_id = "x"\n')

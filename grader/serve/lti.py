@@ -56,6 +56,7 @@ MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
 STAFF_ROLES = frozenset({"Instructor", "ContentDeveloper", "Administrator"})  # with their sub-roles (TeachingAssistant is Instructor's)
 KEY_FILE = "lti-key.pem"
 LOGIN_SECONDS = 600  # a login's state and nonce are good this long
+MAX_LOGINS = 20_000  # logins under way kept at once (anyone may begin one)
 STATE_COOKIE = "grader_lti_state"
 TIMEOUT = 10.0  # seconds for a request to the LMS
 
@@ -222,6 +223,8 @@ class Tool:
         now = time.time()
         with self._lock:
             self._forget(now)
+            while len(self._logins) >= MAX_LOGINS:  # a flood of logins begun and never ended: the oldest go
+                del self._logins[next(iter(self._logins))]
             self._logins[state] = (nonce, now + LOGIN_SECONDS)
         query = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post", "prompt": "none",
                  "client_id": registration.client_id, "redirect_uri": launch_url, "login_hint": params["login_hint"],
