@@ -118,6 +118,13 @@ def course(tmp_path):
             tool.close()
 
 
+def graded_learner(platform, tool, browser, user_id: str = "ada") -> lti.Poster:
+    """`user_id` launched once and graded 1 of 1; the test's own poster (the server's stopped)."""
+    landed(platform.launch(browser, user_id))
+    tool.graded(lti.student_id(platform.url, user_id), "a1", 1.0)
+    return tool.poster()
+
+
 def landed(response) -> str:
     assert response.status_code == 303, (response.status_code, response.text[:500])
     return response.headers["location"]
@@ -287,9 +294,7 @@ def test_a_score_is_posted_once_the_student_sees_their_whole_score(course):
     from grader.config.manifest import ClassRules
 
     platform, tool, browser = course
-    landed(platform.launch(browser, "ada"))
-    tool.graded(lti.student_id(platform.url, "ada"), "a1", 1.0)
-    poster = tool.poster()
+    poster = graded_learner(platform, tool, browser)
     due = time.time() + 3600
     book = gradebook.Gradebook(tool.book_path)
     facts = dataclasses.replace(tool.facts, rules=ClassRules(due=due, check_visibility=(("runs", "after_due_date"),)))
@@ -302,9 +307,7 @@ def test_a_score_is_posted_once_the_student_sees_their_whole_score(course):
 
 def test_an_lms_that_does_not_know_the_tools_key_yet_keeps_the_scores_waiting_not_refused(course):
     platform, tool, browser = course
-    landed(platform.launch(browser, "ada"))
-    tool.graded(lti.student_id(platform.url, "ada"), "a1", 1.0)
-    poster = tool.poster()
+    poster = graded_learner(platform, tool, browser)
     platform.tool_keys = {"keys": []}  # registered with no key (or another)
     assert poster.enqueue(tool.view()) == 1
     assert poster.deliver() == {"posted": 0, "refused": 0, "waiting": 1} and "no line item" in tool.posts()[0].answer

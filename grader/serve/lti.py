@@ -495,6 +495,7 @@ def sync_roster(services: Services, url: str, book_path: str, assignment: str, i
     book = gradebook.Gradebook(book_path)
     learners = staff = 0
     try:
+        submitted = {s.student for s in book.submissions(assignment)} if match_known else set()  # read once, not per member
         for member in members:
             roles = [r for r in member.get("roles") or () if isinstance(r, str)]
             user_id = str(member.get("user_id") or "")
@@ -509,7 +510,7 @@ def sync_roster(services: Services, url: str, book_path: str, assignment: str, i
             learners += 1
             name, email = " ".join(str(member.get("name") or "").split())[:60], str(member.get("email") or "")[:200]
             students = book.students(assignment)
-            known = _same_person(students, {s.student for s in book.submissions(assignment)}, user_id, email) if match_known else None
+            known = _same_person(students, submitted, user_id, email) if match_known else None
             if known is None:
                 add_learner(book, assignment, issuer, user_id, name, email, roles)
             else:
